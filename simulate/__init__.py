@@ -1,0 +1,4 @@
+"""Imaging, data writing and evaluation for nmosim phantoms.
+
+Uses :mod:`phantoms` through its public API only.
+"""
