@@ -1,0 +1,307 @@
+"""CT scanner protocols: validated acquisition, geometry and reconstruction settings, and presets.
+
+Describes the scan only; it does not project, reconstruct or model X-ray physics.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from phantoms.errors import SpecError, check_choice, check_range
+from phantoms.grid import Grid
+
+KERNELS = ("soft", "standard", "bone")
+RECON_METHODS = ("fbp", "sirt", "cgls")
+
+# View-angle and detector convention, stored with every protocol (see ScannerProtocol).
+GEOMETRY_CONVENTION = (
+    "third-generation fan beam, flat detector; rotation axis = patient z through x = y = 0; "
+    "view k at beta_k = 2*pi*k/n_views; source at D_si*(sin beta, cos beta) in (x, y) mm "
+    "(beta = 0: source anterior, beta = 90 deg: source at patient right); detector centre at "
+    "-(D_sd - D_si)*(sin beta, cos beta); bin j centred at offset "
+    "(j - (n_bins - 1)/2)*bin_width_mm along (cos beta, -sin beta) "
+    "(at beta = 0 bins run toward patient right)"
+)
+
+# DOMAIN.md 4.3: 120 kVp, 150-250 mAs, DFOV 340-420 mm at 0.66-0.82 mm pixels, 0.6-1.25 mm slices.
+# Geometry of a typical third-generation scanner: source-iso 595 mm, source-detector 1085.6 mm,
+# a fan covering a 500 mm scan field of view. 'quick' bins channel pairs (2.2 mm) to halve the
+# projection cost; its 0.75 mm imaging pixels are still sampled finer than its 1.5 mm voxels.
+PRESETS: dict[str, dict[str, object]] = {
+    "quick": {
+        "kvp": 120.0,
+        "mas": 200.0,
+        "filtration_mm_al": 6.0,
+        "n_views": 360,
+        "n_bins": 456,
+        "bin_width_mm": 2.2,
+        "source_to_iso_mm": 595.0,
+        "source_to_detector_mm": 1085.6,
+        "slice_thickness_mm": 1.5,
+        "kernel": "standard",
+        "recon_method": "fbp",
+        "recon_iterations": 50,
+        "recon_pixel_mm": 1.5,
+        "recon_fov_mm": 384.0,
+        "electronic_noise_photons": 5.0,
+        "water_correction": True,
+        "imaging_oversampling": 2,
+    },
+    "clinical": {
+        "kvp": 120.0,
+        "mas": 200.0,
+        "filtration_mm_al": 6.0,
+        "n_views": 1152,
+        "n_bins": 912,
+        "bin_width_mm": 1.1,
+        "source_to_iso_mm": 595.0,
+        "source_to_detector_mm": 1085.6,
+        "slice_thickness_mm": 1.0,
+        "kernel": "standard",
+        "recon_method": "fbp",
+        "recon_iterations": 50,
+        "recon_pixel_mm": 0.75,
+        "recon_fov_mm": 384.0,
+        "electronic_noise_photons": 5.0,
+        "water_correction": True,
+        "imaging_oversampling": 2,
+    },
+}
+
+
+def _check_int(name: str, value: object, lo: int, hi: int) -> int:
+    """Return ``value`` as int if it is a whole number in ``[lo, hi]``, else raise SpecError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if not (isinstance(value, (float, np.floating)) and float(value).is_integer()):
+            raise SpecError(f"{name} = {value!r} is not a whole number in [{lo}, {hi}]")
+    check_range(name, value, lo, hi)
+    return int(value)
+
+
+def _check_positive(name: str, value: object, hi: float) -> float:
+    """Return ``value`` as float if ``0 < value <= hi``, else raise SpecError."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"{name} = {value!r} is not a number; allowed range (0, {hi:g}]") from None
+    if not (0.0 < number <= hi):  # also catches NaN
+        raise SpecError(f"{name} = {value!r} is outside (0, {hi:g}]")
+    return number
+
+
+# Allowed ranges, checked in ScannerProtocol.__post_init__ (closed intervals unless "positive").
+_RANGES = {
+    "kvp": (70.0, 150.0),
+    "filtration_mm_al": (0.0, 10.0),
+    "source_to_iso_mm": (100.0, 2000.0),
+    "source_to_detector_mm": (100.0, 4000.0),
+    "recon_fov_mm": (10.0, 1000.0),
+    "electronic_noise_photons": (0.0, 1e4),
+}
+_POSITIVE = {"mas": 1000.0, "bin_width_mm": 5.0, "slice_thickness_mm": 10.0, "recon_pixel_mm": 5.0}
+_INTEGERS = {
+    "n_views": (1, 10000),
+    "n_bins": (8, 8192),
+    "recon_iterations": (1, 10000),
+    "imaging_oversampling": (1, 8),
+}
+
+
+@dataclass(frozen=True)
+class ScannerProtocol:
+    """One CT acquisition and reconstruction, validated on construction.
+
+    Geometry (patient frame RAS+, mm): a third-generation fan beam with a flat detector rotating
+    about the patient z axis through x = y = 0. View ``k`` is at ``beta_k = 2 pi k / n_views``;
+    the source sits at ``source_to_iso_mm * (sin beta, cos beta)`` in (x, y), so at beta = 0 it is
+    anterior and at 90 degrees at the patient's right. The detector centre is opposite, at
+    ``-(source_to_detector_mm - source_to_iso_mm) * (sin beta, cos beta)``; bin ``j`` is centred
+    ``(j - (n_bins - 1) / 2) * bin_width_mm`` along ``(cos beta, -sin beta)``. Each axial slice is
+    scanned the same way (one detector row per slice).
+
+    Attributes
+    ----------
+    kvp : tube voltage in kV, [70, 150].
+    mas : tube current-time product per rotation in mAs, (0, 1000].
+    filtration_mm_al : added filtration in mm of aluminium, [0, 10].
+    n_views : projections per 360 degree rotation, [1, 10000].
+    n_bins : detector channels, [8, 8192].
+    bin_width_mm : channel pitch at the detector in mm, (0, 5].
+    source_to_iso_mm, source_to_detector_mm : distances in mm, [100, 2000] and [100, 4000]; the
+        detector lies beyond the iso-centre.
+    slice_thickness_mm : reconstructed slice thickness (and spacing) in mm, (0, 10].
+    kernel : FBP kernel, one of soft, standard, bone.
+    recon_method : fbp, sirt or cgls; ``recon_iterations`` is used by the iterative ones.
+    recon_pixel_mm : in-plane pixel of the reconstruction in mm, (0, 5].
+    recon_fov_mm : reconstructed field of view (square side) in mm; must lie inside the fan.
+    electronic_noise_photons : standard deviation of the additive detector noise per reading,
+        in photon equivalents, [0, 10000].
+    water_correction : apply a water beam-hardening correction.
+    imaging_oversampling : the imaging grid is this many times finer than the reconstruction grid
+        along each axis, [1, 8].
+    """
+
+    kvp: float
+    mas: float
+    filtration_mm_al: float
+    n_views: int
+    n_bins: int
+    bin_width_mm: float
+    source_to_iso_mm: float
+    source_to_detector_mm: float
+    slice_thickness_mm: float
+    kernel: str
+    recon_method: str
+    recon_iterations: int
+    recon_pixel_mm: float
+    recon_fov_mm: float
+    electronic_noise_photons: float
+    water_correction: bool
+    imaging_oversampling: int
+
+    def __post_init__(self) -> None:
+        for name, (lo, hi) in _RANGES.items():
+            object.__setattr__(self, name, check_range(name, getattr(self, name), lo, hi))
+        for name, hi in _POSITIVE.items():
+            object.__setattr__(self, name, _check_positive(name, getattr(self, name), hi))
+        for name, (lo, hi) in _INTEGERS.items():
+            object.__setattr__(self, name, _check_int(name, getattr(self, name), lo, hi))
+        check_choice("kernel", self.kernel, KERNELS)
+        check_choice("recon_method", self.recon_method, RECON_METHODS)
+        if not isinstance(self.water_correction, (bool, np.bool_)):
+            value = self.water_correction
+            raise SpecError(f"water_correction = {value!r} is not one of {{True, False}}")
+        object.__setattr__(self, "water_correction", bool(self.water_correction))
+        if self.source_to_detector_mm <= self.source_to_iso_mm:
+            raise SpecError(
+                f"source_to_detector_mm = {self.source_to_detector_mm:g} must exceed "
+                f"source_to_iso_mm = {self.source_to_iso_mm:g}"
+            )
+        if self.recon_fov_mm > self.scan_fov_mm:
+            raise SpecError(
+                f"recon_fov_mm = {self.recon_fov_mm:g} is outside [10, {self.scan_fov_mm:.4g}]: "
+                f"{self.n_bins} bins of {self.bin_width_mm:g} mm cover a "
+                f"{self.scan_fov_mm:.4g} mm scan field of view"
+            )
+
+    # --- derived geometry -------------------------------------------------------------------
+    @property
+    def magnification(self) -> float:
+        """Source-detector over source-iso distance (dimensionless)."""
+        return self.source_to_detector_mm / self.source_to_iso_mm
+
+    @property
+    def iso_bin_width_mm(self) -> float:
+        """Channel pitch scaled back to the iso-centre, in mm."""
+        return self.bin_width_mm / self.magnification
+
+    @property
+    def fan_angle_deg(self) -> float:
+        """Full fan angle in degrees (edge to edge of the detector)."""
+        half_width = self.n_bins * self.bin_width_mm / 2.0
+        return math.degrees(2.0 * math.atan(half_width / self.source_to_detector_mm))
+
+    @property
+    def scan_fov_mm(self) -> float:
+        """Diameter in mm of the circle that every view sees whole (the scan field of view)."""
+        return 2.0 * self.source_to_iso_mm * math.sin(math.radians(self.fan_angle_deg / 2.0))
+
+    def view_angles_rad(self) -> np.ndarray:
+        """Source angles ``beta_k = 2 pi k / n_views`` in radians, float64 of length ``n_views``."""
+        return 2.0 * np.pi * np.arange(self.n_views) / self.n_views
+
+    def bin_offsets_mm(self) -> np.ndarray:
+        """Signed offsets in mm of the bin centres from the detector centre, at the detector."""
+        return (np.arange(self.n_bins) - (self.n_bins - 1) / 2.0) * self.bin_width_mm
+
+    def to_dict(self) -> dict:
+        """JSON-ready description (settings plus derived geometry) for truth.json."""
+        d = asdict(self)
+        d["geometry"] = {
+            "type": "fanflat",
+            "convention": GEOMETRY_CONVENTION,
+            "source_to_iso_mm": self.source_to_iso_mm,
+            "source_to_detector_mm": self.source_to_detector_mm,
+            "n_views": self.n_views,
+            "n_bins": self.n_bins,
+            "bin_width_mm": self.bin_width_mm,
+            "iso_bin_width_mm": self.iso_bin_width_mm,
+            "fan_angle_deg": self.fan_angle_deg,
+            "scan_fov_mm": self.scan_fov_mm,
+            "rotation_deg": 360.0,
+        }
+        d["recon_voxel_mm"] = [self.recon_pixel_mm, self.recon_pixel_mm, self.slice_thickness_mm]
+        return d
+
+
+def make_protocol(preset: str = "quick", **overrides: object) -> ScannerProtocol:
+    """Protocol from a named preset (``quick`` or ``clinical``) with some fields overridden.
+
+    Examples
+    --------
+    >>> make_protocol("clinical", kernel="bone").kernel
+    'bone'
+    """
+    if preset not in PRESETS:
+        raise SpecError(f"preset = {preset!r} is not one of {{{', '.join(PRESETS)}}}")
+    names = tuple(f.name for f in fields(ScannerProtocol))
+    unknown = [k for k in overrides if k not in names]
+    if unknown:
+        raise SpecError(
+            f"unknown scanner parameter {unknown[0]!r}; allowed parameters: {', '.join(names)}"
+        )
+    return ScannerProtocol(**{**PRESETS[preset], **overrides})
+
+
+def recon_grid(
+    protocol: ScannerProtocol,
+    z_lower_mm: float,
+    z_upper_mm: float,
+    center_xy_mm: tuple[float, float] = (0.0, 0.0),
+) -> Grid:
+    """Reconstruction grid: a square ``recon_fov_mm`` field at ``recon_pixel_mm``, slices of
+    ``slice_thickness_mm`` covering ``[z_lower_mm, z_upper_mm]``, centred on ``center_xy_mm``."""
+    if not z_upper_mm > z_lower_mm:
+        raise SpecError(f"z range [{z_lower_mm:g}, {z_upper_mm:g}] mm is empty")
+    n_xy = max(int(round(protocol.recon_fov_mm / protocol.recon_pixel_mm)), 1)
+    n_z = max(int(math.ceil((z_upper_mm - z_lower_mm) / protocol.slice_thickness_mm - 1e-9)), 1)
+    spacing = (protocol.recon_pixel_mm, protocol.recon_pixel_mm, protocol.slice_thickness_mm)
+    center = (center_xy_mm[0], center_xy_mm[1], (z_lower_mm + z_upper_mm) / 2.0)
+    return Grid.centered((n_z, n_xy, n_xy), spacing, center)
+
+
+def imaging_grid(
+    protocol: ScannerProtocol,
+    recon: Grid,
+    xy_lower_mm: tuple[float, float] | None = None,
+    xy_upper_mm: tuple[float, float] | None = None,
+) -> Grid:
+    """Finer grid for imaging: ``imaging_oversampling`` times finer than ``recon`` on every axis.
+
+    Along z it subdivides each reconstruction slice exactly (``k`` fine slices per slice), so
+    fine slices can be summed into reconstruction slices. In-plane it covers the box
+    ``[xy_lower_mm, xy_upper_mm]`` (default: the reconstruction grid's extent); make it cover the
+    whole object, since anything outside it is invisible to the rays.
+    """
+    k = protocol.imaging_oversampling
+    sx, sy, sz = recon.spacing_mm
+    fine = (sx / k, sy / k, sz / k)
+    nz_rec, ny_rec, nx_rec = recon.shape
+    ox, oy, oz = recon.origin_mm
+    if xy_lower_mm is None:
+        xy_lower_mm = (ox - sx / 2.0, oy - sy / 2.0)
+    if xy_upper_mm is None:
+        xy_upper_mm = (ox + (nx_rec - 0.5) * sx, oy + (ny_rec - 0.5) * sy)
+    nx = max(int(math.ceil((xy_upper_mm[0] - xy_lower_mm[0]) / fine[0] - 1e-9)), 1)
+    ny = max(int(math.ceil((xy_upper_mm[1] - xy_lower_mm[1]) / fine[1] - 1e-9)), 1)
+    cx = (xy_lower_mm[0] + xy_upper_mm[0]) / 2.0
+    cy = (xy_lower_mm[1] + xy_upper_mm[1]) / 2.0
+    origin_z = oz - sz / 2.0 + fine[2] / 2.0
+    return Grid(
+        (nz_rec * k, ny, nx),
+        fine,
+        (cx - (nx - 1) / 2.0 * fine[0], cy - (ny - 1) / 2.0 * fine[1], origin_z),
+    )
