@@ -29,7 +29,9 @@ class Grid:
 
     def __post_init__(self) -> None:
         if len(self.shape) != 3 or any(int(n) < 1 for n in self.shape):
-            raise SpecError(f"shape = {tuple(self.shape)} must be three positive integers (nz, ny, nx)")
+            raise SpecError(
+                f"shape = {tuple(self.shape)} must be three positive integers (nz, ny, nx)"
+            )
         if len(self.spacing_mm) != 3 or not all(np.isfinite(s) and s > 0 for s in self.spacing_mm):
             raise SpecError(
                 f"spacing_mm = {tuple(self.spacing_mm)} must be three positive numbers (x, y, z) in mm"

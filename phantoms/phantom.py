@@ -1,0 +1,50 @@
+"""The Phantom: an anatomy spec with its analytic scene, and its rasterization onto a grid.
+
+Holds and labels; building shapes is anatomy.py's job, drawing pixels is rasterize.py's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from phantoms.anatomy import HipLandmarks, build_anatomy, hip_landmarks, scene_bounds
+from phantoms.errors import check_range
+from phantoms.grid import Grid
+from phantoms.rasterize import Part, Rasterization, rasterize
+from phantoms.spec import AnatomySpec
+
+
+@dataclass(frozen=True)
+class Phantom:
+    """An analytic hip scene: its parameters, its labelled parts and its landmarks (mm)."""
+
+    anatomy: AnatomySpec
+    parts: tuple[Part, ...]
+    landmarks: HipLandmarks
+    metadata: dict = field(default_factory=dict)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Box (mm, x y z) from above the iliac crests to below the lesser trochanters."""
+        return scene_bounds(self.anatomy)
+
+    def grid(self, spacing_mm: float | tuple[float, float, float] = 1.5) -> Grid:
+        """A grid of ``spacing_mm`` that covers :meth:`bounds`."""
+        if np.ndim(spacing_mm) == 0:
+            check_range("spacing_mm", spacing_mm, 0.1, 10.0)
+        else:
+            for s in spacing_mm:
+                check_range("spacing_mm", s, 0.1, 10.0)
+        lo, hi = self.bounds()
+        return Grid.covering(tuple(lo), tuple(hi), spacing_mm)
+
+    def rasterize(self, grid: Grid, supersampling: int = 2) -> Rasterization:
+        """Labels and tissue fractions on ``grid``, ``supersampling**3`` samples per edge voxel."""
+        return rasterize(self.parts, grid, supersampling)
+
+
+def build_phantom(anatomy: AnatomySpec, rng: np.random.Generator | None = None) -> Phantom:
+    """Build the scene of ``anatomy``; ``rng`` places the few random soft-tissue details."""
+    parts = tuple(build_anatomy(anatomy, rng))
+    return Phantom(anatomy=anatomy, parts=parts, landmarks=hip_landmarks(anatomy))
