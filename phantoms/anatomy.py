@@ -6,6 +6,7 @@ and it never rasterizes. Positions follow DOMAIN.md section 3 (patient frame RAS
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -460,10 +461,14 @@ def _sides(shape: Shape) -> tuple[Shape, Shape]:
     return shape, MirrorX(shape)
 
 
-def build_anatomy(spec: AnatomySpec, rng: np.random.Generator | None = None) -> list[Part]:
+def build_anatomy(
+    spec: AnatomySpec, rng: np.random.Generator | None = None, lesions: Sequence[Part] = ()
+) -> list[Part]:
     """The labelled parts of the hip, in painting order (later parts cover earlier ones).
 
     ``rng`` only places loops of bowel; the same spec and generator state give the same scene.
+    ``lesions`` (heterotopic bone, confounders) are painted over muscle and fat but under
+    vessels, nerves, the joint space and native bone, so they never overlap those.
     """
     lm = hip_landmarks(spec)
     parts: list[Part] = []
@@ -484,6 +489,7 @@ def build_anatomy(spec: AnatomySpec, rng: np.random.Generator | None = None) -> 
         right, left = _sides(_muscle_shape(muscle, spec.muscle_bulk, inner))
         parts.append(Part(f"{muscle.name}_right", right, Structure.MUSCLE, Tissue.MUSCLE))
         parts.append(Part(f"{muscle.name}_left", left, Structure.MUSCLE, Tissue.MUSCLE))
+    parts.extend(lesions)
     for name, shape, structure in _vessels_nerves_right(lm):
         right, left = _sides(shape)
         parts.append(Part(f"{name}_right", right, structure, Tissue.SOFT_TISSUE_OTHER))

@@ -5,6 +5,7 @@ Holds and labels; building shapes is anatomy.py's job, drawing pixels is rasteri
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,7 +45,18 @@ class Phantom:
         return rasterize(self.parts, grid, supersampling)
 
 
-def build_phantom(anatomy: AnatomySpec, rng: np.random.Generator | None = None) -> Phantom:
-    """Build the scene of ``anatomy``; ``rng`` places the few random soft-tissue details."""
-    parts = tuple(build_anatomy(anatomy, rng))
-    return Phantom(anatomy=anatomy, parts=parts, landmarks=hip_landmarks(anatomy))
+def build_phantom(
+    anatomy: AnatomySpec,
+    rng: np.random.Generator | None = None,
+    lesions: Sequence[Part] = (),
+    metadata: dict | None = None,
+) -> Phantom:
+    """Build the scene of ``anatomy``; ``rng`` places the few random soft-tissue details.
+
+    ``lesions`` are extra parts (heterotopic bone, confounders) painted under native bone,
+    vessels and the joint space; ``metadata`` travels with the phantom into truth.json.
+    """
+    parts = tuple(build_anatomy(anatomy, rng, lesions))
+    return Phantom(
+        anatomy=anatomy, parts=parts, landmarks=hip_landmarks(anatomy), metadata=dict(metadata or {})
+    )
