@@ -177,6 +177,7 @@ def _renamed(material: Material, name: str) -> Material:
 
 def tissue_materials(
     *,
+    fat_density_g_cm3: float = 0.93,
     muscle_density_g_cm3: float = 1.055,
     muscle_atrophic_fat_fraction: float = 0.2,
     muscle_oedema_water_fraction: float = 0.3,
@@ -193,28 +194,33 @@ def tissue_materials(
     (DOMAIN 4.2: 60-70 keV); ``simulate.physics`` computes them. A value outside the stated range
     raises :class:`SpecError`.
 
+    - ``fat_density_g_cm3``: adipose (ICRU 44/46 composition) at this density, 0.90-0.97 g/cm3.
+      At ICRU's 0.95 it reads -84 HU, and about -76 HU in a reconstructed pelvis, where the beam is
+      harder; 0.93 reads -103 HU (about -95 HU reconstructed), the typical subcutaneous fat of
+      DOMAIN 4.1 (-100, range -120 to -80).
     - ``muscle_density_g_cm3``: ICRU 46 muscle composition at this density, 1.04-1.07 g/cm3.
       ICRU 46 rounds the density to 1.05, which reads 44 HU; 1.055 reads 49 HU, the lean thigh
       value (DOMAIN 2.8, Goodpaster 2000: 49.2 +- 2.8). Muscle-based tissues below share it.
     - ``muscle_atrophic_fat_fraction``: volume fraction of adipose in fat-infiltrated muscle,
-      0.1-0.6 (DOMAIN 4.2, 2.8). 0.2 reads ~22 HU, chronic paraplegia 10-35 HU (DOMAIN 4.1).
+      0.1-0.6 (DOMAIN 4.2, 2.8). 0.2 reads ~19 HU, chronic paraplegia 10-35 HU (DOMAIN 4.1).
     - ``muscle_oedema_water_fraction``: volume fraction of water in oedematous muscle, 0.1-0.5.
       DOMAIN 4.2 gives 10-30 %, but water lowers muscle by only ~0.5 HU per %, so reaching the
       10-35 HU of DOMAIN 4.1/2.9 needs up to 50 %. 0.3 reads ~34 HU (15 below normal, DOMAIN 2.6).
     - ``trabecular_density_scale``: demineralization of native cancellous bone, 0.5-1.0
-      (DOMAIN 2.10). A fraction ``1 - s`` of the spongiosa volume (~325 HU) becomes red marrow
+      (DOMAIN 2.10). A fraction ``1 - s`` of the spongiosa volume (~330 HU) becomes red marrow
       (~10 HU), so the HU scales by about ``s``, as DOMAIN 2.10 prescribes.
     - ``ho_calcifying_ha_mass_fraction``: hydroxyapatite mass fraction of early, amorphous HO,
-      0.02-0.4. 0.06 reads ~145 HU (DOMAIN 2.6: 100-300 HU, Sato threshold >= 100 HU).
+      0.02-0.4. 0.06 reads ~147 HU (DOMAIN 2.6: 100-300 HU, Sato threshold >= 100 HU).
     - ``ho_immature_ha_mass_fraction``: same for woven immature HO, 0.02-0.4. 0.25 reads ~520 HU
       (DOMAIN 2.6: 300-700 HU).
     - ``ho_cortex_density_g_cm3``: mature HO shell as cortical bone of this density, 1.6-1.92 g/cm3
-      (DOMAIN 4.2). 1.7 reads ~1410 HU (rim 800-1500 HU, DOMAIN 2.6; partial volume lowers it).
+      (DOMAIN 4.2). 1.7 reads ~1450 HU (rim 800-1500 HU, DOMAIN 2.6; partial volume lowers it).
     - ``ho_trabecular_bv_tv``: bone volume fraction of the mature HO core (cortical bone in yellow
-      marrow), 0.1-0.3 (DOMAIN 4.2). 0.2 reads ~300 HU (core 100-400 HU, DOMAIN 2.6).
+      marrow), 0.1-0.3 (DOMAIN 4.2). 0.2 reads ~310 HU (core 100-400 HU, DOMAIN 2.6).
     - ``calcification_ha_mass_fraction``: hydroxyapatite in soft tissue for calcifications that are
       not HO (confounders), 0.1-0.5. 0.3 reads ~690 HU (DOMAIN 5: deposits of 400-1000 HU).
     """
+    rho_fat = check_range("fat_density_g_cm3", fat_density_g_cm3, 0.90, 0.97)
     rho_muscle = check_range("muscle_density_g_cm3", muscle_density_g_cm3, 1.04, 1.07)
     f_fat = check_range("muscle_atrophic_fat_fraction", muscle_atrophic_fat_fraction, 0.1, 0.6)
     f_water = check_range("muscle_oedema_water_fraction", muscle_oedema_water_fraction, 0.1, 0.5)
@@ -226,16 +232,15 @@ def tissue_materials(
     ha_conf = check_range("calcification_ha_mass_fraction", calcification_ha_mass_fraction, *_CALC)
 
     muscle = MUSCLE.with_density(rho_muscle, "muscle")
+    fat = ADIPOSE.with_density(rho_fat, "fat")
     # DOMAIN 4.2: skin, vessels, nerves, capsule and cartilage share one label; a 50/50 volume mix
     # of skin and cartilage (~90 HU) sits between dermis and capsule/cartilage (DOMAIN 4.1).
     soft_other = mix_by_volume("soft_tissue_other", [(SKIN, 0.5), (CARTILAGE, 0.5)])
     return {
         Tissue.AIR: AIR,
-        Tissue.FAT: _renamed(ADIPOSE, "fat"),
+        Tissue.FAT: fat,
         Tissue.MUSCLE: muscle,
-        Tissue.MUSCLE_ATROPHIC: mix_by_volume(
-            "muscle_atrophic", [(muscle, 1.0 - f_fat), (ADIPOSE, f_fat)]
-        ),
+        Tissue.MUSCLE_ATROPHIC: mix_by_volume("muscle_atrophic", [(muscle, 1.0 - f_fat), (fat, f_fat)]),
         Tissue.MUSCLE_OEDEMATOUS: mix_by_volume(
             "muscle_oedematous", [(muscle, 1.0 - f_water), (WATER, f_water)]
         ),
@@ -247,9 +252,7 @@ def tissue_materials(
         Tissue.HO_CALCIFYING: mix_by_mass(
             "ho_calcifying", [(muscle, 1.0 - ha_calc), (HYDROXYAPATITE, ha_calc)]
         ),
-        Tissue.HO_IMMATURE: mix_by_mass(
-            "ho_immature", [(muscle, 1.0 - ha_imm), (HYDROXYAPATITE, ha_imm)]
-        ),
+        Tissue.HO_IMMATURE: mix_by_mass("ho_immature", [(muscle, 1.0 - ha_imm), (HYDROXYAPATITE, ha_imm)]),
         Tissue.HO_CORTEX: CORTICAL_BONE.with_density(rho_cortex, "ho_cortex"),
         Tissue.HO_TRABECULAR: mix_by_volume(
             "ho_trabecular", [(CORTICAL_BONE, bv_tv), (YELLOW_MARROW, 1.0 - bv_tv)]
