@@ -1,0 +1,187 @@
+"""Tests for simulate.reconstruct: rebinning, FBP kernels and scaling, SIRT/CGLS, orientation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from phantoms.errors import SpecError
+from phantoms.grid import Grid
+from simulate.backend import forward_project
+from simulate.reconstruct import (
+    cgls,
+    fbp,
+    kernel_window,
+    parallel_sampling,
+    rebin_to_parallel,
+    reconstruct,
+    sirt,
+)
+from simulate.scanner import make_protocol
+
+MU = 0.02  # 1/mm, about water at 70 keV
+
+
+def disc(grid, center_xy, radius, value=MU, supersample=4):
+    """Disc rasterized on every slice of ``grid`` with ``supersample**2`` points per pixel."""
+    xs, ys = grid.voxel_centers_axis(0), grid.voxel_centers_axis(1)
+    dx, dy = grid.spacing_mm[:2]
+    off = (np.arange(supersample) + 0.5) / supersample - 0.5
+    x = xs[None, :, None, None] + off[None, None, None, :] * dx - center_xy[0]
+    y = ys[:, None, None, None] + off[None, None, :, None] * dy - center_xy[1]
+    inside = (x**2 + y**2 <= radius**2).mean(axis=(2, 3))
+    return np.repeat((value * inside)[None].astype(np.float32), grid.shape[0], axis=0)
+
+
+def radii(grid, center_xy=(0.0, 0.0)):
+    xs, ys = grid.voxel_centers_axis(0), grid.voxel_centers_axis(1)
+    return np.hypot(xs[None, :] - center_xy[0], ys[:, None] - center_xy[1])
+
+
+@pytest.fixture(scope="module")
+def disc_scan():
+    """A 15 mm disc imaged on a 0.25 mm grid; reconstructed on coarser grids in the tests."""
+    protocol = make_protocol("quick", n_views=180, n_bins=192, bin_width_mm=0.9, recon_fov_mm=40)
+    fine = Grid.centered((1, 256, 256), (0.25, 0.25, 1.0))
+    return protocol, forward_project(disc(fine, (0.0, 0.0), 15.0), fine, protocol)
+
+
+def test_rebinned_off_centre_disc_matches_analytic_parallel_projection():
+    protocol = make_protocol("quick", n_views=360, n_bins=192, bin_width_mm=0.9, recon_fov_mm=40)
+    fine = Grid.centered((1, 192, 192), (0.25, 0.25, 1.0))
+    center, radius = (6.0, -5.0), 12.0
+    sino = forward_project(disc(fine, center, radius), fine, protocol)
+    parallel = rebin_to_parallel(sino, protocol)[0]
+    angles, t_step, n_t = parallel_sampling(protocol)
+    assert parallel.shape == (angles.size, n_t) and angles.size == 180
+    # view theta holds rays along -(sin, cos) with t = x cos(theta) - y sin(theta)
+    t = (np.arange(n_t) - (n_t - 1) / 2) * t_step
+    u = t[None, :] - (center[0] * np.cos(angles) - center[1] * np.sin(angles))[:, None]
+    expected = 2 * MU * np.sqrt(np.maximum(radius**2 - u**2, 0.0))
+    inner = np.abs(u) < 0.8 * radius  # away from the edge, where the raster is not a disc
+    assert np.abs(parallel - expected)[inner].max() < 0.01 * expected.max()
+
+
+@pytest.mark.parametrize("kernel", ["soft", "standard", "bone"])
+def test_fbp_of_uniform_disc_gives_its_value(disc_scan, kernel):
+    protocol, sino = disc_scan
+    grid = Grid.centered((1, 64, 64), (0.5, 0.5, 1.0))  # coarser than the imaging grid
+    image = fbp(sino, grid, protocol, kernel=kernel)[0]
+    centre = radii(grid) < 5.0
+    assert abs(image[centre].mean() / MU - 1.0) < 0.01
+    assert np.abs(image[centre] / MU - 1.0).max() < 0.01
+    assert np.abs(image[radii(grid) > 17.0]).max() < 0.02 * MU
+
+
+def _edge_width_mm(image, grid, radius):
+    """10 %-90 % width (mm) of the angle-averaged edge profile of a centred disc."""
+    r, v = radii(grid).ravel(), image.ravel() / MU
+    edges = np.arange(radius - 4.0, radius + 4.0, 0.1)
+    which = np.digitize(r, edges)
+    profile = np.array([v[which == i].mean() for i in range(1, edges.size)])
+    centres = (edges[:-1] + edges[1:]) / 2
+    return centres[np.argmax(profile < 0.1)] - centres[np.argmax(profile < 0.9)]
+
+
+def test_bone_kernel_is_sharper_and_noisier_than_soft(disc_scan):
+    protocol, sino = disc_scan
+    grid = Grid.centered((1, 96, 96), (0.5, 0.5, 1.0))
+    noise = np.random.default_rng(1).normal(0.0, 0.01, sino.shape).astype(np.float32)
+    width, noise_sd = {}, {}
+    for kernel in ("soft", "standard", "bone"):
+        width[kernel] = _edge_width_mm(fbp(sino, grid, protocol, kernel=kernel)[0], grid, 15.0)
+        noise_sd[kernel] = fbp(noise, grid, protocol, kernel=kernel)[0][radii(grid) < 15].std()
+    assert width["soft"] > width["standard"] > width["bone"]
+    assert width["soft"] - width["bone"] >= 0.4
+    assert noise_sd["soft"] < noise_sd["standard"] < noise_sd["bone"]
+    assert noise_sd["bone"] > 1.5 * noise_sd["soft"]
+
+
+def test_kernel_windows_are_normalised_low_pass():
+    f = np.linspace(0.0, 1.0, 11)
+    for kernel in ("soft", "standard", "bone"):
+        w = kernel_window(kernel, f)
+        assert w[0] == pytest.approx(1.0)
+    assert np.all(kernel_window("soft", f) <= kernel_window("standard", f) + 1e-12)
+    assert kernel_window("bone", [0.8])[0] > 1.05  # edge enhancement
+
+
+def test_protocol_kernel_is_the_default_and_is_validated(disc_scan):
+    protocol, sino = disc_scan
+    grid = Grid.centered((1, 32, 32), (1.0, 1.0, 1.0))
+    bone = replace(protocol, kernel="bone")
+    np.testing.assert_array_equal(fbp(sino, grid, bone), fbp(sino, grid, protocol, kernel="bone"))
+    with pytest.raises(SpecError, match="kernel = 'sharp' is not one of"):
+        fbp(sino, grid, protocol, kernel="sharp")
+    with pytest.raises(ValueError, match="does not match"):
+        fbp(sino[:, :-1], grid, protocol)
+
+
+@pytest.mark.parametrize(
+    ("method", "few", "many"), [(sirt, 5, 60), (cgls, 2, 15)], ids=["sirt", "cgls"]
+)
+def test_iterative_methods_converge_toward_the_disc_value(disc_scan, method, few, many):
+    protocol, sino = disc_scan
+    grid = Grid.centered((1, 48, 48), (1.0, 1.0, 1.0))
+    centre = radii(grid) < 6.0
+    error = {
+        n: np.abs(method(sino, grid, protocol, iterations=n)[0][centre] / MU - 1.0).mean()
+        for n in (few, many)
+    }
+    assert error[many] < 0.5 * error[few]
+    assert error[many] < 0.02
+
+
+def test_bad_iteration_count_is_a_spec_error(disc_scan):
+    protocol, sino = disc_scan
+    grid = Grid.centered((1, 16, 16), (2.0, 2.0, 1.0))
+    with pytest.raises(SpecError, match="iterations = 0 is outside"):
+        sirt(sino, grid, protocol, iterations=0)
+
+
+@pytest.fixture(scope="module")
+def off_centre_scan():
+    """A disc of radius 10 mm at (x, y) = (+60, +30) mm: patient right and anterior."""
+    protocol = make_protocol("quick", n_views=120, n_bins=256, bin_width_mm=2.2, recon_fov_mm=100)
+    fine = Grid.centered((2, 200, 200), (1.0, 1.0, 1.0))
+    return protocol, forward_project(disc(fine, (60.0, 30.0), 10.0), fine, protocol)
+
+
+@pytest.mark.parametrize("method", ["fbp", "sirt", "cgls"])
+@pytest.mark.parametrize(
+    "grid",
+    [
+        Grid.centered((2, 100, 100), (2.0, 2.0, 1.0)),
+        Grid.centered((2, 100, 134), (1.5, 2.0, 3.0), (20.0, 10.0, 5.0)),  # non-square, off-centre
+    ],
+    ids=["centred", "anisotropic-offcentre"],
+)
+def test_off_centre_disc_reconstructs_where_it_is(off_centre_scan, grid, method):
+    protocol, sino = off_centre_scan
+    protocol = replace(protocol, recon_method=method, recon_iterations=20)
+    image = reconstruct(sino, grid, protocol)[0]
+    mask = image > 0.5 * MU
+    iy, ix = np.nonzero(mask)
+    weights = image[mask]
+    index = np.array([0.0, np.average(iy, weights=weights), np.average(ix, weights=weights)])
+    x_mm, y_mm, _ = grid.index_to_mm(index)
+    assert abs(x_mm - 60.0) < grid.spacing_mm[0]
+    assert abs(y_mm - 30.0) < grid.spacing_mm[1]
+    # and the array element at the disc centre is inside the disc, its mirror images are not
+    for sx, sy in ((1, 1), (-1, 1), (1, -1), (-1, -1)):
+        _, j, i = np.round(grid.mm_to_index(np.array([sx * 60.0, sy * 30.0, 0.0]))).astype(int)
+        inside = 0 <= j < grid.shape[1] and 0 <= i < grid.shape[2] and image[j, i] > 0.5 * MU
+        assert inside == (sx == 1 and sy == 1)
+
+
+def test_threads_do_not_change_reconstructions_bitwise():
+    grid = Grid.centered((4, 40, 48), (1.0, 1.25, 1.0), (3.0, -2.0, 0.0))
+    protocol = make_protocol("quick", n_views=60, n_bins=128, bin_width_mm=1.5, recon_fov_mm=20)
+    sino = np.random.default_rng(7).random((4, 60, 128), dtype=np.float32)
+    for method in (fbp, sirt):
+        kwargs = {} if method is fbp else {"iterations": 3}
+        one = method(sino, grid, protocol, threads=1, **kwargs)
+        two = method(sino, grid, protocol, threads=2, **kwargs)
+        assert np.array_equal(one, two)
