@@ -32,7 +32,7 @@ from phantoms.spec import AnatomySpec
 SKIN_MM = 2.0  # DOMAIN.md 3: dermis 1.5-3 mm
 PELVIS_CORTEX_MM = 1.5  # DOMAIN.md 4.1: thin cortices (acetabulum) read 600-1200 HU
 HEAD_CORTEX_MM = 1.0  # DOMAIN.md 3: subchondral cortex 0.5-1.5 mm
-BONE_CLEARANCE_MM = 2.5  # pelvis is kept this far from the femur: bones never touch natively
+BONE_CLEARANCE_MM = 4.0  # pelvis is kept this far from the femur: bones never touch natively
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -112,6 +112,12 @@ def hip_landmarks(spec: AnatomySpec) -> HipLandmarks:
 
 def femur_shape(spec: AnatomySpec, lm: HipLandmarks) -> Shape:
     """Outer surface of the right femur: head, neck, trochanters and shaft."""
+    head, proximal = _femur_pieces(spec, lm)
+    return Union((head, proximal), smooth_mm=5.0)
+
+
+def _femur_pieces(spec: AnatomySpec, lm: HipLandmarks) -> tuple[Shape, Shape]:
+    """The femoral head, and the rest of the femur (neck, trochanters, shaft)."""
     r, rs = lm.head_radius, lm.shaft_radius
     d = 2 * r
     head = Sphere(lm.head_center, r)
@@ -130,7 +136,7 @@ def femur_shape(spec: AnatomySpec, lm: HipLandmarks) -> Shape:
     )
     intertrochanteric = Capsule(lm.greater_trochanter, lm.lesser_trochanter, 8.0, 7.0)
     proximal = Union((neck, shaft, greater, lesser, intertrochanteric), smooth_mm=10.0)
-    return Union((head, proximal), smooth_mm=5.0)
+    return head, proximal
 
 
 def femur_cortex_depth(spec: AnatomySpec, lm: HipLandmarks):
@@ -508,7 +514,9 @@ def build_anatomy(
 
     # Pelvis: both hip bones and the sacrum, socket carved, kept clear of the femurs.
     hip_bone = Difference(hip_bone_shape(spec, lm), socket)
-    clearance = Offset(femur, BONE_CLEARANCE_MM)
+    # Around the head the socket sets the joint space (which narrows in ankylosis); elsewhere
+    # the hip bone keeps a fixed clearance from the femur.
+    clearance = Offset(_femur_pieces(spec, lm)[1], BONE_CLEARANCE_MM)
     hip_bone = Difference(hip_bone, clearance)
     right_hip, left_hip = _sides(hip_bone)
     pelvis = Union((right_hip, left_hip, sacrum_shape(lm)))

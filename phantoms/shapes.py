@@ -277,13 +277,15 @@ class Intersection(Shape):
     def sdf(self, points: Points) -> np.ndarray:
         lo, hi = self.bounds()
         result = _box_distance(points, lo, hi)  # a lower bound outside the common box
-        inside = _in_box(points, lo, hi)
-        if inside.any():
-            sub = points[inside]
-            d = np.full(len(sub), -np.inf)
-            for child in self.children:
-                d = np.maximum(d, child.sdf(sub))
-            result[inside] = d
+        todo = np.flatnonzero(_in_box(points, lo, hi))
+        result[todo] = -np.inf
+        for child in self.children:
+            # Once a point is EXACT_WITHIN_MM outside one child it is at least that far outside
+            # the intersection; the other children need not be evaluated there.
+            if todo.size == 0:
+                break
+            result[todo] = np.maximum(result[todo], child.sdf(points[todo]))
+            todo = todo[result[todo] < EXACT_WITHIN_MM]
         return result
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
