@@ -206,7 +206,7 @@ def tissue_materials(
     - ``muscle_oedema_water_fraction``: volume fraction of water in oedematous muscle, 0.1-0.5.
       DOMAIN 4.2 gives 10-30 %, but water lowers muscle by only ~0.5 HU per %, so reaching the
       10-35 HU of DOMAIN 4.1/2.9 needs up to 50 %. 0.3 reads ~34 HU (15 below normal, DOMAIN 2.6).
-    - ``trabecular_density_scale``: demineralization of native cancellous bone, 0.5-1.0
+    - ``trabecular_density_scale``: demineralization of native cancellous bone, 0.4-1.0
       (DOMAIN 2.10). A fraction ``1 - s`` of the spongiosa volume (~330 HU) becomes red marrow
       (~10 HU), so the HU scales by about ``s``, as DOMAIN 2.10 prescribes.
     - ``ho_calcifying_ha_mass_fraction``: hydroxyapatite mass fraction of early, amorphous HO,
@@ -224,7 +224,7 @@ def tissue_materials(
     rho_muscle = check_range("muscle_density_g_cm3", muscle_density_g_cm3, 1.04, 1.07)
     f_fat = check_range("muscle_atrophic_fat_fraction", muscle_atrophic_fat_fraction, 0.1, 0.6)
     f_water = check_range("muscle_oedema_water_fraction", muscle_oedema_water_fraction, 0.1, 0.5)
-    s_trab = check_range("trabecular_density_scale", trabecular_density_scale, 0.5, 1.0)
+    s_trab = check_range("trabecular_density_scale", trabecular_density_scale, 0.4, 1.0)
     ha_calc = check_range("ho_calcifying_ha_mass_fraction", ho_calcifying_ha_mass_fraction, *_HA)
     ha_imm = check_range("ho_immature_ha_mass_fraction", ho_immature_ha_mass_fraction, *_HA)
     rho_cortex = check_range("ho_cortex_density_g_cm3", ho_cortex_density_g_cm3, 1.6, 1.92)

@@ -28,7 +28,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "shaft_outer_diameter_mm": (22.0, 36.0),  # DOMAIN.md 3: 25-32
     "shaft_cortical_thickness_mm": (3.0, 10.0),  # DOMAIN.md 3: 5-8 mid-diaphysis
     "joint_space_mm": (1.0, 6.0),  # DOMAIN.md 3: 3.5-5 superior; < 2-2.5 narrowed
-    "bone_density_scale": (0.4, 1.2),  # trabecular density; DOMAIN.md 2.10: 0.5-0.8 chronic SCI
+    "bone_density_scale": (0.4, 1.0),  # trabecular density vs healthy; DOMAIN.md 2.10: 0.5-0.8 in SCI
     "muscle_bulk": (0.4, 1.3),  # muscle cross-section; DOMAIN.md 2.8: -0 to -60 % after SCI
 }
 
@@ -117,7 +117,7 @@ _PRIORS: dict[str, dict[str, tuple[float, float]]] = {
 _COMMON_PRIORS: dict[str, tuple[float, float]] = {
     "acetabular_inclination_deg": (40.0, 3.5),
     "joint_space_mm": (4.2, 0.4),
-    "bone_density_scale": (1.0, 0.05),
+    "bone_density_scale": (0.95, 0.03),
     "muscle_bulk": (1.0, 0.08),
 }
 

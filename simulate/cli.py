@@ -72,7 +72,57 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.5,
         help="isotropic voxel size of the label grid in mm, 0.1 to 10; default 1.5",
     )
+    case = sub.add_parser(
+        "case",
+        help="a labelled CT case: phantom, CT in HU, labels and an AP radiograph (the main job)",
+        description="Write ct.nii.gz (int16 HU), structures/tissues/ho_instances.nii.gz, "
+        "radiograph_ap.png/.npz, truth.json and preview PNGs. Runs on the CPU unless ASTRA sees a "
+        "CUDA GPU; NMOSIM_DEVICE=cpu|cuda forces one.",
+    )
+    _add_phantom_options(case)
+    case.add_argument(
+        "--preset",
+        choices=("quick", "clinical"),
+        default="quick",
+        help="scanner protocol: quick (1.5 mm voxels, 360 views) or clinical "
+        "(0.75 mm in-plane, 1 mm slices, 1152 views); default quick",
+    )
+    case.add_argument(
+        "--scanner",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one protocol parameter, e.g. kvp=100, mas=50, kernel=bone, "
+        "n_views=720, recon_method=sirt; repeatable; see simulate/scanner.py",
+    )
+    case.add_argument(
+        "--z-range",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="scan range along z in mm (patient frame); default per preset",
+    )
     return parser
+
+
+def _scanner_overrides(pairs: list[str]) -> dict[str, object]:
+    """Parse ``NAME=VALUE`` protocol overrides: numbers, booleans or words."""
+    out: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SpecError(f"scanner = {pair!r} is not of the form NAME=VALUE")
+        lowered = value.strip().lower()
+        if lowered in ("true", "false"):
+            out[name] = lowered == "true"
+            continue
+        try:
+            number = float(value)
+            out[name] = int(number) if number.is_integer() and "." not in value else number
+        except ValueError:
+            out[name] = value
+    return out
 
 
 def _check_common(args: argparse.Namespace) -> None:
@@ -113,7 +163,29 @@ def run_phantom(args: argparse.Namespace) -> Path:
     )
 
 
-COMMANDS = {"phantom": run_phantom}
+def run_case(args: argparse.Namespace) -> Path:
+    from simulate.case import write_ct_case
+
+    _check_common(args)
+    overrides = _anatomy_overrides(args.anatomy)
+    if args.sex:
+        overrides["sex"] = args.sex
+
+    def progress(stage: str, seconds: float) -> None:
+        print(f"  {stage:<14} {seconds:6.1f} s", file=sys.stderr, flush=True)
+
+    return write_ct_case(
+        args.out,
+        seed=args.seed,
+        preset=args.preset,
+        protocol_overrides=_scanner_overrides(args.scanner),
+        anatomy_overrides=overrides,
+        z_range_mm=tuple(args.z_range) if args.z_range else None,
+        progress=progress,
+    )
+
+
+COMMANDS = {"phantom": run_phantom, "case": run_case}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
