@@ -133,7 +133,8 @@ _CPU_PROJECTOR = {"fanflat_vec": "line_fanflat", "parallel_vec": "linear"}
 def _astra_algorithm(
     name: str, vol_geom: dict, proj_geom: dict, device: str
 ) -> Iterator[Callable[[np.ndarray, int], np.ndarray]]:
-    """Create ASTRA data, projector and algorithm once; yield ``run(input_slice, iterations)``.
+    """Create ASTRA data, projector and algorithm once; yield ``run(input_slice, iterations)``,
+    whose result is a view of ASTRA's memory that the caller copies before the next run.
 
     ``name`` is 'FP' (volume -> sinogram) or 'BP', 'SIRT', 'CGLS' (sinogram -> volume). Every
     ASTRA object is deleted on exit.
@@ -158,7 +159,7 @@ def _astra_algorithm(
             if name in ("SIRT", "CGLS"):
                 astra.data2d.store(dst, 0.0)  # each slice starts from zero
             astra.algorithm.run(alg_id, iterations)
-            return astra.data2d.get(dst)
+            return astra.data2d.get_shared(dst)  # a view: valid until the next run
 
         yield run
     finally:
@@ -277,8 +278,9 @@ def _backproject_slice(
         np.floor(pos, out=low)
         np.copyto(index, low, casting="unsafe")
         pos -= low
-        np.take(row, index, out=low)
-        np.take(row[1:], index, out=high)
+        # indices lie in [0, n_t] by construction; 'wrap' never wraps and is the fastest mode
+        np.take(row, index, out=low, mode="wrap")
+        np.take(row[1:], index, out=high, mode="wrap")
         high -= low
         high *= pos
         out += low
