@@ -1,0 +1,243 @@
+"""HO lesion shapes (lobulated masses along muscle planes around the hip) and their maturation into Parts.
+
+Geometry and tissues only: it draws no phase, measures no grade and never rasterizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from phantoms.anatomy import HipLandmarks, femur_shape, hip_bone_shape
+from phantoms.labels import Structure, Tissue
+from phantoms.rasterize import Layer, Part
+from phantoms.shapes import Ellipsoid, Shape, Sphere, Union
+from phantoms.spec import AnatomySpec
+
+LOCATIONS = ("anterior", "anteromedial", "lateral", "posterior", "circumferential")
+# DOMAIN.md 1.4, "Suggested prior" (a synthesis, not a measured distribution).
+LOCATION_PRIOR = {
+    "sci": {
+        "anterior": 0.50,
+        "anteromedial": 0.15,
+        "lateral": 0.10,
+        "posterior": 0.10,
+        "circumferential": 0.15,
+    },
+    "brain": {
+        "anterior": 0.20,
+        "anteromedial": 0.40,
+        "lateral": 0.05,
+        "posterior": 0.20,
+        "circumferential": 0.15,
+    },
+}
+SINGLE_LOCATIONS = LOCATIONS[:4]
+ATTACHMENTS = ("island", "pelvis", "femur", "bridge")
+ANCHOR_DEPTH_MM = 4.0  # spurs and bridges start this deep inside their bone, so they stay attached
+LOBE_SPACING_MM = 9.0  # one lobe per this much path length
+SMOOTH_MM = 4.0  # blend between lobes
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, float)
+    return v / np.linalg.norm(v)
+
+
+def point_at_depth(shape: Shape, outside: np.ndarray, inside: np.ndarray, depth_mm: float) -> np.ndarray:
+    """Point on the segment ``outside -> inside`` where ``shape`` is ``depth_mm`` deep (bisection)."""
+    a, b = np.asarray(outside, float), np.asarray(inside, float)
+    for _ in range(40):
+        m = 0.5 * (a + b)
+        if shape.sdf(m[None, :])[0] > -depth_mm:
+            a = m
+        else:
+            b = m
+    return b
+
+
+@dataclass(frozen=True)
+class Sites:
+    """Anchor points (mm, right side) on the pelvis and femur for each location, and the neck line."""
+
+    pelvic: dict[str, np.ndarray]
+    femoral: dict[str, np.ndarray]
+    head_center: np.ndarray
+    neck_axis: np.ndarray
+    head_radius: float
+
+
+def hip_sites(spec: AnatomySpec, lm: HipLandmarks) -> Sites:
+    """Where HO of each location starts and ends on the right hip (DOMAIN.md 1.4-1.5).
+
+    Anterior: AIIS/anterior rim to the anterior intertrochanteric line; anteromedial: superior
+    pubic ramus to the lesser trochanter; lateral: supra-acetabular ilium to the greater
+    trochanter; posterior: posterior column/ischium to the posterior intertrochanteric crest.
+    """
+    ps, hc, r = lm.pelvic_scale, lm.head_center, lm.head_radius
+    pelvis, femur = hip_bone_shape(spec, lm), femur_shape(spec, lm)
+    d = ANCHOR_DEPTH_MM
+    nb, gt, lt = lm.neck_base, lm.greater_trochanter, lm.lesser_trochanter
+    it = 0.5 * (gt + lt)  # middle of the intertrochanteric region
+    ramus = (
+        np.array([74.0, 16.0, -4.0]) * ps
+        + 0.5 * (np.array([40.0, 44.0, -10.0]) - np.array([74.0, 16.0, -4.0])) * ps
+    )
+    column = np.array([71.0, -37.0, 22.0]) * ps  # axis of the posterior column, above the ischium
+    pelvic = {
+        "anterior": point_at_depth(pelvis, lm.aiis + [0.0, 25.0, -15.0], lm.aiis - [0.0, 4.0, -2.0], d),
+        "anteromedial": point_at_depth(pelvis, ramus + [0.0, 25.0, -25.0], ramus, d),
+        "lateral": point_at_depth(pelvis, hc + [50.0, -8.0, r + 40.0], hc + [10.0, -8.0, r + 30.0], d),
+        "posterior": point_at_depth(pelvis, column + [15.0, -30.0, 0.0], column, d),
+    }
+    femoral = {
+        "anterior": point_at_depth(femur, nb + [8.0, 45.0, -15.0], nb + [4.0, 0.0, -15.0], d),
+        "anteromedial": point_at_depth(femur, lt + [-25.0, 22.0, -4.0], lt, d),
+        "lateral": point_at_depth(femur, gt + [20.0, 0.0, 30.0], gt, d),
+        "posterior": point_at_depth(femur, it + [4.0, -40.0, 6.0], it, d),
+    }
+    return Sites(pelvic, femoral, hc, unit(lm.neck_axis), r)
+
+
+def bowed_path(sites: Sites, start: np.ndarray, end: np.ndarray, clearance_mm: float) -> np.ndarray:
+    """Control points (3, 3) of a quadratic Bezier from ``start`` to ``end`` that keeps its middle at
+    least ``clearance_mm`` from the neck axis line: HO runs in the muscle planes around the joint."""
+    mid = 0.5 * (start + end)
+    rel = mid - sites.head_center
+    radial = rel - (rel @ sites.neck_axis) * sites.neck_axis
+    dist = float(np.linalg.norm(radial))
+    if dist < clearance_mm:
+        direction = radial / dist if dist > 1e-6 else unit(np.cross(sites.neck_axis, [0.0, 0.0, 1.0]))
+        mid = mid + (clearance_mm - dist) * direction * 2.0  # the curve reaches half the control offset
+    return np.stack([start, mid, end])
+
+
+def bezier(control: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Points (N, 3) of the quadratic Bezier ``control`` at parameters ``u`` (N,)."""
+    u = np.asarray(u, float)[:, None]
+    return (1 - u) ** 2 * control[0] + 2 * (1 - u) * u * control[1] + u**2 * control[2]
+
+
+def _frame(tangent: np.ndarray, roll: float) -> np.ndarray:
+    """Rotation whose first column is ``tangent``, the others turned by ``roll`` (rad) about it."""
+    t = unit(tangent)
+    helper = np.array([0.0, 0.0, 1.0]) if abs(t[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    n1 = unit(np.cross(t, helper))
+    n2 = np.cross(t, n1)
+    c, s = np.cos(roll), np.sin(roll)
+    return np.stack([t, c * n1 + s * n2, -s * n1 + c * n2], axis=1)
+
+
+@dataclass(frozen=True)
+class Lobe:
+    """One ellipsoidal lobe at reference size: centre (mm), semi-axes (mm), rotation (columns)."""
+
+    center: np.ndarray
+    radii: np.ndarray
+    rotation: np.ndarray
+
+
+@dataclass(frozen=True)
+class LesionGeometry:
+    """A lesion at its reference size (the time the phase was honoured), grown about ``seed_mm``.
+
+    ``shape(scale)`` scales every lobe about the seed (the attachment point of a spur or bridge,
+    the centre of an island): scale 1 is the reference size; growth only ever raises it, so the
+    lesion keeps its place and identity along a series.
+    """
+
+    seed_mm: np.ndarray
+    lobes: tuple[Lobe, ...]
+    bumps: tuple[tuple[np.ndarray, float], ...] = field(default=())  # (centre mm, radius mm)
+
+    def shape(self, scale: float = 1.0) -> Shape | None:
+        """The lesion at ``scale`` times its reference size; None when too small to exist (< 0.05)."""
+        if scale < 0.05:
+            return None
+        s, c = float(scale), self.seed_mm
+        parts: list[Shape] = [
+            Ellipsoid(c + s * (lobe.center - c), s * lobe.radii, lobe.rotation) for lobe in self.lobes
+        ]
+        parts += [Sphere(c + s * (p - c), s * r) for p, r in self.bumps]
+        return Union(tuple(parts), smooth_mm=SMOOTH_MM * s)
+
+
+def lobulated_mass(
+    rng: np.random.Generator,
+    control: np.ndarray,
+    u_start: float,
+    u_end: float,
+    thickness_mm: tuple[float, float],
+    seed_mm: np.ndarray,
+) -> LesionGeometry:
+    """Lobes along the Bezier ``control`` from ``u_start`` to ``u_end`` with a random lobulation.
+
+    ``thickness_mm`` (start, end) is the transverse semi-axis of the lobes, tapering along the
+    path: a thick base and a thinner tip for a spur, an even width for a bridge.
+    """
+    u_dense = np.linspace(u_start, u_end, 64)
+    pts = bezier(control, u_dense)
+    length = float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum())
+    n = max(2, int(np.ceil(length / LOBE_SPACING_MM)) + 1)
+    us = np.linspace(u_start, u_end, n)
+    centres = bezier(control, us)
+    tangents = np.gradient(centres, axis=0)
+    step = length / (n - 1)
+    lobes = []
+    for i, (centre, tangent) in enumerate(zip(centres, tangents, strict=True)):
+        f = i / (n - 1)
+        t = thickness_mm[0] + f * (thickness_mm[1] - thickness_mm[0])
+        tip = i == n - 1
+        # Elongated along the path (the muscle plane), flattened across it (DOMAIN.md 1.5).
+        along = (0.5 * t if tip else max(0.75 * step, t)) * rng.uniform(0.9, 1.3)
+        radii = np.array([along, t * rng.uniform(0.85, 1.15), t * rng.uniform(0.55, 0.9)])
+        rot = _frame(tangent, rng.uniform(0.0, np.pi))
+        jitter = 0.0 if (i == 0 or tip) else 0.25 * t
+        offset = rot[:, 1:] @ rng.normal(0.0, jitter, size=2) if jitter else np.zeros(3)
+        lobes.append(Lobe(centre + offset, radii, rot))
+    bumps = []
+    for _ in range(int(rng.integers(2, 3 + n))):
+        lobe = lobes[int(rng.integers(0, max(1, n - 1)))]  # never on the tip: it sets the gap
+        direction = lobe.rotation[:, 1:] @ unit(rng.normal(size=2))
+        r = float(lobe.radii[1] * rng.uniform(0.3, 0.55))
+        bumps.append((lobe.center + direction * lobe.radii[1] * rng.uniform(0.6, 0.9), r))
+    return LesionGeometry(np.asarray(seed_mm, float), tuple(lobes), tuple(bumps))
+
+
+def mirror(geometry: LesionGeometry) -> LesionGeometry:
+    """The lesion reflected to the other side (x -> -x)."""
+    flip = np.array([-1.0, 1.0, 1.0])
+    lobes = tuple(Lobe(lo.center * flip, lo.radii, lo.rotation * flip[:, None]) for lo in geometry.lobes)
+    bumps = tuple((p * flip, r) for p, r in geometry.bumps)
+    return LesionGeometry(geometry.seed_mm * flip, lobes, bumps)
+
+
+# --- maturation -----------------------------------------------------------------------------------
+
+
+def maturation_layers(stage: str, shell_mm: float) -> tuple[int, tuple[Layer, ...]]:
+    """Outer tissue and deeper layers of a lesion at ``stage`` (DOMAIN.md 2.5-2.6: zonal pattern).
+
+    Mineral proceeds from the margin inward: calcifying lesions are amorphous mineral throughout;
+    immature ones have a woven-bone rim over a calcifying centre; maturing ones a thin cortex over
+    woven bone with trabeculation starting deep; mature ones a 1-3 mm cortex (``shell_mm``) over a
+    trabecular core with fatty marrow.
+    """
+    if stage == "calcifying":
+        return Tissue.HO_CALCIFYING, ()
+    if stage == "immature":
+        return Tissue.HO_IMMATURE, (Layer(shell_mm + 1.0, Tissue.HO_CALCIFYING),)
+    if stage == "maturing":
+        thin = max(1.0, 0.6 * shell_mm)
+        return Tissue.HO_CORTEX, (Layer(thin, Tissue.HO_IMMATURE), Layer(thin + 3.0, Tissue.HO_TRABECULAR))
+    if stage == "mature":
+        return Tissue.HO_CORTEX, (Layer(shell_mm, Tissue.HO_TRABECULAR),)
+    raise ValueError(f"stage = {stage!r} has no ossified tissue")
+
+
+def lesion_part(name: str, shape: Shape, side: str, instance: int, stage: str, shell_mm: float) -> Part:
+    """A lesion as a Part: structure ho_right/ho_left, tissue by maturity, its own instance id."""
+    tissue, layers = maturation_layers(stage, shell_mm)
+    structure = Structure.HO_RIGHT if side == "right" else Structure.HO_LEFT
+    return Part(name, shape, structure, tissue, instance=instance, layers=layers)
