@@ -69,8 +69,9 @@ class Rasterization:
     """Labels on a grid and the tissue fractions of the voxels that surfaces cross.
 
     ``structures``, ``tissues`` and ``instances`` hold the dominant label of each voxel;
-    ``mixed_index`` (flat indices into the grid) and ``mixed_fractions`` (rows summing to 1)
-    give the tissue make-up of partial-volume voxels. Every other voxel is all ``tissues``.
+    ``mixed_index`` (sorted flat indices into the grid) and ``mixed_fractions`` (rows summing
+    to 1) give the tissue make-up of partial-volume voxels, those whose sub-samples hold more
+    than one tissue. Every other voxel is all ``tissues``.
     """
 
     grid: Grid
@@ -117,24 +118,31 @@ def _index_box(grid: Grid, shape: Shape) -> tuple[np.ndarray, np.ndarray] | None
     return start, stop
 
 
-def _centres(grid: Grid, start: np.ndarray, counts: np.ndarray, step: float) -> np.ndarray:
-    """Points (mm, x y z) at the centres of cells of ``step`` voxels from index ``start``."""
-    axes = [
-        grid.origin_mm[2 - a]
-        + grid.spacing_mm[2 - a] * (start[a] + step * (np.arange(counts[a]) + 0.5) - 0.5)
-        for a in range(3)
-    ]
-    z, y, x = np.meshgrid(*axes, indexing="ij")
-    return np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
+def _cell_centres(grid: Grid, cells: np.ndarray, step: int) -> np.ndarray:
+    """Points (mm, x y z) at the centres of cells (rows z, y, x) of ``step`` voxels on the grid.
+
+    For ``step == 1`` these are exactly the voxel centres of :meth:`Grid.index_to_mm`.
+    """
+    pts = np.empty((cells.shape[0], 3))
+    for a in range(3):
+        index = cells[:, 2 - a] * step + (step - 1) / 2.0
+        pts[:, a] = grid.origin_mm[a] + index * grid.spacing_mm[a]
+    return pts
+
+
+_CHILDREN = np.stack(np.meshgrid([0, 1], [0, 1], [0, 1], indexing="ij"), axis=-1).reshape(1, 8, 3)
 
 
 @dataclass
 class _PartState:
-    """Per part: voxel state in its index box (0 out, 1 in, 2 surface) and sub-sample occupancy."""
+    """One part or layer: cells wholly inside it and its surface voxels with sub-sample occupancy.
 
-    start: np.ndarray
-    state: np.ndarray
-    surface_occupancy: np.ndarray  # (n_surface_voxels, s**3) bool, in C order of the box
+    Cells are aligned to the grid: ``inside[c]`` holds rows (z, y, x) of cells of ``c`` voxels.
+    """
+
+    inside: dict[int, np.ndarray]
+    surface: np.ndarray  # flat grid indices of voxels that the surface crosses
+    surface_occupancy: np.ndarray  # (n_surface_voxels, s**3) bool
 
 
 def _depth(depth: Depth, points: np.ndarray) -> np.ndarray | float:
@@ -151,47 +159,85 @@ def _states(d: np.ndarray, points: np.ndarray, depths: list[Depth], margin: floa
 
 
 def _classify(part: Part, grid: Grid, s: int) -> list[_PartState] | None:
-    """States of the part and of each of its layers, from one evaluation of its distance."""
+    """Inside cells and surface voxels of the part and of each of its layers.
+
+    Cells of BLOCK voxels are halved down to single voxels only where a surface may pass, so
+    distance evaluations concentrate near surfaces. A cell is uniform when its centre lies more
+    than a safety factor times its half-diagonal from every surface; uniform cells that stick
+    out of the part's index box are split further, so nothing is painted outside that box.
+    """
     box = _index_box(grid, part.shape)
     if box is None:
         return None
     start, stop = box
-    size = stop - start
     spacing = np.asarray(grid.spacing_mm)
     voxel_half_diag = 0.5 * np.linalg.norm(spacing)
     depths: list[Depth] = [0.0] + [layer.depth_mm for layer in part.layers]
+    nd = len(depths)
+    inside: list[dict[int, np.ndarray]] = [{} for _ in depths]
 
-    # Coarse pass: one distance per block of BLOCK^3 voxels.
-    nblocks = -(-size // BLOCK)
-    pts = _centres(grid, start, nblocks, BLOCK)
-    block_state = _states(part.shape.sdf(pts), pts, depths, BLOCK_SAFETY * BLOCK * voxel_half_diag)
-    block_state = block_state.reshape(len(depths), *nblocks)
-    state = block_state.repeat(BLOCK, 1).repeat(BLOCK, 2).repeat(BLOCK, 3)
-    state = np.ascontiguousarray(state[:, : size[0], : size[1], : size[2]]).reshape(len(depths), -1)
+    b0, b1 = start // BLOCK, -(-stop // BLOCK)
+    axes = [np.arange(b0[a], b1[a]) for a in range(3)]
+    cells = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    step = BLOCK
+    while step > 1:
+        pts = _cell_centres(grid, cells, step)
+        st = _states(part.shape.sdf(pts), pts, depths, BLOCK_SAFETY * step * voxel_half_diag)
+        mixed = (st == 2).any(axis=0)
+        lo = cells * step
+        within = np.all((lo >= start) & (lo + step <= stop), axis=1)
+        some_inside = (st == 1).any(axis=0)
+        for i in range(nd):
+            inside[i][step] = cells[(st[i] == 1) & within & ~mixed]
+        cells = cells[mixed | (some_inside & ~within)]
+        # Children of the cells to split, less those wholly outside the box.
+        step //= 2
+        cells = (2 * cells[:, None, :] + _CHILDREN).reshape(-1, 3)
+        lo = cells * step
+        cells = cells[np.all((lo < stop) & (lo + step > start), axis=1)]
 
-    # Fine pass: voxels of blocks that any level finds mixed.
-    mixed = np.flatnonzero((state == 2).any(axis=0))
     offsets = _subsample_offsets(spacing, s)
-    occupancy: list[np.ndarray] = [np.empty((0, offsets.shape[0]), bool) for _ in depths]
-    if mixed.size:
-        centres = grid.index_to_mm(np.stack(np.unravel_index(mixed, size), axis=1) + start)
-        fine = _states(part.shape.sdf(centres), centres, depths, VOXEL_SAFETY * voxel_half_diag)
-        state[:, mixed] = fine
-        on_surface = (fine == 2).any(axis=0)
-        if on_surface.any():
+    nsub = offsets.shape[0]
+    centres = _cell_centres(grid, cells, 1)
+    d = part.shape.sdf(centres)
+    st = _states(d, centres, depths, VOXEL_SAFETY * voxel_half_diag)
+    on_surface = (st == 2).any(axis=0)
+    flat = np.ravel_multi_index(tuple(cells.T), grid.shape) if cells.size else cells[:, 0]
+    if on_surface.any():
+        if s == 1:  # the single sub-sample is the voxel centre
+            sub_pts, d_sub = centres[on_surface], d[on_surface]
+        else:
             sub_pts = (centres[on_surface, None, :] + offsets[None, :, :]).reshape(-1, 3)
             d_sub = part.shape.sdf(sub_pts)
-            for i, depth in enumerate(depths):
-                inside = (d_sub + _depth(depth, sub_pts) < 0.0).reshape(-1, offsets.shape[0])
-                occupancy[i] = inside[fine[i, on_surface] == 2]
-    shape3 = tuple(size)
-    return [_PartState(start, state[i].reshape(shape3), occupancy[i]) for i in range(len(depths))]
+    out = []
+    for i, depth in enumerate(depths):
+        inside[i][1] = cells[st[i] == 1]
+        surf = st[i] == 2
+        if surf.any():
+            occ = (d_sub + _depth(depth, sub_pts) < 0.0).reshape(-1, nsub)[surf[on_surface]]
+        else:
+            occ = np.empty((0, nsub), bool)
+        out.append(_PartState(inside[i], flat[surf], occ))
+    return out
+
+
+def _paint_inside(part_id: np.ndarray, st: _PartState, k: int) -> None:
+    """Write ``k`` over the cells wholly inside a part; ``part_id`` dims are multiples of BLOCK."""
+    nz, ny, nx = part_id.shape
+    for step, cells in st.inside.items():
+        if cells.size == 0:
+            continue
+        if step == 1:
+            part_id[cells[:, 0], cells[:, 1], cells[:, 2]] = k
+        else:
+            view = part_id.reshape(nz // step, step, ny // step, step, nx // step, step)
+            view[cells[:, 0], :, cells[:, 1], :, cells[:, 2], :] = k
 
 
 def _counts(values: np.ndarray, n_values: int) -> np.ndarray:
     """Per row of a small non-negative integer array, how often each value occurs."""
     rows = values.shape[0]
-    flat = (np.arange(rows)[:, None] * n_values + values).ravel()
+    flat = (np.arange(rows)[:, None] * n_values + values.astype(np.int64)).ravel()
     return np.bincount(flat, minlength=rows * n_values).reshape(rows, n_values)
 
 
@@ -222,52 +268,59 @@ def rasterize(parts: Sequence[Part], grid: Grid, supersampling: int = 2) -> Rast
     for part, st in zip(parts, classified, strict=True):
         states.extend(st if st is not None else [None] * (1 + len(part.layers)))
 
-    # Voxel-level painting and the set of voxels that some surface crosses.
-    part_id = np.zeros(grid.shape, dtype=np.uint16)
+    # Cells wholly inside a part, painted in order on a grid padded to whole blocks: later
+    # parts cover earlier ones. Voxels that surfaces cross are relabelled below.
+    padded = tuple(-(-n // BLOCK) * BLOCK for n in grid.shape)
+    part_id = np.zeros(padded, dtype=np.uint16)
     surface = np.zeros(grid.shape, dtype=bool)
     for k, st in enumerate(states, start=1):
-        if st is None:
-            continue
-        sl = tuple(slice(a, a + b) for a, b in zip(st.start, st.state.shape, strict=True))
-        view = part_id[sl]
-        view[st.state != 0] = k
-        surface[sl] |= st.state == 2
+        if st is not None:
+            _paint_inside(part_id, st, k)
+            surface.reshape(-1)[st.surface] = True
+    part_id = np.ascontiguousarray(part_id[: grid.shape[0], : grid.shape[1], : grid.shape[2]])
 
     mixed_index = np.flatnonzero(surface)
-    row_of = np.full(grid.shape, -1, dtype=np.int64)
-    row_of.reshape(-1)[mixed_index] = np.arange(mixed_index.size)
+    del surface
+    row_of = np.empty(grid.shape, dtype=np.int64).reshape(-1)  # read only at mixed voxels
+    row_of[mixed_index] = np.arange(mixed_index.size)
     nsub = s**3
+    # Each sub-sample takes the last part that holds it: a surface part's occupied sub-samples,
+    # or every sub-sample of a voxel wholly inside a part.
     sub = np.zeros((mixed_index.size, nsub), dtype=np.uint16)
     for k, st in enumerate(states, start=1):
-        if st is None:
+        if st is None or st.surface.size == 0:
             continue
-        sl = tuple(slice(a, a + b) for a, b in zip(st.start, st.state.shape, strict=True))
-        rows = row_of[sl]
-        inside_rows = rows[(st.state == 1) & (rows >= 0)]
-        sub[inside_rows] = k
-        surf_rows = rows.reshape(-1)[np.flatnonzero(st.state.reshape(-1) == 2)]
-        block = sub[surf_rows]
+        rows = row_of[st.surface]
+        block = sub[rows]
         block[st.surface_occupancy] = k
-        sub[surf_rows] = block
+        sub[rows] = block
+    del row_of
+    np.maximum(sub, part_id.reshape(-1)[mixed_index][:, None], out=sub)
 
-    structures = table[part_id, 0].astype(np.uint8)
-    tissues = table[part_id, 1].astype(np.uint8)
-    instances = table[part_id, 2].astype(np.uint16)
+    structure_of = table[:, 0].astype(np.uint8)
+    tissue_of = table[:, 1].astype(np.uint8)
+    instance_of = table[:, 2].astype(np.uint16)
+    structures = structure_of[part_id]
+    tissues = tissue_of[part_id]
+    instances = instance_of[part_id]
     if mixed_index.size:
         # Each label is the most frequent among the voxel's sub-samples (ties: the smaller id).
-        counts = _counts(table[sub, 1], N_TISSUES)
+        counts = _counts(tissue_of[sub], N_TISSUES)
         fractions = (counts / nsub).astype(np.float32)
-        sub_structure = table[sub, 0]
+        sub_structure = structure_of[sub]
         structure_mode = _counts(sub_structure, int(table[:, 0].max()) + 1).argmax(axis=1)
         # The instance is taken among the sub-samples of the voxel's own structure, so that a
         # voxel labelled as a lesion always carries a lesion's id.
-        sub_instance = np.where(sub_structure == structure_mode[:, None], table[sub, 2], 0)
+        sub_instance = np.where(sub_structure == structure_mode[:, None], instance_of[sub], 0)
         instance_counts = _counts(sub_instance, int(table[:, 2].max()) + 1)
         instance_counts[:, 0] = 0
         instance_mode = instance_counts.argmax(axis=1)
         structures.reshape(-1)[mixed_index] = structure_mode
         tissues.reshape(-1)[mixed_index] = counts.argmax(axis=1)
         instances.reshape(-1)[mixed_index] = instance_mode
+        # Voxels whose sub-samples all hold one tissue are not partial-volume voxels.
+        partial = counts.max(axis=1) < nsub
+        mixed_index, fractions = mixed_index[partial], fractions[partial]
     else:
         fractions = np.zeros((0, N_TISSUES), dtype=np.float32)
     return Rasterization(grid, structures, tissues, instances, mixed_index, fractions, s)
