@@ -128,7 +128,7 @@ def growth_fraction(weeks_after_onset: float, half_time_weeks: float) -> float:
     steepness puts the plateau (> 97 %) between 6 and 12 months.
 
     >>> growth_fraction(0.0, 8.0), round(growth_fraction(8.0, 8.0), 2), round(growth_fraction(52, 8), 2)
-    (0.0, 0.44, 1.0)
+    (0.0, 0.48, 1.0)
     """
     if weeks_after_onset <= 0:
         return 0.0

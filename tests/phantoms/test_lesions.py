@@ -1,0 +1,196 @@
+"""Whole cases: the requested phase is the measured Brooker grade, lesions keep clear of native parts,
+series grow monotonically, inputs are validated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from phantoms.errors import SpecError
+from phantoms.grading import grade_hips
+from phantoms.grid import Grid
+from phantoms.labels import Structure
+from phantoms.lesions import build_case_phantom, build_case_series, lesion_truth
+from phantoms.progression import PHASE_GRADE, STAGES, TIME_EFFECT_FIELDS
+
+HO = (Structure.HO_RIGHT, Structure.HO_LEFT)
+SPACING_MM = 2.0  # not the honour grid (1.5 mm): the grade must hold on other grids too
+FAST_SEEDS = (6, 7, 11)  # include left index sides and bilateral cases
+SLOW_SEEDS = tuple(range(20))
+
+
+def ho_crop(phantom, spacing_mm=SPACING_MM, pad_mm=40.0):
+    """Rasterize every part of the phantom on a crop around its HO (or the whole scene without HO)."""
+    ho = [p for p in phantom.parts if p.structure in HO]
+    if not ho:
+        return None, None
+    lo = np.min([p.shape.bounds()[0] for p in ho], axis=0) - pad_mm
+    hi = np.max([p.shape.bounds()[1] for p in ho], axis=0) + pad_mm
+    grid = Grid.covering(tuple(lo), tuple(hi), spacing_mm)
+    return grid, phantom.rasterize(grid, 1)
+
+
+def check_case(phase: str, seed: int) -> None:
+    phantom = build_case_phantom(np.random.default_rng(seed), phase=phase)
+    meta = phantom.metadata
+    assert meta["phase"] == phase
+    assert meta["requested_grade"][meta["index_side"]] == PHASE_GRADE[phase]
+    grid, r = ho_crop(phantom)
+    grades = grade_hips(r.structures, grid.spacing_mm, grid.origin_mm)
+    for side in ("right", "left"):
+        assert grades[side].grade == meta["requested_grade"][side], (side, grades[side].gap_mm)
+    index = grades[meta["index_side"]]
+    if phase == "b":
+        assert index.gap_mm is None or index.gap_mm >= 10.0
+    if phase == "c":
+        assert 0.0 < index.gap_mm < 10.0
+    if phase == "a":
+        assert index.n_pelvic_spurs == index.n_femoral_spurs == index.n_bridges == 0
+    # HO never lies inside native bone, joint space, vessels or nerves: check the analytic shapes
+    # at the centres of HO voxels.
+    points = grid.index_to_mm(np.argwhere(np.isin(r.structures, HO)))
+    for part in phantom.parts:
+        native = part.name.startswith(("pelvis", "femur", "joint_space", "femoral_", "sciatic"))
+        if native:
+            assert np.all(part.shape.sdf(points) >= -1e-9), part.name
+    ids = {d["instance"] for d in meta["lesions"]}
+    assert set(np.unique(r.instances[np.isin(r.structures, HO)]).tolist()) <= ids
+    assert 1 <= meta["attempts"]["total"] <= 20
+
+
+@pytest.mark.parametrize("phase", ["a", "b", "c", "d"])
+@pytest.mark.parametrize("seed", FAST_SEEDS)
+def test_requested_phase_is_the_measured_grade(phase, seed):
+    check_case(phase, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["a", "b", "c", "d"])
+@pytest.mark.parametrize("seed", SLOW_SEEDS)
+def test_requested_phase_is_the_measured_grade_many_seeds(phase, seed):
+    check_case(phase, seed)
+
+
+def test_phase_none_has_no_ho():
+    phantom = build_case_phantom(np.random.default_rng(3), phase="none", confounders=False)
+    assert not [p for p in phantom.parts if p.structure in HO]
+    assert phantom.metadata["lesions"] == [] and phantom.metadata["requested_grade"] == {
+        "right": 0,
+        "left": 0,
+    }
+
+
+def box_gap_mm(a_idx: np.ndarray, b_idx: np.ndarray, spacing_mm: float) -> float:
+    """Brute force: min over voxel pairs of the distance between their boxes (isotropic grid)."""
+    tree = cKDTree(b_idx)
+    best = np.inf
+    for p in a_idx:  # every candidate within reach, then the exact box distance
+        near = tree.query_ball_point(p, r=best / spacing_mm + 2.0 if np.isfinite(best) else 30.0)
+        if near:
+            d = np.maximum(np.abs(b_idx[near] - p) - 1, 0)
+            best = min(best, float(np.sqrt((d**2).sum(axis=1)).min()) * spacing_mm)
+    return best
+
+
+def test_phase_c_gap_checked_by_brute_force():
+    phantom = build_case_phantom(np.random.default_rng(11), phase="c")
+    side = phantom.metadata["index_side"]
+    grid, r = ho_crop(phantom)
+    grade = grade_hips(r.structures, grid.spacing_mm, grid.origin_mm)[side]
+    femur = Structure.FEMUR_RIGHT if side == "right" else Structure.FEMUR_LEFT
+    ho = Structure.HO_RIGHT if side == "right" else Structure.HO_LEFT
+    from scipy import ndimage
+
+    labels, n = ndimage.label(r.structures == ho, np.ones((3, 3, 3)))
+    pelvis = r.structures == Structure.PELVIS
+    fem = r.structures == femur
+    grown_p = ndimage.binary_dilation(pelvis, np.ones((3, 3, 3)))
+    grown_f = ndimage.binary_dilation(fem, np.ones((3, 3, 3)))
+    on_p = set(np.unique(labels[grown_p & (labels > 0)])) - {0}
+    on_f = set(np.unique(labels[grown_f & (labels > 0)])) - {0}
+    assert not (on_p & on_f)
+
+    # Surface voxels suffice for the nearest pair.
+    def surface(mask):
+        return np.argwhere(mask & ~ndimage.binary_erosion(mask))
+
+    f_set = fem | np.isin(labels, list(on_f))
+    p_set = pelvis | np.isin(labels, list(on_p))
+    gaps = []
+    if on_p:
+        gaps.append(box_gap_mm(surface(np.isin(labels, list(on_p))), surface(f_set), SPACING_MM))
+    if on_f:
+        gaps.append(box_gap_mm(surface(np.isin(labels, list(on_f))), surface(p_set), SPACING_MM))
+    assert min(gaps) == pytest.approx(grade.gap_mm, abs=1e-6)
+    assert 0.0 < min(gaps) < 10.0
+
+
+def test_series_grows_monotonically_and_keeps_identities():
+    weeks = [9.0, 16.0, 30.0, 60.0]
+    series = build_case_series(np.random.default_rng(7), weeks, phase="c", confounders=False)
+    last = series[-1]
+    ho = [p for p in last.parts if p.structure in HO]
+    lo = np.min([p.shape.bounds()[0] for p in ho], axis=0) - 4.0
+    hi = np.max([p.shape.bounds()[1] for p in ho], axis=0) + 4.0
+    grid = Grid.covering(tuple(lo), tuple(hi), SPACING_MM)
+    volumes, stages = [], []
+    ids_seen: set[int] = set()
+    for phantom in series:
+        base = {k: v for k, v in phantom.metadata["base_anatomy"].items()}
+        assert base == last.metadata["base_anatomy"]
+        for name, value in phantom.anatomy.to_dict().items():
+            if name not in TIME_EFFECT_FIELDS:
+                assert value == getattr(last.anatomy, name)
+        r = phantom.rasterize(grid, 1)
+        volumes.append(int(np.isin(r.structures, HO).sum()))
+        stages.append({d["instance"]: STAGES.index(d["maturity"]) for d in phantom.metadata["lesions"]})
+        ids = {d["instance"] for d in phantom.metadata["lesions"]}
+        assert ids_seen <= ids  # a lesion, once there, stays with its id
+        ids_seen = ids
+        seeds = {d["instance"]: d["seed_mm"] for d in phantom.metadata["lesions"]}
+        for d in last.metadata["lesions"]:
+            if d["instance"] in seeds:
+                assert seeds[d["instance"]] == d["seed_mm"]
+    assert all(b >= a for a, b in zip(volumes, volumes[1:], strict=False)), volumes
+    assert volumes[-1] > volumes[0]
+    for earlier, later in zip(stages, stages[1:], strict=False):
+        assert all(later[i] >= s for i, s in earlier.items())
+    muscle = [p.anatomy.muscle_bulk for p in series]
+    assert all(b <= a for a, b in zip(muscle, muscle[1:], strict=False))
+
+
+def test_same_seed_same_phantom():
+    a = build_case_phantom(np.random.default_rng(5), phase="b")
+    b = build_case_phantom(np.random.default_rng(5), phase="b")
+    assert a.metadata == b.metadata and a.anatomy == b.anatomy
+
+
+def test_lesion_truth_measures_volumes_by_tissue_and_instance():
+    phantom = build_case_phantom(np.random.default_rng(6), phase="d", weeks=60.0)
+    grid, r = ho_crop(phantom)
+    truth = lesion_truth(r, phantom)
+    side = phantom.metadata["index_side"]
+    t = truth[side]
+    assert t["brooker_grade"] == 4 and t["gap_mm"] == 0.0
+    assert sum(t["ho_volume_ml_by_tissue"].values()) == pytest.approx(t["ho_volume_ml"], rel=1e-3)
+    assert {"ho_cortex", "ho_trabecular"} <= set(t["ho_volume_ml_by_tissue"])  # mature at 60 weeks
+    assert sum(x["volume_ml"] for x in t["lesions"]) == pytest.approx(t["ho_volume_ml"], rel=1e-3)
+    sign = 1 if side == "right" else -1
+    assert all(sign * x["centroid_mm"][0] > 0 for x in t["lesions"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"phase": "e"}, "phase"),
+        ({"weeks": -1.0}, "weeks"),
+        ({"phase": "d", "weeks": 2.0}, "too early"),
+        ({"aetiology": "flu"}, "aetiology"),
+        ({"anatomy_overrides": {"tail_length_mm": 3}}, "tail_length_mm"),
+    ],
+)
+def test_bad_inputs_raise_spec_error_naming_the_option(kwargs, word):
+    with pytest.raises(SpecError, match=word) as err:
+        build_case_phantom(np.random.default_rng(0), **kwargs)
+    assert "\n" not in str(err.value)
