@@ -200,11 +200,12 @@ def _classify(part: Part, grid: Grid, s: int) -> list[_PartState] | None:
     nsub = offsets.shape[0]
     centres = _cell_centres(grid, cells, 1)
     d = part.shape.sdf(centres)
-    st = _states(d, centres, depths, VOXEL_SAFETY * voxel_half_diag)
+    # With one sub-sample per voxel, the sign at the centre is the voxel's content.
+    st = _states(d, centres, depths, VOXEL_SAFETY * voxel_half_diag if s > 1 else 0.0)
     on_surface = (st == 2).any(axis=0)
     flat = np.ravel_multi_index(tuple(cells.T), grid.shape) if cells.size else cells[:, 0]
     if on_surface.any():
-        if s == 1:  # the single sub-sample is the voxel centre
+        if s == 1:  # the single sub-sample is the voxel centre (and d == 0 there)
             sub_pts, d_sub = centres[on_surface], d[on_surface]
         else:
             sub_pts = (centres[on_surface, None, :] + offsets[None, :, :]).reshape(-1, 3)
