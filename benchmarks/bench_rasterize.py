@@ -1,0 +1,57 @@
+"""Time the rasterization of the full hip scene (voxels per second) and how it grows with size.
+
+Usage: python benchmarks/bench_rasterize.py [--sizes 128 256 384] [--supersampling 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from phantoms.grid import Grid
+from phantoms.phantom import build_phantom
+from phantoms.spec import AnatomySpec
+
+
+def scene_grid(phantom, n: int) -> Grid:
+    lo, hi = phantom.bounds()
+    spacing = tuple((hi - lo) / n)
+    return Grid.centered((n, n, n), spacing, tuple((lo + hi) / 2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 384])
+    parser.add_argument("--supersampling", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    phantom = build_phantom(AnatomySpec(), np.random.default_rng(0))
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"hip scene: {len(phantom.parts)} parts; {os.cpu_count()} cores; load average {load}")
+    print(f"{'size':>6} {'ss':>3} {'seconds':>9} {'Mvoxel/s':>9} {'partial %':>9}")
+    results = {}
+    for s in args.supersampling:
+        for n in args.sizes:
+            grid = scene_grid(phantom, n)
+            best = np.inf
+            for _ in range(args.repeats if n <= 256 else 1):
+                start = time.perf_counter()
+                labels = phantom.rasterize(grid, supersampling=s)
+                best = min(best, time.perf_counter() - start)
+            voxels = n**3
+            results[(s, n)] = best
+            mixed = 100.0 * labels.mixed_index.size / voxels
+            print(f"{n:>5}^3 {s:>3} {best:>9.2f} {voxels / best / 1e6:>9.2f} {mixed:>9.2f}")
+    for s in args.supersampling:
+        sizes = [n for n in args.sizes if (s, n) in results]
+        if len(sizes) >= 2:
+            times = np.array([results[(s, n)] for n in sizes])
+            slope = np.polyfit(np.log(sizes), np.log(times), 1)[0]
+            print(f"supersampling {s}: time grows as n^{slope:.2f} (n^3 voxels; a surface grows as n^2)")
+
+
+if __name__ == "__main__":
+    main()
