@@ -230,31 +230,73 @@ def socket_shape(spec: AnatomySpec, lm: HipLandmarks) -> Shape:
 # ----------------------------------------------------------------------------------------------
 
 
-def body_shape(spec: AnatomySpec) -> Shape:
-    """Skin surface: lower trunk, buttocks and both proximal thighs."""
-    s = spec.body_scale
-    grow = spec.subcutaneous_fat_mm - 20.0  # the median body has 20 mm of subcutaneous fat
-    trunk = Ellipsoid((0, -8, 170), (150 * s + grow, 112 * s + grow, 330))
-    butt = [
-        Ellipsoid((sx * 62 * s, -62 * s, -28), (84 * s + grow, 70 * s + grow, 82)) for sx in (1, -1)
-    ]
-    thighs = [
-        tube([(sx * 96 * s, 4, -30), (sx * 90 * s, 8, -280)], [92 * s + grow, 78 * s + grow])
-        for sx in (1, -1)
-    ]
-    return Union((trunk, *butt, *thighs), smooth_mm=40.0)
+BODY_BLEND_MM = 40.0  # blend radius where trunk, buttocks and thighs meet
+
+
+def _lean_pieces(spec: AnatomySpec) -> tuple[Shape, ...]:
+    s = spec.body_scale * (0.85 + 0.15 * min(spec.muscle_bulk, 1.0))
+    trunk = Ellipsoid((0, -8, 170), (130 * s, 92 * s, 330))
+    butt = [Ellipsoid((sx * 62 * s, -62 * s, -28), (64 * s, 50 * s, 80)) for sx in (1, -1)]
+    thighs = [Capsule((sx * 96 * s, 4, -30), (sx * 90 * s, 8, -280), 72 * s, 58 * s) for sx in (1, -1)]
+    return (trunk, *butt, *thighs)
+
+
+def lean_shape(spec: AnatomySpec) -> Shape:
+    """Surface of the lean body under the subcutaneous fat: trunk, buttocks, proximal thighs.
+
+    Scales with ``body_scale`` and shrinks a little as muscle wastes (DOMAIN.md 2.8).
+    """
+    return Union(_lean_pieces(spec), smooth_mm=BODY_BLEND_MM)
+
+
+# Subcutaneous fat is thicker over the buttocks and thinner over the thighs (DOMAIN.md 3: thigh
+# 8-25 mm, trochanter 15-50, gluteal 20-60): relative changes spread over these distances (mm).
+_POSTERIOR_RAMP_MM = 220.0
+_THIGH_RAMP_MM = 200.0
 
 
 def fat_depth(spec: AnatomySpec):
-    """Skin plus subcutaneous fat (mm) by position: thicker over the buttocks (DOMAIN.md 3)."""
+    """Skin plus subcutaneous fat (mm) over the lean body, as a function of position."""
     f = spec.subcutaneous_fat_mm
 
     def depth(points: np.ndarray) -> np.ndarray:
-        posterior = np.clip(-points[:, 1] / 110.0, 0.0, 1.0)
-        thigh = np.clip(-(points[:, 2] + 60.0) / 120.0, 0.0, 1.0)
-        return -(SKIN_MM + f * (1.0 + 0.7 * posterior - 0.35 * thigh))
+        posterior = np.clip(-points[:, 1] / _POSTERIOR_RAMP_MM, 0.0, 1.0)
+        thigh = np.clip(-(points[:, 2] + 60.0) / _THIGH_RAMP_MM, 0.0, 1.0)
+        return SKIN_MM + f * (1.0 + 1.4 * posterior - 0.6 * thigh)
 
     return depth
+
+
+def _fat_depth_slope(spec: AnatomySpec) -> float:
+    """Largest change of :func:`fat_depth` per mm of position (dimensionless)."""
+    f = spec.subcutaneous_fat_mm
+    return f * (1.4 / _POSTERIOR_RAMP_MM + 0.6 / _THIGH_RAMP_MM)
+
+
+@dataclass(frozen=True, eq=False)
+class _Rescaled(Shape):
+    """``shape``'s distance divided by ``factor`` >= 1: keeps it a true lower bound of the distance
+    when ``shape`` is an offset by a depth that varies with position."""
+
+    shape: Shape
+    factor: float
+
+    def sdf(self, points: np.ndarray) -> np.ndarray:
+        return self.shape.sdf(points) / self.factor
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.shape.bounds()
+
+
+def body_shape(spec: AnatomySpec) -> Shape:
+    """Skin surface: the lean body grown by skin and subcutaneous fat.
+
+    Each piece is grown before the blend, so distances stay exact however thick the fat.
+    """
+    depth, most = fat_depth(spec), SKIN_MM + 2.4 * spec.subcutaneous_fat_mm
+    factor = 1.0 + _fat_depth_slope(spec)
+    grown = tuple(_Rescaled(Offset(piece, depth, most), factor) for piece in _lean_pieces(spec))
+    return Union(grown, smooth_mm=BODY_BLEND_MM)
 
 
 @dataclass(frozen=True)
@@ -385,8 +427,13 @@ def _muscles_right(lm: HipLandmarks) -> list[MuscleDef]:
     ]
 
 
+# The tube radii below are drawn for slender bellies; this factor fills the space between the
+# bones and the subcutaneous fat as a healthy adult's muscles do, leaving thin fat planes.
+MUSCLE_RADIUS_SCALE = 1.4
+
+
 def _muscle_shape(m: MuscleDef, bulk: float, inner: Shape) -> Shape:
-    radii = [r * np.sqrt(bulk) for r in m.radii]  # bulk scales cross-sectional area
+    radii = [MUSCLE_RADIUS_SCALE * r * np.sqrt(bulk) for r in m.radii]  # bulk scales the area
     return Intersection((tube(m.points, radii, smooth_mm=6.0), inner))
 
 
@@ -488,7 +535,7 @@ def build_anatomy(
             layers=(Layer(SKIN_MM, Tissue.FAT),),
         )
     )
-    inner = Offset(body, fat_depth(spec), 0.0)
+    inner = lean_shape(spec)
     parts.extend(_viscera(lm, rng))
 
     for muscle in _muscles_right(lm):

@@ -298,7 +298,9 @@ class Union(Shape):
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         los, his = zip(*(c.bounds() for c in self.children), strict=True)
-        return np.min(los, axis=0), np.max(his, axis=0)
+        # The blend adds material up to smooth_mm / 4 beyond the children.
+        pad = self.smooth_mm / 4.0
+        return np.min(los, axis=0) - pad, np.max(his, axis=0) + pad
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,10 +16,10 @@ import numpy as np
 from phantoms.errors import SpecError
 from phantoms.grid import Grid
 from phantoms.labels import BONE_STRUCTURES, Structure
+from phantoms.lesions import build_case_phantom, build_case_series, lesion_truth
 from phantoms.materials import tissue_materials
-from phantoms.phantom import Phantom, build_phantom
+from phantoms.phantom import Phantom
 from phantoms.rasterize import Rasterization
-from phantoms.spec import sample_anatomy
 from simulate import backend, ct, physics, scanner
 from simulate.figures import ct_preview, label_preview, radiograph_preview
 from simulate.io import check_output_dir, staged_directory, write_json, write_nifti
@@ -27,29 +27,94 @@ from simulate.provenance import TRUTH_SCHEMA_VERSION, case_generators, software_
 from simulate.radiograph import RadiographGeometry, simulate_radiograph
 
 
-def make_phantom(seed: int, case_index: int = 0, anatomy_overrides: dict | None = None) -> Phantom:
-    """The phantom of case ``(seed, case_index)``: same inputs, same phantom."""
-    rngs = case_generators(seed, case_index)
-    anatomy = sample_anatomy(rngs["anatomy"], **(anatomy_overrides or {}))
-    return build_phantom(anatomy, rngs["soft_tissue"], metadata={"seed": seed, "case_index": case_index})
+@dataclasses.dataclass(frozen=True)
+class CaseRequest:
+    """What a user asks of one case: seed, lesion phase or time since injury, and overrides."""
+
+    seed: int = 0
+    case_index: int = 0
+    phase: str | None = None
+    weeks: float | None = None
+    aetiology: str = "sci"
+    confounders: bool | None = None
+    anatomy_overrides: dict | None = None
+
+    def lesion_options(self) -> dict:
+        # Neither phase nor weeks: a phantom without heterotopic bone.
+        phase = "none" if self.phase is None and self.weeks is None else self.phase
+        return {
+            "phase": phase,
+            "weeks": self.weeks,
+            "aetiology": self.aetiology,
+            "confounders": self.confounders,
+            "anatomy_overrides": self.anatomy_overrides,
+        }
+
+
+def make_phantom(request: CaseRequest) -> Phantom:
+    """The phantom of ``request``: same request, same phantom (anatomy, lesions, confounders)."""
+    rngs = case_generators(request.seed, request.case_index)
+    phantom = build_case_phantom(rngs["lesions"], **request.lesion_options())
+    phantom.metadata.update({"seed": request.seed, "case_index": request.case_index})
+    return phantom
+
+
+def make_series(request: CaseRequest, weeks: list[float]) -> list[Phantom]:
+    """One patient at several times since injury: same anatomy, same lesions growing."""
+    rngs = case_generators(request.seed, request.case_index)
+    options = request.lesion_options()
+    options.pop("weeks")
+    if request.phase is None:
+        options["phase"] = None
+    series = build_case_series(rngs["lesions"], weeks, **options)
+    for phantom in series:
+        phantom.metadata.update({"seed": request.seed, "case_index": request.case_index})
+    return series
+
+
+TRUTH_SPACING_MM = 1.0  # grid on which grades, gaps and volumes of truth.json are measured
+TRUTH_MARGIN_MM = np.array([95.0, 95.0, 0.0])
+
+
+def truth_labels(phantom: Phantom) -> Rasterization:
+    """The phantom rasterized on a fine grid around both hips, for measuring the truth.
+
+    One sample per voxel at ``TRUTH_SPACING_MM``: labels are those of the analytic scene at the
+    voxel centres, independent of any imaging grid.
+    """
+    head = phantom.landmarks.head_center
+    lo = np.array([-head[0], -95.0, -150.0]) - TRUTH_MARGIN_MM * [1, 0, 0]
+    hi = np.array([head[0], 110.0, 95.0]) + TRUTH_MARGIN_MM * [1, 0, 0]
+    return phantom.rasterize(Grid.covering(tuple(lo), tuple(hi), TRUTH_SPACING_MM), supersampling=1)
 
 
 def phantom_truth(phantom: Phantom, labels: Rasterization, case_id: str) -> dict:
-    """The truth.json content of a phantom on its label grid."""
-    meta = phantom.metadata
-    return {
+    """The truth.json content of a phantom whose labels were written on ``labels.grid``."""
+    meta = dict(phantom.metadata)
+    fine = truth_labels(phantom)
+    measured = lesion_truth(fine, phantom)
+    truth = {
         "schema_version": TRUTH_SCHEMA_VERSION,
         "case_id": case_id,
-        "seed": meta.get("seed"),
-        "case_index": meta.get("case_index", 0),
-        "phase": meta.get("phase", "none"),
-        "weeks_since_injury": meta.get("weeks_since_injury"),
+        "seed": meta.pop("seed", None),
+        "case_index": meta.pop("case_index", 0),
+        "phase": meta.pop("phase", "none"),
+        "weeks_since_injury": meta.pop("weeks_since_injury", None),
+        "right": measured["right"],
+        "left": measured["left"],
+        "truth_grid": {**fine.grid.to_dict(), "supersampling": fine.supersampling},
+        "labels_ho_volume_ml": {
+            side: round(float((labels.structures == s).sum()) * labels.grid.voxel_volume_mm3 / 1000.0, 4)
+            for side, s in (("right", Structure.HO_RIGHT), ("left", Structure.HO_LEFT))
+        },
         "anatomy": phantom.anatomy.to_dict(),
         "landmarks_right_mm": phantom.landmarks.to_dict(),
         "grid": labels.grid.to_dict(),
         "supersampling": labels.supersampling,
+        "generation": meta,
         "software": software_versions(),
     }
+    return truth
 
 
 def write_labels(folder: Path, labels: Rasterization) -> None:
@@ -59,29 +124,48 @@ def write_labels(folder: Path, labels: Rasterization) -> None:
     write_nifti(folder / "ho_instances.nii.gz", labels.instances, labels.grid, np.uint16)
 
 
+def preview_center(phantom: Phantom, truth: dict) -> np.ndarray:
+    """Where previews cut: through the largest lesion of the worse hip, else the right femoral head."""
+    sides = sorted(("right", "left"), key=lambda side: truth[side]["brooker_grade"], reverse=True)
+    lesions = truth[sides[0]]["lesions"]
+    if lesions:
+        return np.asarray(max(lesions, key=lambda d: d["volume_ml"])["centroid_mm"])
+    head = phantom.landmarks.head_center
+    return head if sides[0] == "right" else head * [-1, 1, 1]
+
+
 def write_phantom_case(
-    out: Path,
-    seed: int,
-    spacing_mm: float = 1.5,
-    supersampling: int = 2,
-    anatomy_overrides: dict | None = None,
+    out: Path, request: CaseRequest, spacing_mm: float = 1.5, supersampling: int = 2
 ) -> Path:
-    """Build, rasterize and write the phantom of ``seed`` into the folder ``out``."""
+    """Build, rasterize and write the phantom of ``request`` into the folder ``out``."""
     check_output_dir(out)
-    phantom = make_phantom(seed, anatomy_overrides=anatomy_overrides)
+    return write_phantom_folder(out, make_phantom(request), spacing_mm, supersampling)
+
+
+def write_phantom_folder(out: Path, phantom: Phantom, spacing_mm: float, supersampling: int) -> Path:
+    """Rasterize ``phantom`` and write labels, truth.json and preview.png into ``out``."""
     grid = phantom.grid(spacing_mm)
     labels = phantom.rasterize(grid, supersampling)
     case_id = Path(out).name
+    truth = phantom_truth(phantom, labels, case_id)
+    title = f"{case_id}: seed {truth['seed']}, phase {truth['phase']}, labels"
     with staged_directory(out) as stage:
         write_labels(stage, labels)
-        write_json(stage / "truth.json", phantom_truth(phantom, labels, case_id))
-        label_preview(
-            stage / "preview.png",
-            labels.structures,
-            grid,
-            phantom.landmarks.head_center,
-            f"{case_id}: seed {seed}, labels",
-        )
+        write_json(stage / "truth.json", truth)
+        label_preview(stage / "preview.png", labels.structures, grid, preview_center(phantom, truth), title)
+    return Path(out).resolve()
+
+
+def write_series(
+    out: Path, request: CaseRequest, weeks: list[float], spacing_mm: float = 1.5, supersampling: int = 2
+) -> Path:
+    """A longitudinal series: one phantom folder per time point in ``out``, all in one rename."""
+    check_output_dir(out)
+    series = make_series(request, weeks)
+    with staged_directory(out) as stage:
+        for phantom in series:
+            name = f"week_{phantom.metadata['weeks_since_injury']:06.2f}".replace(".", "_")
+            write_phantom_folder(stage / name, phantom, spacing_mm, supersampling)
     return Path(out).resolve()
 
 
@@ -125,14 +209,13 @@ def basis_maps(
 
 def write_ct_case(
     out: Path,
-    seed: int,
+    request: CaseRequest,
     preset: str = "quick",
     protocol_overrides: dict | None = None,
-    anatomy_overrides: dict | None = None,
     z_range_mm: tuple[float, float] | None = None,
     progress=None,
 ) -> Path:
-    """Build the phantom of ``seed``, image it with CT and an AP radiograph, write the case folder.
+    """Build the phantom of ``request``, image it with CT and an AP radiograph, write the case folder.
 
     ``progress(stage, seconds)`` is called after each stage with its wall time.
     """
@@ -150,8 +233,8 @@ def write_ct_case(
         clock = now
 
     timings: dict[str, float] = {}
-    rngs = case_generators(seed, 0)
-    phantom = make_phantom(seed, anatomy_overrides=anatomy_overrides)
+    rngs = case_generators(request.seed, request.case_index)
+    phantom = make_phantom(request)
     recon, imaging = case_grids(phantom, protocol, z_range)
     stage("phantom")
     labels = phantom.rasterize(recon, supersampling=2)
@@ -179,6 +262,7 @@ def write_ct_case(
     stage("radiograph")
     case_id = Path(out).name
     truth = phantom_truth(phantom, labels, case_id)
+    stage("truth")
     truth["scanner"] = {
         "preset": preset,
         **protocol.to_dict(),
@@ -203,8 +287,8 @@ def write_ct_case(
             hu_int,
             labels.structures,
             recon,
-            phantom.landmarks.head_center,
-            f"{case_id}: CT ({preset})",
+            preview_center(phantom, truth),
+            f"{case_id}: CT ({preset}), phase {truth['phase']}",
         )
         stage("write")
         truth["timings_s"] = timings

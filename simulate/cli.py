@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from phantoms.errors import SpecError
+from phantoms.lesions import PhaseNotMet
 
 EXIT_BAD_INPUT = 2
 
@@ -23,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _add_phantom_options(p: argparse.ArgumentParser) -> None:
+def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed of the case (integer >= 0); default 0")
     p.add_argument(
         "--out", type=Path, required=True, help="output folder (created or replaced when complete)"
@@ -39,6 +40,35 @@ def _add_phantom_options(p: argparse.ArgumentParser) -> None:
         type=int,
         default=2,
         help="sub-samples per voxel edge for partial volume, 1 to 8; default 2",
+    )
+    p.add_argument(
+        "--phase",
+        choices=("none", "a", "b", "c", "d"),
+        default=None,
+        help="NHO phase = Brooker grade of the index hip, by measurement: none (0), a (I, islands), "
+        "b (II, spurs leaving >= 10 mm), c (III, < 10 mm), d (IV, bony bridge); default none, "
+        "or drawn from --weeks",
+    )
+    if single_time:
+        p.add_argument(
+            "--weeks",
+            type=float,
+            default=None,
+            help="weeks since the neurological injury (>= 0); drives onset, growth and maturity and, "
+            "without --phase, the phase",
+        )
+    p.add_argument(
+        "--aetiology",
+        choices=("sci", "brain"),
+        default="sci",
+        help="spinal cord injury or brain injury: location priors (default sci)",
+    )
+    p.add_argument(
+        "--confounders",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add calcifications that are not HO (phleboliths, vascular calcification, calcific "
+        "tendinitis, rim osteophytes); default: drawn for some cases",
     )
     p.add_argument(
         "--anatomy",
@@ -72,6 +102,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.5,
         help="isotropic voxel size of the label grid in mm, 0.1 to 10; default 1.5",
     )
+
+    series = sub.add_parser(
+        "series",
+        help="one patient at several times since injury (phantoms, no imaging)",
+        description="One folder per time point (week_WWW_WW) with the same anatomy and lesion ids; "
+        "lesions grow and mature over time.",
+    )
+    _add_phantom_options(series, single_time=False)
+    series.add_argument(
+        "--weeks",
+        dest="series_weeks",
+        required=True,
+        metavar="W1,W2,...",
+        help="comma-separated weeks since injury, e.g. 4,8,16,32,52",
+    )
+    series.add_argument(
+        "--spacing",
+        type=float,
+        default=1.5,
+        help="isotropic voxel size of the label grid in mm, 0.1 to 10; default 1.5",
+    )
+
     case = sub.add_parser(
         "case",
         help="a labelled CT case: phantom, CT in HU, labels and an AP radiograph (the main job)",
@@ -147,45 +199,65 @@ def _anatomy_overrides(pairs: list[str]) -> dict[str, object]:
     return out
 
 
-def run_phantom(args: argparse.Namespace) -> Path:
-    from simulate.case import write_phantom_case
+def _request(args: argparse.Namespace):
+    from simulate.case import CaseRequest
 
     _check_common(args)
     overrides = _anatomy_overrides(args.anatomy)
     if args.sex:
         overrides["sex"] = args.sex
-    return write_phantom_case(
-        args.out,
+    return CaseRequest(
         seed=args.seed,
-        spacing_mm=args.spacing,
-        supersampling=args.supersampling,
+        phase=args.phase,
+        weeks=getattr(args, "weeks", None),
+        aetiology=args.aetiology,
+        confounders=args.confounders,
         anatomy_overrides=overrides,
     )
 
 
+def run_phantom(args: argparse.Namespace) -> Path:
+    from simulate.case import write_phantom_case
+
+    request = _request(args)
+    return write_phantom_case(args.out, request, spacing_mm=args.spacing, supersampling=args.supersampling)
+
+
+def _weeks_list(text: str) -> list[float]:
+    try:
+        weeks = [float(w) for w in text.split(",") if w.strip()]
+    except ValueError:
+        raise SpecError(f"weeks = {text!r} is not a comma-separated list of numbers") from None
+    if not weeks:
+        raise SpecError(f"weeks = {text!r} lists no time point")
+    return weeks
+
+
+def run_series(args: argparse.Namespace) -> Path:
+    from simulate.case import write_series
+
+    weeks = _weeks_list(args.series_weeks)
+    request = _request(args)
+    return write_series(args.out, request, weeks, spacing_mm=args.spacing, supersampling=args.supersampling)
+
+
 def run_case(args: argparse.Namespace) -> Path:
     from simulate.case import write_ct_case
-
-    _check_common(args)
-    overrides = _anatomy_overrides(args.anatomy)
-    if args.sex:
-        overrides["sex"] = args.sex
 
     def progress(stage: str, seconds: float) -> None:
         print(f"  {stage:<14} {seconds:6.1f} s", file=sys.stderr, flush=True)
 
     return write_ct_case(
         args.out,
-        seed=args.seed,
+        _request(args),
         preset=args.preset,
         protocol_overrides=_scanner_overrides(args.scanner),
-        anatomy_overrides=overrides,
         z_range_mm=tuple(args.z_range) if args.z_range else None,
         progress=progress,
     )
 
 
-COMMANDS = {"phantom": run_phantom, "case": run_case}
+COMMANDS = {"phantom": run_phantom, "case": run_case, "series": run_series}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -196,6 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as error:
         print(f"nmosim {args.command}: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except PhaseNotMet as error:
+        print(f"nmosim {args.command}: failed: {error}; another --seed will do", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("nmosim: interrupted; nothing was left half-written", file=sys.stderr)
         return 130

@@ -111,8 +111,8 @@ def _brute_force_fractions(part: Part, grid: Grid, s: int) -> np.ndarray:
     [
         ("pelvis", (88.0, 0.0, 10.0), 2),
         ("obturator_internus_gemelli_right", (70.0, -36.0, -8.0), 2),
-        ("gluteus_maximus_left", (-70.0, -80.0, 0.0), 3),
-        ("body", (-40.0, -120.0, -20.0), 2),
+        ("gluteus_maximus_left", (-70.0, -108.0, 0.0), 3),
+        ("body", (-40.0, -156.0, -20.0), 2),
     ],
 )
 def test_hip_scene_parts_match_brute_force_supersampling(name, centre, s):

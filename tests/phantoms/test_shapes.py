@@ -91,3 +91,14 @@ def test_offset_and_mirror():
     lo, hi = m.bounds()
     np.testing.assert_allclose(lo, [-40, -10, -10])
     np.testing.assert_allclose(hi, [-20, 10, 10])
+
+
+def test_smooth_union_bounds_hold_the_blended_material():
+    a, b = Sphere((0, 0, 0), 10), Sphere((4, 0, 0), 10)
+    u = Union((a, b), smooth_mm=12.0)
+    lo, hi = u.bounds()
+    # Sample densely around the children's joint box: nothing inside may lie outside the bounds.
+    grid = np.mgrid[-15:35:0.5, -15:15:0.5, -15:15:0.5].reshape(3, -1).T
+    inside = grid[u.sdf(grid) < 0]
+    assert np.all(inside >= lo) and np.all(inside <= hi)
+    assert np.any(np.abs(inside[:, 1]) > 10.0)  # the blend reaches past the children's boxes
