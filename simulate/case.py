@@ -222,6 +222,7 @@ def write_ct_case(
     report = progress or (lambda stage, seconds: None)
     check_output_dir(out)
     protocol = scanner.make_protocol(preset, **(protocol_overrides or {}))
+    device = backend.select_device()  # a forced but absent GPU is reported before any work
     z_range = z_range_mm or SCAN_RANGE_MM[preset]
     clock = time.perf_counter()
 
@@ -269,7 +270,7 @@ def write_ct_case(
         "scan_range_mm": list(z_range),
         "reconstruction_grid": recon.to_dict(),
         "imaging_grid": imaging.to_dict(),
-        "device": backend.select_device(),
+        "device": device,
     }
     truth["radiograph"] = geometry.to_dict()
     hu_int = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)

@@ -27,9 +27,9 @@ class RadiographGeometry:
 
     source_to_detector_mm: float = 1150.0
     detector_y_mm: float = -190.0
-    center_z_mm: float = 25.0
+    center_z_mm: float = 0.0
     detector_width_mm: float = 430.0
-    detector_height_mm: float = 350.0
+    detector_height_mm: float = 300.0
     pixel_mm: float = 1.0
     kvp: float = 75.0
     filtration_mm_al: float = 2.5

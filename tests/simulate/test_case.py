@@ -1,0 +1,152 @@
+"""`nmosim case` end to end at a small size: files, HU of tissues, geometry, truth and errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from phantoms.grading import grade_hips
+from phantoms.labels import Structure, Tissue
+from simulate.cli import main
+
+SMALL = [
+    "--scanner", "recon_pixel_mm=2", "--scanner", "slice_thickness_mm=2", "--scanner", "n_views=240",
+    "--scanner", "kernel=soft",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ct") / "case_c"
+    argv = ["case", "--phase", "c", "--seed", "2", "--out", str(out), "--z-range", "-112", "12", *SMALL]
+    assert main(argv) == 0
+    return out
+
+
+def load(case, name):
+    image = nib.load(case / name)
+    return np.asarray(image.dataobj), image
+
+
+def eroded_mean(ct, mask, iterations=1):
+    core = ndimage.binary_erosion(mask, iterations=iterations)
+    assert core.sum() > 30
+    return float(ct[core].mean())
+
+
+def test_case_folder_holds_the_contract_files(case):
+    names = {p.name for p in case.iterdir()}
+    expected = {"ct.nii.gz", "structures.nii.gz", "tissues.nii.gz", "ho_instances.nii.gz",
+                "radiograph_ap.png", "radiograph_ap.npz", "truth.json", "preview_ct.png"}  # fmt: skip
+    assert expected <= names
+    ct, image = load(case, "ct.nii.gz")
+    labels, limage = load(case, "structures.nii.gz")
+    assert ct.dtype == np.int16 and labels.dtype == np.uint8 and ct.shape == labels.shape
+    assert np.allclose(image.affine, limage.affine)
+    assert nib.aff2axcodes(image.affine) == ("R", "A", "S")
+    assert float(image.header["scl_slope"]) in (1.0,) or np.isnan(image.header["scl_slope"])
+    truth = json.loads((case / "truth.json").read_text())
+    for key in ("schema_version", "case_id", "seed", "phase", "weeks_since_injury", "right", "left",
+                "anatomy", "scanner", "software", "grid"):  # fmt: skip
+        assert key in truth, key
+    assert truth["scanner"]["n_views"] == 240 and truth["scanner"]["kernel"] == "soft"
+    with np.load(case / "radiograph_ap.npz") as rad:
+        assert rad["image"].ndim == 2 and rad["mask_bone"].any()
+
+
+def test_tissue_hu_fall_in_clinical_ranges(case):
+    ct, _ = load(case, "ct.nii.gz")
+    tissues, _ = load(case, "tissues.nii.gz")
+    fat = eroded_mean(ct, tissues == Tissue.FAT, 2)
+    muscle = eroded_mean(ct, tissues == Tissue.MUSCLE, 1)
+    assert -120 <= fat <= -80, fat  # DOMAIN.md 4.1: fat -100 (-120 to -80)
+    assert 30 <= muscle <= 60, muscle  # DOMAIN.md 4.1 / 2.8: 45-55 normal, lower with atrophy
+
+
+def test_air_inside_the_scan_field_reads_minus_1000(case):
+    ct, image = load(case, "ct.nii.gz")
+    structures, _ = load(case, "structures.nii.gz")
+    truth = json.loads((case / "truth.json").read_text())
+    i, j, _ = np.meshgrid(*[np.arange(n) for n in ct.shape], indexing="ij")
+    x, y, _ = nib.affines.apply_affine(image.affine, np.stack([i, j, np.zeros_like(i)], -1)).transpose(
+        3, 0, 1, 2
+    )
+    scan_radius = (
+        truth["scanner"]["n_bins"]
+        * truth["scanner"]["bin_width_mm"]
+        / 2
+        / (truth["scanner"]["source_to_detector_mm"] / truth["scanner"]["source_to_iso_mm"])
+    )
+    air = ndimage.binary_erosion(structures == 0, iterations=4) & (np.hypot(x, y) < 0.9 * scan_radius)
+    assert air.sum() > 100
+    assert -1010 <= float(ct[air].mean()) <= -990, float(ct[air].mean())
+
+
+def test_femoral_shaft_cortex_is_dense_bone(case):
+    ct, _ = load(case, "ct.nii.gz")
+    tissues, _ = load(case, "tissues.nii.gz")
+    structures, _ = load(case, "structures.nii.gz")
+    cortex = (tissues == Tissue.CORTICAL_BONE) & (structures == Structure.FEMUR_RIGHT)
+    core = ndimage.binary_erosion(cortex, iterations=1)
+    values = ct[core]
+    assert values.size > 20
+    # DOMAIN.md 4.1: 1500-1900 in the diaphysis; 2 mm voxels and beam hardening read lower.
+    assert 1150 <= float(np.median(values)) <= 1900, float(np.median(values))
+
+
+def test_ct_is_not_flipped_or_shifted_against_the_labels(case):
+    ct, image = load(case, "ct.nii.gz")
+    structures, _ = load(case, "structures.nii.gz")
+    spacing = np.array(image.header.get_zooms())
+    for label in (Structure.FEMUR_RIGHT, Structure.FEMUR_LEFT):
+        mask = structures == label
+        bright = (ct > 200) & ndimage.binary_dilation(mask, iterations=3)
+        a = np.array(ndimage.center_of_mass(mask)) * spacing
+        b = np.array(ndimage.center_of_mass(bright)) * spacing
+        assert np.all(np.abs(a - b) <= spacing), (a, b)
+
+
+def test_truth_grade_is_measured_and_matches_the_labels(case):
+    truth = json.loads((case / "truth.json").read_text())
+    index = truth["generation"]["index_side"]
+    assert truth[index]["brooker_grade"] == 3 and 0 < truth[index]["gap_mm"] < 10
+    structures, image = load(case, "structures.nii.gz")
+    zyx = np.transpose(structures, (2, 1, 0))
+    graded = grade_hips(zyx, tuple(float(z) for z in image.header.get_zooms()))
+    assert graded[index].grade >= 2  # coarse 2 mm labels may only shorten or close a gap
+    assert truth[index]["ho_volume_ml"] > 0
+
+
+def test_bad_scanner_values_are_one_line_errors(tmp_path):
+    for extra, needle in (
+        (["--scanner", "n_views=0"], "n_views = 0 is outside"),
+        (["--scanner", "kvp=300"], "kvp = 300 is outside [70, 150]"),
+        (["--scanner", "mas=-1"], "mas = -1"),
+        (["--scanner", "kernel=sharp"], "kernel = 'sharp' is not one of"),
+        (["--phase", "d", "--weeks", "2"], "weeks = 2.0 is too early for phase 'd'"),
+    ):
+        out = tmp_path / "bad"
+        proc = subprocess.run([sys.executable, "-m", "simulate.cli", "case", "--out", str(out), *extra],
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], proc.stderr
+        assert not out.exists()
+
+
+def test_forcing_cuda_without_a_gpu_is_a_clear_error(tmp_path):
+    import astra
+
+    if astra.use_cuda():
+        pytest.skip("a CUDA GPU is present")
+    argv = ["case", "--out", str(tmp_path / "x"), "--z-range", "-2", "2", *SMALL]
+    env = {**os.environ, "NMOSIM_DEVICE": "cuda"}
+    proc = subprocess.run([sys.executable, "-m", "simulate.cli", *argv], capture_output=True, text=True,
+                          timeout=300, env=env)  # fmt: skip
+    assert proc.returncode == 2
+    assert "NMOSIM_DEVICE = 'cuda' but no CUDA GPU" in proc.stderr
