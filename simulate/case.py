@@ -242,7 +242,7 @@ def write_ct_case(
     stage("labels")
     water, bone, fine_labels = basis_maps(phantom, imaging, protocol)
     stage("imaging maps")
-    hu = ct.simulate_ct(water, bone, imaging, recon, protocol, rngs["imaging"])
+    hu = ct.simulate_ct(water, bone, imaging, recon, protocol, rngs["imaging"], device=device)
     stage("ct")
     geometry = RadiographGeometry()
     rad_grid = phantom.grid(max(2.0, protocol.recon_pixel_mm))
