@@ -21,6 +21,7 @@ SMALL = {
     "recon_fov_mm": 360.0,
     "slice_thickness_mm": 2.0,
     "imaging_oversampling": 2,
+    "imaging_oversampling_z": 2,
 }
 
 

@@ -121,7 +121,7 @@ def test_recon_grid_covers_fov_centred_on_iso():
 
 
 def test_imaging_grid_subdivides_recon_slices_exactly():
-    p = make_protocol("quick", imaging_oversampling=3)
+    p = make_protocol("quick", imaging_oversampling=3, imaging_oversampling_z=3)
     rec = recon_grid(p, 0.0, 9.0, center_xy_mm=(10.0, -5.0))
     fine = imaging_grid(p, rec)
     assert fine.shape[0] == 3 * rec.shape[0]
@@ -133,3 +133,8 @@ def test_imaging_grid_subdivides_recon_slices_exactly():
     lo_r = rec.origin_mm[0] - rec.spacing_mm[0] / 2
     lo_f = fine.origin_mm[0] - fine.spacing_mm[0] / 2
     assert lo_f == pytest.approx(lo_r)
+    # in-plane and slice oversampling are independent
+    q = make_protocol("quick", imaging_oversampling=2, imaging_oversampling_z=1)
+    other = imaging_grid(q, rec)
+    assert other.shape[0] == rec.shape[0] and other.spacing_mm[2] == rec.spacing_mm[2]
+    assert other.spacing_mm[0] == pytest.approx(rec.spacing_mm[0] / 2)
