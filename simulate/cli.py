@@ -80,6 +80,15 @@ def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -
     )
 
 
+def _add_spacing(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--spacing",
+        type=float,
+        default=1.5,
+        help="isotropic voxel size of the label grid in mm, 0.1 to 10; default 1.5",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="nmosim",
@@ -96,12 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write structures.nii.gz, tissues.nii.gz, truth.json and preview.png.",
     )
     _add_phantom_options(phantom)
-    phantom.add_argument(
-        "--spacing",
-        type=float,
-        default=1.5,
-        help="isotropic voxel size of the label grid in mm, 0.1 to 10; default 1.5",
-    )
+    _add_spacing(phantom)
 
     series = sub.add_parser(
         "series",
@@ -117,12 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="W1,W2,...",
         help="comma-separated weeks since injury, e.g. 4,8,16,32,52",
     )
-    series.add_argument(
-        "--spacing",
-        type=float,
-        default=1.5,
-        help="isotropic voxel size of the label grid in mm, 0.1 to 10; default 1.5",
-    )
+    _add_spacing(series)
 
     case = sub.add_parser(
         "case",
