@@ -88,6 +88,16 @@ def truth_labels(phantom: Phantom) -> Rasterization:
     return phantom.rasterize(Grid.covering(tuple(lo), tuple(hi), TRUTH_SPACING_MM), supersampling=1)
 
 
+PHASE_OF_GRADE = ("none", "a", "b", "c", "d")  # Brooker 0-IV (DOMAIN.md 1.2)
+
+
+def _measured_phase(measured: dict, index_side: str | None) -> str:
+    """The phase that the index hip's measured grade stands for (the worse hip if none is set)."""
+    grades = {side: measured[side]["brooker_grade"] for side in ("right", "left")}
+    grade = grades[index_side] if index_side in grades else max(grades.values())
+    return PHASE_OF_GRADE[grade]
+
+
 def phantom_truth(phantom: Phantom, labels: Rasterization, case_id: str) -> dict:
     """The truth.json content of a phantom whose labels were written on ``labels.grid``."""
     meta = dict(phantom.metadata)
@@ -98,7 +108,8 @@ def phantom_truth(phantom: Phantom, labels: Rasterization, case_id: str) -> dict
         "case_id": case_id,
         "seed": meta.pop("seed", None),
         "case_index": meta.pop("case_index", 0),
-        "phase": meta.pop("phase", "none"),
+        "phase": _measured_phase(measured, meta.get("index_side")),
+        "requested_phase": meta.pop("phase", "none"),
         "weeks_since_injury": meta.pop("weeks_since_injury", None),
         "right": measured["right"],
         "left": measured["left"],

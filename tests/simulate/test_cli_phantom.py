@@ -98,3 +98,23 @@ def test_unwritable_output_path_is_a_clear_error(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("nmosim phantom: error: out = ")
     assert "not writable" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_series_keeps_anatomy_and_lesion_ids_and_grows(tmp_path):
+    out = tmp_path / "series"
+    argv = ["series", "--seed", "7", "--weeks", "12,40", "--phase", "d", "--spacing", "4", "--out", str(out)]
+    assert main([*argv, "--supersampling", "1"]) == 0
+    folders = sorted(p for p in out.iterdir() if p.is_dir())
+    assert [p.name for p in folders] == ["week_012_00", "week_040_00"]
+    early, late = (json.loads((p / "truth.json").read_text()) for p in folders)
+    assert early["generation"]["base_anatomy"] == late["generation"]["base_anatomy"]
+    assert late["phase"] == "d" and late["requested_phase"] == "d"
+    for side in ("right", "left"):
+        assert late[side]["ho_volume_ml"] >= early[side]["ho_volume_ml"]
+        assert {d["instance"] for d in early[side]["lesions"]} <= {
+            d["instance"] for d in late[side]["lesions"]
+        }
+    assert (
+        early["phase"]
+        == ("none", "a", "b", "c", "d")[early[early["generation"]["index_side"]]["brooker_grade"]]
+    )
