@@ -461,6 +461,31 @@ def _honour_side(
     )
 
 
+def _honour_other_side(
+    rng: np.random.Generator,
+    crop: _SideCrop,
+    sites: Sites,
+    bones: list[Shape],
+    side: str,
+    requested: dict[str, int],
+    category: str,
+    max_attempts: int,
+) -> tuple[list[_Plan], list[LesionGeometry], int]:
+    """As :func:`_honour_side` for the contralateral hip, lowering its grade when one is not met;
+    ``requested[side]`` is updated to the grade reached (0 and no lesions if none was)."""
+    spent = 0
+    for grade in range(requested[side], 0, -1):
+        try:
+            plans, geometries, n = _honour_side(rng, crop, sites, bones, side, grade, category, max_attempts)
+        except PhaseNotMet:
+            spent += max_attempts
+            continue
+        requested[side] = grade
+        return plans, geometries, spent + n
+    requested[side] = 0
+    return [], [], spent
+
+
 # --- the case -----------------------------------------------------------------------------------
 
 
@@ -529,9 +554,17 @@ def plan_case(
         if not requested[side]:
             continue
         crop = _side_crop(ref_anatomy, lm, side, honour_spacing_mm)
-        plans, geometries, n = _honour_side(
-            r_lesion, crop, sites, bones, side, requested[side], side_location[side], max_attempts
-        )
+        if side == index_side:
+            plans, geometries, n = _honour_side(
+                r_lesion, crop, sites, bones, side, requested[side], side_location[side], max_attempts
+            )
+        else:
+            # Only the index hip's grade is asked for; the other hip steps down until one is met.
+            plans, geometries, n = _honour_other_side(
+                r_lesion, crop, sites, bones, side, requested, side_location[side], max_attempts
+            )
+            if not plans:
+                continue
         attempts[side] = n
         g_ref = linear_growth(weeks - onsets[side], course.half_time_weeks)
         for plan, geometry in zip(plans, geometries, strict=True):
