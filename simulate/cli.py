@@ -154,7 +154,50 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("LOW", "HIGH"),
         help="scan range along z in mm (patient frame); default per preset",
     )
+    _add_evaluation_parsers(sub)
     return parser
+
+
+def _add_evaluation_parsers(sub) -> None:
+    """Subcommands that score and produce predictions: evaluate, baseline."""
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="score predicted label maps against the truth of case folders",
+        description="For each case folder under --truth (a folder with structures.nii.gz), read "
+        "PRED/<case_id>.nii.gz: a label map on the case grid in the structures ids (6 ho_right, "
+        "7 ho_left required; 3/4/5 bones scored when present). Writes metrics_per_case.csv, "
+        "summary.json and PNG plots: Dice, HD95 (mm), NSD, volume errors (ml), lesion detection and "
+        "Brooker grades, by phase, dose (mAs) and kernel. See simulate/evaluate.py for conventions.",
+    )
+    evaluate.add_argument("--truth", type=Path, required=True, help="folder holding the case folders")
+    evaluate.add_argument("--pred", type=Path, required=True, help="folder holding <case_id>.nii.gz")
+    evaluate.add_argument("--out", type=Path, required=True, help="report folder (created if needed)")
+    evaluate.add_argument(
+        "--tolerance-mm",
+        type=float,
+        default=2.0,
+        help="surface tolerance of the normalized surface distance in mm, >= 0; default 2",
+    )
+    evaluate.add_argument(
+        "--iou-threshold",
+        type=float,
+        default=0.0,
+        help="a predicted lesion detects a truth lesion when their IoU exceeds this, in [0, 1); "
+        "default 0 (any shared voxel)",
+    )
+
+
+def run_evaluate(args: argparse.Namespace) -> Path:
+    from simulate.evaluate import evaluate, write_report
+
+    def progress(done: int, total: int, case_id: str) -> None:
+        print(f"\r  evaluated {done}/{total} {case_id:<30}", end="", file=sys.stderr, flush=True)
+
+    rows, summary = evaluate(args.truth, args.pred, args.tolerance_mm, args.iou_threshold, progress)
+    print(file=sys.stderr)
+    for status, count in summary["status_counts"].items():
+        print(f"  {status}: {count} case(s)", file=sys.stderr)
+    return write_report(args.out, rows, summary)
 
 
 def _scanner_overrides(pairs: list[str]) -> dict[str, object]:
@@ -256,7 +299,7 @@ def run_case(args: argparse.Namespace) -> Path:
     )
 
 
-COMMANDS = {"phantom": run_phantom, "case": run_case, "series": run_series}
+COMMANDS = {"phantom": run_phantom, "case": run_case, "series": run_series, "evaluate": run_evaluate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

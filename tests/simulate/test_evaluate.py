@@ -1,0 +1,376 @@
+"""Tests of simulate/evaluate.py on hand-built label volumes (no CT simulation)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from phantoms.grid import Grid
+from phantoms.labels import Structure
+from simulate import cli
+from simulate.evaluate import (
+    confusion_matrix,
+    dice,
+    evaluate,
+    hd95_mm,
+    lesion_detection,
+    nsd,
+    quadratic_weighted_kappa,
+    segmentation_metrics,
+    surface,
+    surface_distances,
+    write_report,
+)
+from simulate.io import write_json, write_nifti
+
+SPACING_XYZ = (1.0, 1.5, 2.0)  # anisotropic on purpose
+SPACING_ZYX = SPACING_XYZ[::-1]
+GRID = Grid((12, 10, 40), SPACING_XYZ, (-20.0, -7.0, -11.0))
+P, FR, FL, HR, HL = (int(s) for s in (Structure.PELVIS, Structure.FEMUR_RIGHT, Structure.FEMUR_LEFT,
+                                      Structure.HO_RIGHT, Structure.HO_LEFT))  # fmt: skip
+
+
+def scene() -> tuple[np.ndarray, np.ndarray]:
+    """Structures and instances: right pelvic spur 14 mm from the femur (II), left island (I)."""
+    s = np.full(GRID.shape, int(Structure.MUSCLE), np.uint8)
+    inst = np.zeros(GRID.shape, np.uint16)
+    body = (slice(3, 9), slice(2, 8))
+    s[body + (slice(12, 18),)] = P
+    s[body + (slice(34, 39),)] = FR
+    s[body + (slice(1, 4),)] = FL
+    s[body + (slice(18, 20),)] = HR  # spur on the pelvis, 14 empty 1 mm columns before the femur
+    inst[body + (slice(18, 20),)] = 1
+    s[4:7, 3:6, 7:9] = HL  # island between left femur and pelvis
+    inst[4:7, 3:6, 7:9] = 2
+    return s, inst
+
+
+def write_case(root: Path, case_id: str, structures: np.ndarray, instances: np.ndarray | None = None,
+               phase: str = "b", mas: float = 200.0, kernel: str = "soft") -> Path:  # fmt: skip
+    folder = root / case_id
+    folder.mkdir(parents=True)
+    write_nifti(folder / "structures.nii.gz", structures, GRID, np.uint8)
+    if instances is not None:
+        write_nifti(folder / "ho_instances.nii.gz", instances, GRID, np.uint16)
+    truth = {
+        "case_id": case_id,
+        "phase": phase,
+        "right": {"brooker_grade": 2},
+        "left": {"brooker_grade": 1},
+        "scanner": {"mas": mas, "kernel": kernel, "kvp": 120.0},
+    }
+    write_json(folder / "truth.json", truth)
+    return folder
+
+
+def write_pred(pred_dir: Path, case_id: str, labels: np.ndarray, grid: Grid = GRID, dtype=np.uint8) -> None:
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    write_nifti(pred_dir / f"{case_id}.nii.gz", labels, grid, dtype)
+
+
+# --- metrics on masks -------------------------------------------------------------------------------
+
+
+def test_perfect_prediction_scores_perfectly(tmp_path: Path) -> None:
+    s, inst = scene()
+    write_case(tmp_path / "truth", "case_a", s, inst)
+    write_pred(tmp_path / "pred", "case_a", s)
+    rows, summary = evaluate(tmp_path / "truth", tmp_path / "pred")
+    row = rows[0]
+    assert row["status"] == "ok"
+    for name in ("ho_right", "ho_left", "ho", "pelvis", "femur_right", "femur_left"):
+        assert row[f"dice_{name}"] == 1.0
+        assert row[f"hd95_mm_{name}"] == 0.0
+        assert row[f"nsd_{name}"] == 1.0
+        assert row[f"volume_error_ml_{name}"] == 0.0
+    assert (row["grade_truth_right"], row["grade_pred_right"]) == (2, 2)
+    assert (row["grade_truth_left"], row["grade_pred_left"]) == (1, 1)
+    assert row["gap_pred_mm_right"] == pytest.approx(14.0)
+    assert (row["lesion_tp"], row["lesion_fp"], row["lesion_fn"], row["lesion_f1"]) == (2, 0, 0, 1.0)
+    assert summary["grading"]["accuracy"] == 1.0
+    assert summary["grading"]["quadratic_weighted_kappa"] == 1.0
+    assert summary["grading"]["accuracy_vs_truth_json"] == 1.0
+    # HO-only predictions are graded on the truth's bones and give the same grades; bones not scored
+    ho_only = np.where(np.isin(s, [HR, HL]), s, 0).astype(np.uint8)
+    write_pred(tmp_path / "pred2", "case_a", ho_only)
+    row2 = evaluate(tmp_path / "truth", tmp_path / "pred2")[0][0]
+    assert row2["bones_scored"] is False and "dice_pelvis" not in row2
+    assert (row2["grade_pred_right"], row2["grade_pred_left"], row2["dice_ho"]) == (2, 1, 1.0)
+
+
+def test_empty_masks_follow_the_convention() -> None:
+    empty = np.zeros((5, 6, 7), bool)
+    full = empty.copy()
+    full[1:4, 2:4, 2:5] = True
+    both = segmentation_metrics(empty, empty, SPACING_ZYX)
+    assert (both["dice"], both["hd95_mm"], both["nsd"]) == (1.0, 0.0, 1.0)
+    assert math.isnan(both["volume_error_rel"]) and both["volume_error_ml"] == 0.0
+    for truth, pred in ((full, empty), (empty, full)):
+        one = segmentation_metrics(truth, pred, SPACING_ZYX)
+        assert one["dice"] == 0.0 and math.isnan(one["hd95_mm"]) and one["nsd"] == 0.0
+    missed = segmentation_metrics(full, empty, SPACING_ZYX)
+    assert missed["volume_error_rel"] == -1.0
+    assert missed["volume_error_ml"] == pytest.approx(-18 * 3.0 / 1000)  # 18 voxels of 3 mm3
+
+
+def test_empty_prediction_in_a_case(tmp_path: Path) -> None:
+    s, inst = scene()
+    write_case(tmp_path / "truth", "case_a", s, inst)
+    write_pred(tmp_path / "pred", "case_a", np.zeros_like(s))
+    rows, summary = evaluate(tmp_path / "truth", tmp_path / "pred")
+    row = rows[0]
+    assert row["dice_ho"] == 0.0 and math.isnan(row["hd95_mm_ho"]) and row["nsd_ho"] == 0.0
+    assert (row["lesion_tp"], row["lesion_fn"], row["lesion_fp"], row["lesion_f1"]) == (0, 2, 0, 0.0)
+    assert (row["grade_pred_right"], row["grade_pred_left"]) == (0, 0)
+    assert summary["segmentation"]["ho"]["hd95_mm"]["n_undefined"] == 1
+    assert summary["grading"]["accuracy"] == 0.0
+    write_report(tmp_path / "report", rows, summary)
+    saved = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert saved["segmentation"]["ho"]["hd95_mm"]["n"] == 0  # NaN is counted, not averaged
+    with open(tmp_path / "report" / "metrics_per_case.csv") as handle:
+        assert next(csv.DictReader(handle))["hd95_mm_ho"] == "nan"
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_one_voxel_shift_of_a_plane_on_anisotropic_spacing(axis: int) -> None:
+    truth = np.zeros((9, 9, 9), bool)
+    index = [slice(2, 7)] * 3
+    index[axis] = 4
+    truth[tuple(index)] = True
+    pred = np.roll(truth, 1, axis=axis)
+    step = SPACING_ZYX[axis]
+    a, b = surface_distances(truth, pred, SPACING_ZYX)
+    np.testing.assert_allclose(a, step)
+    np.testing.assert_allclose(b, step)
+    assert hd95_mm(truth, pred, SPACING_ZYX) == pytest.approx(step)
+    assert nsd(truth, pred, SPACING_ZYX, step - 1e-6) == 0.0
+    assert nsd(truth, pred, SPACING_ZYX, step) == 1.0
+    assert dice(truth, pred) == 0.0
+
+
+def test_one_voxel_shift_of_a_box_along_z() -> None:
+    truth = np.zeros((10, 10, 10), bool)
+    truth[2:6, 2:7, 2:8] = True
+    pred = np.roll(truth, 1, axis=0)
+    a, b = surface_distances(truth, pred, SPACING_ZYX)
+    where = np.argwhere(surface(truth))  # the order of the distances
+    bottom = where[:, 0] == 2
+    side = (where[:, 0] > 2) & ((where[:, 1] % 4 == 2) | (where[:, 2] == 2) | (where[:, 2] == 7))
+    # The truth's bottom face is one slice (2 mm) from the prediction's; side faces coincide.
+    np.testing.assert_allclose(a[bottom], 2.0)
+    np.testing.assert_allclose(a[side], 0.0)
+    assert bottom.sum() == 5 * 6 and a.max() == pytest.approx(2.0) and b.max() == pytest.approx(2.0)
+    assert dice(truth, pred) == pytest.approx(2 * 3 / 8)
+
+
+def _blob(rng: np.random.Generator, shape: tuple[int, int, int], level: float) -> np.ndarray:
+    mask = ndimage.gaussian_filter(rng.normal(size=shape), 2.0) > level
+    mask[[0, -1]] = False
+    mask[:, [0, -1]] = False
+    mask[:, :, [0, -1]] = False
+    return mask
+
+
+def _brute_force(truth: np.ndarray, pred: np.ndarray, spacing_zyx, tolerance_mm: float):
+    """Surface distances by nearest neighbours between surface-voxel centres in mm (cKDTree)."""
+    pts_t = np.argwhere(surface(truth)) * np.asarray(spacing_zyx)
+    pts_p = np.argwhere(surface(pred)) * np.asarray(spacing_zyx)
+    a = cKDTree(pts_p).query(pts_t)[0]
+    b = cKDTree(pts_t).query(pts_p)[0]
+    hd95 = max(np.percentile(a, 95), np.percentile(b, 95))
+    within = ((a <= tolerance_mm).sum() + (b <= tolerance_mm).sum()) / (a.size + b.size)
+    return a, b, hd95, within
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_shapes_against_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    truth = _blob(rng, (14, 18, 22), 0.05)
+    pred = _blob(rng, (14, 18, 22), 0.05)
+    spacing = (2.5, 0.8, 0.6)
+    a, b, hd95, within = _brute_force(truth, pred, spacing, 1.5)
+    my_a, my_b = surface_distances(truth, pred, spacing)
+    np.testing.assert_allclose(np.sort(my_a), np.sort(a), atol=1e-9)
+    np.testing.assert_allclose(np.sort(my_b), np.sort(b), atol=1e-9)
+    metrics = segmentation_metrics(truth, pred, spacing, tolerance_mm=1.5)
+    assert metrics["hd95_mm"] == pytest.approx(hd95)
+    assert metrics["nsd"] == pytest.approx(within)
+    assert metrics["dice"] == pytest.approx(2 * (truth & pred).sum() / (truth.sum() + pred.sum()))
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_random_shapes_against_simpleitk(seed: int) -> None:
+    sitk = pytest.importorskip("SimpleITK")
+    rng = np.random.default_rng(seed)
+    truth = _blob(rng, (16, 20, 24), 0.03)
+    pred = _blob(rng, (16, 20, 24), 0.03)
+    spacing = (3.0, 0.7, 0.5)
+
+    def image(mask: np.ndarray):
+        img = sitk.GetImageFromArray(mask.astype(np.uint8))
+        img.SetSpacing(spacing[::-1])  # SimpleITK spacing is (x, y, z)
+        return img
+
+    overlap = sitk.LabelOverlapMeasuresImageFilter()
+    overlap.Execute(image(truth), image(pred))
+    assert dice(truth, pred) == pytest.approx(overlap.GetDiceCoefficient())
+
+    def contour(mask: np.ndarray):
+        f = sitk.LabelContourImageFilter()
+        f.SetFullyConnected(False)  # face neighbours, as our surface
+        return f.Execute(image(mask))
+
+    hausdorff = sitk.HausdorffDistanceImageFilter()
+    hausdorff.Execute(contour(truth), contour(pred))
+    a, b = surface_distances(truth, pred, spacing)
+    assert max(a.max(), b.max()) == pytest.approx(hausdorff.GetHausdorffDistance())
+    assert (a.mean() + b.mean()) / 2 == pytest.approx(hausdorff.GetAverageHausdorffDistance())
+
+
+def test_cropping_to_the_masks_changes_nothing() -> None:
+    rng = np.random.default_rng(5)
+    truth = np.zeros((30, 30, 30), bool)
+    pred = np.zeros((30, 30, 30), bool)
+    truth[3:17, 5:23, 4:26] = _blob(rng, (14, 18, 22), 0.05)
+    pred[0:14, 10:28, 8:30] = _blob(rng, (14, 18, 22), 0.05)  # touches the volume border
+    pred[0, 12:14, 12:14] = True
+    a, b, hd95, _ = _brute_force(truth, pred, (1.0, 2.0, 0.5), 1.0)
+    assert hd95_mm(truth, pred, (1.0, 2.0, 0.5)) == pytest.approx(hd95)
+
+
+# --- lesions and grades -------------------------------------------------------------------------------
+
+
+def test_lesion_detection_counts() -> None:
+    inst = np.zeros((6, 6, 20), np.uint16)
+    inst[1:3, 1:3, 1:3] = 4  # ids need not be consecutive
+    inst[1:3, 1:3, 8:12] = 9
+    pred = np.zeros(inst.shape, bool)
+    pred[1:3, 1:3, 2:4] = True  # overlaps lesion 4 (IoU 4/12)
+    pred[4:6, 4:6, 15:18] = True  # false positive
+    out = lesion_detection(inst, pred)
+    assert (out["lesion_tp"], out["lesion_fn"], out["lesion_fp"]) == (1, 1, 1)
+    assert out["lesion_recall"] == 0.5 and out["lesion_precision"] == 0.5 and out["lesion_f1"] == 0.5
+    strict = lesion_detection(inst, pred, iou_threshold=0.5)
+    assert (strict["lesion_tp"], strict["lesion_fn"], strict["lesion_fp"]) == (0, 2, 2)
+    none = lesion_detection(np.zeros_like(inst), np.zeros_like(pred))
+    assert none["lesion_f1"] == 1.0 and math.isnan(none["lesion_recall"])
+
+
+def test_bridging_prediction_is_graded_iv_on_the_truth_bones(tmp_path: Path) -> None:
+    s, inst = scene()
+    write_case(tmp_path / "truth", "case_a", s, inst)
+    pred = np.zeros_like(s)
+    pred[3:9, 2:8, 18:34] = HR  # HO from the pelvis to the right femur
+    write_pred(tmp_path / "pred", "case_a", pred)
+    rows, summary = evaluate(tmp_path / "truth", tmp_path / "pred")
+    assert (rows[0]["grade_pred_right"], rows[0]["grade_pred_left"]) == (4, 0)
+    assert rows[0]["gap_pred_mm_right"] == 0.0
+    confusion = np.array(summary["grading"]["confusion_matrix_truth_rows_pred_cols"])
+    assert confusion[2, 4] == 1 and confusion[1, 0] == 1 and confusion.sum() == 2
+    assert summary["grading"]["accuracy"] == 0.0
+
+
+def test_quadratic_weighted_kappa_on_known_matrices() -> None:
+    # truth (0, 1, 2), pred (0, 2, 2): observed sum of squares 1; over all 9 pairs 15 -> 1 - 3 * 1 / 15
+    confusion = confusion_matrix([0, 1, 2], [0, 2, 2])
+    assert confusion[1, 2] == 1 and confusion.sum() == 3
+    assert quadratic_weighted_kappa(confusion) == pytest.approx(0.8)
+    rng = np.random.default_rng(0)
+    t = rng.integers(0, 5, 40)
+    p = np.clip(t + rng.integers(-1, 2, 40), 0, 4)
+    pairwise = ((t[:, None] - p[None, :]) ** 2).sum()
+    assert quadratic_weighted_kappa(confusion_matrix(t, p)) == pytest.approx(
+        1 - t.size * ((t - p) ** 2).sum() / pairwise
+    )
+    assert quadratic_weighted_kappa(confusion_matrix([0, 4], [4, 0])) == pytest.approx(-1.0)
+    assert math.isnan(quadratic_weighted_kappa(np.zeros((5, 5))))
+
+
+# --- robustness and report ------------------------------------------------------------------------------
+
+
+def test_bad_predictions_are_reported_not_raised(tmp_path: Path) -> None:
+    s, inst = scene()
+    for case_id in ("c_missing", "c_misnamed", "c_shape", "c_affine", "c_float", "c_ok"):
+        write_case(tmp_path / "truth", case_id, s, inst, phase="a" if case_id == "c_ok" else "b")
+    pred = tmp_path / "pred"
+    write_pred(pred, "c_misnamed_seg", s)
+    write_pred(pred, "c_shape", s[:, :, :-1], Grid((12, 10, 39), SPACING_XYZ, GRID.origin_mm))
+    write_pred(pred, "c_affine", s, Grid(GRID.shape, SPACING_XYZ, (0.0, 0.0, 0.0)))
+    write_pred(pred, "c_float", s.astype(np.float32) + 0.5, dtype=np.float32)
+    write_pred(pred, "c_ok", s.astype(np.float32), dtype=np.float32)  # integral floats are fine
+    (pred / "c_broken.nii.gz").write_bytes(b"not a nifti")
+    rows, summary = evaluate(tmp_path / "truth", pred)
+    status = {r["case_id"]: r["status"] for r in rows}
+    assert status == {
+        "c_affine": "affine_mismatch",
+        "c_float": "not_a_label_map",
+        "c_misnamed": "missing",
+        "c_missing": "missing",
+        "c_ok": "ok",
+        "c_shape": "shape_mismatch",
+    }
+    assert summary["unmatched_predictions"] == ["c_broken.nii.gz", "c_misnamed_seg.nii.gz"]
+    assert summary["n_scored"] == 1 and summary["status_counts"]["missing"] == 2
+    (pred / "c_missing.nii.gz").write_bytes(b"garbage")
+    again = {r["case_id"]: r["status"] for r in evaluate(tmp_path / "truth", pred)[0]}
+    assert again["c_missing"] == "unreadable"
+    out = write_report(tmp_path / "report", rows, summary)
+    with open(out / "metrics_per_case.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["status"] for r in table] == [status[r["case_id"]] for r in table]
+    assert table[0]["dice_ho"] == ""  # not computed for an unscored case
+
+
+def test_breakdown_by_phase_dose_and_kernel(tmp_path: Path) -> None:
+    s, inst = scene()
+    write_case(tmp_path / "truth", "case_a", s, inst, phase="b", mas=50, kernel="bone")
+    write_case(tmp_path / "truth", "case_b", s, inst, phase="c", mas=200, kernel="soft")
+    worse = s.copy()
+    worse[worse == HL] = int(Structure.MUSCLE)
+    write_pred(tmp_path / "pred", "case_a", s)
+    write_pred(tmp_path / "pred", "case_b", worse)
+    _, summary = evaluate(tmp_path / "truth", tmp_path / "pred")
+    by = summary["by"]
+    assert set(by["mas"]) == {"50", "200"} and set(by["kernel"]) == {"bone", "soft"}
+    assert by["phase"]["b"]["segmentation"]["ho_left"]["dice"]["mean"] == 1.0
+    assert by["phase"]["c"]["segmentation"]["ho_left"]["dice"]["mean"] == 0.0
+    assert by["kernel"]["soft"]["grading"]["accuracy"] == 0.5
+    assert summary["lesions"]["fn"] == 1 and summary["lesions"]["fp_per_case"] == 0.0
+
+
+def test_volume_error_uses_the_header_spacing(tmp_path: Path) -> None:
+    s, inst = scene()
+    write_case(tmp_path / "truth", "case_a", s, inst)
+    pred = s.copy()
+    pred[10, 8, 30:33] = HR  # three extra voxels of 1 x 1.5 x 2 mm3
+    write_pred(tmp_path / "pred", "case_a", pred)
+    row = evaluate(tmp_path / "truth", tmp_path / "pred")[0][0]
+    assert row["volume_error_ml_ho_right"] == pytest.approx(3 * 3.0 / 1000)
+    truth_ml = int((s == HR).sum()) * 3.0 / 1000
+    assert row["volume_error_rel_ho_right"] == pytest.approx(3 * 3.0 / 1000 / truth_ml)
+    assert row["lesion_fp"] == 1
+
+
+def test_cli_evaluate_writes_the_report(tmp_path: Path, capsys) -> None:
+    s, inst = scene()
+    write_case(tmp_path / "truth", "case_a", s, inst)
+    write_pred(tmp_path / "pred", "case_a", s)
+    out = tmp_path / "report"
+    truth, pred = str(tmp_path / "truth"), str(tmp_path / "pred")
+    args = ["evaluate", "--truth", truth, "--pred", pred, "--out", str(out)]
+    assert cli.main([*args, "--tolerance-mm", "1"]) == 0
+    for name in ("metrics_per_case.csv", "summary.json", "dice_by_phase.png", "grade_confusion.png"):
+        assert (out / name).stat().st_size > 0
+    assert json.loads((out / "summary.json").read_text())["tolerance_mm"] == 1.0
+    assert cli.main([*args[:2], str(tmp_path / "nowhere"), *args[3:]]) == 2
+    assert cli.main([*args, "--tolerance-mm", "-1"]) == 2
+    assert "tolerance_mm" in capsys.readouterr().err
