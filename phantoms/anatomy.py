@@ -6,6 +6,7 @@ and it never rasterizes. Positions follow DOMAIN.md section 3 (patient frame RAS
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -589,7 +590,42 @@ def build_anatomy(
     return parts
 
 
+SCENE_Z_MM = (-140.0, 135.0)  # from below the lesser trochanters to above the iliac crests
+
+
 def scene_bounds(spec: AnatomySpec) -> tuple[np.ndarray, np.ndarray]:
-    """A box (mm) that holds the body from above the iliac crests to below the lesser trochanters."""
-    lo, hi = body_shape(spec).bounds()
-    return np.array([lo[0], lo[1], -140.0]), np.array([hi[0], hi[1], 135.0])
+    """A box (mm) that holds the body from above the iliac crests to below the lesser trochanters.
+
+    Measured on the skin surface itself (sampled every 2 mm, plus that step), which is much
+    tighter than the bounds of the shapes it is built from.
+    """
+    lo, hi = _scene_bounds(spec)
+    return lo.copy(), hi.copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _scene_bounds(spec: AnatomySpec) -> tuple[np.ndarray, np.ndarray]:
+    lo, hi = body_extent(spec)
+    return np.array([lo[0], lo[1], SCENE_Z_MM[0]]), np.array([hi[0], hi[1], SCENE_Z_MM[1]])
+
+
+def body_extent(spec: AnatomySpec, step_mm: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """In-plane box (mm, x y) of the skin between the scene's z limits, sampled on a lattice."""
+    body = body_shape(spec)
+    lo, hi = body.bounds()
+    xs = np.arange(lo[0], hi[0] + step_mm, step_mm)
+    ys = np.arange(lo[1], hi[1] + step_mm, step_mm)
+    zs = np.arange(SCENE_Z_MM[0], SCENE_Z_MM[1] + step_mm, 4 * step_mm)
+    inside_x = np.zeros(xs.size, bool)
+    inside_y = np.zeros(ys.size, bool)
+    gx, gy = np.meshgrid(xs, ys, indexing="ij")
+    for z in zs:
+        pts = np.stack([gx.ravel(), gy.ravel(), np.full(gx.size, z)], axis=1)
+        inside = (body.sdf(pts) < 0).reshape(gx.shape)
+        inside_x |= inside.any(axis=1)
+        inside_y |= inside.any(axis=0)
+    if not inside_x.any():
+        raise ValueError("the body surface holds no sampled point")
+    lower = np.array([xs[inside_x].min(), ys[inside_y].min()]) - step_mm
+    upper = np.array([xs[inside_x].max(), ys[inside_y].max()]) + step_mm
+    return lower, upper

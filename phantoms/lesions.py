@@ -64,7 +64,7 @@ from phantoms.shapes import Ellipsoid, Intersection, Offset, Shape, Union
 from phantoms.spec import AnatomySpec, sample_anatomy
 
 HONOUR_SPACING_MM = 1.5
-MAX_ATTEMPTS = 10
+MAX_ATTEMPTS = 24
 P_BILATERAL = {"sci": 0.4, "brain": 0.3}  # DOMAIN.md 2.3: 0.3-0.5 in SCI
 CONTRALATERAL_DROP = (0.3, 0.45, 0.25)  # P(other side = index grade - 0, 1, 2); DOMAIN.md 2.3
 # Gap aims (mm) drawn for a spur, and what a measurement on the honour grid must show. The aims keep

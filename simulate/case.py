@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from phantoms.errors import SpecError
 from phantoms.grid import Grid
 from phantoms.labels import BONE_STRUCTURES, Structure
 from phantoms.lesions import build_case_phantom, build_case_series, lesion_truth
@@ -190,22 +189,39 @@ SCAN_RANGE_MM = {"quick": (-100.0, 80.0), "clinical": (-130.0, 125.0)}
 FOV_MARGIN_MM = 12.0
 
 
+def fit_protocol(protocol, phantom: Phantom):
+    """``protocol`` with a detector wide enough for the body and a field of view that holds it.
+
+    A body reaching beyond the scan field would be truncated; instead the detector gets more
+    bins of the same pitch, as a wide-bore scanner would have (recorded in truth.json).
+    """
+    lo, hi = phantom.bounds()
+    corners = np.array([[x, y] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])])
+    radius = float(np.hypot(corners[:, 0], corners[:, 1]).max()) + FOV_MARGIN_MM
+    if 2 * radius > protocol.scan_fov_mm:
+        bins = int(np.ceil(2 * radius / protocol.iso_bin_width_mm)) + 2
+        protocol = dataclasses.replace(protocol, n_bins=bins)
+    side = float(max(hi[0] - lo[0], hi[1] - lo[1])) + 2 * FOV_MARGIN_MM
+    return dataclasses.replace(
+        protocol, recon_fov_mm=min(max(protocol.recon_fov_mm, side), protocol.scan_fov_mm)
+    )
+
+
 def case_grids(phantom: Phantom, protocol, z_range_mm: tuple[float, float]) -> tuple[Grid, Grid]:
     """Reconstruction grid (labels and CT) and the finer imaging grid, covering the body."""
     lo, hi = phantom.bounds()
-    width = float(max(hi[0] - lo[0], hi[1] - lo[1])) + 2 * FOV_MARGIN_MM
-    if width > protocol.scan_fov_mm:
-        raise SpecError(
-            f"body width {width:.0f} mm exceeds the scan field of view {protocol.scan_fov_mm:.0f} mm; "
-            "use more detector bins (n_bins) or a smaller body"
-        )
-    protocol_fov = dataclasses.replace(protocol, recon_fov_mm=max(protocol.recon_fov_mm, width))
     center = (float(lo[0] + hi[0]) / 2, float(lo[1] + hi[1]) / 2)
-    recon = scanner.recon_grid(protocol_fov, z_range_mm[0], z_range_mm[1], center_xy_mm=center)
+    recon = scanner.recon_grid(protocol, z_range_mm[0], z_range_mm[1], center_xy_mm=center)
     xy_lo = (float(lo[0]) - 2.0, float(lo[1]) - 2.0)
     xy_hi = (float(hi[0]) + 2.0, float(hi[1]) + 2.0)
-    imaging = scanner.imaging_grid(protocol_fov, recon, xy_lo, xy_hi)
+    imaging = scanner.imaging_grid(protocol, recon, xy_lo, xy_hi)
     return recon, imaging
+
+
+def outside_scan_field(grid: Grid, protocol) -> np.ndarray:
+    """In-plane mask ``[ny, nx]`` of voxels beyond the scan field of view, where no ray passed."""
+    x, y = grid.voxel_centers_axis(0), grid.voxel_centers_axis(1)
+    return np.hypot(x[None, :], y[:, None]) > protocol.scan_fov_mm / 2
 
 
 def basis_maps(
@@ -240,13 +256,12 @@ def write_ct_case(
     def stage(name: str) -> None:
         nonlocal clock
         now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
         report(name, now - clock)
         clock = now
 
-    timings: dict[str, float] = {}
     rngs = case_generators(request.seed, request.case_index)
     phantom = make_phantom(request)
+    protocol = fit_protocol(protocol, phantom)
     recon, imaging = case_grids(phantom, protocol, z_range)
     stage("phantom")
     labels = phantom.rasterize(recon, supersampling=2)
@@ -285,6 +300,7 @@ def write_ct_case(
     }
     truth["radiograph"] = geometry.to_dict()
     hu_int = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
+    hu_int[:, outside_scan_field(recon, protocol)] = -1024  # no data there, as scanners show it
     with staged_directory(out) as folder:
         write_nifti(folder / "ct.nii.gz", hu_int, recon, np.int16)
         write_labels(folder, labels)
@@ -303,7 +319,6 @@ def write_ct_case(
             f"{case_id}: CT ({preset}), phase {truth['phase']}",
         )
         stage("write")
-        truth["timings_s"] = timings
         write_json(folder / "truth.json", truth)
     del fine_labels
     return Path(out).resolve()

@@ -150,3 +150,14 @@ def test_forcing_cuda_without_a_gpu_is_a_clear_error(tmp_path):
                           timeout=300, env=env)  # fmt: skip
     assert proc.returncode == 2
     assert "NMOSIM_DEVICE = 'cuda' but no CUDA GPU" in proc.stderr
+
+
+def test_same_seed_same_bytes(tmp_path):
+    tiny = ["--seed", "5", "--phase", "b", "--z-range", "-3", "3", "--scanner", "recon_pixel_mm=4",
+            "--scanner", "slice_thickness_mm=3", "--scanner", "n_views=90"]  # fmt: skip
+    first, second = tmp_path / "a" / "case", tmp_path / "b" / "case"  # case_id is the folder name
+    assert main(["case", *tiny, "--out", str(first)]) == 0
+    assert main(["case", *tiny, "--out", str(second)]) == 0
+    for name in ("ct.nii.gz", "structures.nii.gz", "tissues.nii.gz", "ho_instances.nii.gz",
+                 "radiograph_ap.npz", "truth.json"):  # fmt: skip
+        assert (first / name).read_bytes() == (second / name).read_bytes(), name
