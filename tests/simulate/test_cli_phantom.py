@@ -69,6 +69,10 @@ def test_same_seed_same_bytes(written, tmp_path):
         (["--anatomy", "neck_shaft_angle_deg=200"], "neck_shaft_angle_deg = 200.0 is outside [110, 145]"),
         (["--colour", "red"], "unrecognized arguments: --colour"),
         (["--supersampling", "0"], "supersampling = 0 is outside"),
+        (["--phase", "e"], "argument --phase: invalid choice: 'e'"),
+        (["--weeks", "-3"], "weeks = -3.0 is outside [0, 520]"),
+        (["--phase", "d", "--weeks", "2"], "weeks = 2.0 is too early for phase 'd'"),
+        (["--aetiology", "flu"], "argument --aetiology: invalid choice"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, extra, needle):
