@@ -20,7 +20,7 @@ from phantoms.materials import tissue_materials
 from phantoms.phantom import Phantom
 from phantoms.rasterize import Rasterization
 from simulate import backend, ct, physics, scanner
-from simulate.figures import ct_preview, label_preview, radiograph_preview
+from simulate.figures import ct_preview, label_preview, radiograph_overlay, radiograph_preview
 from simulate.io import check_output_dir, staged_directory, write_json, write_nifti
 from simulate.provenance import TRUTH_SCHEMA_VERSION, case_generators, software_versions
 from simulate.radiograph import RadiographGeometry, simulate_radiograph
@@ -305,10 +305,14 @@ def write_ct_case(
         write_nifti(folder / "ct.nii.gz", hu_int, recon, np.int16)
         write_labels(folder, labels)
         save_radiograph(folder / "radiograph_ap.npz", radiograph)
-        radiograph_preview(
-            folder / "radiograph_ap.png",
-            radiograph.image[::-1, ::-1],
-            f"{case_id}: AP pelvis, {geometry.kvp:g} kV (patient's right on the left)",
+        shown = radiograph.image[::-1, ::-1]  # superior up, patient's right on the viewer's left
+        title = f"{case_id}: AP pelvis, {geometry.kvp:g} kV (patient's right on the left)"
+        radiograph_preview(folder / "radiograph_ap.png", shown, title)
+        radiograph_overlay(
+            folder / "preview_radiograph.png",
+            shown,
+            {name: mask[::-1, ::-1] for name, mask in radiograph.masks.items()},
+            f"{title}, phase {truth['phase']}",
         )
         ct_preview(
             folder / "preview_ct.png",

@@ -120,3 +120,23 @@ def radiograph_preview(path: Path, image: np.ndarray, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90, facecolor="black")
     plt.close(fig)
+
+
+def radiograph_overlay(path: Path, image: np.ndarray, masks: dict[str, np.ndarray], title: str) -> None:
+    """The radiograph beside itself with the projected HO outlined (right orange, left yellow)."""
+    lo, hi = np.percentile(image, [1, 99.7])
+    height = 6.5 * image.shape[0] / image.shape[1]
+    fig, axes = plt.subplots(1, 2, figsize=(13, height + 0.6), facecolor="black")
+    colours = {"ho_right": STRUCTURE_COLOURS[6], "ho_left": STRUCTURE_COLOURS[7]}
+    for ax, outlined in zip(axes, (False, True), strict=True):
+        ax.imshow(image, cmap="gray", vmin=lo, vmax=hi)
+        if outlined:
+            for name, colour in colours.items():
+                if name in masks and masks[name].any():
+                    ax.contour(masks[name], levels=[0.5], colors=[colour], linewidths=1.0)
+        ax.set_axis_off()
+    axes[1].set_title("projected HO outlined", color="white")
+    fig.suptitle(title, color="white")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80, facecolor="black")
+    plt.close(fig)
