@@ -155,11 +155,53 @@ def build_parser() -> argparse.ArgumentParser:
         help="scan range along z in mm (patient frame); default per preset",
     )
     _add_evaluation_parsers(sub)
+    _add_dataset_parser(sub)
     return parser
 
 
+def _add_dataset_parser(sub) -> None:
+    dataset = sub.add_parser(
+        "dataset",
+        help="a cohort of CT cases from a TOML config, scheduled with Dask, in nnU-Net and MSD layouts",
+        description="Write DIR/cases/<case_id> (resumable: complete cases are skipped), "
+        "DIR/Dataset<NNN>_<name> (nnU-Net v2 raw), datalist.json (MSD/MONAI), cases.csv and "
+        "manifest.json. Config keys are documented in examples/cohort.toml.",
+    )
+    dataset.add_argument("config", type=Path, help="cohort config (TOML)")
+    dataset.add_argument("--out", type=Path, required=True, help="dataset folder (created or resumed)")
+    dataset.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes of the embedded Dask LocalCluster (one thread each); 0 runs the cases "
+        "one by one in this process; default 1",
+    )
+    dataset.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (instead of a LocalCluster)",
+    )
+
+
+def run_dataset(args: argparse.Namespace) -> Path:
+    from simulate.dataset import build_dataset, load_cohort
+
+    spec = load_cohort(args.config)
+
+    def progress(done: int, total: int, row: dict) -> None:
+        filled = int(30 * done / total)
+        note = "skipped, complete" if row.get("skipped") else row.get("status", "")
+        bar = "#" * filled + "." * (30 - filled)
+        print(f"\r  [{bar}] {done}/{total} {row['case_id']} ({note})   ", end="", file=sys.stderr, flush=True)
+
+    out = build_dataset(spec, args.out, args.workers, args.scheduler, progress)
+    print(file=sys.stderr)
+    return out
+
+
 def _add_evaluation_parsers(sub) -> None:
-    """Subcommands that score and produce predictions: evaluate, baseline."""
+    """Subcommands that score predictions (evaluate) and make simple ones (baseline)."""
     evaluate = sub.add_parser(
         "evaluate",
         help="score predicted label maps against the truth of case folders",
@@ -185,6 +227,47 @@ def _add_evaluation_parsers(sub) -> None:
         help="a predicted lesion detects a truth lesion when their IoU exceeds this, in [0, 1); "
         "default 0 (any shared voxel)",
     )
+    evaluate.add_argument(
+        "--pred-labels",
+        choices=("structures", "bones_ho", "ho"),
+        default="structures",
+        help="label ids of the predictions: structures (6 ho_right, 7 ho_left; default) or a label set "
+        "of nmosim dataset: bones_ho (4 ho_right, 5 ho_left) or ho (1 = HO, side by the sign of x)",
+    )
+
+    baseline = sub.add_parser(
+        "baseline",
+        help="a simple HO detector (HU threshold minus the native bones) writing predictions",
+        description="For each case folder under --cases holding ct.nii.gz write OUT/<case_id>.nii.gz: "
+        "a label map with 6 (ho_right) and 7 (ho_left), ready for nmosim evaluate. Method and limits "
+        "in simulate/baseline.py.",
+    )
+    baseline.add_argument("--cases", type=Path, required=True, help="folder holding the case folders")
+    baseline.add_argument("--out", type=Path, required=True, help="prediction folder (created if needed)")
+    baseline.add_argument(
+        "--threshold-hu", type=float, default=150.0, help="candidate voxels above this HU; default 150"
+    )
+    baseline.add_argument(
+        "--bone-components",
+        type=int,
+        default=3,
+        help="the largest components taken as native bone (pelvis, two femurs); default 3",
+    )
+    baseline.add_argument(
+        "--min-volume-ml", type=float, default=0.1, help="drop components smaller than this (ml); default 0.1"
+    )
+
+
+def run_baseline(args: argparse.Namespace) -> Path:
+    from simulate.baseline import run_baseline as baseline
+
+    def progress(done: int, total: int, case_id: str) -> None:
+        print(f"\r  predicted {done}/{total} {case_id:<30}", end="", file=sys.stderr, flush=True)
+
+    out = baseline(args.cases, args.out, args.threshold_hu, args.bone_components, args.min_volume_ml,
+                   progress=progress)  # fmt: skip
+    print(file=sys.stderr)
+    return out
 
 
 def run_evaluate(args: argparse.Namespace) -> Path:
@@ -193,7 +276,9 @@ def run_evaluate(args: argparse.Namespace) -> Path:
     def progress(done: int, total: int, case_id: str) -> None:
         print(f"\r  evaluated {done}/{total} {case_id:<30}", end="", file=sys.stderr, flush=True)
 
-    rows, summary = evaluate(args.truth, args.pred, args.tolerance_mm, args.iou_threshold, progress)
+    rows, summary = evaluate(
+        args.truth, args.pred, args.tolerance_mm, args.iou_threshold, progress, args.pred_labels
+    )
     print(file=sys.stderr)
     for status, count in summary["status_counts"].items():
         print(f"  {status}: {count} case(s)", file=sys.stderr)
@@ -299,7 +384,8 @@ def run_case(args: argparse.Namespace) -> Path:
     )
 
 
-COMMANDS = {"phantom": run_phantom, "case": run_case, "series": run_series, "evaluate": run_evaluate}
+COMMANDS = {"phantom": run_phantom, "case": run_case, "series": run_series, "evaluate": run_evaluate,
+            "baseline": run_baseline, "dataset": run_dataset}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

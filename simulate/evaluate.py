@@ -9,8 +9,12 @@ For each case folder ``TRUTH/.../<case_id>/`` (a folder holding ``structures.nii
 ``structures.nii.gz``) in the label ids of DESIGN.md 3. Only the HO ids are required: 6 (ho_right) and
 7 (ho_left); every other value is ignored, except that when the prediction holds any native-bone id
 (3 pelvis, 4 femur_right, 5 femur_left) the bones are scored too. A float map whose values are all
-integers is accepted. A prediction that is missing, unreadable, of another shape or affine, or not a
-label map is reported in the ``status`` column and scores nothing; it never stops the evaluation.
+integers is accepted. Predictions in the label sets of ``nmosim dataset`` (what a network trained
+on its nnU-Net folder writes) are read with ``pred_labels``: "bones_ho" (1 pelvis, 2 femur_right,
+3 femur_left, 4 ho_right, 5 ho_left) or "ho" (1 = HO; the side of each voxel is the sign of its x
+coordinate in the patient frame, x > 0 right). A prediction that is missing, unreadable, of another
+shape or affine, or not a label map is reported in the ``status`` column and scores nothing; it never
+stops the evaluation.
 
 Metrics, per case and per class (``ho_right``, ``ho_left``, ``ho`` = both, and the bones when present)
 ---------------------------------------------------------------------------------------------------
@@ -65,6 +69,7 @@ from phantoms.labels import Structure
 log = logging.getLogger(__name__)
 
 N_GRADES = 5  # Brooker 0..4
+PRED_LABEL_SETS = ("structures", "bones_ho", "ho")
 CLASSES: dict[str, tuple[int, ...]] = {
     "ho_right": (int(Structure.HO_RIGHT),),
     "ho_left": (int(Structure.HO_LEFT),),
@@ -320,6 +325,24 @@ def load_prediction(path: Path, case: TruthCase) -> tuple[str, np.ndarray | None
     return "ok", data.astype(np.int64)
 
 
+def to_structures(pred: np.ndarray, affine: np.ndarray, pred_labels: str) -> np.ndarray:
+    """A prediction in the label set ``pred_labels`` mapped to the structures ids (module docstring)."""
+    if pred_labels == "structures":
+        return pred
+    out = np.zeros(pred.shape, np.int64)
+    if pred_labels == "bones_ho":
+        for value, s in enumerate((Structure.PELVIS, Structure.FEMUR_RIGHT, Structure.FEMUR_LEFT,
+                                   Structure.HO_RIGHT, Structure.HO_LEFT), start=1):  # fmt: skip
+            out[pred == value] = int(s)
+        return out
+    # "ho": x of each column [.., .., i] from the (axis-aligned) affine; +x is the patient's right
+    x_mm = affine[0, 0] * np.arange(pred.shape[2]) + affine[0, 3]
+    right = np.broadcast_to(x_mm > 0, pred.shape)
+    out[(pred == 1) & right] = int(Structure.HO_RIGHT)
+    out[(pred == 1) & ~right] = int(Structure.HO_LEFT)
+    return out
+
+
 def graded_prediction(truth_structures: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Truth native bones with the predicted HO painted where the truth has no native bone."""
     ho_ids = list(CLASSES["ho"])
@@ -345,7 +368,11 @@ def case_metadata(case: TruthCase) -> dict[str, object]:
 
 
 def evaluate_case(
-    case: TruthCase, pred_path: Path, tolerance_mm: float = 2.0, iou_threshold: float = 0.0
+    case: TruthCase,
+    pred_path: Path,
+    tolerance_mm: float = 2.0,
+    iou_threshold: float = 0.0,
+    pred_labels: str = "structures",
 ) -> dict[str, object]:
     """One row of metrics_per_case.csv: status, metadata, per-class metrics, lesions and grades."""
     row: dict[str, object] = {"case_id": case.case_id, **case_metadata(case)}
@@ -355,6 +382,7 @@ def evaluate_case(
     row["status"] = status
     if pred is None:
         return row
+    pred = to_structures(pred, case.affine, pred_labels)
     row["bones_scored"] = bool(np.isin(pred, [3, 4, 5]).any())
     for name, ids in CLASSES.items():
         if name in BONE_CLASSES and not row["bones_scored"]:
@@ -461,6 +489,7 @@ def evaluate(
     tolerance_mm: float = 2.0,
     iou_threshold: float = 0.0,
     progress: Callable[[int, int, str], None] | None = None,
+    pred_labels: str = "structures",
 ) -> tuple[list[dict[str, object]], dict[str, object]]:
     """Score every case under ``truth_dir`` against ``pred_dir/<case_id>.nii.gz``.
 
@@ -471,6 +500,8 @@ def evaluate(
         raise SpecError(f"tolerance_mm = {tolerance_mm!r} must be a finite number >= 0")
     if not (0.0 <= iou_threshold < 1.0):
         raise SpecError(f"iou_threshold = {iou_threshold!r} is outside [0, 1)")
+    if pred_labels not in PRED_LABEL_SETS:
+        raise SpecError(f"pred_labels = {pred_labels!r} is not one of {{{', '.join(PRED_LABEL_SETS)}}}")
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise SpecError(f"pred = '{pred_dir}' is not a directory")
@@ -478,12 +509,14 @@ def evaluate(
     rows = []
     for index, folder in enumerate(folders):
         case = load_truth_case(folder)
-        rows.append(evaluate_case(case, pred_dir / f"{case.case_id}.nii.gz", tolerance_mm, iou_threshold))
+        pred_path = pred_dir / f"{case.case_id}.nii.gz"
+        rows.append(evaluate_case(case, pred_path, tolerance_mm, iou_threshold, pred_labels))
         if progress:
             progress(index + 1, len(folders), case.case_id)
     summary = summarize(rows)
     summary["tolerance_mm"] = tolerance_mm
     summary["iou_threshold"] = iou_threshold
+    summary["pred_labels"] = pred_labels
     case_ids = {r["case_id"] for r in rows}
     summary["unmatched_predictions"] = sorted(
         p.name for p in pred_dir.glob("*.nii.gz") if p.name[: -len(".nii.gz")] not in case_ids

@@ -12,6 +12,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from phantoms.errors import SpecError
 from phantoms.grid import Grid
 from phantoms.labels import Structure
 from simulate import cli
@@ -374,3 +375,25 @@ def test_cli_evaluate_writes_the_report(tmp_path: Path, capsys) -> None:
     assert cli.main([*args[:2], str(tmp_path / "nowhere"), *args[3:]]) == 2
     assert cli.main([*args, "--tolerance-mm", "-1"]) == 2
     assert "tolerance_mm" in capsys.readouterr().err
+
+
+def test_predictions_in_the_dataset_label_sets(tmp_path: Path) -> None:
+    s, inst = scene()
+    write_case(tmp_path / "truth", "case_a", s, inst)
+    lut = np.zeros(256, np.uint8)
+    lut[[P, FR, FL, HR, HL]] = [1, 2, 3, 4, 5]
+    write_pred(tmp_path / "bones_ho", "case_a", lut[s])
+    row = evaluate(tmp_path / "truth", tmp_path / "bones_ho", pred_labels="bones_ho")[0][0]
+    assert (row["dice_ho_right"], row["dice_ho_left"], row["dice_pelvis"]) == (1.0, 1.0, 1.0)
+    # "ho": one label; each voxel's side from its x coordinate (x > 0 right). The scene's right HO
+    # lies at x = -2..-1 mm and its left island at x = -13..-12 mm: both read as left.
+    write_pred(tmp_path / "ho", "case_a", np.isin(s, [HR, HL]).astype(np.uint8))
+    row = evaluate(tmp_path / "truth", tmp_path / "ho", pred_labels="ho")[0][0]
+    assert row["dice_ho"] == 1.0 and row["volume_pred_ml_ho_right"] == 0.0
+    extra = np.isin(s, [HR, HL]).astype(np.uint8)
+    extra[10, 8, 25] = 1  # x = +5 mm: right
+    write_pred(tmp_path / "ho2", "case_a", extra)
+    row = evaluate(tmp_path / "truth", tmp_path / "ho2", pred_labels="ho")[0][0]
+    assert row["volume_pred_ml_ho_right"] == pytest.approx(3.0 / 1000)
+    with pytest.raises(SpecError, match="pred_labels"):
+        evaluate(tmp_path / "truth", tmp_path / "ho", pred_labels="sided")

@@ -1,0 +1,131 @@
+"""A simple HO detector on CT cases: HU threshold, minus the native bones, side by the x sign.
+
+It only predicts label maps for ``nmosim evaluate``; it never reads the truth labels of a case.
+
+Method (a reference point, not a good segmenter):
+
+1. The CT is median filtered (``median_size`` voxels per axis, default 3; 1 turns it off), which
+   removes single-voxel noise and streak specks at low dose; voxels above ``threshold_hu`` (default
+   150 HU: mineralized tissue, DOMAIN.md 4) are candidates.
+2. Their 26-connected components are found; the ``n_bone_components`` largest (default 3: the pelvis
+   and both femurs) are taken to be native bone and dropped, as are components smaller than
+   ``min_volume_ml`` (default 0.1 ml).
+3. Every remaining component is HO; its side is the sign of the x coordinate (patient frame, RAS+,
+   +x toward the patient's right) of its centroid: ``ho_right`` (6) for x > 0, else ``ho_left`` (7).
+
+Known limits, by design: HO touching a native bone merges with it and is missed (spurs and bridges
+of Brooker II to IV are found only where they are detached in the image); calcifications that are
+not HO (phleboliths, vascular calcification) are reported as HO; a pelvis split by the scan range
+into more than one piece leaves its smaller pieces as false positives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+from phantoms.errors import SpecError
+from phantoms.grid import Grid
+from phantoms.labels import Structure
+from simulate.io import check_output_dir, write_nifti
+
+THRESHOLD_HU = 150.0
+N_BONE_COMPONENTS = 3  # pelvis, femur_right, femur_left
+MIN_VOLUME_ML = 0.1
+MEDIAN_SIZE = 3
+_CUBE = np.ones((3, 3, 3), dtype=bool)
+
+
+def detect_ho(
+    hu_zyx: np.ndarray,
+    grid: Grid,
+    threshold_hu: float = THRESHOLD_HU,
+    n_bone_components: int = N_BONE_COMPONENTS,
+    min_volume_ml: float = MIN_VOLUME_ML,
+    median_size: int = MEDIAN_SIZE,
+) -> np.ndarray:
+    """Predicted structures (uint8 ``[z, y, x]``: 0, 6 ho_right, 7 ho_left) from a CT volume in HU.
+
+    ``grid`` gives the voxel spacing (for volumes) and the patient frame (for sides).
+
+    >>> hu = np.zeros((3, 3, 9)); hu[1, 1, 0:3] = 900; hu[1, 1, 7] = 400
+    >>> grid = Grid.centered((3, 3, 9), (1.0, 1.0, 1.0))
+    >>> detect_ho(hu, grid, n_bone_components=1, min_volume_ml=0, median_size=1)[1, 1]
+    array([0, 0, 0, 0, 0, 0, 0, 6, 0], dtype=uint8)
+    """
+    if hu_zyx.shape != grid.shape:
+        raise SpecError(f"ct shape = {hu_zyx.shape} does not match the grid shape {grid.shape}")
+    if n_bone_components < 0:
+        raise SpecError(f"n_bone_components = {n_bone_components} must be >= 0")
+    if median_size < 1:
+        raise SpecError(f"median_size = {median_size} must be >= 1")
+    smooth = ndimage.median_filter(hu_zyx, size=median_size) if median_size > 1 else hu_zyx
+    labels, n = ndimage.label(smooth > threshold_hu, structure=_CUBE)
+    out = np.zeros(hu_zyx.shape, np.uint8)
+    if n == 0:
+        return out
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    # Largest first; ties broken by label (raster order) so the result is deterministic.
+    order = np.lexsort((np.arange(n), -sizes))
+    bone = set((order[:n_bone_components] + 1).tolist())
+    min_voxels = min_volume_ml * 1000.0 / grid.voxel_volume_mm3
+    keep = [i for i in range(1, n + 1) if i not in bone and sizes[i - 1] >= min_voxels]
+    if not keep:
+        return out
+    centroids = ndimage.center_of_mass(np.ones_like(labels, dtype=np.uint8), labels, keep)
+    x_of_column = grid.origin_mm[0] + grid.spacing_mm[0] * np.array([c[2] for c in centroids])
+    side = np.zeros(n + 1, np.uint8)
+    side[keep] = np.where(x_of_column > 0, int(Structure.HO_RIGHT), int(Structure.HO_LEFT))
+    return side[labels]
+
+
+def grid_of(image: nib.Nifti1Image) -> Grid:
+    """The :class:`Grid` of an axis-aligned RAS NIfTI image (as written by :mod:`simulate.io`)."""
+    affine = np.asarray(image.affine, float)
+    spacing = np.diag(affine)[:3]
+    if not np.allclose(affine[:3, :3], np.diag(spacing)) or np.any(spacing <= 0):
+        raise SpecError("ct affine is not an axis-aligned RAS grid (positive diagonal, no rotation)")
+    nx, ny, nz = image.shape[:3]
+    return Grid((nz, ny, nx), tuple(spacing), tuple(affine[:3, 3]))
+
+
+def find_ct_cases(cases_dir: Path) -> list[Path]:
+    """Folders under ``cases_dir`` (any depth) holding ct.nii.gz, sorted by name."""
+    cases_dir = Path(cases_dir)
+    if not cases_dir.is_dir():
+        raise SpecError(f"cases = '{cases_dir}' is not a directory")
+    folders = sorted({p.parent for p in cases_dir.rglob("ct.nii.gz")}, key=lambda p: (p.name, p))
+    if not folders:
+        raise SpecError(f"cases = '{cases_dir}' holds no case folder with ct.nii.gz")
+    return folders
+
+
+def run_baseline(
+    cases_dir: Path,
+    out: Path,
+    threshold_hu: float = THRESHOLD_HU,
+    n_bone_components: int = N_BONE_COMPONENTS,
+    min_volume_ml: float = MIN_VOLUME_ML,
+    median_size: int = MEDIAN_SIZE,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> Path:
+    """Write ``out/<case_id>.nii.gz`` (uint8, the case's grid and affine) for every CT case.
+
+    ``progress(done, total, case_id)`` is called after each case.
+    """
+    folders = find_ct_cases(cases_dir)
+    out = check_output_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for index, folder in enumerate(folders):
+        image = nib.load(str(folder / "ct.nii.gz"))
+        grid = grid_of(image)
+        hu = np.transpose(np.asanyarray(image.dataobj), (2, 1, 0)).astype(np.float32)
+        labels = detect_ho(hu, grid, threshold_hu, n_bone_components, min_volume_ml, median_size)
+        write_nifti(out / f"{folder.name}.nii.gz", labels, grid, np.uint8)
+        if progress:
+            progress(index + 1, len(folders), folder.name)
+    return out

@@ -1,0 +1,491 @@
+"""Cohorts of CT cases from a TOML config: per-case draws, scale-out with Dask, nnU-Net and MSD layouts.
+
+It schedules and packages cases written by :func:`simulate.case.write_ct_case`; it never images them itself.
+
+Config (TOML, see ``examples/cohort.toml``)::
+
+    name = "NHOSynth"          # dataset name: letters, digits, '_' (nnU-Net DatasetNNN_<name>)
+    dataset_id = 501           # NNN, 1 to 999
+    n_cases = 20               # >= 1
+    seed = 2026                # >= 0
+    test_fraction = 0.25       # in [0, 1); round(test_fraction * n_cases) cases go to the test split
+    label_set = "ho"           # "ho" (background, ho), "bones_ho" or "all" (the structures ids)
+    preset = "quick"           # scanner preset of simulate/scanner.py
+    z_range_mm = [-100, 80]    # optional scan range along z (mm); default per preset
+    [phase_mix]                # fractions over none, a, b, c, d summing to 1
+    [aetiology_mix]            # fractions over sci, brain summing to 1
+    [scanner]
+    mas = [50, 100, 200]       # dose ladder (mAs): one drawn per case, uniformly
+    kernels = ["soft", "bone"] # FBP kernels: one drawn per case, uniformly
+    [scanner.overrides]        # protocol fields fixed for every case (tiny protocols in tests)
+
+Per case ``i``, the draws (phase, aetiology, mAs, kernel, split key) come from a generator seeded
+by ``SeedSequence([seed, i])``'s child after the case's own components (``simulate.provenance``), so a
+case's assignment depends on (seed, i) only, never on the number of workers or the order of work.
+The test split is the ``round(test_fraction * n_cases)`` cases with the smallest split keys.
+
+Output folder ``DIR``: ``cases/<case_id>/`` (one case folder each, written atomically; a case whose
+truth.json exists is complete and is skipped on a rerun, so a killed run resumes), ``Dataset<NNN>_<name>/``
+(nnU-Net v2 raw: imagesTr, labelsTr, imagesTs, labelsTs, dataset.json; images are hard links to the
+case CTs, copies where links are impossible), ``datalist.json`` (MSD style, as read by MONAI's
+``load_decathlon_datalist``: paths relative to ``DIR``), ``cases.csv`` and ``manifest.json`` (one row per
+case: split, draws, grades, gaps, volumes, dose, kernel and the sha256 of every file of the case).
+A case whose phase cannot be met is retried with the next draw (case index ``i + k * RETRY_STRIDE``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import tomllib
+
+from phantoms.errors import SpecError
+from phantoms.labels import STRUCTURE_NAMES, Structure
+from phantoms.progression import AETIOLOGIES, PHASES
+from simulate.io import check_output_dir, staged_directory, write_json
+from simulate.provenance import COMPONENTS
+from simulate.scanner import KERNELS, PRESETS, make_protocol
+
+LABEL_SETS = ("ho", "bones_ho", "all")
+RETRY_STRIDE = 1_000_000  # case index offset of a retry: far from every real index
+MAX_ATTEMPTS = 4
+FRACTION_TOLERANCE = 1e-6
+SCHEDULER_TIMEOUT_S = 5.0
+CASE_FILES = ("ct.nii.gz", "structures.nii.gz", "tissues.nii.gz", "ho_instances.nii.gz", "truth.json")
+_TOP_KEYS = ("name", "dataset_id", "n_cases", "seed", "test_fraction", "label_set", "preset", "z_range_mm",
+             "phase_mix", "aetiology_mix", "scanner")  # fmt: skip
+_SCANNER_KEYS = ("mas", "kernels", "overrides")
+
+
+@dataclass(frozen=True)
+class CohortSpec:
+    """A validated cohort config (module docstring); build it with :func:`parse_cohort`."""
+
+    name: str = "NHOSynth"
+    dataset_id: int = 501
+    n_cases: int = 10
+    seed: int = 0
+    test_fraction: float = 0.2
+    label_set: str = "ho"
+    preset: str = "quick"
+    z_range_mm: tuple[float, float] | None = None
+    phase_mix: dict[str, float] = field(default_factory=lambda: {"a": 0.25, "b": 0.25, "c": 0.25, "d": 0.25})
+    aetiology_mix: dict[str, float] = field(default_factory=lambda: {"sci": 1.0})
+    mas: tuple[float, ...] = (200.0,)
+    kernels: tuple[str, ...] = ("standard",)
+    overrides: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def folder_name(self) -> str:
+        """nnU-Net's ``Dataset<NNN>_<name>``."""
+        return f"Dataset{self.dataset_id:03d}_{self.name}"
+
+
+@dataclass(frozen=True)
+class CaseAssignment:
+    """What one case of a cohort is: its id, split and draws."""
+
+    index: int
+    case_id: str
+    split: str  # "train" | "test"
+    phase: str
+    aetiology: str
+    mas: float
+    kernel: str
+
+
+# --- config -------------------------------------------------------------------------------------------
+
+
+def load_cohort(path: Path) -> CohortSpec:
+    """Read and validate a cohort TOML file."""
+    path = Path(path)
+    try:
+        config = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"config = '{path}' does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise SpecError(f"config = '{path}' is not valid TOML: {error}") from None
+    return parse_cohort(config)
+
+
+def _unknown(section: str, config: dict, allowed: tuple[str, ...]) -> None:
+    for key in config:
+        if key not in allowed:
+            raise SpecError(f"{section}{key} is not a known key; allowed: {', '.join(allowed)}")
+
+
+def _integer(name: str, value: object, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise SpecError(f"{name} = {value!r} must be an integer in [{lo}, {hi}]")
+    return int(value)
+
+
+def _mix(name: str, value: object, choices: tuple[str, ...]) -> dict[str, float]:
+    if not isinstance(value, dict) or not value:
+        raise SpecError(f"{name} = {value!r} must be a table of fractions over {', '.join(choices)}")
+    out = {}
+    for key, fraction in value.items():
+        if key not in choices:
+            raise SpecError(f"{name}.{key} is not a known key; allowed: {', '.join(choices)}")
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+            raise SpecError(f"{name}.{key} = {fraction!r} must be a fraction in [0, 1]")
+        out[key] = float(fraction)
+    total = sum(out.values())
+    if abs(total - 1.0) > FRACTION_TOLERANCE:
+        raise SpecError(f"{name} fractions sum to {total:g}, must sum to 1")
+    return {k: out[k] for k in choices if k in out}
+
+
+def parse_cohort(config: dict) -> CohortSpec:
+    """Validate a cohort config dict (as read from TOML); errors name the key (``SpecError``)."""
+    _unknown("", config, _TOP_KEYS)
+    d = CohortSpec()
+    name = config.get("name", d.name)
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_]+", name):
+        raise SpecError(f"name = {name!r} must be letters, digits or '_'")
+    test_fraction = config.get("test_fraction", d.test_fraction)
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not (
+        0 <= test_fraction < 1
+    ):
+        raise SpecError(f"test_fraction = {test_fraction!r} is outside [0, 1)")
+    label_set = config.get("label_set", d.label_set)
+    if label_set not in LABEL_SETS:
+        raise SpecError(f"label_set = {label_set!r} is not one of {{{', '.join(LABEL_SETS)}}}")
+    preset = config.get("preset", d.preset)
+    if preset not in PRESETS:
+        raise SpecError(f"preset = {preset!r} is not one of {{{', '.join(PRESETS)}}}")
+    z_range = config.get("z_range_mm")
+    if z_range is not None:
+        ok = isinstance(z_range, list) and len(z_range) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in z_range
+        )
+        if not ok or not z_range[1] > z_range[0]:
+            raise SpecError(f"z_range_mm = {z_range!r} must be [low, high] in mm with low < high")
+        z_range = (float(z_range[0]), float(z_range[1]))
+    scanner = config.get("scanner", {})
+    if not isinstance(scanner, dict):
+        raise SpecError(f"scanner = {scanner!r} must be a table")
+    _unknown("scanner.", scanner, _SCANNER_KEYS)
+    mas = scanner.get("mas", list(d.mas))
+    if not isinstance(mas, list) or not mas or not all(
+        isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in mas
+    ):
+        raise SpecError(f"scanner.mas = {mas!r} must be a non-empty list of doses > 0 (mAs)")
+    kernels = scanner.get("kernels", list(d.kernels))
+    if not isinstance(kernels, list) or not kernels or any(k not in KERNELS for k in kernels):
+        raise SpecError(f"scanner.kernels = {kernels!r} must be a non-empty list of {', '.join(KERNELS)}")
+    overrides = scanner.get("overrides", {})
+    if not isinstance(overrides, dict) or {"mas", "kernel"} & set(overrides):
+        raise SpecError("scanner.overrides must be a table of protocol fields other than mas and kernel")
+    spec = CohortSpec(
+        name=name,
+        dataset_id=_integer("dataset_id", config.get("dataset_id", d.dataset_id), 1, 999),
+        n_cases=_integer("n_cases", config.get("n_cases", d.n_cases), 1, 100_000),
+        seed=_integer("seed", config.get("seed", d.seed), 0, 2**63 - 1),
+        test_fraction=float(test_fraction),
+        label_set=label_set,
+        preset=preset,
+        z_range_mm=z_range,
+        phase_mix=_mix("phase_mix", config.get("phase_mix", d.phase_mix), PHASES),
+        aetiology_mix=_mix("aetiology_mix", config.get("aetiology_mix", d.aetiology_mix), AETIOLOGIES),
+        mas=tuple(float(m) for m in mas),
+        kernels=tuple(kernels),
+        overrides=dict(overrides),
+    )
+    for m in spec.mas:  # every protocol of the cohort must be valid before any work starts
+        for k in spec.kernels:
+            try:
+                make_protocol(spec.preset, **spec.overrides, mas=m, kernel=k)
+            except SpecError as error:
+                raise SpecError(f"scanner: {error}") from None
+            except TypeError as error:
+                raise SpecError(f"scanner.overrides: {error}") from None
+    return spec
+
+
+# --- assignment -----------------------------------------------------------------------------------------
+
+
+def _draw(rng: np.random.Generator, mix: dict[str, float]) -> str:
+    keys = list(mix)
+    return keys[int(rng.choice(len(keys), p=np.array([mix[k] for k in keys])))]
+
+
+def assign_cases(spec: CohortSpec) -> list[CaseAssignment]:
+    """Per-case id, split and draws; depends on (seed, index) only (module docstring)."""
+    draws = []
+    for index in range(spec.n_cases):
+        seq = np.random.SeedSequence([spec.seed, index], spawn_key=(len(COMPONENTS),))
+        rng = np.random.default_rng(seq)
+        draws.append((
+            _draw(rng, spec.phase_mix), _draw(rng, spec.aetiology_mix),
+            spec.mas[int(rng.integers(len(spec.mas)))], spec.kernels[int(rng.integers(len(spec.kernels)))],
+            float(rng.random()),
+        ))  # fmt: skip
+    n_test = int(round(spec.test_fraction * spec.n_cases))
+    order = sorted(range(spec.n_cases), key=lambda i: (draws[i][4], i))
+    test = set(order[:n_test])
+    return [
+        CaseAssignment(i, f"case_{i:04d}", "test" if i in test else "train", *draws[i][:4])
+        for i in range(spec.n_cases)
+    ]
+
+
+# --- one case (runs on a worker) ---------------------------------------------------------------------------
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_complete(folder: Path) -> bool:
+    """A case folder is complete when its truth.json exists (written last, renamed whole)."""
+    return (Path(folder) / "truth.json").is_file()
+
+
+def run_case(
+    spec: CohortSpec, case: CaseAssignment, cases_dir: Path, writer: Callable | None = None
+) -> dict:
+    """Write one case (unless complete already) and return its manifest row.
+
+    ``writer(out, request, preset=, protocol_overrides=, z_range_mm=)`` defaults to
+    :func:`simulate.case.write_ct_case`.
+    """
+    from phantoms.lesions import PhaseNotMet
+    from simulate.case import CaseRequest, write_ct_case
+
+    write = writer or write_ct_case
+    folder = Path(cases_dir) / case.case_id
+    skipped = is_complete(folder)
+    attempt = 0
+    while not skipped:
+        index = case.index + attempt * RETRY_STRIDE
+        request = CaseRequest(seed=spec.seed, case_index=index, phase=case.phase, aetiology=case.aetiology)
+        try:
+            write(folder, request, preset=spec.preset, z_range_mm=spec.z_range_mm,
+                  protocol_overrides={**spec.overrides, "mas": case.mas, "kernel": case.kernel})  # fmt: skip
+            break
+        except PhaseNotMet:
+            attempt += 1
+            if attempt == MAX_ATTEMPTS:
+                return {**asdict(case), "status": "failed", "skipped": False}
+    return {**asdict(case), **case_row(folder), "status": "ok", "skipped": skipped}
+
+
+def case_row(folder: Path) -> dict:
+    """Grades, gaps, volumes, dose, kernel and file checksums of a complete case folder."""
+    truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
+    scanner = truth.get("scanner", {})
+    row: dict[str, object] = {
+        "case_index_used": truth.get("case_index"),
+        "measured_phase": truth.get("phase"),
+    }
+    for side in ("right", "left"):
+        info = truth.get(side, {})
+        row[f"grade_{side}"] = info.get("brooker_grade")
+        row[f"gap_mm_{side}"] = info.get("gap_mm")
+        row[f"ho_volume_ml_{side}"] = info.get("ho_volume_ml")
+    row["scanner_mas"] = scanner.get("mas")
+    row["scanner_kernel"] = scanner.get("kernel")
+    row["sha256"] = {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    return row
+
+
+# --- the cohort ---------------------------------------------------------------------------------------------
+
+
+def run_cases(
+    spec: CohortSpec,
+    cases_dir: Path,
+    workers: int = 1,
+    scheduler: str | None = None,
+    progress: Callable[[int, int, dict], None] | None = None,
+    writer: Callable | None = None,
+) -> list[dict]:
+    """Write every case of ``spec`` into ``cases_dir``; rows in case order.
+
+    ``workers = 0`` runs the cases one after the other in this process; otherwise they run on Dask:
+    the scheduler at ``scheduler`` (``tcp://host:port``) or an embedded ``LocalCluster`` of ``workers``
+    single-threaded processes on 127.0.0.1. ``progress(done, total, row)`` follows each case.
+    """
+    assignments = assign_cases(spec)
+    cases_dir = Path(cases_dir)
+    cases_dir.mkdir(parents=True, exist_ok=True)
+    total = len(assignments)
+    rows: dict[int, dict] = {}
+    if workers == 0 and scheduler is None:
+        for case in assignments:
+            rows[case.index] = run_case(spec, case, cases_dir, writer)
+            if progress:
+                progress(len(rows), total, rows[case.index])
+        return [rows[i] for i in sorted(rows)]
+    with _client(workers, scheduler) as client:
+        from distributed import as_completed
+
+        futures = {
+            client.submit(run_case, spec, case, cases_dir, writer, pure=False): case.index
+            for case in assignments
+        }
+        for future in as_completed(list(futures), loop=client.loop):
+            rows[futures[future]] = future.result()
+            if progress:
+                progress(len(rows), total, rows[futures[future]])
+    return [rows[i] for i in sorted(rows)]
+
+
+class _client:
+    """A Dask client on an embedded LocalCluster or an existing scheduler; closes what it opened."""
+
+    def __init__(self, workers: int, scheduler: str | None) -> None:
+        self.workers, self.scheduler = workers, scheduler
+        self.cluster = None
+        self.client = None
+
+    def __enter__(self):
+        from distributed import Client, LocalCluster
+
+        if self.scheduler:
+            try:
+                self.client = Client(self.scheduler, timeout=f"{SCHEDULER_TIMEOUT_S}s", set_as_default=False)
+            except (OSError, TimeoutError, ValueError) as error:
+                raise SpecError(f"scheduler = {self.scheduler!r} is not reachable: {error}") from None
+            return self.client
+        # Scheduler and worker logs below errors stay quiet: the CLI draws its own progress.
+        self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
+                                    dashboard_address=None, host="127.0.0.1",
+                                    silence_logs=logging.ERROR)  # fmt: skip
+        self.client = Client(self.cluster, set_as_default=False)
+        return self.client
+
+    def __exit__(self, *exc) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def label_map(structures: np.ndarray, label_set: str) -> tuple[np.ndarray, dict[str, int]]:
+    """Structures ids mapped to the consecutive labels of ``label_set`` and the label names."""
+    if label_set == "all":
+        return structures.astype(np.uint8), {name: i for i, name in STRUCTURE_NAMES.items()}
+    names = ["background", "ho"]
+    lut = np.zeros(256, np.uint8)
+    if label_set == "ho":
+        lut[[int(Structure.HO_RIGHT), int(Structure.HO_LEFT)]] = 1
+    else:
+        names = ["background", "pelvis", "femur_right", "femur_left", "ho_right", "ho_left"]
+        for i, s in enumerate((Structure.PELVIS, Structure.FEMUR_RIGHT, Structure.FEMUR_LEFT,
+                               Structure.HO_RIGHT, Structure.HO_LEFT), start=1):  # fmt: skip
+            lut[int(s)] = i
+    return lut[structures.astype(np.uint8)], {n: i for i, n in enumerate(names)}
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def write_layouts(spec: CohortSpec, out: Path, rows: list[dict]) -> Path:
+    """nnU-Net v2 raw folder, datalist.json, cases.csv and manifest.json for the finished cases."""
+    out = Path(out)
+    ok = [r for r in rows if r["status"] == "ok"]
+    labels_names: dict[str, int] = {}
+    with staged_directory(out / spec.folder_name) as stage:
+        for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+            (stage / sub).mkdir()
+        for row in ok:
+            suffix = "Tr" if row["split"] == "train" else "Ts"
+            case_dir = out / "cases" / row["case_id"]
+            _link_or_copy(case_dir / "ct.nii.gz", stage / f"images{suffix}" / f"{row['case_id']}_0000.nii.gz")
+            image = nib.load(str(case_dir / "structures.nii.gz"))
+            mapped, labels_names = label_map(np.asanyarray(image.dataobj), spec.label_set)
+            header = image.header.copy()
+            header.set_data_dtype(np.uint8)
+            target = stage / f"labels{suffix}" / f"{row['case_id']}.nii.gz"
+            nib.save(nib.Nifti1Image(mapped, image.affine, header), target)
+        if not labels_names:
+            labels_names = label_map(np.zeros((1, 1, 1), np.uint8), spec.label_set)[1]
+        write_json(stage / "dataset.json", {
+            "name": spec.name,
+            "description": "Synthetic hip CT with exact ground truth for neurogenic HO (nmosim)",
+            "channel_names": {"0": "CT"},
+            "labels": labels_names,
+            "numTraining": sum(r["split"] == "train" for r in ok),
+            "numTest": sum(r["split"] == "test" for r in ok),
+            "file_ending": ".nii.gz",
+            "label_set": spec.label_set,
+        })  # fmt: skip
+    folder = spec.folder_name
+    datalist = {
+        split_key: [{"image": f"{folder}/images{s}/{r['case_id']}_0000.nii.gz",
+                     "label": f"{folder}/labels{s}/{r['case_id']}.nii.gz"}
+                    for r in ok if r["split"] == split]
+        for split_key, split, s in (("training", "train", "Tr"), ("test", "test", "Ts"))
+    }  # fmt: skip
+    write_json(out / "datalist.json", datalist)
+    write_json(out / "manifest.json", {"config": _spec_dict(spec), "cases": [_manifest_row(r) for r in rows]})
+    _write_cases_csv(out / "cases.csv", rows)
+    return out
+
+
+def _spec_dict(spec: CohortSpec) -> dict:
+    d = asdict(spec)
+    d["z_range_mm"] = list(spec.z_range_mm) if spec.z_range_mm else None
+    return d
+
+
+def _manifest_row(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "skipped"}
+
+
+CSV_COLUMNS = ("case_id", "index", "split", "status", "phase", "measured_phase", "aetiology", "mas", "kernel",
+               "grade_right", "grade_left", "gap_mm_right", "gap_mm_left", "ho_volume_ml_right",
+               "ho_volume_ml_left", "case_index_used")  # fmt: skip
+
+
+def _write_cases_csv(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in rows:
+        writer.writerow(["" if row.get(c) is None else row.get(c) for c in CSV_COLUMNS])
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(buffer.getvalue(), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def build_dataset(
+    spec: CohortSpec,
+    out: Path,
+    workers: int = 1,
+    scheduler: str | None = None,
+    progress: Callable[[int, int, dict], None] | None = None,
+    writer: Callable | None = None,
+) -> Path:
+    """Write (or resume) the cohort ``spec`` into ``out``: cases, layouts, tables (module docstring)."""
+    if workers < 0:
+        raise SpecError(f"workers = {workers} must be >= 0")
+    out = check_output_dir(out)
+    rows = run_cases(spec, out / "cases", workers, scheduler, progress, writer)
+    return write_layouts(spec, out, rows)

@@ -1,0 +1,238 @@
+"""Tests of simulate/dataset.py: config validation, per-case draws, layouts, resume, Dask determinism."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from phantoms.errors import SpecError
+from phantoms.grid import Grid
+from phantoms.labels import Structure
+from phantoms.lesions import PhaseNotMet
+from simulate import cli
+from simulate.dataset import (
+    RETRY_STRIDE,
+    CohortSpec,
+    assign_cases,
+    build_dataset,
+    label_map,
+    load_cohort,
+    parse_cohort,
+    sha256,
+)
+from simulate.io import staged_directory, write_json, write_nifti
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = {"recon_pixel_mm": 4, "slice_thickness_mm": 4, "n_views": 120}
+GRID = Grid.centered((4, 6, 8), (2.0, 2.0, 3.0))
+
+
+class FakeWriter:
+    """Writes a small case folder in place of the CT simulation, counting its calls."""
+
+    def __init__(self, fail_first: bool = False) -> None:
+        self.calls: list[int] = []
+        self.fail_first = fail_first
+
+    def __call__(self, out, request, preset, protocol_overrides, z_range_mm) -> Path:
+        self.calls.append(request.case_index)
+        if self.fail_first and len(self.calls) == 1:
+            raise PhaseNotMet("cannot")
+        s = np.full(GRID.shape, int(Structure.MUSCLE), np.uint8)
+        s[1:3, 1:3, 0:2] = int(Structure.PELVIS)
+        s[1:3, 1:3, 6:8] = int(Structure.FEMUR_RIGHT)
+        s[1:3, 2:4, 3] = int(Structure.HO_RIGHT)
+        s[0, 0, 0] = int(Structure.HO_LEFT)
+        rng = np.random.default_rng(request.case_index)
+        with staged_directory(out) as stage:
+            write_nifti(stage / "ct.nii.gz", rng.integers(-100, 100, GRID.shape), GRID, np.int16)
+            write_nifti(stage / "structures.nii.gz", s, GRID, np.uint8)
+            write_json(stage / "truth.json", {
+                "case_index": request.case_index, "phase": request.phase,
+                "right": {"brooker_grade": 1, "gap_mm": None, "ho_volume_ml": 0.048},
+                "left": {"brooker_grade": 1, "gap_mm": None, "ho_volume_ml": 0.012},
+                "scanner": {"mas": protocol_overrides["mas"], "kernel": protocol_overrides["kernel"]},
+            })  # fmt: skip
+        return Path(out)
+
+
+def spec(**changes) -> CohortSpec:
+    base = parse_cohort({
+        "name": "Tiny", "dataset_id": 7, "n_cases": 4, "seed": 11, "test_fraction": 0.25,
+        "phase_mix": {"a": 0.5, "c": 0.5}, "scanner": {"mas": [50, 200], "kernels": ["soft", "bone"]},
+    })  # fmt: skip
+    return replace(base, **changes)
+
+
+# --- config ----------------------------------------------------------------------------------------------
+
+
+def test_example_config_is_valid() -> None:
+    cohort = load_cohort(ROOT / "examples" / "cohort.toml")
+    assert cohort.n_cases == 20 and cohort.folder_name == "Dataset501_NHOSynth"
+    assert sum(cohort.phase_mix.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"n_case": 3}, "n_case"),
+        ({"n_cases": -1}, "n_cases"),
+        ({"n_cases": 2.5}, "n_cases"),
+        ({"phase_mix": {"a": 0.5, "b": 0.3}}, "phase_mix"),
+        ({"phase_mix": {"e": 1.0}}, "phase_mix.e"),
+        ({"aetiology_mix": {"sci": 1.5, "brain": -0.5}}, "aetiology_mix.sci"),
+        ({"test_fraction": 1.0}, "test_fraction"),
+        ({"label_set": "bones"}, "label_set"),
+        ({"scanner": {"mas": [0]}}, "scanner.mas"),
+        ({"scanner": {"kernels": ["sharp"]}}, "scanner.kernels"),
+        ({"scanner": {"dose": 1}}, "scanner.dose"),
+        ({"scanner": {"overrides": {"n_viewz": 10}}}, "n_viewz"),
+        ({"z_range_mm": [20, -20]}, "z_range_mm"),
+        ({"name": "a b"}, "name"),
+    ],
+)
+def test_bad_config_names_the_key(config: dict, key: str) -> None:
+    with pytest.raises(SpecError, match=key):
+        parse_cohort(config)
+
+
+def test_cli_bad_config_exits_2(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("n_cases = -3\n")
+    assert cli.main(["dataset", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "n_cases = -3" in capsys.readouterr().err
+    path.write_text("n_cases = [\n")
+    assert cli.main(["dataset", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+# --- draws -------------------------------------------------------------------------------------------------
+
+
+def test_draws_depend_on_seed_and_index_only() -> None:
+    small = assign_cases(spec(n_cases=5, test_fraction=0.0))
+    large = assign_cases(spec(n_cases=9, test_fraction=0.0))
+    key = [(c.phase, c.aetiology, c.mas, c.kernel) for c in small]
+    assert key == [(c.phase, c.aetiology, c.mas, c.kernel) for c in large[:5]]
+    assert assign_cases(spec()) == assign_cases(spec())
+    assert [(c.phase, c.mas) for c in assign_cases(spec(seed=12, n_cases=20))] != [
+        (c.phase, c.mas) for c in assign_cases(spec(n_cases=20))
+    ]
+
+
+def test_draws_follow_the_mixes_and_the_split_is_exact() -> None:
+    cohort = spec(n_cases=2000, test_fraction=0.3, phase_mix={"none": 0.1, "b": 0.6, "d": 0.3})
+    cases = assign_cases(cohort)
+    phases = Counter(c.phase for c in cases)
+    assert set(phases) == {"none", "b", "d"}
+    for phase, fraction in cohort.phase_mix.items():
+        assert abs(phases[phase] / 2000 - fraction) < 0.04  # ~4 standard errors
+    assert Counter(c.split for c in cases)["test"] == 600
+    assert {c.mas for c in cases} == {50.0, 200.0} and {c.kernel for c in cases} == {"soft", "bone"}
+
+
+def test_label_sets() -> None:
+    s = np.arange(11, dtype=np.uint8)
+    ho, names = label_map(s, "ho")
+    assert names == {"background": 0, "ho": 1} and ho.tolist() == [0] * 6 + [1, 1] + [0] * 3
+    bones, names = label_map(s, "bones_ho")
+    assert list(names.values()) == list(range(6)) and bones.tolist() == [0, 0, 0, 1, 2, 3, 4, 5, 0, 0, 0]
+    assert label_map(s, "all")[0].tolist() == s.tolist() and len(label_map(s, "all")[1]) == 11
+
+
+# --- layouts and resume (fake writer, in process) -------------------------------------------------
+
+
+def test_layouts_manifest_and_resume(tmp_path: Path) -> None:
+    cohort = spec(label_set="bones_ho")
+    writer = FakeWriter()
+    out = build_dataset(cohort, tmp_path / "ds", workers=0, writer=writer)
+    assert sorted(writer.calls) == [0, 1, 2, 3]
+    nn = out / "Dataset007_Tiny"
+    meta = json.loads((nn / "dataset.json").read_text())
+    assert meta["channel_names"] == {"0": "CT"} and meta["file_ending"] == ".nii.gz"
+    assert meta["labels"] == {"background": 0, "pelvis": 1, "femur_right": 2, "femur_left": 3, "ho_right": 4,
+                              "ho_left": 5}  # fmt: skip
+    assert meta["numTraining"] == 3 and len(list((nn / "imagesTr").iterdir())) == 3
+    test_case = next(c for c in assign_cases(cohort) if c.split == "test").case_id
+    image = nn / "imagesTs" / f"{test_case}_0000.nii.gz"
+    assert image.stat().st_ino == (out / "cases" / test_case / "ct.nii.gz").stat().st_ino  # hard link
+    label = np.asanyarray(nib.load(str(nn / "labelsTs" / f"{test_case}.nii.gz")).dataobj)
+    assert label.dtype == np.uint8 and set(np.unique(label)) == {0, 1, 2, 4, 5}
+    datalist = json.loads((out / "datalist.json").read_text())
+    assert len(datalist["training"]) == 3 and len(datalist["test"]) == 1
+    for item in datalist["training"] + datalist["test"]:
+        assert set(item) == {"image", "label"}
+        assert (out / item["image"]).exists() and (out / item["label"]).exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    row = manifest["cases"][0]
+    assert row["sha256"]["ct.nii.gz"] == sha256(out / "cases" / "case_0000" / "ct.nii.gz")
+    assert (row["grade_right"], row["scanner_kernel"]) == (1, row["kernel"])
+    with open(out / "cases.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["case_id"] for r in table] == ["case_0000", "case_0001", "case_0002", "case_0003"]
+    assert [r["split"] for r in table].count("test") == 1 and table[0]["status"] == "ok"
+
+    # A killed run: one case missing, a half-written staging folder beside it. The rerun writes that
+    # case only and leaves the finished ones untouched.
+    finished = (out / "cases" / "case_0000" / "ct.nii.gz").stat().st_mtime_ns
+    shutil.rmtree(out / "cases" / "case_0002")
+    (out / "cases" / ".case_0002.partial-x").mkdir()
+    time.sleep(0.01)
+    again = FakeWriter()
+    assert build_dataset(cohort, tmp_path / "ds", workers=0, writer=again) == out
+    assert again.calls == [2]
+    assert (out / "cases" / "case_0000" / "ct.nii.gz").stat().st_mtime_ns == finished
+    assert json.loads((out / "manifest.json").read_text())["cases"] == manifest["cases"]
+
+
+def test_phase_not_met_is_retried_with_the_next_draw(tmp_path: Path) -> None:
+    writer = FakeWriter(fail_first=True)
+    build_dataset(spec(n_cases=1, test_fraction=0.0), tmp_path / "ds", workers=0, writer=writer)
+    assert writer.calls == [0, RETRY_STRIDE]
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert manifest["cases"][0]["case_index_used"] == RETRY_STRIDE
+
+
+def test_unreachable_scheduler_is_a_spec_error(tmp_path: Path) -> None:
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match="tcp://127.0.0.1:9"):
+        build_dataset(spec(n_cases=1), tmp_path / "ds", scheduler="tcp://127.0.0.1:9", writer=FakeWriter())
+    assert time.perf_counter() - start < 30
+
+
+# --- real cases on a real LocalCluster -------------------------------------------------------------
+
+
+def _content(out: Path) -> dict[str, str]:
+    """sha256 of every file of a dataset folder, by path."""
+    return {str(p.relative_to(out)): sha256(p) for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_same_bytes_with_one_and_two_workers(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        'name = "Tiny"\nn_cases = 2\nseed = 5\ntest_fraction = 0.5\nz_range_mm = [-20, 20]\n'
+        '[phase_mix]\na = 0.5\nc = 0.5\n[scanner]\nmas = [50, 200]\nkernels = ["soft"]\n'
+        "[scanner.overrides]\nrecon_pixel_mm = 4\nslice_thickness_mm = 4\nn_views = 120\n"
+    )
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert cli.main(["dataset", str(config), "--out", str(one), "--workers", "1"]) == 0
+    assert cli.main(["dataset", str(config), "--out", str(two), "--workers", "2"]) == 0
+    a, b = _content(one), _content(two)
+    assert a == b
+    images = {f"Dataset501_Tiny/images{s}/case_{i:04d}_0000.nii.gz" for s in ("Tr", "Ts") for i in (0, 1)}
+    assert len(images & set(a)) == 2 and "cases/case_0001/truth.json" in a
+    rows = json.loads((one / "manifest.json").read_text())["cases"]
+    assert [r["status"] for r in rows] == ["ok", "ok"]
