@@ -245,6 +245,11 @@ class Union(Shape):
     out the distance to that box stands in. The result is therefore exact wherever it is below
     ``EXACT_WITHIN_MM`` and at least that large elsewhere, which keeps offsets, layers and
     differences exact to that depth and never changes a sign.
+
+    In a smooth union a stand-in may still blend with a large running result that a later
+    child brings down near the surface; points where a stand-in changed the running result,
+    and no later child's plain minimum washed that out, are evaluated again with every child
+    wherever the result ends below ``EXACT_WITHIN_MM``.
     """
 
     children: tuple[Shape, ...]
@@ -260,9 +265,11 @@ class Union(Shape):
         # A child farther than its stand-in distance (>= pad) leaves a running result at or
         # below pad - k untouched (min, and no blend): such points skip that child.
         settled = pad - max(k, 0.0)
+        smooth = k > 0
         columns = np.ascontiguousarray(points.T)  # per-axis arrays: much faster than (N, 3) math
         x = columns[0]
         result = None
+        approx = None  # smooth unions: points whose running result a stand-in has lowered
         for child, (lo, hi) in zip(self.children, self._boxes, strict=True):
             # Outside the padded box the child is at least max(box distance, pad) away: a lower
             # bound that leaves the blend untouched, since the blend acts only within smooth_mm.
@@ -273,6 +280,9 @@ class Union(Shape):
                 candidates = candidates[(lo[a] - c <= pad) & (c - hi[a] <= pad)]
             if result is None:
                 result = self._stand_in(columns, lo, hi, pad)
+                if smooth:
+                    approx = np.ones(result.size, dtype=bool)
+                    approx[candidates] = False
                 if candidates.size:
                     result[candidates] = child.sdf(points[candidates])
                 continue
@@ -281,10 +291,30 @@ class Union(Shape):
             far = np.flatnonzero(far)
             if far.size:
                 stand_in = self._stand_in(columns[:, far], lo, hi, pad)
+                if smooth:
+                    # Only where the stand-in comes within k of the running result does it act.
+                    acts = stand_in < result[far] + k
+                    far, stand_in = far[acts], stand_in[acts]
+                    approx[far] = True
                 result[far] = _smooth_min(result[far], stand_in, k)
             if candidates.size:
                 d = child.sdf(points[candidates])
-                result[candidates] = _smooth_min(result[candidates], d, k)
+                before = result[candidates]
+                if smooth:
+                    # A plain minimum (d at least k below) drops whatever came before.
+                    approx[candidates[d <= before - k]] = False
+                result[candidates] = _smooth_min(before, d, k)
+        if smooth:
+            redo = np.flatnonzero(approx & (result < EXACT_WITHIN_MM))
+            if redo.size:
+                result[redo] = self._fold(points[redo])
+        return result
+
+    def _fold(self, points: Points) -> np.ndarray:
+        """The blend of every child at ``points``, without stand-ins."""
+        result = self.children[0].sdf(points)
+        for child in self.children[1:]:
+            result = _smooth_min(result, child.sdf(points), self.smooth_mm)
         return result
 
     @staticmethod

@@ -102,3 +102,31 @@ def test_smooth_union_bounds_hold_the_blended_material():
     inside = grid[u.sdf(grid) < 0]
     assert np.all(inside >= lo) and np.all(inside <= hi)
     assert np.any(np.abs(inside[:, 1]) > 10.0)  # the blend reaches past the children's boxes
+
+
+@pytest.mark.parametrize("which", ["body", "lean", "hip_bone"])
+def test_smooth_union_matches_the_plain_blend_below_the_exact_depth(which):
+    # Stand-ins for far children must not leak into the blend where a later child brings the
+    # result near the surface (the skin between buttock and thigh, 40 mm blend).
+    from phantoms.anatomy import body_shape, hip_bone_shape, hip_landmarks, lean_shape
+    from phantoms.spec import AnatomySpec
+
+    spec = AnatomySpec()
+    if which == "body":
+        u = body_shape(spec)
+    elif which == "lean":
+        u = lean_shape(spec)
+    else:
+        u = hip_bone_shape(spec, hip_landmarks(spec))
+    lo, hi = u.bounds()
+    p = np.random.default_rng(1).uniform(lo, hi, size=(40000, 3))
+    exact = u._fold(p)
+    d = u.sdf(p)
+    # Near the surface the result is the plain blend; farther out, children's own distance
+    # bounds may fall a little below the box distances that stand in for them.
+    surface = exact < 5.0
+    assert surface.sum() > 1000
+    np.testing.assert_allclose(d[surface], exact[surface], rtol=0, atol=1e-9)
+    near = exact < 15.0
+    np.testing.assert_allclose(d[near], exact[near], rtol=0, atol=0.2)
+    assert np.all(d[~near] >= 15.0 - 1e-9)
