@@ -200,8 +200,11 @@ def _classify(part: Part, grid: Grid, s: int) -> list[_PartState] | None:
     nsub = offsets.shape[0]
     centres = _cell_centres(grid, cells, 1)
     d = part.shape.sdf(centres)
+    # A voxel's content is that of its sub-samples, which lie within (s - 1) / s half-diagonals
+    # of its centre: farther than that from every surface, they all share the centre's side.
     # With one sub-sample per voxel, the sign at the centre is the voxel's content.
-    st = _states(d, centres, depths, VOXEL_SAFETY * voxel_half_diag if s > 1 else 0.0)
+    reach = float(np.linalg.norm(offsets, axis=1).max())
+    st = _states(d, centres, depths, VOXEL_SAFETY * reach)
     on_surface = (st == 2).any(axis=0)
     flat = np.ravel_multi_index(tuple(cells.T), grid.shape) if cells.size else cells[:, 0]
     if on_surface.any():

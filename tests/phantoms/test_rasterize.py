@@ -113,6 +113,9 @@ def _brute_force_fractions(part: Part, grid: Grid, s: int) -> np.ndarray:
         ("obturator_internus_gemelli_right", (70.0, -36.0, -8.0), 2),
         ("gluteus_maximus_left", (-70.0, -108.0, 0.0), 3),
         ("body", (-40.0, -156.0, -20.0), 2),
+        # Where buttock and thigh blend across the edge of a child's padded box.
+        ("body", (-92.0, -104.0, -128.0), 2),
+        ("pelvis", (-110.0, -30.0, 90.0), 2),
     ],
 )
 def test_hip_scene_parts_match_brute_force_supersampling(name, centre, s):
@@ -140,3 +143,18 @@ def test_same_scene_gives_the_same_bytes():
         assert getattr(a, field).tobytes() == getattr(b, field).tobytes()
     assert a.mixed_index.size and np.all(np.diff(a.mixed_index) > 0)
     assert np.all((a.mixed_fractions < 1).all(axis=1))  # listed voxels hold several tissues
+
+
+def test_lesion_part_matches_brute_force_supersampling():
+    from phantoms.lesions import build_case_phantom
+
+    phantom = build_case_phantom(np.random.default_rng(3), phase="d")
+    part = next(p for p in phantom.parts if p.name.startswith("ho_"))
+    lo, hi = part.shape.bounds()
+    grid = Grid.centered((30, 28, 32), (1.1, 1.3, 1.2), tuple((lo + hi) / 2))
+    for s in (2, 3):
+        r = rasterize([part], grid, supersampling=s)
+        expected = _brute_force_fractions(part, grid, s)
+        assert 0.02 < expected[part.tissue].mean() + expected[part.layers[0].tissue].mean() < 0.98
+        for tissue in range(N_TISSUES):
+            np.testing.assert_array_equal(r.tissue_fraction(tissue), expected[tissue].astype(np.float32))
