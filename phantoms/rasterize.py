@@ -240,9 +240,13 @@ def _paint_inside(part_id: np.ndarray, st: _PartState, k: int) -> None:
 
 def _counts(values: np.ndarray, n_values: int) -> np.ndarray:
     """Per row of a small non-negative integer array, how often each value occurs."""
-    rows = values.shape[0]
-    flat = (np.arange(rows)[:, None] * n_values + values.astype(np.int64)).ravel()
-    return np.bincount(flat, minlength=rows * n_values).reshape(rows, n_values)
+    rows, cols = values.shape
+    out = np.zeros((rows, n_values), dtype=np.int64)
+    flat = out.reshape(-1)
+    base = np.arange(0, rows * n_values, n_values, dtype=np.int64)
+    for j in range(cols):  # a column holds each row once: no index repeats within a pass
+        flat[base + values[:, j]] += 1
+    return out
 
 
 def rasterize(parts: Sequence[Part], grid: Grid, supersampling: int = 2) -> Rasterization:
@@ -307,6 +311,15 @@ def rasterize(parts: Sequence[Part], grid: Grid, supersampling: int = 2) -> Rast
     structures = structure_of[part_id]
     tissues = tissue_of[part_id]
     instances = instance_of[part_id]
+    if mixed_index.size:
+        # Voxels whose sub-samples all lie in one part take that part's labels.
+        first = sub[:, 0]
+        pure = (sub == first[:, None]).all(axis=1)
+        pure_index = mixed_index[pure]
+        structures.reshape(-1)[pure_index] = structure_of[first[pure]]
+        tissues.reshape(-1)[pure_index] = tissue_of[first[pure]]
+        instances.reshape(-1)[pure_index] = instance_of[first[pure]]
+        mixed_index, sub = mixed_index[~pure], sub[~pure]
     if mixed_index.size:
         # Each label is the most frequent among the voxel's sub-samples (ties: the smaller id).
         counts = _counts(tissue_of[sub], N_TISSUES)
