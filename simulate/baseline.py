@@ -94,11 +94,14 @@ def grid_of(image: nib.Nifti1Image) -> Grid:
 
 
 def find_ct_cases(cases_dir: Path) -> list[Path]:
-    """Folders under ``cases_dir`` (any depth) holding ct.nii.gz, sorted by name."""
+    """Folders under ``cases_dir`` (any depth, hidden ones skipped) holding ct.nii.gz, sorted by name."""
     cases_dir = Path(cases_dir)
     if not cases_dir.is_dir():
         raise SpecError(f"cases = '{cases_dir}' is not a directory")
-    folders = sorted({p.parent for p in cases_dir.rglob("ct.nii.gz")}, key=lambda p: (p.name, p))
+    found = {p.parent for p in cases_dir.rglob("ct.nii.gz")}
+    # Folders whose name starts with '.' are half-written staging folders of a killed run.
+    found = {f for f in found if not any(part.startswith(".") for part in f.relative_to(cases_dir).parts)}
+    folders = sorted(found, key=lambda p: (p.name, p))
     if not folders:
         raise SpecError(f"cases = '{cases_dir}' holds no case folder with ct.nii.gz")
     return folders

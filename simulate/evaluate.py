@@ -268,12 +268,21 @@ class TruthCase:
     truth: dict
 
 
+def _hidden(folder: Path, root: Path) -> bool:
+    """Below a folder whose name starts with '.': half-written staging folders of a killed run."""
+    return any(part.startswith(".") for part in folder.relative_to(root).parts)
+
+
 def find_truth_cases(truth_dir: Path) -> list[Path]:
-    """Case folders under ``truth_dir`` (any depth), sorted by case id; the folder itself if a case."""
+    """Case folders under ``truth_dir`` (any depth, hidden ones skipped), sorted by case id.
+
+    ``truth_dir`` itself counts when it is a case folder.
+    """
     truth_dir = Path(truth_dir)
     if not truth_dir.is_dir():
         raise SpecError(f"truth = '{truth_dir}' is not a directory")
-    folders = sorted({p.parent for p in truth_dir.rglob("structures.nii.gz")}, key=lambda p: (p.name, p))
+    found = {p.parent for p in truth_dir.rglob("structures.nii.gz") if not _hidden(p.parent, truth_dir)}
+    folders = sorted(found, key=lambda p: (p.name, p))
     if not folders:
         raise SpecError(f"truth = '{truth_dir}' holds no case folder (a folder with structures.nii.gz)")
     names = [f.name for f in folders]

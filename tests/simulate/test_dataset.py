@@ -236,3 +236,14 @@ def test_same_bytes_with_one_and_two_workers(tmp_path: Path) -> None:
     assert len(images & set(a)) == 2 and "cases/case_0001/truth.json" in a
     rows = json.loads((one / "manifest.json").read_text())["cases"]
     assert [r["status"] for r in rows] == ["ok", "ok"]
+    # The cases feed the baseline and the evaluation; the truth labels score perfectly
+    assert cli.main(["baseline", "--cases", str(one / "cases"), "--out", str(tmp_path / "pred")]) == 0
+    assert cli.main(["evaluate", "--truth", str(one), "--pred", str(tmp_path / "pred"), "--out",
+                     str(tmp_path / "report")]) == 0  # fmt: skip
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["n_scored"] == 2 and set(summary["by"]["mas"]) <= {"50", "200"}
+    labels = one / "Dataset501_Tiny"
+    assert cli.main(["evaluate", "--truth", str(one / "cases"), "--pred", str(labels / "labelsTr"), "--out",
+                     str(tmp_path / "r2"), "--pred-labels", "ho"]) == 0  # fmt: skip
+    scored = json.loads((tmp_path / "r2" / "summary.json").read_text())
+    assert scored["status_counts"] == {"missing": 1, "ok": 1}  # the test case's label is in labelsTs

@@ -302,6 +302,7 @@ def test_bad_predictions_are_reported_not_raised(tmp_path: Path) -> None:
     s, inst = scene()
     for case_id in ("c_missing", "c_misnamed", "c_shape", "c_affine", "c_float", "c_ok"):
         write_case(tmp_path / "truth", case_id, s, inst, phase="a" if case_id == "c_ok" else "b")
+    write_case(tmp_path / "truth" / ".c_ok.partial-1", "c_half", s)  # a killed writer's stage: skipped
     pred = tmp_path / "pred"
     write_pred(pred, "c_misnamed_seg", s)
     write_pred(pred, "c_shape", s[:, :, :-1], Grid((12, 10, 39), SPACING_XYZ, GRID.origin_mm))
