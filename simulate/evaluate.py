@@ -538,14 +538,18 @@ def evaluate(
 
 
 def write_report(out: Path, rows: list[dict[str, object]], summary: dict[str, object]) -> Path:
-    """Write metrics_per_case.csv, summary.json and PNG plots into ``out`` (created if needed)."""
+    """Write metrics_per_case.csv, summary.json and PNG plots into ``out`` (created if needed).
+
+    Plots: dice_by_phase.png, dice_by_mas.png, dice_by_kernel.png, grade_confusion.png.
+    """
     from simulate.io import check_output_dir, write_json
 
     out = check_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     write_metrics_csv(out / "metrics_per_case.csv", rows)
     write_json(out / "summary.json", _json_ready(summary))
-    plot_dice_by_phase(out / "dice_by_phase.png", rows)
+    for key in BREAKDOWNS:
+        plot_dice_by(out / f"dice_by_{key}.png", rows, key)
     confusion = np.array(summary["grading"]["confusion_matrix_truth_rows_pred_cols"])
     plot_confusion(out / "grade_confusion.png", confusion)
     return out
@@ -592,26 +596,28 @@ def _json_ready(value: object) -> object:
     return value
 
 
-def plot_dice_by_phase(path: Path, rows: list[dict[str, object]]) -> None:
-    """Box plot of the HO Dice (both sides) per phase."""
+def plot_dice_by(path: Path, rows: list[dict[str, object]], key: str = "phase") -> None:
+    """Box plot of the HO Dice (both hips) per value of ``key`` (phase, mas or kernel), with the cases."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ok = [r for r in rows if r.get("status") == "ok"]
-    phases = sorted({str(r["phase"]) for r in ok})
-    data = [[float(r["dice_ho"]) for r in ok if r["phase"] == p] for p in phases]
+    groups = sorted({str(r[key]) for r in ok}, key=lambda g: (len(g), g) if key == "mas" else (0, g))
+    data = [[float(r["dice_ho"]) for r in ok if str(r[key]) == g] for g in groups]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     if data:
         ax.boxplot(data)
-        ax.set_xticks(range(1, len(phases) + 1), phases)
+        for i, values in enumerate(data, start=1):
+            ax.plot(np.full(len(values), i), values, "o", color="tab:blue", alpha=0.5, markersize=4)
+        ax.set_xticks(range(1, len(groups) + 1), groups)
     else:
         ax.text(0.5, 0.5, "no scored case", ha="center", va="center", transform=ax.transAxes)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("phase")
+    ax.set_xlabel({"mas": "dose (mAs)"}.get(key, key))
     ax.set_ylabel("Dice, HO (both hips)")
-    ax.set_title(f"HO Dice by phase ({len(ok)} cases)")
+    ax.set_title(f"HO Dice by {key} ({len(ok)} cases)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

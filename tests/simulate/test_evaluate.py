@@ -370,7 +370,8 @@ def test_cli_evaluate_writes_the_report(tmp_path: Path, capsys) -> None:
     truth, pred = str(tmp_path / "truth"), str(tmp_path / "pred")
     args = ["evaluate", "--truth", truth, "--pred", pred, "--out", str(out)]
     assert cli.main([*args, "--tolerance-mm", "1"]) == 0
-    for name in ("metrics_per_case.csv", "summary.json", "dice_by_phase.png", "grade_confusion.png"):
+    for name in ("metrics_per_case.csv", "summary.json", "dice_by_phase.png", "dice_by_mas.png",
+                 "dice_by_kernel.png", "grade_confusion.png"):  # fmt: skip
         assert (out / name).stat().st_size > 0
     assert json.loads((out / "summary.json").read_text())["tolerance_mm"] == 1.0
     assert cli.main([*args[:2], str(tmp_path / "nowhere"), *args[3:]]) == 2
