@@ -50,7 +50,11 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from phantoms.errors import SpecError
 from phantoms.labels import STRUCTURE_NAMES, Structure
