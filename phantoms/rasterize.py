@@ -163,8 +163,8 @@ def _classify(part: Part, grid: Grid, s: int) -> list[_PartState] | None:
 
     Cells of BLOCK voxels are halved down to single voxels only where a surface may pass, so
     distance evaluations concentrate near surfaces. A cell is uniform when its centre lies more
-    than a safety factor times its half-diagonal from every surface; uniform cells that stick
-    out of the part's index box are split further, so nothing is painted outside that box.
+    than a safety factor times the reach of its sample points from every surface; uniform cells
+    that stick out of the part's index box are split further, so nothing is painted outside it.
     """
     box = _index_box(grid, part.shape)
     if box is None:
@@ -176,13 +176,21 @@ def _classify(part: Part, grid: Grid, s: int) -> list[_PartState] | None:
     nd = len(depths)
     inside: list[dict[int, np.ndarray]] = [{} for _ in depths]
 
+    offsets = _subsample_offsets(spacing, s)
+    nsub = offsets.shape[0]
+    # A voxel's content is that of its sub-samples, which lie within (s - 1) / s half-diagonals
+    # of its centre; those of a cell of ``step`` voxels lie within (step - 1) voxel
+    # half-diagonals plus that reach of the cell's centre.
+    reach = float(np.linalg.norm(offsets, axis=1).max())
+
     b0, b1 = start // BLOCK, -(-stop // BLOCK)
     axes = [np.arange(b0[a], b1[a]) for a in range(3)]
     cells = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     step = BLOCK
     while step > 1:
         pts = _cell_centres(grid, cells, step)
-        st = _states(part.shape.sdf(pts), pts, depths, BLOCK_SAFETY * step * voxel_half_diag)
+        margin = BLOCK_SAFETY * ((step - 1) * voxel_half_diag + reach)
+        st = _states(part.shape.sdf(pts), pts, depths, margin)
         mixed = (st == 2).any(axis=0)
         lo = cells * step
         within = np.all((lo >= start) & (lo + step <= stop), axis=1)
@@ -196,14 +204,10 @@ def _classify(part: Part, grid: Grid, s: int) -> list[_PartState] | None:
         lo = cells * step
         cells = cells[np.all((lo < stop) & (lo + step > start), axis=1)]
 
-    offsets = _subsample_offsets(spacing, s)
-    nsub = offsets.shape[0]
     centres = _cell_centres(grid, cells, 1)
     d = part.shape.sdf(centres)
-    # A voxel's content is that of its sub-samples, which lie within (s - 1) / s half-diagonals
-    # of its centre: farther than that from every surface, they all share the centre's side.
-    # With one sub-sample per voxel, the sign at the centre is the voxel's content.
-    reach = float(np.linalg.norm(offsets, axis=1).max())
+    # Farther than the reach from every surface, the sub-samples share the centre's side. With
+    # one sub-sample per voxel, the sign at the centre is the voxel's content.
     st = _states(d, centres, depths, VOXEL_SAFETY * reach)
     on_surface = (st == 2).any(axis=0)
     flat = np.ravel_multi_index(tuple(cells.T), grid.shape) if cells.size else cells[:, 0]
@@ -269,9 +273,19 @@ def rasterize(parts: Sequence[Part], grid: Grid, supersampling: int = 2) -> Rast
     if len(table) > np.iinfo(np.uint16).max:
         raise ValueError(f"too many parts and layers ({len(table) - 1}); at most 65534")
 
-    # Parts are classified concurrently: numpy releases the GIL in the heavy array work.
+    # Parts are classified concurrently: numpy releases the GIL in the heavy array work. The
+    # parts with the largest boxes (most surface, as a rule) start first, so that no long part
+    # is left running alone at the end; results keep the parts' order.
+    def extent(part: Part) -> float:
+        lo, hi = part.shape.bounds()
+        return float(np.prod(np.maximum(hi - lo, 0.0)))
+
+    order = sorted(range(len(parts)), key=lambda i: -extent(parts[i]))
+    classified: list[list[_PartState] | None] = [None] * len(parts)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        classified = list(pool.map(lambda p: _classify(p, grid, s), parts))
+        futures = {i: pool.submit(_classify, parts[i], grid, s) for i in order}
+        for i, future in futures.items():
+            classified[i] = future.result()
     states: list[_PartState | None] = []
     for part, st in zip(parts, classified, strict=True):
         states.extend(st if st is not None else [None] * (1 + len(part.layers)))
