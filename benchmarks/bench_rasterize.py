@@ -45,6 +45,8 @@ def main() -> None:
             results[(s, n)] = best
             mixed = 100.0 * labels.mixed_index.size / voxels
             print(f"{n:>5}^3 {s:>3} {best:>9.2f} {voxels / best / 1e6:>9.2f} {mixed:>9.2f}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"load average after: {load}")
     for s in args.supersampling:
         sizes = [n for n in args.sizes if (s, n) in results]
         if len(sizes) >= 2:
