@@ -247,3 +247,40 @@ def test_same_bytes_with_one_and_two_workers(tmp_path: Path) -> None:
                      str(tmp_path / "r2"), "--pred-labels", "ho"]) == 0  # fmt: skip
     scored = json.loads((tmp_path / "r2" / "summary.json").read_text())
     assert scored["status_counts"] == {"missing": 1, "ok": 1}  # the test case's label is in labelsTs
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_without_redoing_finished_cases(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        'name = "Tiny"\nn_cases = 3\nseed = 9\ntest_fraction = 0.0\nz_range_mm = [-6, 6]\n'
+        '[phase_mix]\nb = 1.0\n[scanner]\nmas = [100]\nkernels = ["soft"]\n'
+        "[scanner.overrides]\nrecon_pixel_mm = 4\nslice_thickness_mm = 4\nn_views = 90\n"
+    )
+    out = tmp_path / "cohort"
+    argv = [sys.executable, "-m", "simulate.cli", "dataset", str(config), "--out", str(out), "--workers", "0"]
+    quiet = subprocess.DEVNULL
+    proc = subprocess.Popen(argv, stdout=quiet, stderr=quiet, start_new_session=True)
+    first = out / "cases" / "case_0000" / "truth.json"
+    deadline = time.monotonic() + 240
+    while not first.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the client dies mid-run
+    proc.wait()
+    assert first.exists(), "the first case should have finished before the kill"
+    done_before = {p.name: sha256(p / "ct.nii.gz") for p in (out / "cases").iterdir()
+                   if (p / "truth.json").exists()}  # fmt: skip
+    stamp = first.stat().st_mtime_ns
+    assert cli.main(["dataset", str(config), "--out", str(out), "--workers", "0"]) == 0
+    assert first.stat().st_mtime_ns == stamp  # not redone
+    cases = sorted(p.name for p in (out / "cases").iterdir())
+    assert cases == ["case_0000", "case_0001", "case_0002"]  # no duplicates, no half-written folders
+    rows = json.loads((out / "manifest.json").read_text())["cases"]
+    assert [r["case_id"] for r in rows] == cases and all(r["status"] == "ok" for r in rows)
+    for name, digest in done_before.items():
+        assert sha256(out / "cases" / name / "ct.nii.gz") == digest
