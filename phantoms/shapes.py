@@ -335,6 +335,13 @@ class Union(Shape):
 
 @dataclass(frozen=True, eq=False)
 class Intersection(Shape):
+    """Points inside every one of ``children``.
+
+    Inside, and outside within the children's common box, the distance is the exact maximum of
+    the children's. Outside that box the distance to the box stands in: a lower bound with the
+    right sign, so an intersection should not be grown or layered from outside.
+    """
+
     children: tuple[Shape, ...]
 
     def sdf(self, points: Points) -> np.ndarray:
