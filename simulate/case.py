@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from phantoms.phantom import Phantom
 from phantoms.rasterize import Rasterization
 from simulate import backend, ct, physics, scanner
 from simulate.figures import ct_preview, label_preview, radiograph_overlay, radiograph_preview
-from simulate.io import check_output_dir, staged_directory, write_json, write_nifti
+from simulate.io import check_output_dir, staged_directory, write_json, write_nifti, write_npz
 from simulate.provenance import TRUTH_SCHEMA_VERSION, case_generators, software_versions
 from simulate.radiograph import RadiographGeometry, simulate_radiograph
 
@@ -224,14 +223,12 @@ def outside_scan_field(grid: Grid, protocol) -> np.ndarray:
     return np.hypot(x[None, :], y[:, None]) > protocol.scan_fov_mm / 2
 
 
-def basis_maps(
-    phantom: Phantom, grid: Grid, protocol, supersampling: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
-    """Water- and bone-equivalent volume fractions of the phantom on ``grid`` (float32)."""
+def basis_maps(phantom: Phantom, labels: Rasterization, spectrum) -> tuple[np.ndarray, np.ndarray]:
+    """Water- and bone-equivalent volume fractions (float32) of rasterized ``labels`` of
+    ``phantom``, fitted over ``spectrum``; the phantom's bone density sets its trabecular bone."""
     materials = tissue_materials(trabecular_density_scale=phantom.anatomy.bone_density_scale)
-    coefficients = ct.tissue_basis(protocol, materials)
-    labels = phantom.rasterize(grid, supersampling)
-    return labels.weighted_sum(coefficients[:, 0]), labels.weighted_sum(coefficients[:, 1]), labels
+    coefficients = physics.basis_coefficients(materials, spectrum)
+    return labels.weighted_sum(coefficients[:, 0]), labels.weighted_sum(coefficients[:, 1])
 
 
 def write_ct_case(
@@ -266,26 +263,26 @@ def write_ct_case(
     stage("phantom")
     labels = phantom.rasterize(recon, supersampling=2)
     stage("labels")
-    water, bone, fine_labels = basis_maps(phantom, imaging, protocol)
+    water, bone = basis_maps(
+        phantom, phantom.rasterize(imaging, supersampling=1), ct.protocol_spectrum(protocol)
+    )
     stage("imaging maps")
     hu = ct.simulate_ct(water, bone, imaging, recon, protocol, rngs["imaging"], device=device)
     stage("ct")
     geometry = RadiographGeometry()
     rad_grid = phantom.grid(max(2.0, protocol.recon_pixel_mm))
     rad_labels = phantom.rasterize(rad_grid, supersampling=1)
-    rad_basis = physics.basis_coefficients(
-        tissue_materials(trabecular_density_scale=phantom.anatomy.bone_density_scale),
-        physics.tube_spectrum(geometry.kvp, geometry.filtration_mm_al),
-    )
     masks = {
         "bone": np.isin(rad_labels.structures, [int(s) for s in BONE_STRUCTURES]),
         "ho_right": rad_labels.structures == Structure.HO_RIGHT,
         "ho_left": rad_labels.structures == Structure.HO_LEFT,
     }
+    rad_water, rad_bone = basis_maps(
+        phantom, rad_labels, physics.tube_spectrum(geometry.kvp, geometry.filtration_mm_al)
+    )
     radiograph = simulate_radiograph(
-        rad_labels.weighted_sum(rad_basis[:, 0]), rad_labels.weighted_sum(rad_basis[:, 1]), masks,
-        rad_grid, geometry, np.random.default_rng(rngs["imaging"].integers(2**63)),
-    )  # fmt: skip
+        rad_water, rad_bone, masks, rad_grid, geometry, np.random.default_rng(rngs["imaging"].integers(2**63))
+    )
     stage("radiograph")
     case_id = Path(out).name
     truth = phantom_truth(phantom, labels, case_id)
@@ -324,13 +321,10 @@ def write_ct_case(
         )
         stage("write")
         write_json(folder / "truth.json", truth)
-    del fine_labels
     return Path(out).resolve()
 
 
 def save_radiograph(path: Path, radiograph) -> None:
-    """The raw radiograph and its projected masks, for programs (npz, atomically)."""
+    """The raw radiograph and its projected masks, for programs (npz)."""
     arrays = {"image": radiograph.image, **{f"mask_{k}": v for k, v in radiograph.masks.items()}}
-    tmp = path.with_name(f".{path.name}.partial.npz")
-    np.savez_compressed(tmp, **arrays, geometry_json=np.array(json.dumps(radiograph.geometry.to_dict())))
-    os.replace(tmp, path)
+    write_npz(path, {**arrays, "geometry_json": np.array(json.dumps(radiograph.geometry.to_dict()))})

@@ -285,13 +285,21 @@ def run_evaluate(args: argparse.Namespace) -> Path:
     return write_report(args.out, rows, summary)
 
 
-def _scanner_overrides(pairs: list[str]) -> dict[str, object]:
-    """Parse ``NAME=VALUE`` protocol overrides: numbers, booleans or words."""
-    out: dict[str, object] = {}
+def _split_pairs(option: str, pairs: list[str]) -> list[tuple[str, str]]:
+    """``NAME=VALUE`` strings of the repeatable ``option`` as (name, value) pairs."""
+    out = []
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise SpecError(f"scanner = {pair!r} is not of the form NAME=VALUE")
+            raise SpecError(f"{option} = {pair!r} is not of the form NAME=VALUE")
+        out.append((name, value))
+    return out
+
+
+def _scanner_overrides(pairs: list[str]) -> dict[str, object]:
+    """Parse ``NAME=VALUE`` protocol overrides: numbers, booleans or words."""
+    out: dict[str, object] = {}
+    for name, value in _split_pairs("scanner", pairs):
         lowered = value.strip().lower()
         if lowered in ("true", "false"):
             out[name] = lowered == "true"
@@ -312,10 +320,7 @@ def _check_common(args: argparse.Namespace) -> None:
 def _anatomy_overrides(pairs: list[str]) -> dict[str, object]:
     """Parse ``NAME=VALUE`` pairs; values are numbers except ``sex``."""
     out: dict[str, object] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise SpecError(f"anatomy = {pair!r} is not of the form NAME=VALUE")
+    for name, value in _split_pairs("anatomy", pairs):
         if name == "sex":
             out[name] = value
             continue

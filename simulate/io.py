@@ -50,6 +50,11 @@ def write_json(path: Path, payload: dict) -> None:
     _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` to a compressed ``.npz`` file atomically."""
+    _atomic_write(Path(path), lambda tmp: np.savez_compressed(tmp, **arrays))
+
+
 def _json_default(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()

@@ -128,6 +128,7 @@ def test_bad_scanner_values_are_one_line_errors(tmp_path):
         (["--scanner", "kvp=300"], "kvp = 300 is outside [70, 150]"),
         (["--scanner", "mas=-1"], "mas = -1"),
         (["--scanner", "kernel=sharp"], "kernel = 'sharp' is not one of"),
+        (["--scanner", "kvp"], "scanner = 'kvp' is not of the form NAME=VALUE"),
         (["--phase", "d", "--weeks", "2"], "weeks = 2.0 is too early for phase 'd'"),
     ):
         out = tmp_path / "bad"

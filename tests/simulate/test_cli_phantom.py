@@ -73,6 +73,7 @@ def test_same_seed_same_bytes(written, tmp_path):
         (["--weeks", "-3"], "weeks = -3.0 is outside [0, 520]"),
         (["--phase", "d", "--weeks", "2"], "weeks = 2.0 is too early for phase 'd'"),
         (["--aetiology", "flu"], "argument --aetiology: invalid choice"),
+        (["--anatomy", "foo"], "anatomy = 'foo' is not of the form NAME=VALUE"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, extra, needle):
