@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from simulate.case import CaseRequest, write_ct_case
+from nmosim.simulate.case import CaseRequest, write_ct_case
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def run_one(cases: int, workers: int, preset: str) -> dict:
-    from simulate.dataset import build_dataset, parse_cohort
+    from nmosim.simulate.dataset import build_dataset, parse_cohort
 
     spec = parse_cohort({"n_cases": cases, "seed": 11, "preset": preset, "test_fraction": 0.0,
                          "phase_mix": {"b": 0.5, "d": 0.5}})  # fmt: skip

@@ -40,10 +40,10 @@ def cone_beam_fdk(n: int, n_views: int) -> None:
 
 def slices_cpu_vs_gpu(n: int, n_slices: int) -> None:
     """forward_project + fbp of ``n_slices`` slices of ``n``^2 on CPU (all cores) and GPU."""
-    from phantoms.grid import Grid
-    from simulate.backend import forward_project
-    from simulate.reconstruct import fbp
-    from simulate.scanner import make_protocol
+    from nmosim.phantoms.grid import Grid
+    from nmosim.simulate.backend import forward_project
+    from nmosim.simulate.reconstruct import fbp
+    from nmosim.simulate.scanner import make_protocol
 
     protocol = make_protocol("clinical", n_views=360, n_bins=512, bin_width_mm=1.5,
                              recon_fov_mm=256)

@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from phantoms.grid import Grid
-from phantoms.lesions import build_case_phantom
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.lesions import build_case_phantom
 
 
 def scene_grid(phantom, n: int) -> Grid:

@@ -7,7 +7,7 @@ For each slice size it times, on the same random slices (360 views x 512 bins):
          by ASTRA's parallel 'linear' BP; 'ideal N' is that time divided by N threads;
   fanbp  for reference, bare ASTRA FP plus a 360 degree fan-beam BP (line_fanflat),
          i.e. the cost of a fan-beam FBP done directly with ASTRA's CPU backprojector;
-  ours   simulate.backend.forward_project + simulate.reconstruct.fbp with 1 and 2 threads.
+  ours   nmosim.simulate.backend.forward_project + nmosim.simulate.reconstruct.fbp with 1 and 2 threads.
 nmosim's CPU FBP backprojects with its own pixel-driven loop (ASTRA's CPU parallel
 backprojectors ripple by about 2 %), so 'ours / raw' compares different backprojectors.
 """
@@ -22,16 +22,16 @@ from functools import partial
 import astra
 import numpy as np
 
-from phantoms.grid import Grid
-from simulate import backend
-from simulate.backend import forward_project
-from simulate.reconstruct import (
+from nmosim.phantoms.grid import Grid
+from nmosim.simulate import backend
+from nmosim.simulate.backend import forward_project
+from nmosim.simulate.reconstruct import (
     fbp,
     filter_parallel,
     parallel_sampling,
     rebin_to_parallel,
 )
-from simulate.scanner import make_protocol
+from nmosim.simulate.scanner import make_protocol
 
 FOV_MM = 256.0
 

@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
-from phantoms.grid import Grid
-from phantoms.phantom import build_phantom
-from phantoms.spec import AnatomySpec
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.phantom import build_phantom
+from nmosim.phantoms.spec import AnatomySpec
 
 
 def scene_grid(phantom, n: int) -> Grid:

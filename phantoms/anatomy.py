@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phantoms.labels import Structure, Tissue
-from phantoms.rasterize import Layer, Part
-from phantoms.shapes import (
+from nmosim.phantoms.labels import Structure, Tissue
+from nmosim.phantoms.rasterize import Layer, Part
+from nmosim.phantoms.shapes import (
     Capsule,
     Difference,
     Ellipsoid,
@@ -28,7 +28,7 @@ from phantoms.shapes import (
     rotation_matrix,
     tube,
 )
-from phantoms.spec import AnatomySpec
+from nmosim.phantoms.spec import AnatomySpec
 
 SKIN_MM = 2.0  # DOMAIN.md 3: dermis 1.5-3 mm
 PELVIS_CORTEX_MM = 1.5  # DOMAIN.md 4.1: thin cortices (acetabulum) read 600-1200 HU

@@ -8,12 +8,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phantoms.anatomy import HipLandmarks, femur_shape
-from phantoms.labels import Structure, Tissue
-from phantoms.ossification import point_at_depth, unit
-from phantoms.rasterize import Part
-from phantoms.shapes import Capsule, Difference, Ellipsoid, HalfSpace, Intersection, MirrorX, Shape, Sphere
-from phantoms.spec import AnatomySpec
+from nmosim.phantoms.anatomy import HipLandmarks, femur_shape
+from nmosim.phantoms.labels import Structure, Tissue
+from nmosim.phantoms.ossification import point_at_depth, unit
+from nmosim.phantoms.rasterize import Part
+from nmosim.phantoms.shapes import (
+    Capsule,
+    Difference,
+    Ellipsoid,
+    HalfSpace,
+    Intersection,
+    MirrorX,
+    Shape,
+    Sphere,
+)
+from nmosim.phantoms.spec import AnatomySpec
 
 KINDS = ("phlebolith", "vascular", "tendinitis", "osteophyte")
 VESSEL_RADIUS_MM = 4.0  # the femoral artery's radius in anatomy.py

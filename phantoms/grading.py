@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from phantoms.errors import SpecError, check_choice
-from phantoms.labels import Structure
+from nmosim.phantoms.errors import SpecError, check_choice
+from nmosim.phantoms.labels import Structure
 
 BROOKER_GAP_MM = 10.0  # DOMAIN.md 1.1: 1 cm between opposing bone surfaces separates II from III
 # Float noise of the distance transform; far below any voxel, so exactly 10 mm stays grade II

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phantoms.errors import SpecError
+from nmosim.phantoms.errors import SpecError
 
 
 @dataclass(frozen=True)

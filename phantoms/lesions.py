@@ -5,7 +5,7 @@ Builds phantoms and measures their labels on small crops; it does not simulate i
 How a requested phase is honoured: the phase sets the Brooker grade of the index side (DOMAIN.md 1.2).
 Lesions are drawn at their size at the reference time, the parts that paint over lesions (native bone,
 joint space, vessels, nerves) are rasterized once on a crop around the hip, the lesions are rasterized
-on top and graded with :func:`phantoms.grading.grade_side`. Spurs whose measured gap misses its target
+on top and graded with :func:`nmosim.phantoms.grading.grade_side`. Spurs whose measured gap misses its target
 are lengthened or shortened along their path, other failures redraw the side's lesions; every
 measurement is an attempt, at most ``max_attempts`` per side, after which :class:`PhaseNotMet` is raised.
 
@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from phantoms.anatomy import HipLandmarks, build_anatomy, femur_shape, hip_bone_shape, hip_landmarks
-from phantoms.confounders import Confounder, sample_confounders
-from phantoms.errors import SpecError
-from phantoms.grading import BROOKER_GAP_MM, SIDES, grade_side
-from phantoms.grid import Grid
-from phantoms.labels import TISSUE_NAMES, Structure, Tissue
-from phantoms.ossification import (
+from nmosim.phantoms.anatomy import HipLandmarks, build_anatomy, femur_shape, hip_bone_shape, hip_landmarks
+from nmosim.phantoms.confounders import Confounder, sample_confounders
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.grading import BROOKER_GAP_MM, SIDES, grade_side
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.labels import TISSUE_NAMES, Structure, Tissue
+from nmosim.phantoms.ossification import (
     LOCATION_PRIOR,
     LOCATIONS,
     SINGLE_LOCATIONS,
@@ -42,8 +42,8 @@ from phantoms.ossification import (
     lobulated_mass,
     mirror,
 )
-from phantoms.phantom import Phantom, build_phantom
-from phantoms.progression import (
+from nmosim.phantoms.phantom import Phantom, build_phantom
+from nmosim.phantoms.progression import (
     GRADE_PHASE,
     MIN_WEEKS_AFTER_ONSET,
     OEDEMA_LEAD_WEEKS,
@@ -59,9 +59,9 @@ from phantoms.progression import (
     phase_from_weeks,
     sample_course,
 )
-from phantoms.rasterize import Part, Rasterization, rasterize
-from phantoms.shapes import Ellipsoid, Intersection, Offset, Shape, Union
-from phantoms.spec import AnatomySpec, sample_anatomy
+from nmosim.phantoms.rasterize import Part, Rasterization, rasterize
+from nmosim.phantoms.shapes import Ellipsoid, Intersection, Offset, Shape, Union
+from nmosim.phantoms.spec import AnatomySpec, sample_anatomy
 
 HONOUR_SPACING_MM = 1.5
 MAX_ATTEMPTS = 24
@@ -728,11 +728,11 @@ def build_case_phantom(
     ----------
     rng : the case's generator; the same state gives the same phantom.
     phase : "none", "a" (Brooker I), "b" (II), "c" (III), "d" (IV); drawn from ``weeks`` if None.
-    weeks : weeks since the neurological injury, at least :data:`~phantoms.progression.EARLIEST_WEEKS`
+    weeks : weeks since the neurological injury, at least :data:`~nmosim.phantoms.progression.EARLIEST_WEEKS`
         of the phase; drawn from the phase's window if None.
     aetiology : "sci" (spinal cord injury) or "brain" (TBI, stroke, anoxia): location priors, atrophy.
     confounders : add non-HO calcifications (DOMAIN.md 5); drawn (p = 0.3) if None.
-    anatomy_overrides : fixed :class:`~phantoms.spec.AnatomySpec` fields of the untreated anatomy.
+    anatomy_overrides : fixed :class:`~nmosim.phantoms.spec.AnatomySpec` fields of the untreated anatomy.
     honour_spacing_mm, max_attempts : grid of the grading check and attempts per side.
 
     ``metadata`` holds the truth inputs (phase, weeks, aetiology, attempts, requested grade per side,

@@ -1,6 +1,6 @@
 """Tissue compositions: elemental mass fractions, densities, mixtures, the tissue -> material map.
 
-Composition facts only: no X-ray data or attenuation here (that is ``simulate.physics``).
+Composition facts only: no X-ray data or attenuation here (that is ``nmosim.simulate.physics``).
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from phantoms.errors import SpecError, check_range
-from phantoms.labels import Tissue
+from nmosim.phantoms.errors import SpecError, check_range
+from nmosim.phantoms.labels import Tissue
 
 # Standard atomic weights (IUPAC 2021, abridged), g/mol: only what the formulas below need.
 _ATOMIC_WEIGHT = {"H": 1.008, "O": 15.999, "P": 30.974, "Ca": 40.078}
@@ -30,7 +30,7 @@ class Material:
     >>> Material("water", 1.0, {"H": 11.19, "O": 88.81})
     Traceback (most recent call last):
     ...
-    phantoms.errors.SpecError: water.mass_fractions sum to 100 (must be 1)
+    nmosim.phantoms.errors.SpecError: water.mass_fractions sum to 100 (must be 1)
     >>> Material("water", 1.0, {"H": 0.1119, "O": 0.8881}).mass_fractions["O"]
     0.8881
     """
@@ -191,7 +191,7 @@ def tissue_materials(
     """A :class:`Material` for every id of the ``tissues`` label contract (DESIGN.md 3).
 
     HU figures below are at 64 keV, the effective energy of a 120 kVp beam through 20 cm of water
-    (DOMAIN 4.2: 60-70 keV); ``simulate.physics`` computes them. A value outside the stated range
+    (DOMAIN 4.2: 60-70 keV); ``nmosim.simulate.physics`` computes them. A value outside the stated range
     raises :class:`SpecError`.
 
     - ``fat_density_g_cm3``: adipose (ICRU 44/46 composition) at this density, 0.90-0.97 g/cm3.

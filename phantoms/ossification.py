@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from phantoms.anatomy import HipLandmarks, femur_shape, hip_bone_shape
-from phantoms.labels import Structure, Tissue
-from phantoms.rasterize import Layer, Part
-from phantoms.shapes import Ellipsoid, Shape, Sphere, Union
-from phantoms.spec import AnatomySpec
+from nmosim.phantoms.anatomy import HipLandmarks, femur_shape, hip_bone_shape
+from nmosim.phantoms.labels import Structure, Tissue
+from nmosim.phantoms.rasterize import Layer, Part
+from nmosim.phantoms.shapes import Ellipsoid, Shape, Sphere, Union
+from nmosim.phantoms.spec import AnatomySpec
 
 LOCATIONS = ("anterior", "anteromedial", "lateral", "posterior", "circumferential")
 # DOMAIN.md 1.4, "Suggested prior" (a synthesis, not a measured distribution).

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from phantoms.anatomy import HipLandmarks, build_anatomy, hip_landmarks, scene_bounds
-from phantoms.errors import check_range
-from phantoms.grid import Grid
-from phantoms.rasterize import Part, Rasterization, rasterize
-from phantoms.spec import AnatomySpec
+from nmosim.phantoms.anatomy import HipLandmarks, build_anatomy, hip_landmarks, scene_bounds
+from nmosim.phantoms.errors import check_range
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.rasterize import Part, Rasterization, rasterize
+from nmosim.phantoms.spec import AnatomySpec
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from phantoms.errors import SpecError, check_choice, check_range
-from phantoms.spec import RANGES, AnatomySpec
+from nmosim.phantoms.errors import SpecError, check_choice, check_range
+from nmosim.phantoms.spec import RANGES, AnatomySpec
 
 PHASES = ("none", "a", "b", "c", "d")
 PHASE_GRADE = {"none": 0, "a": 1, "b": 2, "c": 3, "d": 4}  # DOMAIN.md 1.2: phase -> Brooker grade

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phantoms.errors import check_range
-from phantoms.grid import Grid
-from phantoms.labels import N_TISSUES
-from phantoms.shapes import Shape
+from nmosim.phantoms.errors import check_range
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.labels import N_TISSUES
+from nmosim.phantoms.shapes import Shape
 
 BLOCK = 8  # voxels per block edge in the coarse pass
 # Distance bounds of blended or tapered shapes may overstate the true distance a little; a
@@ -260,7 +260,7 @@ def rasterize(parts: Sequence[Part], grid: Grid, supersampling: int = 2) -> Rast
 
     Examples
     --------
-    >>> from phantoms.shapes import Sphere
+    >>> from nmosim.phantoms.shapes import Sphere
     >>> g = Grid.centered((8, 8, 8), (1.0, 1.0, 1.0))
     >>> r = rasterize([Part("ball", Sphere((0, 0, 0), 3.0), 1, 2)], g, supersampling=2)
     >>> int(r.structures[4, 4, 4]), int(r.structures[0, 0, 0])

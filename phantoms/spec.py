@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from phantoms.errors import SpecError, check_choice, check_range
+from nmosim.phantoms.errors import SpecError, check_choice, check_range
 
 SEXES = ("male", "female")
 

@@ -1,4 +1,4 @@
 """Imaging, data writing and evaluation for nmosim phantoms.
 
-Uses :mod:`phantoms` through its public API only.
+Uses :mod:`nmosim.phantoms` through its public API only.
 """

@@ -2,7 +2,7 @@
 
 Runs line integrals, backprojections and ASTRA's iterative solvers; no filtering or X-ray physics.
 
-Geometry (see :class:`simulate.scanner.ScannerProtocol`): the rotation axis is the patient z axis
+Geometry (see :class:`nmosim.simulate.scanner.ScannerProtocol`): the rotation axis is the patient z axis
 through x = y = 0; view k has its source at ``D_si (sin b, cos b)`` with ``b = 2 pi k / n_views``
 and bins run along ``(cos b, -sin b)``. Every axial slice of a grid is one fan-beam scan.
 
@@ -22,9 +22,9 @@ from contextlib import contextmanager
 import astra
 import numpy as np
 
-from phantoms.errors import SpecError
-from phantoms.grid import Grid
-from simulate.scanner import ScannerProtocol
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.grid import Grid
+from nmosim.simulate.scanner import ScannerProtocol
 
 DEVICES = ("cpu", "cuda")
 DEVICE_ENV = "NMOSIM_DEVICE"

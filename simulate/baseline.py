@@ -28,10 +28,10 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from phantoms.errors import SpecError
-from phantoms.grid import Grid
-from phantoms.labels import Structure
-from simulate.io import check_output_dir, write_nifti
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.labels import Structure
+from nmosim.simulate.io import check_output_dir, write_nifti
 
 THRESHOLD_HU = 150.0
 N_BONE_COMPONENTS = 3  # pelvis, femur_right, femur_left
@@ -84,7 +84,7 @@ def detect_ho(
 
 
 def grid_of(image: nib.Nifti1Image) -> Grid:
-    """The :class:`Grid` of an axis-aligned RAS NIfTI image (as written by :mod:`simulate.io`)."""
+    """The :class:`Grid` of an axis-aligned RAS NIfTI image (as written by :mod:`nmosim.simulate.io`)."""
     affine = np.asarray(image.affine, float)
     spacing = np.diag(affine)[:3]
     if not np.allclose(affine[:3, :3], np.diag(spacing)) or np.any(spacing <= 0):

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import numpy as np
 
-from phantoms.grid import Grid
-from phantoms.labels import BONE_STRUCTURES, Structure
-from phantoms.lesions import build_case_phantom, build_case_series, lesion_truth
-from phantoms.materials import tissue_materials
-from phantoms.phantom import Phantom
-from phantoms.rasterize import Rasterization
-from simulate import backend, ct, physics, scanner
-from simulate.figures import ct_preview, label_preview, radiograph_overlay, radiograph_preview
-from simulate.io import check_output_dir, staged_directory, write_json, write_nifti, write_npz
-from simulate.provenance import TRUTH_SCHEMA_VERSION, case_generators, software_versions
-from simulate.radiograph import RadiographGeometry, simulate_radiograph
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.labels import BONE_STRUCTURES, Structure
+from nmosim.phantoms.lesions import build_case_phantom, build_case_series, lesion_truth
+from nmosim.phantoms.materials import tissue_materials
+from nmosim.phantoms.phantom import Phantom
+from nmosim.phantoms.rasterize import Rasterization
+from nmosim.simulate import backend, ct, physics, scanner
+from nmosim.simulate.figures import ct_preview, label_preview, radiograph_overlay, radiograph_preview
+from nmosim.simulate.io import check_output_dir, staged_directory, write_json, write_nifti, write_npz
+from nmosim.simulate.provenance import TRUTH_SCHEMA_VERSION, case_generators, software_versions
+from nmosim.simulate.radiograph import RadiographGeometry, simulate_radiograph
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,12 +11,12 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from phantoms.errors import SpecError, check_range
-from phantoms.grid import Grid
-from phantoms.labels import Tissue
-from phantoms.materials import Material, tissue_materials
-from simulate import backend, physics, reconstruct
-from simulate.scanner import ScannerProtocol, imaging_grid, recon_grid
+from nmosim.phantoms.errors import SpecError, check_range
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.labels import Tissue
+from nmosim.phantoms.materials import Material, tissue_materials
+from nmosim.simulate import backend, physics, reconstruct
+from nmosim.simulate.scanner import ScannerProtocol, imaging_grid, recon_grid
 
 # Water cylinder used for the HU calibration (DESIGN.md 7), mm; smaller if the FOV is small.
 CALIBRATION_DIAMETER_MM = 200.0
@@ -35,7 +35,7 @@ def projection_spectrum(protocol: ScannerProtocol) -> physics.Spectrum:
 def tissue_basis(protocol: ScannerProtocol, materials: Mapping[Tissue, Material] | None = None) -> np.ndarray:
     """Water and bone volume fractions per tissue id for this protocol's spectrum, ``(N_TISSUES, 2)``.
 
-    ``materials`` defaults to :func:`phantoms.materials.tissue_materials` with its defaults. A
+    ``materials`` defaults to :func:`nmosim.phantoms.materials.tissue_materials` with its defaults. A
     phantom's basis maps are the partial-volume-weighted sums of these rows.
     """
     materials = tissue_materials() if materials is None else materials
@@ -205,12 +205,12 @@ def simulate_ct(
     water_map, bone_map : ``[nz, ny, nx]`` water- and bone-equivalent volume fractions
         (dimensionless, see :func:`tissue_basis`) on the fine ``imaging_grid``.
     imaging_grid : grid of the maps; finer than ``recon_grid`` (no inverse crime), its slices
-        subdividing the reconstructed ones (see :func:`simulate.scanner.imaging_grid`).
+        subdividing the reconstructed ones (see :func:`nmosim.simulate.scanner.imaging_grid`).
     recon_grid : output grid; its slices are ``protocol.slice_thickness_mm`` thick.
     protocol : acquisition (kVp, filtration, mAs, geometry, electronic noise, water correction)
         and reconstruction (method, kernel, iterations).
     rng : source of the quantum and electronic noise; ``None`` for a noiseless scan.
-    threads, device : as for :func:`simulate.backend.forward_project`.
+    threads, device : as for :func:`nmosim.simulate.backend.forward_project`.
     progress : called as ``progress(done, total)`` after each slab of reconstructed slices.
 
     Steps: each basis map is forward projected once (line integrals in mm, converted to cm); per

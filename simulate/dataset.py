@@ -1,6 +1,7 @@
 """Cohorts of CT cases from a TOML config: per-case draws, scale-out with Dask, nnU-Net and MSD layouts.
 
-It schedules and packages cases written by :func:`simulate.case.write_ct_case`; it never images them itself.
+It schedules and packages cases written by :func:`nmosim.simulate.case.write_ct_case`; it never images
+them itself.
 
 Config (TOML, see ``examples/cohort.toml``)::
 
@@ -20,7 +21,7 @@ Config (TOML, see ``examples/cohort.toml``)::
     [scanner.overrides]        # protocol fields fixed for every case (tiny protocols in tests)
 
 Per case ``i``, the draws (phase, aetiology, mAs, kernel, split key) come from a generator seeded
-by ``SeedSequence([seed, i])``'s child after the case's own components (``simulate.provenance``), so a
+by ``SeedSequence([seed, i])``'s child after the case's own components (``nmosim.simulate.provenance``), so a
 case's assignment depends on (seed, i) only, never on the number of workers or the order of work.
 The test split is the ``round(test_fraction * n_cases)`` cases with the smallest split keys.
 
@@ -56,12 +57,12 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from phantoms.errors import SpecError
-from phantoms.labels import STRUCTURE_NAMES, Structure
-from phantoms.progression import AETIOLOGIES, PHASES
-from simulate.io import check_output_dir, staged_directory, write_json
-from simulate.provenance import COMPONENTS
-from simulate.scanner import KERNELS, PRESETS, make_protocol
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.labels import STRUCTURE_NAMES, Structure
+from nmosim.phantoms.progression import AETIOLOGIES, PHASES
+from nmosim.simulate.io import check_output_dir, staged_directory, write_json
+from nmosim.simulate.provenance import COMPONENTS
+from nmosim.simulate.scanner import KERNELS, PRESETS, make_protocol
 
 LABEL_SETS = ("ho", "bones_ho", "all")
 RETRY_STRIDE = 1_000_000  # case index offset of a retry: far from every real index
@@ -272,10 +273,10 @@ def run_case(
     """Write one case (unless complete already) and return its manifest row.
 
     ``writer(out, request, preset=, protocol_overrides=, z_range_mm=)`` defaults to
-    :func:`simulate.case.write_ct_case`.
+    :func:`nmosim.simulate.case.write_ct_case`.
     """
-    from phantoms.lesions import PhaseNotMet
-    from simulate.case import CaseRequest, write_ct_case
+    from nmosim.phantoms.lesions import PhaseNotMet
+    from nmosim.simulate.case import CaseRequest, write_ct_case
 
     write = writer or write_ct_case
     folder = Path(cases_dir) / case.case_id

@@ -37,7 +37,7 @@ overlaps it with IoU > ``iou_threshold`` (default 0: any shared voxel), else it 
 component matching no truth lesion that way is a FP. Recall = TP / truth lesions, precision = matched
 predicted components / predicted components, F1 from those two.
 
-Brooker grade: the predicted HO is graded with :func:`phantoms.grading.grade_hips` on the truth's
+Brooker grade: the predicted HO is graded with :func:`nmosim.phantoms.grading.grade_hips` on the truth's
 native bones (predictions may lack bones): the truth ``structures`` with its HO removed and the
 predicted HO painted on every voxel that is not native bone. The reference grade is that of the truth
 labels on the same grid (so a perfect prediction scores accuracy 1); the grade in truth.json
@@ -62,9 +62,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from phantoms.errors import SpecError
-from phantoms.grading import grade_hips
-from phantoms.labels import Structure
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.grading import grade_hips
+from nmosim.phantoms.labels import Structure
 
 log = logging.getLogger(__name__)
 
@@ -542,7 +542,7 @@ def write_report(out: Path, rows: list[dict[str, object]], summary: dict[str, ob
 
     Plots: dice_by_phase.png, dice_by_mas.png, dice_by_kernel.png, grade_confusion.png.
     """
-    from simulate.io import check_output_dir, write_json
+    from nmosim.simulate.io import check_output_dir, write_json
 
     out = check_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)

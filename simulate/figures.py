@@ -15,8 +15,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from phantoms.grid import Grid  # noqa: E402
-from phantoms.labels import STRUCTURE_NAMES  # noqa: E402
+from nmosim.phantoms.grid import Grid  # noqa: E402
+from nmosim.phantoms.labels import STRUCTURE_NAMES  # noqa: E402
 
 STRUCTURE_COLOURS = {
     0: "#000000",

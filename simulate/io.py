@@ -16,8 +16,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from phantoms.errors import SpecError
-from phantoms.grid import Grid
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.grid import Grid
 
 
 def to_nifti(volume_zyx: np.ndarray, grid: Grid, dtype: np.dtype | type) -> nib.Nifti1Image:

@@ -21,9 +21,9 @@ import numpy as np
 import spekpy
 import xraylib
 
-from phantoms.errors import SpecError, check_choice, check_range
-from phantoms.labels import N_TISSUES, Tissue
-from phantoms.materials import AIR, CORTICAL_BONE, WATER, Material
+from nmosim.phantoms.errors import SpecError, check_choice, check_range
+from nmosim.phantoms.labels import N_TISSUES, Tissue
+from nmosim.phantoms.materials import AIR, CORTICAL_BONE, WATER, Material
 
 DETECTORS = ("integrating", "counting")
 # The two basis materials of DESIGN.md 7: water-like and bone-like (ICRU 46 cortical bone).
@@ -164,7 +164,7 @@ def linear_attenuation_per_cm(material: Material, energies_kev: Sequence[float])
 
     Examples
     --------
-    >>> from phantoms.materials import WATER
+    >>> from nmosim.phantoms.materials import WATER
     >>> round(float(linear_attenuation_per_cm(WATER, [60.0])[0]), 3)   # DOMAIN.md 4.2
     0.206
     """

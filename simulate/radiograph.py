@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import ndimage
 
-from phantoms.errors import check_range
-from phantoms.grid import Grid
-from simulate import physics
+from nmosim.phantoms.errors import check_range
+from nmosim.phantoms.grid import Grid
+from nmosim.simulate import physics
 
 
 @dataclass(frozen=True)

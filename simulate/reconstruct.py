@@ -18,10 +18,10 @@ import numpy as np
 import scipy.fft
 import scipy.sparse
 
-from phantoms.errors import SpecError, check_choice
-from phantoms.grid import Grid
-from simulate import backend
-from simulate.scanner import KERNELS, ScannerProtocol
+from nmosim.phantoms.errors import SpecError, check_choice
+from nmosim.phantoms.grid import Grid
+from nmosim.simulate import backend
+from nmosim.simulate.scanner import KERNELS, ScannerProtocol
 
 # Windows on the ramp, in absolute spatial frequency (line pairs per mm at the iso-centre), so a
 # kernel means the same on any detector. DOMAIN.md 4.4: MTF50 about 0.35-0.45 lp/mm (soft) and
@@ -166,11 +166,11 @@ def fbp(
     Parameters
     ----------
     sinogram : ``[nz, n_views, n_bins]`` line integrals as returned by
-        :func:`simulate.backend.forward_project` (value times mm).
+        :func:`nmosim.simulate.backend.forward_project` (value times mm).
     grid : target grid; its slices match the sinogram's and its pixels may differ from those
         of the grid that was projected (and be off-centre or non-square).
     kernel : 'soft', 'standard' or 'bone' (default: ``protocol.kernel``).
-    threads, device : as for :func:`simulate.backend.forward_project`.
+    threads, device : as for :func:`nmosim.simulate.backend.forward_project`.
 
     Returns
     -------

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from phantoms.errors import SpecError, check_choice, check_range
-from phantoms.grid import Grid
+from nmosim.phantoms.errors import SpecError, check_choice, check_range
+from nmosim.phantoms.grid import Grid
 
 KERNELS = ("soft", "standard", "bone")
 RECON_METHODS = ("fbp", "sirt", "cgls")

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from phantoms.grid import Grid
-from phantoms.labels import N_TISSUES, Structure, Tissue
-from phantoms.phantom import build_phantom
-from phantoms.spec import sample_anatomy
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.labels import N_TISSUES, Structure, Tissue
+from nmosim.phantoms.phantom import build_phantom
+from nmosim.phantoms.spec import sample_anatomy
 
 SEEDS = (1, 2, 3)
 SPACINGS = (1.0, 1.6)
@@ -18,7 +18,7 @@ def femur_labels(anatomy, spacing):
     phantom = build_phantom(anatomy, np.random.default_rng(0))
     parts = [p for p in phantom.parts if p.name.startswith("femur_")]
     grid = Grid.covering((-150, -70, -150), (150, 70, 45), spacing)
-    from phantoms.rasterize import rasterize
+    from nmosim.phantoms.rasterize import rasterize
 
     return rasterize(parts, grid, supersampling=2), grid
 

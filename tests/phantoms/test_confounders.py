@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from phantoms.grid import Grid
-from phantoms.labels import Structure, Tissue
-from phantoms.lesions import build_case_phantom
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.labels import Structure, Tissue
+from nmosim.phantoms.lesions import build_case_phantom
 
 
 def test_negative_case_with_confounders_has_no_ho():

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from phantoms import grading
-from phantoms.errors import SpecError
-from phantoms.grading import BROOKER_GAP_MM, SideGrade, grade_hips, grade_side
-from phantoms.labels import Structure
+from nmosim.phantoms import grading
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.grading import BROOKER_GAP_MM, SideGrade, grade_hips, grade_side
+from nmosim.phantoms.labels import Structure
 
 PELVIS = Structure.PELVIS
 FEMUR_R, FEMUR_L = Structure.FEMUR_RIGHT, Structure.FEMUR_LEFT

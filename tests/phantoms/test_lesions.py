@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from phantoms.errors import SpecError
-from phantoms.grading import grade_hips
-from phantoms.grid import Grid
-from phantoms.labels import Structure
-from phantoms.lesions import build_case_phantom, build_case_series, lesion_truth
-from phantoms.progression import PHASE_GRADE, STAGES, TIME_EFFECT_FIELDS
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.grading import grade_hips
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.labels import Structure
+from nmosim.phantoms.lesions import build_case_phantom, build_case_series, lesion_truth
+from nmosim.phantoms.progression import PHASE_GRADE, STAGES, TIME_EFFECT_FIELDS
 
 HO = (Structure.HO_RIGHT, Structure.HO_LEFT)
 SPACING_MM = 2.0  # not the honour grid (1.5 mm): the grade must hold on other grids too

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from phantoms.errors import SpecError
-from phantoms.labels import Tissue
-from phantoms.materials import (
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.labels import Tissue
+from nmosim.phantoms.materials import (
     ADIPOSE,
     BASE_MATERIALS,
     CORTICAL_BONE,

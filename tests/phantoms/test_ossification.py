@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from phantoms.anatomy import hip_landmarks
-from phantoms.grid import Grid
-from phantoms.labels import Structure, Tissue
-from phantoms.ossification import bowed_path, hip_sites, lesion_part, lobulated_mass, mirror
-from phantoms.rasterize import rasterize
-from phantoms.spec import AnatomySpec
+from nmosim.phantoms.anatomy import hip_landmarks
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.labels import Structure, Tissue
+from nmosim.phantoms.ossification import bowed_path, hip_sites, lesion_part, lobulated_mass, mirror
+from nmosim.phantoms.rasterize import rasterize
+from nmosim.phantoms.spec import AnatomySpec
 
 
 def make_lesion(seed: int = 0):
@@ -71,7 +71,7 @@ def test_mirror_is_the_reflection():
     ],
 )
 def test_zonal_pattern_mineral_from_the_margin_inward(stage, outer, core):
-    from phantoms.shapes import Sphere
+    from nmosim.phantoms.shapes import Sphere
 
     part = lesion_part("ho", Sphere((0, 0, 0), 12.0), "left", 3, stage, 2.0)
     grid = Grid.centered((32, 32, 32), (1.0, 1.0, 1.0))

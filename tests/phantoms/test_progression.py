@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from phantoms.errors import SpecError
-from phantoms.progression import (
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.progression import (
     EARLIEST_WEEKS,
     PHASES,
     STAGES,
@@ -19,7 +19,7 @@ from phantoms.progression import (
     phase_from_weeks,
     sample_course,
 )
-from phantoms.spec import AnatomySpec
+from nmosim.phantoms.spec import AnatomySpec
 
 
 def test_onset_within_3_to_12_weeks_and_peaks_near_8():

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from phantoms.errors import SpecError
-from phantoms.grid import Grid
-from phantoms.labels import N_TISSUES
-from phantoms.rasterize import Layer, Part, rasterize
-from phantoms.shapes import Box, Capsule, Sphere
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.labels import N_TISSUES
+from nmosim.phantoms.rasterize import Layer, Part, rasterize
+from nmosim.phantoms.shapes import Box, Capsule, Sphere
 
 
 def test_sphere_volume_from_fractions_matches_the_analytic_volume():
@@ -119,8 +119,8 @@ def _brute_force_fractions(part: Part, grid: Grid, s: int) -> np.ndarray:
     ],
 )
 def test_hip_scene_parts_match_brute_force_supersampling(name, centre, s):
-    from phantoms.anatomy import build_anatomy
-    from phantoms.spec import AnatomySpec
+    from nmosim.phantoms.anatomy import build_anatomy
+    from nmosim.phantoms.spec import AnatomySpec
 
     parts = {p.name: p for p in build_anatomy(AnatomySpec(), np.random.default_rng(0))}
     part = parts[name]
@@ -133,8 +133,8 @@ def test_hip_scene_parts_match_brute_force_supersampling(name, centre, s):
 
 
 def test_same_scene_gives_the_same_bytes():
-    from phantoms.anatomy import build_anatomy
-    from phantoms.spec import AnatomySpec
+    from nmosim.phantoms.anatomy import build_anatomy
+    from nmosim.phantoms.spec import AnatomySpec
 
     parts = build_anatomy(AnatomySpec(), np.random.default_rng(0))
     grid = Grid.centered((40, 44, 48), (6.0, 6.0, 6.0), (0.0, 0.0, 0.0))
@@ -146,7 +146,7 @@ def test_same_scene_gives_the_same_bytes():
 
 
 def test_lesion_part_matches_brute_force_supersampling():
-    from phantoms.lesions import build_case_phantom
+    from nmosim.phantoms.lesions import build_case_phantom
 
     phantom = build_case_phantom(np.random.default_rng(3), phase="d")
     part = next(p for p in phantom.parts if p.name.startswith("ho_"))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from phantoms.shapes import (
+from nmosim.phantoms.shapes import (
     Box,
     Capsule,
     Difference,
@@ -108,8 +108,8 @@ def test_smooth_union_bounds_hold_the_blended_material():
 def test_smooth_union_matches_the_plain_blend_below_the_exact_depth(which):
     # Stand-ins for far children must not leak into the blend where a later child brings the
     # result near the surface (the skin between buttock and thigh, 40 mm blend).
-    from phantoms.anatomy import body_shape, hip_bone_shape, hip_landmarks, lean_shape
-    from phantoms.spec import AnatomySpec
+    from nmosim.phantoms.anatomy import body_shape, hip_bone_shape, hip_landmarks, lean_shape
+    from nmosim.phantoms.spec import AnatomySpec
 
     spec = AnatomySpec()
     if which == "body":

@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from phantoms.errors import SpecError
-from phantoms.spec import RANGES, AnatomySpec, sample_anatomy
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.spec import RANGES, AnatomySpec, sample_anatomy
 
 
 def test_out_of_range_value_names_parameter_value_and_range():

@@ -1,4 +1,4 @@
-"""Tests for simulate.backend: device choice, fan-beam line integrals, threads, ASTRA clean-up."""
+"""Tests for nmosim.simulate.backend: device choice, fan-beam line integrals, threads, ASTRA clean-up."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import astra
 import numpy as np
 import pytest
 
-from phantoms.errors import SpecError
-from phantoms.grid import Grid
-from simulate import backend
-from simulate.backend import forward_project, select_device
-from simulate.scanner import make_protocol
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.grid import Grid
+from nmosim.simulate import backend
+from nmosim.simulate.backend import forward_project, select_device
+from nmosim.simulate.scanner import make_protocol
 
 REPO = Path(__file__).resolve().parents[2]
 HAS_CUDA = bool(astra.use_cuda())
@@ -195,10 +195,10 @@ def test_cuda_without_gpu_raises_clear_error(monkeypatch):
 def test_forcing_cuda_never_crashes_the_process():
     code = (
         "import numpy as np\n"
-        "from phantoms.errors import SpecError\n"
-        "from phantoms.grid import Grid\n"
-        "from simulate.backend import forward_project\n"
-        "from simulate.scanner import make_protocol\n"
+        "from nmosim.phantoms.errors import SpecError\n"
+        "from nmosim.phantoms.grid import Grid\n"
+        "from nmosim.simulate.backend import forward_project\n"
+        "from nmosim.simulate.scanner import make_protocol\n"
         "g = Grid.centered((1, 8, 8), (1.0, 1.0, 1.0))\n"
         "p = make_protocol('quick', n_views=4, n_bins=32, bin_width_mm=1.0, recon_fov_mm=10)\n"
         "try:\n"

@@ -8,13 +8,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from phantoms.errors import SpecError
-from phantoms.grid import Grid
-from phantoms.labels import Structure
-from simulate import cli
-from simulate.baseline import detect_ho, run_baseline
-from simulate.evaluate import evaluate
-from simulate.io import write_nifti
+from nmosim import cli
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.labels import Structure
+from nmosim.simulate.baseline import detect_ho, run_baseline
+from nmosim.simulate.evaluate import evaluate
+from nmosim.simulate.io import write_nifti
 
 GRID = Grid.centered((12, 20, 44), (2.0, 2.0, 3.0))  # x from -43 to 43 mm
 HR, HL = int(Structure.HO_RIGHT), int(Structure.HO_LEFT)

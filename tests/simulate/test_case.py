@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from phantoms.grading import grade_hips
-from phantoms.labels import Structure, Tissue
-from simulate.cli import main
+from nmosim.cli import main
+from nmosim.phantoms.grading import grade_hips
+from nmosim.phantoms.labels import Structure, Tissue
 
 SMALL = [
     "--scanner", "recon_pixel_mm=2", "--scanner", "slice_thickness_mm=2", "--scanner", "n_views=240",
@@ -132,7 +132,7 @@ def test_bad_scanner_values_are_one_line_errors(tmp_path):
         (["--phase", "d", "--weeks", "2"], "weeks = 2.0 is too early for phase 'd'"),
     ):
         out = tmp_path / "bad"
-        proc = subprocess.run([sys.executable, "-m", "simulate.cli", "case", "--out", str(out), *extra],
+        proc = subprocess.run([sys.executable, "-m", "nmosim", "case", "--out", str(out), *extra],
                               capture_output=True, text=True, timeout=300)  # fmt: skip
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
@@ -147,7 +147,7 @@ def test_forcing_cuda_without_a_gpu_is_a_clear_error(tmp_path):
         pytest.skip("a CUDA GPU is present")
     argv = ["case", "--out", str(tmp_path / "x"), "--z-range", "-2", "2", *SMALL]
     env = {**os.environ, "NMOSIM_DEVICE": "cuda"}
-    proc = subprocess.run([sys.executable, "-m", "simulate.cli", *argv], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "nmosim", *argv], capture_output=True, text=True,
                           timeout=300, env=env)  # fmt: skip
     assert proc.returncode == 2
     assert "NMOSIM_DEVICE = 'cuda' but no CUDA GPU" in proc.stderr

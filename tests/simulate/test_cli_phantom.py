@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from simulate.cli import main
+from nmosim.cli import main
 
 ARGS = ["--spacing", "4", "--supersampling", "1"]
 
@@ -79,7 +79,7 @@ def test_same_seed_same_bytes(written, tmp_path):
 def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, extra, needle):
     out = tmp_path / "bad"
     proc = subprocess.run(
-        [sys.executable, "-m", "simulate.cli", "phantom", "--out", str(out), *extra],
+        [sys.executable, "-m", "nmosim", "phantom", "--out", str(out), *extra],
         capture_output=True,
         text=True,
         timeout=120,
@@ -95,7 +95,7 @@ def test_unwritable_output_path_is_a_clear_error(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     proc = subprocess.run(
-        [sys.executable, "-m", "simulate.cli", "phantom", "--out", str(blocker / "case"), *ARGS],
+        [sys.executable, "-m", "nmosim", "phantom", "--out", str(blocker / "case"), *ARGS],
         capture_output=True,
         text=True,
         timeout=120,

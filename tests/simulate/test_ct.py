@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from phantoms.errors import SpecError
-from phantoms.grid import Grid
-from phantoms.labels import Tissue
-from phantoms.materials import tissue_materials
-from simulate import ct, physics
-from simulate.scanner import make_protocol
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.labels import Tissue
+from nmosim.phantoms.materials import tissue_materials
+from nmosim.simulate import ct, physics
+from nmosim.simulate.scanner import make_protocol
 
 # A small scanner: 80 x 80 pixels of 4.5 mm over a 360 mm field, 180 views, 160 bins, 2 mm slices.
 SMALL = {

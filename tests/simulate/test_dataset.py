@@ -14,12 +14,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from phantoms.errors import SpecError
-from phantoms.grid import Grid
-from phantoms.labels import Structure
-from phantoms.lesions import PhaseNotMet
-from simulate import cli
-from simulate.dataset import (
+from nmosim import cli
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.labels import Structure
+from nmosim.phantoms.lesions import PhaseNotMet
+from nmosim.simulate.dataset import (
     RETRY_STRIDE,
     CohortSpec,
     assign_cases,
@@ -29,7 +29,7 @@ from simulate.dataset import (
     parse_cohort,
     sha256,
 )
-from simulate.io import staged_directory, write_json, write_nifti
+from nmosim.simulate.io import staged_directory, write_json, write_nifti
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"recon_pixel_mm": 4, "slice_thickness_mm": 4, "n_views": 120}
@@ -263,7 +263,7 @@ def test_a_killed_run_resumes_without_redoing_finished_cases(tmp_path: Path) -> 
         "[scanner.overrides]\nrecon_pixel_mm = 4\nslice_thickness_mm = 4\nn_views = 90\n"
     )
     out = tmp_path / "cohort"
-    argv = [sys.executable, "-m", "simulate.cli", "dataset", str(config), "--out", str(out), "--workers", "0"]
+    argv = [sys.executable, "-m", "nmosim", "dataset", str(config), "--out", str(out), "--workers", "0"]
     quiet = subprocess.DEVNULL
     proc = subprocess.Popen(argv, stdout=quiet, stderr=quiet, start_new_session=True)
     first = out / "cases" / "case_0000" / "truth.json"

@@ -12,11 +12,11 @@ import pytest
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from phantoms.errors import SpecError
-from phantoms.grid import Grid
-from phantoms.labels import Structure
-from simulate import cli
-from simulate.evaluate import (
+from nmosim import cli
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.labels import Structure
+from nmosim.simulate.evaluate import (
     confusion_matrix,
     dice,
     evaluate,
@@ -29,7 +29,7 @@ from simulate.evaluate import (
     surface_distances,
     write_report,
 )
-from simulate.io import write_json, write_nifti
+from nmosim.simulate.io import write_json, write_nifti
 
 SPACING_XYZ = (1.0, 1.5, 2.0)  # anisotropic on purpose
 SPACING_ZYX = SPACING_XYZ[::-1]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from phantoms.errors import SpecError
-from phantoms.labels import N_TISSUES, Tissue
-from phantoms.materials import CORTICAL_BONE, WATER, mix_by_volume, tissue_materials
-from simulate import physics
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.labels import N_TISSUES, Tissue
+from nmosim.phantoms.materials import CORTICAL_BONE, WATER, mix_by_volume, tissue_materials
+from nmosim.simulate import physics
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from phantoms.errors import SpecError
-from phantoms.grid import Grid
-from phantoms.materials import WATER
-from phantoms.rasterize import Part, rasterize
-from phantoms.shapes import Sphere
-from simulate.physics import linear_attenuation_per_cm, tube_spectrum
-from simulate.radiograph import RadiographGeometry, cone_projection, simulate_radiograph
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.materials import WATER
+from nmosim.phantoms.rasterize import Part, rasterize
+from nmosim.phantoms.shapes import Sphere
+from nmosim.simulate.physics import linear_attenuation_per_cm, tube_spectrum
+from nmosim.simulate.radiograph import RadiographGeometry, cone_projection, simulate_radiograph
 
 GEOMETRY = RadiographGeometry(detector_width_mm=240, detector_height_mm=200, pixel_mm=1.0, center_z_mm=0.0)
 

@@ -1,4 +1,4 @@
-"""Tests for simulate.reconstruct: rebinning, FBP kernels and scaling, SIRT/CGLS, orientation."""
+"""Tests for nmosim.simulate.reconstruct: rebinning, FBP kernels and scaling, SIRT/CGLS, orientation."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from phantoms.errors import SpecError
-from phantoms.grid import Grid
-from simulate.backend import forward_project
-from simulate.reconstruct import (
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.grid import Grid
+from nmosim.simulate.backend import forward_project
+from nmosim.simulate.reconstruct import (
     cgls,
     fbp,
     kernel_window,
@@ -19,7 +19,7 @@ from simulate.reconstruct import (
     reconstruct,
     sirt,
 )
-from simulate.scanner import make_protocol
+from nmosim.simulate.scanner import make_protocol
 
 MU = 0.02  # 1/mm, about water at 70 keV
 

@@ -1,4 +1,4 @@
-"""Tests for simulate.scanner: validation, presets, derived geometry and grids."""
+"""Tests for nmosim.simulate.scanner: validation, presets, derived geometry and grids."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from phantoms.errors import SpecError
-from simulate.scanner import (
+from nmosim.phantoms.errors import SpecError
+from nmosim.simulate.scanner import (
     PRESETS,
     ScannerProtocol,
     imaging_grid,

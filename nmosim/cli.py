@@ -11,8 +11,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from phantoms.errors import SpecError
-from phantoms.lesions import PhaseNotMet
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.lesions import PhaseNotMet
 
 EXIT_BAD_INPUT = 2
 
@@ -185,7 +185,7 @@ def _add_dataset_parser(sub) -> None:
 
 
 def run_dataset(args: argparse.Namespace) -> Path:
-    from simulate.dataset import build_dataset, load_cohort
+    from nmosim.simulate.dataset import build_dataset, load_cohort
 
     spec = load_cohort(args.config)
 
@@ -259,7 +259,7 @@ def _add_evaluation_parsers(sub) -> None:
 
 
 def run_baseline(args: argparse.Namespace) -> Path:
-    from simulate.baseline import run_baseline as baseline
+    from nmosim.simulate.baseline import run_baseline as baseline
 
     def progress(done: int, total: int, case_id: str) -> None:
         print(f"\r  predicted {done}/{total} {case_id:<30}", end="", file=sys.stderr, flush=True)
@@ -271,7 +271,7 @@ def run_baseline(args: argparse.Namespace) -> Path:
 
 
 def run_evaluate(args: argparse.Namespace) -> Path:
-    from simulate.evaluate import evaluate, write_report
+    from nmosim.simulate.evaluate import evaluate, write_report
 
     def progress(done: int, total: int, case_id: str) -> None:
         print(f"\r  evaluated {done}/{total} {case_id:<30}", end="", file=sys.stderr, flush=True)
@@ -332,7 +332,7 @@ def _anatomy_overrides(pairs: list[str]) -> dict[str, object]:
 
 
 def _request(args: argparse.Namespace):
-    from simulate.case import CaseRequest
+    from nmosim.simulate.case import CaseRequest
 
     _check_common(args)
     overrides = _anatomy_overrides(args.anatomy)
@@ -349,7 +349,7 @@ def _request(args: argparse.Namespace):
 
 
 def run_phantom(args: argparse.Namespace) -> Path:
-    from simulate.case import write_phantom_case
+    from nmosim.simulate.case import write_phantom_case
 
     request = _request(args)
     return write_phantom_case(args.out, request, spacing_mm=args.spacing, supersampling=args.supersampling)
@@ -366,7 +366,7 @@ def _weeks_list(text: str) -> list[float]:
 
 
 def run_series(args: argparse.Namespace) -> Path:
-    from simulate.case import write_series
+    from nmosim.simulate.case import write_series
 
     weeks = _weeks_list(args.series_weeks)
     request = _request(args)
@@ -374,7 +374,7 @@ def run_series(args: argparse.Namespace) -> Path:
 
 
 def run_case(args: argparse.Namespace) -> Path:
-    from simulate.case import write_ct_case
+    from nmosim.simulate.case import write_ct_case
 
     def progress(stage: str, seconds: float) -> None:
         print(f"  {stage:<14} {seconds:6.1f} s", file=sys.stderr, flush=True)
@@ -410,6 +410,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"nmosim {args.command}: wrote {out} in {time.perf_counter() - start:.1f} s")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
