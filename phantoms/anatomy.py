@@ -463,7 +463,8 @@ def _vessels_nerves_right(lm: HipLandmarks) -> list[tuple[str, Shape, Structure]
 
 
 def _viscera(lm: HipLandmarks, rng: np.random.Generator | None) -> list[Part]:
-    """Bladder, rectum with gas, and loops of bowel in the false pelvis."""
+    """Bladder, rectum with gas, and loops of bowel in the false pelvis (placed by ``rng``; none
+    without one: the parts that lesions are measured against never include them)."""
     ps = lm.pelvic_scale
     soft, gas = Tissue.SOFT_TISSUE_OTHER, Tissue.AIR
     parts = [
@@ -482,7 +483,7 @@ def _viscera(lm: HipLandmarks, rng: np.random.Generator | None) -> list[Part]:
         Part("rectal_gas", tube([(0, -60, 62), (0, -68, 14)], [6, 7]), Structure.BACKGROUND, gas),
     ]
     if rng is None:
-        rng = np.random.default_rng(0)
+        return parts
     for i in range(7):
         start = np.array([rng.uniform(-70, 70), rng.uniform(-20, 60), rng.uniform(50, 140)]) * ps
         bend = rng.normal(0, 25, size=3)
@@ -520,7 +521,8 @@ def build_anatomy(
 ) -> list[Part]:
     """The labelled parts of the hip, in painting order (later parts cover earlier ones).
 
-    ``rng`` only places loops of bowel; the same spec and generator state give the same scene.
+    ``rng`` only places loops of bowel (left out without it); the same spec and generator state
+    give the same scene.
     ``lesions`` (heterotopic bone, confounders) are painted over muscle and fat but under
     vessels, nerves, the joint space and native bone, so they never overlap those.
     """

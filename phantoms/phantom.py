@@ -40,9 +40,10 @@ class Phantom:
         lo, hi = self.bounds()
         return Grid.covering(tuple(lo), tuple(hi), spacing_mm)
 
-    def rasterize(self, grid: Grid, supersampling: int = 2) -> Rasterization:
-        """Labels and tissue fractions on ``grid``, ``supersampling**3`` samples per edge voxel."""
-        return rasterize(self.parts, grid, supersampling)
+    def rasterize(self, grid: Grid, supersampling: int = 2, threads: int | None = None) -> Rasterization:
+        """Labels and tissue fractions on ``grid``, ``supersampling**3`` samples per edge voxel;
+        ``threads`` workers (default every core) give the same labels for any count."""
+        return rasterize(self.parts, grid, supersampling, threads)
 
 
 def build_phantom(
@@ -51,7 +52,7 @@ def build_phantom(
     lesions: Sequence[Part] = (),
     metadata: dict | None = None,
 ) -> Phantom:
-    """Build the scene of ``anatomy``; ``rng`` places the few random soft-tissue details.
+    """Build the scene of ``anatomy``; ``rng`` places the loops of bowel (none without it).
 
     ``lesions`` are extra parts (heterotopic bone, confounders) painted under native bone,
     vessels and the joint space; ``metadata`` travels with the phantom into truth.json.

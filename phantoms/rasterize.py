@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nmosim.phantoms.errors import check_range
+from nmosim.phantoms.errors import SpecError, check_range
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import N_TISSUES
 from nmosim.phantoms.shapes import Shape
@@ -242,6 +242,15 @@ def _paint_inside(part_id: np.ndarray, st: _PartState, k: int) -> None:
             view[cells[:, 0], :, cells[:, 1], :, cells[:, 2], :] = k
 
 
+def _threads(threads: int | None) -> int:
+    """Worker threads: ``threads`` if given (an integer >= 1), else every core."""
+    if threads is None:
+        return os.cpu_count() or 1
+    if isinstance(threads, bool) or int(threads) != threads or threads < 1:
+        raise SpecError(f"threads = {threads!r} is outside [1, inf)")
+    return int(threads)
+
+
 def _counts(values: np.ndarray, n_values: int) -> np.ndarray:
     """Per row of a small non-negative integer array, how often each value occurs."""
     rows, cols = values.shape
@@ -253,10 +262,13 @@ def _counts(values: np.ndarray, n_values: int) -> np.ndarray:
     return out
 
 
-def rasterize(parts: Sequence[Part], grid: Grid, supersampling: int = 2) -> Rasterization:
+def rasterize(
+    parts: Sequence[Part], grid: Grid, supersampling: int = 2, threads: int | None = None
+) -> Rasterization:
     """Paint ``parts`` (later over earlier) onto ``grid``; voxels nothing covers are part 0.
 
     ``supersampling`` s gives s**3 sample points in each voxel that a surface crosses.
+    ``threads`` classify parts concurrently (default: every core); the result does not depend on it.
 
     Examples
     --------
@@ -269,6 +281,7 @@ def rasterize(parts: Sequence[Part], grid: Grid, supersampling: int = 2) -> Rast
     s = int(check_range("supersampling", supersampling, 1, 8))
     if s != supersampling:
         raise ValueError(f"supersampling = {supersampling!r} must be an integer in [1, 8]")
+    workers = _threads(threads)
     table = np.array([(0, 0, 0)] + [lab for p in parts for lab in p.labels()], np.int64)
     if len(table) > np.iinfo(np.uint16).max:
         raise ValueError(f"too many parts and layers ({len(table) - 1}); at most 65534")
@@ -282,7 +295,7 @@ def rasterize(parts: Sequence[Part], grid: Grid, supersampling: int = 2) -> Rast
 
     order = sorted(range(len(parts)), key=lambda i: -extent(parts[i]))
     classified: list[list[_PartState] | None] = [None] * len(parts)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {i: pool.submit(_classify, parts[i], grid, s) for i in order}
         for i, future in futures.items():
             classified[i] = future.result()

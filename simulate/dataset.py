@@ -61,7 +61,7 @@ from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.labels import STRUCTURE_NAMES, Structure
 from nmosim.phantoms.progression import AETIOLOGIES, PHASES
 from nmosim.simulate.io import check_output_dir, staged_directory, write_json
-from nmosim.simulate.provenance import COMPONENTS
+from nmosim.simulate.provenance import stream_seed
 from nmosim.simulate.scanner import KERNELS, PRESETS, make_protocol
 
 LABEL_SETS = ("ho", "bones_ho", "all")
@@ -234,7 +234,7 @@ def assign_cases(spec: CohortSpec) -> list[CaseAssignment]:
     """Per-case id, split and draws; depends on (seed, index) only (module docstring)."""
     draws = []
     for index in range(spec.n_cases):
-        seq = np.random.SeedSequence([spec.seed, index], spawn_key=(len(COMPONENTS),))
+        seq = stream_seed(spec.seed, index, "cohort")  # the stream the cohort has always drawn from
         rng = np.random.default_rng(seq)
         draws.append((
             _draw(rng, spec.phase_mix), _draw(rng, spec.aetiology_mix),

@@ -9,8 +9,14 @@ from importlib import metadata
 
 import numpy as np
 
-TRUTH_SCHEMA_VERSION = "1.0"
-COMPONENTS = ("anatomy", "soft_tissue", "lesions", "imaging")
+# 1.1: every component draws from its own stream (anatomy, soft tissue, lesions, imaging,
+# radiograph); the same seed draws other numbers than under 1.0.
+TRUTH_SCHEMA_VERSION = "1.1"
+# The stream of each component: the spawn key of its child of ``SeedSequence((seed, case_index))``.
+# Keys are fixed once given: a component added later takes a new key and leaves the others' draws
+# as they were. Key 4 belongs to the cohort's per-case draws (phase, dose, kernel, split).
+STREAM_KEYS = {"anatomy": 0, "soft_tissue": 1, "lesions": 2, "imaging": 3, "cohort": 4, "radiograph": 5}
+COMPONENTS = ("anatomy", "soft_tissue", "lesions", "imaging", "radiograph")
 
 
 def software_versions() -> dict[str, str]:
@@ -24,7 +30,14 @@ def software_versions() -> dict[str, str]:
     return out
 
 
+def stream_seed(seed: int, case_index: int, name: str) -> np.random.SeedSequence:
+    """The seed sequence of stream ``name`` (a key of :data:`STREAM_KEYS`) of case ``(seed, case_index)``.
+
+    It equals the child of ``SeedSequence([seed, case_index])`` spawned under the stream's key.
+    """
+    return np.random.SeedSequence([int(seed), int(case_index)], spawn_key=(STREAM_KEYS[name],))
+
+
 def case_generators(seed: int, case_index: int = 0) -> dict[str, np.random.Generator]:
     """One independent generator per component, from ``(seed, case_index)`` (DESIGN.md 2)."""
-    children = np.random.SeedSequence([int(seed), int(case_index)]).spawn(len(COMPONENTS))
-    return {name: np.random.default_rng(ss) for name, ss in zip(COMPONENTS, children, strict=True)}
+    return {name: np.random.default_rng(stream_seed(seed, case_index, name)) for name in COMPONENTS}

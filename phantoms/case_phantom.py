@@ -1,0 +1,194 @@
+"""A drawn patient as a phantom at any time since injury: lesions grown, muscles and bones changed.
+
+Turns a :class:`~nmosim.phantoms.case_plan.CasePlan` into phantoms; it draws nothing and measures nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nmosim.phantoms.anatomy import build_anatomy
+from nmosim.phantoms.case_plan import CasePlan, CaseStreams, plan_case
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.honouring import HONOUR_SPACING_MM, MAX_ATTEMPTS
+from nmosim.phantoms.labels import Structure, Tissue
+from nmosim.phantoms.ossification import lesion_part
+from nmosim.phantoms.phantom import Phantom, build_phantom
+from nmosim.phantoms.progression import OEDEMA_LEAD_WEEKS, adjusted_anatomy, check_weeks, maturity_stage
+from nmosim.phantoms.rasterize import Part
+from nmosim.phantoms.shapes import Ellipsoid, Intersection, Offset, Shape, Union
+
+OEDEMA_UNTIL_WEEKS = 8.0  # DOMAIN.md 2.6: oedema persists while calcifying, fades while immature
+
+
+def _muscles_near(parts: list[Part], shape: Shape, side: str) -> list[Shape]:
+    lo, hi = shape.bounds()
+    out = []
+    for p in parts:
+        if p.structure != Structure.MUSCLE or not p.name.endswith(side):
+            continue
+        plo, phi = p.shape.bounds()
+        if np.all(plo <= hi) and np.all(phi >= lo):
+            out.append(p.shape)
+    return out
+
+
+def phantom_at(plan: CasePlan, weeks: float) -> Phantom:
+    """The phantom of ``plan`` at ``weeks`` since injury: lesions grown, effects applied.
+
+    Lesions grow about their seeds and never shrink; maturity never goes back; muscles once
+    fat-infiltrated stay so. Native bone geometry is the same at every time.
+    """
+    weeks = check_weeks(weeks)
+    course = plan.course
+    anatomy = adjusted_anatomy(plan.base_anatomy, course, weeks, plan.phase == "d")
+    native = build_anatomy(anatomy, None)
+    extra: list[Part] = []
+    # DOMAIN.md 2.8: fatty infiltration spreads over the months after injury.
+    spread = min(1.0, max(0.0, (weeks - 6.0) / 46.0)) * course.fatty_probability
+    fatty = sorted(name for name, u in plan.fatty_draws.items() if u < spread)
+    by_name = {p.name: p for p in native}
+    for name in fatty:
+        extra.append(Part(f"{name}_fatty", by_name[name].shape, Structure.MUSCLE, Tissue.MUSCLE_ATROPHIC))
+    oedema = False
+    for side, centre, radius in plan.oedema_sites:
+        if weeks >= course.onset_weeks - OEDEMA_LEAD_WEEKS:
+            swell = Ellipsoid(centre, (radius, 0.8 * radius, 1.3 * radius))
+            near = _muscles_near(native, swell, side)
+            if near:
+                extra.append(
+                    Part(
+                        f"oedema_{side}",
+                        Intersection((swell, Union(tuple(near)))),
+                        Structure.MUSCLE,
+                        Tissue.MUSCLE_OEDEMATOUS,
+                    )
+                )
+                oedema = True
+    ho: list[Part] = []
+    for lesion in plan.lesions:
+        after = weeks - lesion.onset_weeks
+        scale = lesion.scale_at(weeks, course)
+        if -OEDEMA_LEAD_WEEKS <= after < OEDEMA_UNTIL_WEEKS:  # DOMAIN.md 2.9: oedema around the site
+            core = lesion.geometry.shape(max(scale, 0.6))
+            margin = 12.0 * (1.0 - max(after, 0.0) / OEDEMA_UNTIL_WEEKS) + 4.0
+            swell = Offset(core, margin)
+            near = _muscles_near(native, swell, lesion.side)
+            if near:
+                extra.append(
+                    Part(
+                        f"oedema_ho_{lesion.instance}",
+                        Intersection((swell, Union(tuple(near)))),
+                        Structure.MUSCLE,
+                        Tissue.MUSCLE_OEDEMATOUS,
+                    )
+                )
+                oedema = True
+        shape = lesion.geometry.shape(scale) if after > 0 else None
+        if shape is not None:
+            stage = maturity_stage(after)
+            ho.append(
+                lesion_part(
+                    f"ho_{lesion.instance}", shape, lesion.side, lesion.instance, stage, lesion.shell_mm
+                )
+            )
+    parts = extra + [c.part for c in plan.confounders] + ho  # HO paints over confounders
+    metadata = {
+        "phase": plan.phase,
+        "weeks_since_injury": float(weeks),
+        "reference_weeks": plan.reference_weeks,
+        "aetiology": plan.aetiology,
+        "index_side": plan.index_side,
+        "requested_grade": dict(plan.requested_grade),
+        "location": dict(plan.side_location),
+        "attempts": {**plan.attempts, "total": sum(plan.attempts.values())},
+        "course": course.to_dict(),
+        "lesions": [
+            lesion.to_dict(weeks, course) for lesion in plan.lesions if lesion.scale_at(weeks, course) >= 0.05
+        ],
+        "confounders": [c.to_dict() for c in plan.confounders],
+        "effects": {
+            "muscle_bulk": anatomy.muscle_bulk,
+            "bone_density_scale": anatomy.bone_density_scale,
+            "joint_space_mm": anatomy.joint_space_mm,
+            "fatty_muscles": fatty,
+            "oedema": oedema,
+        },
+        "base_anatomy": plan.base_anatomy.to_dict(),
+    }
+    return build_phantom(anatomy, np.random.default_rng(plan.viscera_seed), parts, metadata)
+
+
+def build_case_phantom(
+    rng: CaseStreams | np.random.Generator,
+    *,
+    phase: str | None = None,
+    weeks: float | None = None,
+    aetiology: str = "sci",
+    confounders: bool | None = None,
+    anatomy_overrides: dict | None = None,
+    honour_spacing_mm: float = HONOUR_SPACING_MM,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> Phantom:
+    """One NHO case: a hip phantom whose index side has the Brooker grade of ``phase`` by measurement.
+
+    Parameters
+    ----------
+    rng : the case's streams (or one generator they are spawned from); the same state gives the
+        same phantom.
+    phase : "none", "a" (Brooker I), "b" (II), "c" (III), "d" (IV); drawn from ``weeks`` if None.
+    weeks : weeks since the neurological injury, at least :data:`~nmosim.phantoms.progression.EARLIEST_WEEKS`
+        of the phase; drawn from the phase's window if None.
+    aetiology : "sci" (spinal cord injury) or "brain" (TBI, stroke, anoxia): location priors, atrophy.
+    confounders : add non-HO calcifications (DOMAIN.md 5); drawn (p = 0.3) if None.
+    anatomy_overrides : fixed :class:`~nmosim.phantoms.spec.AnatomySpec` fields of the untreated anatomy.
+    honour_spacing_mm, max_attempts : grid of the grading check and attempts per side.
+
+    ``metadata`` holds the truth inputs (phase, weeks, aetiology, attempts, requested grade per side,
+    lesions with instance id, side, location, maturity and seed point). Raises SpecError for bad
+    inputs and PhaseNotMet when the phase was not reached.
+
+    Examples
+    --------
+    >>> p = build_case_phantom(np.random.default_rng(3), phase="c", weeks=30)  # doctest: +SKIP
+    """
+    plan = plan_case(
+        rng,
+        phase=phase,
+        weeks=weeks,
+        aetiology=aetiology,
+        confounders=confounders,
+        anatomy_overrides=anatomy_overrides,
+        honour_spacing_mm=honour_spacing_mm,
+        max_attempts=max_attempts,
+    )
+    return phantom_at(plan, plan.reference_weeks)
+
+
+def build_case_series(
+    rng: CaseStreams | np.random.Generator,
+    weeks: list[float],
+    *,
+    phase: str | None = None,
+    aetiology: str = "sci",
+    confounders: bool | None = None,
+    anatomy_overrides: dict | None = None,
+    honour_spacing_mm: float = HONOUR_SPACING_MM,
+) -> list[Phantom]:
+    """One patient scanned at each of ``weeks``: same anatomy, same lesions growing and maturing.
+
+    The phase (if given) is honoured at the last time point; earlier grades follow from growth.
+    """
+    if not weeks:
+        raise SpecError("weeks = [] must list at least one time point")
+    times = [check_weeks(w) for w in weeks]
+    plan = plan_case(
+        rng,
+        phase=phase,
+        weeks=max(times),
+        aetiology=aetiology,
+        confounders=confounders,
+        anatomy_overrides=anatomy_overrides,
+        honour_spacing_mm=honour_spacing_mm,
+    )
+    return [phantom_at(plan, w) for w in times]

@@ -1,0 +1,253 @@
+"""Drawing one patient: anatomy, time course, phase, which hips have HO and where, lesions, confounders.
+
+Returns a plan that phantoms at any time are built from; it builds no phantom and writes nothing.
+
+Contralateral side: with probability :data:`P_BILATERAL` (DOMAIN.md 2.3) the other hip has HO too, of
+grade ``index grade - k`` (k = 0, 1, 2 with probabilities :data:`CONTRALATERAL_DROP`, at least I), so
+the index side is the worse one and grades differ by up to two. It is honoured the same way. The
+plan gives each side's requested grade; truth should report the grades measured from the labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nmosim.phantoms.anatomy import build_anatomy, femur_shape, hip_bone_shape, hip_landmarks
+from nmosim.phantoms.confounders import Confounder, sample_confounders
+from nmosim.phantoms.grading import SIDES
+from nmosim.phantoms.honouring import (
+    HONOUR_SPACING_MM,
+    MAX_ATTEMPTS,
+    honour_other_side,
+    honour_side,
+    side_crop,
+)
+from nmosim.phantoms.labels import Structure
+from nmosim.phantoms.lesion_plans import SPUR_CLEARANCE_MM
+from nmosim.phantoms.ossification import LOCATION_PRIOR, LesionGeometry, bezier, bowed_path, hip_sites
+from nmosim.phantoms.progression import (
+    GRADE_PHASE,
+    MIN_WEEKS_AFTER_ONSET,
+    OEDEMA_LEAD_WEEKS,
+    PHASE_GRADE,
+    PHASE_WEEKS_WINDOW,
+    Course,
+    adjusted_anatomy,
+    check_aetiology,
+    check_phase,
+    check_weeks,
+    linear_growth,
+    maturity_stage,
+    phase_from_weeks,
+    sample_course,
+)
+from nmosim.phantoms.spec import AnatomySpec, sample_anatomy
+
+P_BILATERAL = {"sci": 0.4, "brain": 0.3}  # DOMAIN.md 2.3: 0.3-0.5 in SCI
+CONTRALATERAL_DROP = (0.3, 0.45, 0.25)  # P(other side = index grade - 0, 1, 2); DOMAIN.md 2.3
+MAX_SCALE = {"bridge": 1.0, "other": 1.5}  # growth beyond the reference size; ankylosis is complete
+
+
+@dataclass(frozen=True)
+class CaseStreams:
+    """The generators of a phantom's components (DESIGN.md 9); each draws only its own part.
+
+    ``anatomy``: the bone and body shape parameters; ``soft_tissue``: bowel loops and which muscles
+    turn fatty; ``lesions``: time course, phase, sides, lesions, confounders and oedema.
+    """
+
+    anatomy: np.random.Generator
+    soft_tissue: np.random.Generator
+    lesions: np.random.Generator
+
+    @classmethod
+    def spawned_from(cls, rng: np.random.Generator) -> CaseStreams:
+        """Three independent streams spawned from one generator."""
+        anatomy, soft_tissue, lesions = rng.spawn(3)
+        return cls(anatomy, soft_tissue, lesions)
+
+
+@dataclass(frozen=True)
+class LesionSpec:
+    """One HO lesion: identity, place, attachment, onset and reference geometry (mm)."""
+
+    instance: int
+    side: str
+    location: str  # one of SINGLE_LOCATIONS
+    attachment: str  # intended: island, pelvis, femur or bridge
+    geometry: LesionGeometry
+    reference_scale: float  # linear growth (0-1) at the reference time
+    onset_weeks: float
+    shell_mm: float  # mature cortex thickness, DOMAIN.md 2.6: 1-3 mm
+
+    def scale_at(self, weeks: float, course: Course) -> float:
+        """Size at ``weeks`` relative to the reference size (0 before onset)."""
+        growth = linear_growth(weeks - self.onset_weeks, course.half_time_weeks)
+        cap = MAX_SCALE["bridge" if self.attachment == "bridge" else "other"]
+        return min(cap, growth / self.reference_scale)
+
+    def to_dict(self, weeks: float, course: Course) -> dict:
+        return {
+            "instance": self.instance,
+            "side": self.side,
+            "location": self.location,
+            "attachment": self.attachment,
+            "maturity": maturity_stage(weeks - self.onset_weeks),
+            "seed_mm": [round(float(v), 3) for v in self.geometry.seed_mm],
+            "growth_scale": round(self.scale_at(weeks, course), 4),
+            "onset_weeks": self.onset_weeks,
+            "shell_mm": self.shell_mm,
+        }
+
+
+
+@dataclass
+class CasePlan:
+    """Everything drawn for one patient; phantoms at any time are built from it."""
+
+    base_anatomy: AnatomySpec
+    course: Course
+    phase: str
+    aetiology: str
+    reference_weeks: float
+    index_side: str
+    requested_grade: dict[str, int]
+    side_location: dict[str, str | None]
+    lesions: list[LesionSpec]
+    confounders: list[Confounder]
+    attempts: dict[str, int]
+    viscera_seed: int
+    fatty_draws: dict[str, float]
+    oedema_sites: list[tuple[str, np.ndarray, float]] = field(default_factory=list)
+
+
+
+def _choice(rng: np.random.Generator, prior: dict[str, float]) -> str:
+    names = list(prior)
+    p = np.array([prior[n] for n in names])
+    return names[int(rng.choice(len(names), p=p / p.sum()))]
+
+
+def plan_case(
+    rng: CaseStreams | np.random.Generator,
+    *,
+    phase: str | None = None,
+    weeks: float | None = None,
+    aetiology: str = "sci",
+    confounders: bool | None = None,
+    anatomy_overrides: dict | None = None,
+    honour_spacing_mm: float = HONOUR_SPACING_MM,
+    max_attempts: int = MAX_ATTEMPTS,
+) -> CasePlan:
+    """Draw one patient (anatomy, course, lesions honoured at ``weeks``, confounders).
+
+    ``rng``: the case's streams, or one generator that they are spawned from. Other arguments as
+    in :func:`~nmosim.phantoms.case_phantom.build_case_phantom`; the plan builds phantoms at any
+    time with :func:`~nmosim.phantoms.case_phantom.phantom_at`.
+    """
+    check_aetiology(aetiology)
+    if phase is not None:
+        check_phase(phase)
+    if weeks is not None:
+        weeks = check_weeks(weeks, phase)
+    streams = rng if isinstance(rng, CaseStreams) else CaseStreams.spawned_from(rng)
+    # The lesion stream's children: adding one at the end leaves the others' draws unchanged.
+    r_course, r_phase, r_lesion, r_conf, r_oedema = streams.lesions.spawn(5)
+    base = sample_anatomy(streams.anatomy, **(anatomy_overrides or {}))
+    if weeks is None:
+        weeks = round(float(r_phase.uniform(*PHASE_WEEKS_WINDOW[phase or "none"])), 2)
+    latest = None if phase in (None, "none") else weeks - MIN_WEEKS_AFTER_ONSET[phase]
+    course = sample_course(r_course, aetiology, latest)
+    if phase is None:
+        phase = phase_from_weeks(r_phase, weeks, course)
+    grade = PHASE_GRADE[phase]
+    index_side = SIDES[int(r_phase.integers(2))]
+    other = "left" if index_side == "right" else "right"
+    requested = {index_side: grade, other: 0}
+    if grade > 0 and r_phase.random() < P_BILATERAL[aetiology]:
+        drop = int(r_phase.choice(3, p=CONTRALATERAL_DROP))
+        requested[other] = max(1, grade - drop)
+    onsets = {index_side: course.onset_weeks, other: course.onset_weeks}
+    if requested[other]:
+        lead = MIN_WEEKS_AFTER_ONSET[GRADE_PHASE[requested[other]]]
+        delay = min(course.contralateral_delay_weeks, max(0.0, weeks - course.onset_weeks - lead))
+        onsets[other] = round(course.onset_weeks + delay, 3)
+    category = _choice(r_phase, LOCATION_PRIOR[aetiology])
+    side_location: dict[str, str | None] = {index_side: category if grade else None, other: None}
+    if requested[other]:
+        side_location[other] = (
+            category if r_phase.random() < 0.6 else _choice(r_phase, LOCATION_PRIOR[aetiology])
+        )
+
+    ankylosed = grade == 4
+    ref_anatomy = adjusted_anatomy(base, course, weeks, ankylosed)
+    lm = hip_landmarks(ref_anatomy)
+    sites = hip_sites(ref_anatomy, lm)
+    bones = [hip_bone_shape(ref_anatomy, lm), femur_shape(ref_anatomy, lm)]
+    lesions: list[LesionSpec] = []
+    attempts = {"right": 0, "left": 0}
+    for side in SIDES:
+        if not requested[side]:
+            continue
+        crop = side_crop(ref_anatomy, lm, side, honour_spacing_mm)
+        if side == index_side:
+            plans, geometries, n = honour_side(
+                r_lesion, crop, sites, bones, side, requested[side], side_location[side], max_attempts
+            )
+        else:
+            # Only the index hip's grade is asked for; the other hip steps down until one is met.
+            plans, geometries, n = honour_other_side(
+                r_lesion, crop, sites, bones, side, requested, side_location[side], max_attempts
+            )
+            if not plans:
+                continue
+        attempts[side] = n
+        g_ref = linear_growth(weeks - onsets[side], course.half_time_weeks)
+        for plan, geometry in zip(plans, geometries, strict=True):
+            lesions.append(
+                LesionSpec(
+                    instance=len(lesions) + 1,
+                    side=side,
+                    location=plan.location,
+                    attachment=plan.attachment,
+                    geometry=geometry,
+                    reference_scale=g_ref,
+                    onset_weeks=onsets[side],
+                    shell_mm=round(float(r_lesion.uniform(1.0, 3.0)), 3),  # DOMAIN.md 2.6
+                )
+            )
+    if confounders is None:
+        confounders = bool(r_conf.random() < 0.3)
+    conf = sample_confounders(r_conf, ref_anatomy, lm) if confounders else []
+    muscles = [p.name for p in build_anatomy(base, None) if p.structure == Structure.MUSCLE]
+    fatty = {name: float(streams.soft_tissue.random()) for name in muscles}
+    viscera_seed = int(streams.soft_tissue.integers(2**63))
+    oedema_sites = []
+    if grade == 0 and course.onset_weeks - OEDEMA_LEAD_WEEKS <= weeks < course.onset_weeks:
+        # DOMAIN.md 2.9: swelling precedes calcification at the future lesion site.
+        loc = _choice(r_oedema, LOCATION_PRIOR[aetiology])
+        loc = loc if loc != "circumferential" else "anterior"
+        control = bowed_path(
+            sites, sites.pelvic[loc], sites.femoral[loc], sites.head_radius + SPUR_CLEARANCE_MM
+        )
+        centre = bezier(control, np.array([0.5]))[0]
+        oedema_sites.append((index_side, centre * ([1, 1, 1] if index_side == "right" else [-1, 1, 1]), 20.0))
+    return CasePlan(
+        base_anatomy=base,
+        course=course,
+        phase=phase,
+        aetiology=aetiology,
+        reference_weeks=float(weeks),
+        index_side=index_side,
+        requested_grade=requested,
+        side_location=side_location,
+        lesions=lesions,
+        confounders=conf,
+        attempts=attempts,
+        viscera_seed=viscera_seed,
+        fatty_draws=fatty,
+        oedema_sites=oedema_sites,
+    )
+

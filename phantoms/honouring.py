@@ -1,0 +1,230 @@
+"""Honouring a requested Brooker grade by measurement: lesions rasterized on a crop, graded, adjusted.
+
+Measures drawn lesion plans against the native parts of one hip; it draws no anatomy and builds no phantom.
+
+How a grade is honoured (DOMAIN.md 1.2): lesions are drawn at their size at the reference time, the
+parts that paint over lesions (native bone, joint space, vessels, nerves) are rasterized once on a
+crop around the hip, the lesions are rasterized on top and graded with
+:func:`nmosim.phantoms.grading.grade_side`. Spurs whose measured gap misses its target are lengthened
+or shortened along their path, other failures redraw the side's lesions; every measurement is an
+attempt, at most ``max_attempts`` per side, after which :class:`PhaseNotMet` is raised.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from nmosim.phantoms.anatomy import HipLandmarks, build_anatomy
+from nmosim.phantoms.grading import SideGrade, grade_side
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.labels import Structure
+from nmosim.phantoms.lesion_plans import ISLAND_CLEARANCE_MM, LesionPlan, draw_side
+from nmosim.phantoms.ossification import LesionGeometry, Sites, lesion_part, mirror
+from nmosim.phantoms.rasterize import Part, rasterize
+from nmosim.phantoms.shapes import Ellipsoid, Shape
+from nmosim.phantoms.spec import AnatomySpec
+
+HONOUR_SPACING_MM = 1.5
+MAX_ATTEMPTS = 24
+# What a measurement on the honour grid must show of a spur's gap (mm) for grades II and III.
+GAP_ACCEPT_MM = {2: (12.5, math.inf), 3: (2.5, 8.0)}
+CROP_PAD_MM = 36.0  # crop around the lesions: holds every opposing bone nearer than the largest aim
+
+
+class PhaseNotMet(RuntimeError):
+    """The requested phase could not be drawn within the allowed attempts."""
+
+
+@dataclass
+class SideCrop:
+    """Native parts painted over lesions (bone, joint space, vessels, nerves), rasterized once."""
+
+    grid: Grid
+    structures: np.ndarray
+
+
+def _upper_parts(spec: AnatomySpec) -> list[Part]:
+    """The parts painted over lesions, in order (build_anatomy's contract)."""
+    marker = Part("marker", Ellipsoid((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), 0, 0)
+    parts = build_anatomy(spec, None, [marker])
+    return parts[next(i for i, p in enumerate(parts) if p is marker) + 1 :]
+
+
+def side_crop(spec: AnatomySpec, lm: HipLandmarks, side: str, spacing_mm: float) -> SideCrop:
+    sign = 1.0 if side == "right" else -1.0
+    hc = lm.head_center * np.array([sign, 1.0, 1.0])
+    lo, hi = hc - [105.0, 105.0, 115.0], hc + [105.0, 105.0, 110.0]
+    grid = Grid.covering(tuple(lo), tuple(hi), spacing_mm)
+    upper = [p for p in _upper_parts(spec) if p.name.endswith(side) or p.name == "pelvis"]
+    return SideCrop(grid, rasterize(upper, grid, 1).structures)
+
+
+def _crop_for(crop: SideCrop, shapes: list[Shape]) -> tuple[Grid, tuple[slice, ...]]:
+    """Sub-grid of the side crop (same voxels) around ``shapes`` padded by :data:`CROP_PAD_MM`."""
+    los, his = zip(*(s.bounds() for s in shapes), strict=True)
+    lo = np.min(los, axis=0) - CROP_PAD_MM
+    hi = np.max(his, axis=0) + CROP_PAD_MM
+    g = crop.grid
+    a = np.clip(np.floor(g.mm_to_index(lo)).astype(int), 0, g.shape)
+    b = np.clip(np.ceil(g.mm_to_index(hi)).astype(int) + 1, 0, g.shape)
+    b = np.maximum(b, a + 1)
+    origin = g.index_to_mm(a)
+    return Grid(tuple(int(v) for v in b - a), g.spacing_mm, tuple(origin)), tuple(
+        slice(int(x), int(y)) for x, y in zip(a, b, strict=True)
+    )
+
+
+def _measure(
+    crop: SideCrop, side: str, geometries: list[LesionGeometry], plans: list[LesionPlan]
+) -> tuple[SideGrade, list[float], np.ndarray, Grid]:
+    """Rasterize the side's lesions under the native parts on the crop; grade and per-lesion distances.
+
+    Returns the SideGrade, each lesion's distance (mm, voxel boxes) to the bone it must keep clear of
+    (the opposing bone for spurs, any bone for islands, 0 for bridges; inf if it vanished), the
+    structures and the grid.
+    """
+    parts = [
+        lesion_part(f"ho_{i + 1}", g.shape(1.0), side, i + 1, "mature", 2.0) for i, g in enumerate(geometries)
+    ]
+    grid, sl = _crop_for(crop, [p.shape for p in parts])
+    r = rasterize(parts, grid, 1)
+    structures = crop.structures[sl].copy()
+    instances = np.zeros(grid.shape, np.uint16)
+    free = structures == 0
+    structures[free] = r.structures[free]
+    instances[free] = r.instances[free]
+    grade = grade_side(structures, grid.spacing_mm, side, grid.origin_mm)
+    femur = Structure.FEMUR_RIGHT if side == "right" else Structure.FEMUR_LEFT
+    spacing_zyx = np.asarray(grid.spacing_mm[::-1])
+    cube = np.ones((3, 3, 3), bool)
+    distance: dict[str, np.ndarray] = {}
+
+    ho = structures == (Structure.HO_RIGHT if side == "right" else Structure.HO_LEFT)
+    with_spurs = {  # DESIGN.md 4: the opposing bone includes the opposing spurs
+        k: np.isin(instances, [i + 1 for i, p in enumerate(plans) if p.attachment == k]) & ho
+        for k in ("pelvis", "femur")
+    }
+
+    def to(kind: str) -> np.ndarray:
+        if kind not in distance:
+            mask = {
+                "pelvis": (structures == Structure.PELVIS) | with_spurs["pelvis"],
+                "femur": (structures == femur) | with_spurs["femur"],
+                "bone": (structures == Structure.PELVIS) | (structures == femur),
+            }[kind]
+            distance[kind] = ndimage.distance_transform_edt(
+                ~ndimage.binary_dilation(mask, cube), sampling=spacing_zyx
+            )
+        return distance[kind]
+
+    gaps = []
+    for i, plan in enumerate(plans):
+        voxels = instances == i + 1
+        if not voxels.any():
+            gaps.append(math.inf)
+            continue
+        kind = {"pelvis": "femur", "femur": "pelvis", "island": "bone", "bridge": None}[plan.attachment]
+        gaps.append(0.0 if kind is None else float(to(kind)[voxels].min()))
+    return grade, gaps, structures, grid
+
+
+def _acceptable(grade_obj: SideGrade, grade: int, plans: list[LesionPlan], gaps: list[float]) -> bool:
+    if grade_obj.grade != grade:
+        return False
+    if grade in GAP_ACCEPT_MM:
+        lo, hi = GAP_ACCEPT_MM[grade]
+        gap = math.inf if grade_obj.gap_mm is None else grade_obj.gap_mm
+        if not lo <= gap <= hi:
+            return False
+    return all(g >= ISLAND_CLEARANCE_MM for p, g in zip(plans, gaps, strict=True) if p.attachment == "island")
+
+
+def _adjust(plans: list[LesionPlan], gaps: list[float], grade: int) -> bool:
+    """Shorten spurs that come too near the opposing bone, lengthen the main one toward its aim.
+
+    Windows: the main spur (the first) must land within 1.5 mm of its aim; the others only need to
+    stay farther than the grade allows (b: 13 mm, c: 3 mm). False when nothing can be adjusted.
+    """
+    changed = False
+    for k, (plan, gap) in enumerate(zip(plans, gaps, strict=True)):
+        if plan.attachment not in ("pelvis", "femur"):
+            continue
+        if not math.isfinite(gap) or plan.target_gap is None:
+            return False  # the spur vanished under native parts: redraw
+        floor = GAP_ACCEPT_MM[grade][0] + 0.5
+        lo, hi = (plan.target_gap - 1.5, plan.target_gap + 1.5) if k == 0 else (floor, math.inf)
+        if lo <= gap <= hi:
+            continue
+        aim = plan.target_gap if k == 0 else floor + 2.0
+        slope = -plan.length_mm  # d gap / d u_end if the tip alone sets the gap
+        if plan.last is not None and gap > 0.0 and plan.last[1] > 0.0 and plan.last[0] != plan.u_end:
+            secant = (gap - plan.last[1]) / (plan.u_end - plan.last[0])
+            slope = min(-0.2 * plan.length_mm, secant)  # the body, not the tip, may set the gap
+        step = (aim - gap) / slope if gap > 0.0 else -(aim + 4.0) / plan.length_mm
+        plan.last = (plan.u_end, gap)
+        plan.u_end = float(np.clip(plan.u_end + step, 0.08, 1.1))
+        changed = True
+    return changed
+
+
+def honour_side(
+    rng: np.random.Generator,
+    crop: SideCrop,
+    sites: Sites,
+    bones: list[Shape],
+    side: str,
+    grade: int,
+    category: str,
+    max_attempts: int,
+) -> tuple[list[LesionPlan], list[LesionGeometry], int]:
+    """Draw lesions for ``side`` until their measured grade is ``grade``; returns plans and attempts."""
+    plans: list[LesionPlan] = []
+    adjustments = 0
+    for attempt in range(1, max_attempts + 1):
+        if not plans or adjustments >= 3:
+            plans = draw_side(rng, sites, bones, grade, category)
+            adjustments = 0
+        if not plans:
+            continue
+        right = [p.geometry() for p in plans]
+        geometries = right if side == "right" else [mirror(g) for g in right]
+        grade_obj, gaps, _, _ = _measure(crop, side, geometries, plans)
+        if _acceptable(grade_obj, grade, plans, gaps):
+            return plans, geometries, attempt
+        if grade in (2, 3) and _adjust(plans, gaps, grade):
+            adjustments += 1
+        else:
+            plans = []
+    raise PhaseNotMet(
+        f"Brooker grade {grade} on the {side} hip was not reached by measurement in {max_attempts} attempts"
+    )
+
+
+def honour_other_side(
+    rng: np.random.Generator,
+    crop: SideCrop,
+    sites: Sites,
+    bones: list[Shape],
+    side: str,
+    requested: dict[str, int],
+    category: str,
+    max_attempts: int,
+) -> tuple[list[LesionPlan], list[LesionGeometry], int]:
+    """As :func:`honour_side` for the contralateral hip, lowering its grade when one is not met;
+    ``requested[side]`` is updated to the grade reached (0 and no lesions if none was)."""
+    spent = 0
+    for grade in range(requested[side], 0, -1):
+        try:
+            plans, geometries, n = honour_side(rng, crop, sites, bones, side, grade, category, max_attempts)
+        except PhaseNotMet:
+            spent += max_attempts
+            continue
+        requested[side] = grade
+        return plans, geometries, spent + n
+    requested[side] = 0
+    return [], [], spent
+

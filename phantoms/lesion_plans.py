@@ -1,0 +1,186 @@
+"""Drawing the lesions of one hip: spurs, bridges and islands as paths with a thickness, aimed at a grade.
+
+Draws plans in the right hip's frame from a generator; it rasterizes nothing and measures no grade.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nmosim.phantoms.grading import BROOKER_GAP_MM
+from nmosim.phantoms.ossification import (
+    SINGLE_LOCATIONS,
+    LesionGeometry,
+    Sites,
+    bezier,
+    bowed_path,
+    lobulated_mass,
+)
+from nmosim.phantoms.shapes import Shape
+
+# Gap aims (mm) drawn for a spur. The aims keep clear of 10 mm so that grids of other spacings
+# measure the same grade (DOMAIN.md 1.1).
+GAP_AIM_MM = {2: (13.0, 30.0), 3: (3.0, 8.0)}
+ISLAND_CLEARANCE_MM = 3.0  # islands keep this much soft tissue to any bone (grade I on finer grids)
+SPUR_CLEARANCE_MM = 24.0  # spurs and islands run this far outside the head and neck (muscle planes)
+BRIDGE_CLEARANCE_MM = 5.0  # bridges cuff the neck (DOMAIN.md 1.5)
+
+
+@dataclass
+class LesionPlan:
+    """A lesion being drawn on the right hip; ``u_end`` is what honouring adjusts."""
+
+    location: str
+    attachment: str
+    control: np.ndarray
+    u_start: float
+    u_end: float
+    thickness: tuple[float, float]
+    shape_seed: int
+    target_gap: float | None = None
+    length_mm: float = 1.0
+    last: tuple[float, float] | None = None  # (u_end, gap) of the previous measurement
+
+    def geometry(self) -> LesionGeometry:
+        rng = np.random.default_rng(self.shape_seed)
+        if self.attachment == "island":
+            seed = bezier(self.control, np.array([0.5 * (self.u_start + self.u_end)]))[0]
+        else:
+            seed = self.control[0]
+        return lobulated_mass(rng, self.control, self.u_start, self.u_end, self.thickness, seed)
+
+
+
+def _arc_length(control: np.ndarray, u0: float = 0.0, u1: float = 1.0) -> float:
+    pts = bezier(control, np.linspace(u0, u1, 64))
+    return float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum())
+
+
+def _spur_plan(
+    rng: np.random.Generator, sites: Sites, bones: list[Shape], location: str, attachment: str, gap_mm: float
+) -> LesionPlan | None:
+    """A spur from the pelvis or femur toward the opposing bone, aimed to stop ``gap_mm`` short.
+
+    The base is made thin enough that the spur's own base leaves the aimed gap to the opposing bone;
+    None when the anchor lies too near the opposing bone for that gap.
+    """
+    a, b = sites.pelvic[location], sites.femoral[location]
+    start, end = (a, b) if attachment == "pelvis" else (b, a)
+    opposing = bones[1] if attachment == "pelvis" else bones[0]
+    room = float(opposing.sdf(start[None, :])[0])  # anchor to opposing bone surface (mm)
+    gap_mm = min(gap_mm, max(GAP_AIM_MM[2][0], room - 5.0)) if gap_mm >= BROOKER_GAP_MM else gap_mm
+    if room - gap_mm < 6.0:
+        return None
+    control = bowed_path(sites, start, end, sites.head_radius + SPUR_CLEARANCE_MM)
+    length = _arc_length(control)
+    tip = float(rng.uniform(3.0, 5.0))
+    base = float(np.clip(min(rng.uniform(6.0, 12.0), room - gap_mm - 1.0), tip, 12.0))
+    u_end = 1.0 - (gap_mm + 4.0 + 0.5 * tip) / length  # the end point lies 4 mm inside its bone
+    return LesionPlan(
+        location,
+        attachment,
+        control,
+        0.0,
+        float(np.clip(u_end, 0.2, 0.95)),
+        (base, tip),
+        int(rng.integers(2**31)),
+        gap_mm,
+        length,
+    )
+
+
+def _bridge_plan(rng: np.random.Generator, sites: Sites, location: str) -> LesionPlan:
+    """A bridge from the pelvis to the femur around the neck (DOMAIN.md 1.5: cuffing the neck)."""
+    control = bowed_path(
+        sites, sites.pelvic[location], sites.femoral[location], sites.head_radius + BRIDGE_CLEARANCE_MM
+    )
+    thickness = (float(rng.uniform(8.0, 13.0)), float(rng.uniform(7.0, 11.0)))
+    return LesionPlan(
+        location, "bridge", control, 0.0, 1.0, thickness, int(rng.integers(2**31)), None, _arc_length(control)
+    )
+
+
+def _island_plan(
+    rng: np.random.Generator, sites: Sites, location: str, bones: list[Shape]
+) -> LesionPlan | None:
+    """A free island in the muscle plane of ``location``, clear of both bones; None if none fits."""
+    control = bowed_path(
+        sites, sites.pelvic[location], sites.femoral[location], sites.head_radius + SPUR_CLEARANCE_MM
+    )
+    length = _arc_length(control)
+    for _ in range(12):
+        size = float(rng.uniform(6.0, 24.0))  # DOMAIN.md 1.6: islands 2-10 mm up to a few cm
+        centre = float(rng.uniform(0.3, 0.7))
+        half = 0.5 * size / length
+        t = float(rng.uniform(3.0, 8.0))
+        plan = LesionPlan(
+            location, "island", control, centre - half, centre + half, (t, 0.8 * t), int(rng.integers(2**31))
+        )
+        if _clearance_mm(plan.geometry(), bones, rng) >= ISLAND_CLEARANCE_MM + 2.0:
+            return plan
+    return None
+
+
+def _clearance_mm(geometry: LesionGeometry, bones: list[Shape], rng: np.random.Generator) -> float:
+    """Approximate distance (mm) from the lesion's surface to the nearest bone (surface samples)."""
+    pts = []
+    for lobe in geometry.lobes:
+        d = rng.normal(size=(64, 3))
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        pts.append(lobe.center + (d * lobe.radii) @ lobe.rotation.T)
+    for c, r in geometry.bumps:
+        d = rng.normal(size=(16, 3))
+        pts.append(c + r * d / np.linalg.norm(d, axis=1, keepdims=True))
+    p = np.concatenate(pts)
+    return float(min(b.sdf(p).min() for b in bones))
+
+
+def _other_location(rng: np.random.Generator, exclude: str) -> str:
+    options = [loc for loc in SINGLE_LOCATIONS if loc != exclude]
+    return options[int(rng.integers(len(options)))]
+
+
+def draw_side(
+    rng: np.random.Generator, sites: Sites, bones: list[Shape], grade: int, category: str
+) -> list[LesionPlan]:
+    """Lesion plans (right-hip frame) for a hip of Brooker ``grade`` at location ``category``."""
+    main = category if category != "circumferential" else SINGLE_LOCATIONS[int(rng.integers(4))]
+    plans: list[LesionPlan] = []
+    if grade == 1:
+        for k in range(int(rng.integers(1, 4))):
+            loc = main if k == 0 else SINGLE_LOCATIONS[int(rng.integers(4))]
+            island = _island_plan(rng, sites, loc, bones)
+            if island is not None:
+                plans.append(island)
+        return plans
+    if grade == 4:
+        plans.append(_bridge_plan(rng, sites, main))
+    else:
+        aim = float(rng.uniform(*GAP_AIM_MM[grade]))
+        first = "pelvis" if rng.random() < 0.5 else "femur"
+        for attachment in (first, "femur" if first == "pelvis" else "pelvis"):
+            spur = _spur_plan(rng, sites, bones, main, attachment, aim)
+            if spur is not None:
+                plans.append(spur)
+                break
+        if not plans:
+            return plans
+    if category == "circumferential":  # DOMAIN.md 1.4: combinations; the main lesion sets the grade
+        for _ in range(int(rng.integers(1, 3))):
+            loc = _other_location(rng, main)
+            if grade == 4 and rng.random() < 0.5:
+                plans.append(_bridge_plan(rng, sites, loc))
+            else:
+                base = plans[0].target_gap if plans[0].target_gap is not None else 10.0
+                attach = "pelvis" if rng.random() < 0.5 else "femur"
+                spur = _spur_plan(rng, sites, bones, loc, attach, base + float(rng.uniform(4.0, 12.0)))
+                if spur is not None:
+                    plans.append(spur)
+    if rng.random() < 0.3:  # an extra island elsewhere
+        island = _island_plan(rng, sites, _other_location(rng, main), bones)
+        if island is not None:
+            plans.append(island)
+    return plans
+
