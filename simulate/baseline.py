@@ -24,14 +24,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Structure
-from nmosim.simulate.io import check_output_dir, write_nifti
+from nmosim.simulate.io import check_output_dir, read_nifti, write_nifti
 
 THRESHOLD_HU = 150.0
 N_BONE_COMPONENTS = 3  # pelvis, femur_right, femur_left
@@ -83,16 +82,6 @@ def detect_ho(
     return side[labels]
 
 
-def grid_of(image: nib.Nifti1Image) -> Grid:
-    """The :class:`Grid` of an axis-aligned RAS NIfTI image (as written by :mod:`nmosim.simulate.io`)."""
-    affine = np.asarray(image.affine, float)
-    spacing = np.diag(affine)[:3]
-    if not np.allclose(affine[:3, :3], np.diag(spacing)) or np.any(spacing <= 0):
-        raise SpecError("ct affine is not an axis-aligned RAS grid (positive diagonal, no rotation)")
-    nx, ny, nz = image.shape[:3]
-    return Grid((nz, ny, nx), tuple(spacing), tuple(affine[:3, 3]))
-
-
 def find_ct_cases(cases_dir: Path) -> list[Path]:
     """Folders under ``cases_dir`` (any depth, hidden ones skipped) holding ct.nii.gz, sorted by name."""
     cases_dir = Path(cases_dir)
@@ -124,9 +113,9 @@ def run_baseline(
     out = check_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     for index, folder in enumerate(folders):
-        image = nib.load(str(folder / "ct.nii.gz"))
-        grid = grid_of(image)
-        hu = np.transpose(np.asanyarray(image.dataobj), (2, 1, 0)).astype(np.float32)
+        volume = read_nifti(folder / "ct.nii.gz")
+        grid = volume.grid()
+        hu = volume.data.astype(np.float32)
         labels = detect_ho(hu, grid, threshold_hu, n_bone_components, min_volume_ml, median_size)
         write_nifti(out / f"{folder.name}.nii.gz", labels, grid, np.uint8)
         if progress:

@@ -49,7 +49,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 try:
@@ -58,13 +57,12 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from nmosim.phantoms.errors import SpecError
-from nmosim.phantoms.labels import STRUCTURE_NAMES, Structure
+from nmosim.phantoms.label_sets import LABEL_SETS, to_label_set
 from nmosim.phantoms.progression import AETIOLOGIES, PHASES
-from nmosim.simulate.io import check_output_dir, staged_directory, write_json
+from nmosim.simulate.io import check_output_dir, read_nifti, staged_directory, write_json, write_nifti
 from nmosim.simulate.provenance import stream_seed
 from nmosim.simulate.scanner import KERNELS, PRESETS, make_protocol
 
-LABEL_SETS = ("ho", "bones_ho", "all")
 RETRY_STRIDE = 1_000_000  # case index offset of a retry: far from every real index
 MAX_ATTEMPTS = 4
 FRACTION_TOLERANCE = 1e-6
@@ -390,18 +388,7 @@ class _client:
 
 def label_map(structures: np.ndarray, label_set: str) -> tuple[np.ndarray, dict[str, int]]:
     """Structures ids mapped to the consecutive labels of ``label_set`` and the label names."""
-    if label_set == "all":
-        return structures.astype(np.uint8), {name: i for i, name in STRUCTURE_NAMES.items()}
-    names = ["background", "ho"]
-    lut = np.zeros(256, np.uint8)
-    if label_set == "ho":
-        lut[[int(Structure.HO_RIGHT), int(Structure.HO_LEFT)]] = 1
-    else:
-        names = ["background", "pelvis", "femur_right", "femur_left", "ho_right", "ho_left"]
-        for i, s in enumerate((Structure.PELVIS, Structure.FEMUR_RIGHT, Structure.FEMUR_LEFT,
-                               Structure.HO_RIGHT, Structure.HO_LEFT), start=1):  # fmt: skip
-            lut[int(s)] = i
-    return lut[structures.astype(np.uint8)], {n: i for i, n in enumerate(names)}
+    return to_label_set(structures, label_set)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -423,12 +410,10 @@ def write_layouts(spec: CohortSpec, out: Path, rows: list[dict]) -> Path:
             suffix = "Tr" if row["split"] == "train" else "Ts"
             case_dir = out / "cases" / row["case_id"]
             _link_or_copy(case_dir / "ct.nii.gz", stage / f"images{suffix}" / f"{row['case_id']}_0000.nii.gz")
-            image = nib.load(str(case_dir / "structures.nii.gz"))
-            mapped, labels_names = label_map(np.asanyarray(image.dataobj), spec.label_set)
-            header = image.header.copy()
-            header.set_data_dtype(np.uint8)
+            volume = read_nifti(case_dir / "structures.nii.gz")
+            mapped, labels_names = label_map(volume.data, spec.label_set)
             target = stage / f"labels{suffix}" / f"{row['case_id']}.nii.gz"
-            nib.save(nib.Nifti1Image(mapped, image.affine, header), target)
+            write_nifti(target, mapped, volume.grid(), np.uint8)
         if not labels_names:
             labels_names = label_map(np.zeros((1, 1, 1), np.uint8), spec.label_set)[1]
         write_json(stage / "dataset.json", {

@@ -1,6 +1,7 @@
-"""Score predicted segmentations of case folders against their ground truth: overlap, surface, lesions, grade.
+"""The evaluation report: case folders and predictions loaded, scored per case, summarized, written.
 
-It reads label volumes and truth.json and writes a report; it never simulates, edits or regrades the truth.
+It reads label volumes and truth.json and writes a report; the metrics themselves live in
+:mod:`nmosim.simulate.metrics`. It never simulates, edits or regrades the truth.
 
 Prediction convention
 ---------------------
@@ -13,29 +14,14 @@ integers is accepted. Predictions in the label sets of ``nmosim dataset`` (what 
 on its nnU-Net folder writes) are read with ``pred_labels``: "bones_ho" (1 pelvis, 2 femur_right,
 3 femur_left, 4 ho_right, 5 ho_left) or "ho" (1 = HO; the side of each voxel is the sign of its x
 coordinate in the patient frame, x > 0 right). A prediction that is missing, unreadable, of another
-shape or affine, or not a label map is reported in the ``status`` column and scores nothing; it never
-stops the evaluation.
+shape or affine, or not a label map (RGB, complex, non-integral floats) is reported in the ``status``
+column and scores nothing; so is a case whose truth (structures or truth.json) cannot be read
+(``truth_unreadable``) and any other failure of one case (``error``, the message in ``error``). One
+bad case never stops the evaluation: it always ends with a report.
 
-Metrics, per case and per class (``ho_right``, ``ho_left``, ``ho`` = both, and the bones when present)
----------------------------------------------------------------------------------------------------
-- Dice ``2|T&P| / (|T| + |P|)``.
-- Surfaces are the voxels of a mask with a 6-neighbour outside it (the volume's border counts as
-  outside). The distance of a surface voxel to the other surface is centre to centre in mm, exact
-  (``scipy.ndimage.distance_transform_edt`` with the NIfTI voxel spacing, anisotropy honoured).
-- HD95 (mm) = max of the two directed 95th percentiles (truth->pred, pred->truth), as in MONAI.
-- NSD at ``tolerance_mm`` (Nikolov et al. 2021, counted over surface voxels): the fraction of the
-  surface voxels of both masks lying within the tolerance of the other surface.
-- Volume error ``V_pred - V_truth`` in ml and relative ``(V_pred - V_truth) / V_truth``.
-- Empty masks: both empty -> Dice 1, HD95 0, NSD 1, relative volume error NaN (undefined);
-  one empty -> Dice 0, HD95 NaN, NSD 0. NaNs are written as ``nan`` in the CSV and as null in
-  JSON; summaries average over the defined values and count the undefined ones (``n_undefined``).
-
-Lesions (HO of both sides together): predicted lesions are the 26-connected components of the
-predicted HO; truth lesions are the instances of ``ho_instances.nii.gz`` (connected components of the
-truth HO when that file is absent). A truth lesion is detected (TP) when some predicted component
-overlaps it with IoU > ``iou_threshold`` (default 0: any shared voxel), else it is a FN; a predicted
-component matching no truth lesion that way is a FP. Recall = TP / truth lesions, precision = matched
-predicted components / predicted components, F1 from those two.
+Metrics, per case and per class (``ho_right``, ``ho_left``, ``ho`` = both, and the bones when present):
+Dice, HD95 (mm), NSD, volumes and volume errors (ml), and lesion detection, with the conventions of
+:mod:`nmosim.simulate.metrics` (empty masks, surfaces, lesion matching).
 
 Brooker grade: the predicted HO is graded with :func:`nmosim.phantoms.grading.grade_hips` on the truth's
 native bones (predictions may lack bones): the truth ``structures`` with its HO removed and the
@@ -51,205 +37,49 @@ Every summary is also broken down by phase, dose (mAs) and kernel from truth.jso
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grading import grade_hips
-from nmosim.phantoms.labels import Structure
+from nmosim.phantoms.label_sets import from_label_set
+from nmosim.phantoms.labels import BONE_STRUCTURES, HO_STRUCTURES, STRUCTURE_NAMES, Structure
+from nmosim.simulate.figures import dice_by_plot, grade_confusion_plot
+from nmosim.simulate.io import check_output_dir, read_json, read_nifti, write_json
+from nmosim.simulate.metrics import (
+    confusion_matrix,
+    lesion_detection,
+    quadratic_weighted_kappa,
+    segmentation_metrics,
+)
 
 log = logging.getLogger(__name__)
 
-N_GRADES = 5  # Brooker 0..4
-PRED_LABEL_SETS = ("structures", "bones_ho", "ho")
+# Label sets of predictions: "structures" is the dataset label set "all" (the ids of DESIGN.md 3).
+PRED_LABEL_SETS = {"structures": "all", "bones_ho": "bones_ho", "ho": "ho"}
+HO_IDS = tuple(int(s) for s in HO_STRUCTURES)
+BONE_IDS = tuple(int(s) for s in BONE_STRUCTURES)
 CLASSES: dict[str, tuple[int, ...]] = {
-    "ho_right": (int(Structure.HO_RIGHT),),
-    "ho_left": (int(Structure.HO_LEFT),),
-    "ho": (int(Structure.HO_RIGHT), int(Structure.HO_LEFT)),
-    "pelvis": (int(Structure.PELVIS),),
-    "femur_right": (int(Structure.FEMUR_RIGHT),),
-    "femur_left": (int(Structure.FEMUR_LEFT),),
+    **{STRUCTURE_NAMES[i]: (i,) for i in HO_IDS},
+    "ho": HO_IDS,
+    **{STRUCTURE_NAMES[i]: (i,) for i in BONE_IDS},
 }
-HO_CLASSES = ("ho_right", "ho_left", "ho")
-BONE_CLASSES = ("pelvis", "femur_right", "femur_left")
+HO_CLASSES = (*(STRUCTURE_NAMES[i] for i in HO_IDS), "ho")
+BONE_CLASSES = tuple(STRUCTURE_NAMES[i] for i in BONE_IDS)
 SEGMENTATION_METRICS = ("dice", "hd95_mm", "nsd", "volume_truth_ml", "volume_pred_ml", "volume_error_ml",
                         "volume_error_rel")  # fmt: skip
 LESION_METRICS = ("lesions_truth", "lesions_pred", "lesion_tp", "lesion_fp", "lesion_fn", "lesion_recall",
                   "lesion_precision", "lesion_f1")  # fmt: skip
 BREAKDOWNS = ("phase", "mas", "kernel")
 AFFINE_TOLERANCE_MM = 1e-3
-_FACES = ndimage.generate_binary_structure(3, 1)
+LABEL_MAP_KINDS = "biuf"  # numpy dtype kinds a label map may have: bool, integers, real floats
 _CUBE = np.ones((3, 3, 3), dtype=bool)
-
-
-# --- metrics on masks -----------------------------------------------------------------------------
-
-
-def dice(truth: np.ndarray, pred: np.ndarray) -> float:
-    """Dice coefficient of two boolean masks; 1.0 when both are empty.
-
-    >>> dice(np.array([1, 1, 0], bool), np.array([1, 0, 0], bool))
-    0.6666666666666666
-    """
-    total = int(truth.sum()) + int(pred.sum())
-    if total == 0:
-        return 1.0
-    return 2.0 * int(np.logical_and(truth, pred).sum()) / total
-
-
-def surface(mask: np.ndarray) -> np.ndarray:
-    """Voxels of ``mask`` with a face neighbour outside it (outside the volume counts as outside)."""
-    return mask & ~ndimage.binary_erosion(mask, _FACES, border_value=0)
-
-
-def surface_distances(
-    truth: np.ndarray, pred: np.ndarray, spacing_zyx_mm: Sequence[float]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Distances (mm) from each truth surface voxel to the predicted surface, and back.
-
-    Both masks must be non-empty. Distances are between voxel centres, exact, with the spacing
-    ``(z, y, x)`` in mm. Work is done on the box around both masks (one voxel of margin), which
-    holds every surface voxel, so the result equals the whole-volume one.
-    """
-    union = truth | pred
-    lo, hi = _bbox(union)
-    lo = np.maximum(lo - 1, 0)
-    hi = np.minimum(hi + 1, np.array(union.shape))
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-    # Surfaces taken on the box equal those of the volume: its margin is background or the border.
-    s_truth = surface(truth[box])
-    s_pred = surface(pred[box])
-    sampling = np.asarray(spacing_zyx_mm, dtype=float)
-    to_pred = ndimage.distance_transform_edt(~s_pred, sampling=sampling)
-    to_truth = ndimage.distance_transform_edt(~s_truth, sampling=sampling)
-    return to_pred[s_truth], to_truth[s_pred]
-
-
-def _surface_scores(
-    truth: np.ndarray, pred: np.ndarray, spacing_zyx_mm: Sequence[float], tolerance_mm: float
-) -> dict[str, float]:
-    empty_t, empty_p = not truth.any(), not pred.any()
-    if empty_t and empty_p:
-        return {"hd95_mm": 0.0, "nsd": 1.0}
-    if empty_t or empty_p:
-        return {"hd95_mm": math.nan, "nsd": 0.0}
-    a, b = surface_distances(truth, pred, spacing_zyx_mm)
-    within = (a <= tolerance_mm).sum() + (b <= tolerance_mm).sum()
-    return {
-        "hd95_mm": float(max(np.percentile(a, 95), np.percentile(b, 95))),
-        "nsd": float(within / (a.size + b.size)),
-    }
-
-
-def hd95_mm(truth: np.ndarray, pred: np.ndarray, spacing_zyx_mm: Sequence[float]) -> float:
-    """95th-percentile Hausdorff distance (mm); 0 when both masks are empty, NaN when one is."""
-    return _surface_scores(truth, pred, spacing_zyx_mm, 0.0)["hd95_mm"]
-
-
-def nsd(truth: np.ndarray, pred: np.ndarray, spacing_zyx_mm: Sequence[float], tolerance_mm: float) -> float:
-    """Normalized surface distance (surface Dice) at ``tolerance_mm``; 1 if both empty, 0 if one is."""
-    return _surface_scores(truth, pred, spacing_zyx_mm, tolerance_mm)["nsd"]
-
-
-def segmentation_metrics(
-    truth: np.ndarray, pred: np.ndarray, spacing_zyx_mm: Sequence[float], tolerance_mm: float = 2.0
-) -> dict[str, float]:
-    """Dice, HD95 (mm), NSD, volumes (ml) and volume errors of two boolean masks (module docstring)."""
-    voxel_ml = float(np.prod(spacing_zyx_mm)) / 1000.0
-    v_truth = int(truth.sum()) * voxel_ml
-    v_pred = int(pred.sum()) * voxel_ml
-    out = {"dice": dice(truth, pred), **_surface_scores(truth, pred, spacing_zyx_mm, tolerance_mm)}
-    out.update(
-        volume_truth_ml=v_truth,
-        volume_pred_ml=v_pred,
-        volume_error_ml=v_pred - v_truth,
-        volume_error_rel=(v_pred - v_truth) / v_truth if v_truth > 0 else math.nan,
-    )
-    return out
-
-
-def lesion_detection(
-    truth_instances: np.ndarray, pred_ho: np.ndarray, iou_threshold: float = 0.0
-) -> dict[str, float]:
-    """Lesion-wise TP, FP, FN, recall, precision and F1 (module docstring).
-
-    ``truth_instances`` holds one positive id per truth lesion (0 elsewhere); ``pred_ho`` is the
-    boolean predicted HO. Recall and precision are NaN when undefined (no truth / no predicted
-    lesion); F1 is 1 when there is neither, 0 when only one side has lesions.
-    """
-    pred_labels, n_pred = ndimage.label(pred_ho, structure=_CUBE)
-    truth_ids = np.unique(truth_instances[truth_instances > 0])
-    t_index = np.searchsorted(truth_ids, truth_instances[truth_instances > 0]) + 1
-    truth_compact = np.zeros(truth_instances.shape, dtype=np.int64)
-    truth_compact[truth_instances > 0] = t_index
-    n_truth = truth_ids.size
-    # Joint histogram: intersections of every (truth lesion, predicted component) pair.
-    joint = np.bincount(
-        truth_compact.ravel() * (n_pred + 1) + pred_labels.ravel(), minlength=(n_truth + 1) * (n_pred + 1)
-    ).reshape(n_truth + 1, n_pred + 1)
-    inter = joint[1:, 1:].astype(float)
-    size_t = joint[1:, :].sum(axis=1).astype(float)
-    size_p = joint[:, 1:].sum(axis=0).astype(float)
-    union = size_t[:, None] + size_p[None, :] - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    match = (iou > iou_threshold) & (inter > 0)
-    tp = int(match.any(axis=1).sum())
-    matched_pred = int(match.any(axis=0).sum())
-    fn = n_truth - tp
-    fp = n_pred - matched_pred
-    recall = tp / n_truth if n_truth else math.nan
-    precision = matched_pred / n_pred if n_pred else math.nan
-    if n_truth == 0 and n_pred == 0:
-        f1 = 1.0
-    elif tp == 0 or matched_pred == 0:  # also when only one side has lesions
-        f1 = 0.0
-    else:
-        f1 = 2 * precision * recall / (precision + recall)
-    return {
-        "lesions_truth": n_truth,
-        "lesions_pred": n_pred,
-        "lesion_tp": tp,
-        "lesion_fp": fp,
-        "lesion_fn": fn,
-        "lesion_recall": recall,
-        "lesion_precision": precision,
-        "lesion_f1": f1,
-    }
-
-
-def confusion_matrix(truth: Sequence[int], pred: Sequence[int], n_classes: int = N_GRADES) -> np.ndarray:
-    """Counts ``[truth, pred]`` of integer ratings ``0..n_classes-1``."""
-    out = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(out, (np.asarray(truth, int), np.asarray(pred, int)), 1)
-    return out
-
-
-def quadratic_weighted_kappa(confusion: np.ndarray) -> float:
-    """Cohen's kappa with quadratic weights ``(i - j)^2 / (K - 1)^2`` of a confusion matrix.
-
-    NaN for an empty matrix. When chance disagreement is zero (every rating in one category) the
-    raters agree perfectly and kappa is defined as 1.
-    """
-    observed = np.asarray(confusion, dtype=float)
-    n = observed.sum()
-    k = observed.shape[0]
-    if n == 0:
-        return math.nan
-    i, j = np.indices(observed.shape)
-    weights = (i - j) ** 2 / max(k - 1, 1) ** 2
-    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / n
-    chance = float((weights * expected).sum())
-    if chance == 0.0:
-        return 1.0
-    return 1.0 - float((weights * observed).sum()) / chance
 
 
 # --- one case --------------------------------------------------------------------------------------
@@ -292,26 +122,23 @@ def find_truth_cases(truth_dir: Path) -> list[Path]:
     return folders
 
 
-def _load_zyx(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    image = nib.load(str(path))
-    data = np.asanyarray(image.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    zooms = tuple(float(z) for z in image.header.get_zooms()[:3])
-    return np.transpose(data, (2, 1, 0)), np.asarray(image.affine, float), zooms[::-1]
-
-
 def load_truth_case(folder: Path) -> TruthCase:
-    """Read a case folder's structures, instances (if present), grid and truth.json (if present)."""
+    """Read a case folder's structures, instances (if present), grid and truth.json (if present).
+
+    Raises what reading raises (OSError, ValueError, ...) for a file that cannot be read.
+    """
     folder = Path(folder)
-    structures, affine, spacing = _load_zyx(folder / "structures.nii.gz")
+    structures = read_nifti(folder / "structures.nii.gz")
+    if structures.data.dtype.kind not in "biu":
+        raise ValueError(f"structures.nii.gz holds {structures.data.dtype}, not integer labels")
     instances = None
     if (folder / "ho_instances.nii.gz").exists():
-        instances = _load_zyx(folder / "ho_instances.nii.gz")[0].astype(np.int64)
-    truth = {}
-    if (folder / "truth.json").exists():
-        truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
-    return TruthCase(folder.name, folder, structures.astype(np.int64), instances, affine, spacing, truth)
+        instances = read_nifti(folder / "ho_instances.nii.gz").data.astype(np.int64)
+    truth = read_json(folder / "truth.json") if (folder / "truth.json").exists() else {}
+    return TruthCase(
+        folder.name, folder, structures.data.astype(np.int64), instances, structures.affine,
+        structures.spacing_zyx_mm, truth,
+    )  # fmt: skip
 
 
 def load_prediction(path: Path, case: TruthCase) -> tuple[str, np.ndarray | None]:
@@ -319,16 +146,18 @@ def load_prediction(path: Path, case: TruthCase) -> tuple[str, np.ndarray | None
     if not path.exists():
         return "missing", None
     try:
-        data, affine, _ = _load_zyx(path)
-        data = np.asarray(data)
+        volume = read_nifti(path)
+        data = np.asarray(volume.data)
     except Exception as error:  # any unreadable file is a per-case status, never a crash
         log.debug("cannot read %s: %s", path, error)
         return "unreadable", None
     if data.shape != case.structures.shape:
         return "shape_mismatch", None
-    if not np.allclose(affine, case.affine, atol=AFFINE_TOLERANCE_MM):
+    if not np.allclose(volume.affine, case.affine, atol=AFFINE_TOLERANCE_MM):
         return "affine_mismatch", None
-    if not np.issubdtype(data.dtype, np.integer):
+    if data.dtype.kind not in LABEL_MAP_KINDS:  # RGB, complex, strings: no label map
+        return "not_a_label_map", None
+    if data.dtype.kind == "f":
         if not np.all(np.isfinite(data)) or not np.array_equal(data, np.rint(data)):
             return "not_a_label_map", None
     return "ok", data.astype(np.int64)
@@ -336,30 +165,17 @@ def load_prediction(path: Path, case: TruthCase) -> tuple[str, np.ndarray | None
 
 def to_structures(pred: np.ndarray, affine: np.ndarray, pred_labels: str) -> np.ndarray:
     """A prediction in the label set ``pred_labels`` mapped to the structures ids (module docstring)."""
-    if pred_labels == "structures":
-        return pred
-    out = np.zeros(pred.shape, np.int64)
-    if pred_labels == "bones_ho":
-        for value, s in enumerate((Structure.PELVIS, Structure.FEMUR_RIGHT, Structure.FEMUR_LEFT,
-                                   Structure.HO_RIGHT, Structure.HO_LEFT), start=1):  # fmt: skip
-            out[pred == value] = int(s)
-        return out
-    # "ho": x of each column [.., .., i] from the (axis-aligned) affine; +x is the patient's right
+    # x of each column [.., .., i] from the (axis-aligned) affine; +x is the patient's right
     x_mm = affine[0, 0] * np.arange(pred.shape[2]) + affine[0, 3]
-    right = np.broadcast_to(x_mm > 0, pred.shape)
-    out[(pred == 1) & right] = int(Structure.HO_RIGHT)
-    out[(pred == 1) & ~right] = int(Structure.HO_LEFT)
-    return out
+    return from_label_set(pred, PRED_LABEL_SETS[pred_labels], x_mm)
 
 
 def graded_prediction(truth_structures: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Truth native bones with the predicted HO painted where the truth has no native bone."""
-    ho_ids = list(CLASSES["ho"])
-    bone_ids = [int(s) for s in (Structure.PELVIS, Structure.FEMUR_RIGHT, Structure.FEMUR_LEFT)]
     combined = truth_structures.copy()
-    combined[np.isin(combined, ho_ids)] = int(Structure.MUSCLE)
-    free = ~np.isin(truth_structures, bone_ids)
-    for label in ho_ids:
+    combined[np.isin(combined, HO_IDS)] = int(Structure.MUSCLE)
+    free = ~np.isin(truth_structures, BONE_IDS)
+    for label in HO_IDS:
         combined[(pred == label) & free] = label
     return combined.astype(np.uint8)
 
@@ -392,7 +208,7 @@ def evaluate_case(
     if pred is None:
         return row
     pred = to_structures(pred, case.affine, pred_labels)
-    row["bones_scored"] = bool(np.isin(pred, [3, 4, 5]).any())
+    row["bones_scored"] = bool(np.isin(pred, BONE_IDS).any())
     for name, ids in CLASSES.items():
         if name in BONE_CLASSES and not row["bones_scored"]:
             continue
@@ -492,6 +308,30 @@ def summarize(rows: list[dict[str, object]]) -> dict[str, object]:
     }
 
 
+def failed_row(case_id: str, status: str, error: BaseException) -> dict[str, object]:
+    """The row of a case that could not be scored: its status and the error in one line."""
+    message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    return {"case_id": case_id, "phase": "unknown", "mas": "unknown", "kernel": "unknown", "kvp": None,
+            "status": status, "error": message}  # fmt: skip
+
+
+def _scored_row(
+    folder: Path, pred_dir: Path, tolerance_mm: float, iou_threshold: float, pred_labels: str
+) -> dict[str, object]:
+    """One case's row; a case that cannot be read or scored gives a failed row, never an exception."""
+    try:
+        case = load_truth_case(folder)
+    except Exception as error:  # a corrupt structures file or truth.json is one case's status
+        log.debug("cannot read the truth of %s: %s", folder, error)
+        return failed_row(folder.name, "truth_unreadable", error)
+    pred_path = pred_dir / f"{case.case_id}.nii.gz"
+    try:
+        return evaluate_case(case, pred_path, tolerance_mm, iou_threshold, pred_labels)
+    except Exception as error:  # the report is always written; this case says why it has no scores
+        log.debug("cannot score %s: %s", folder, error)
+        return {**failed_row(case.case_id, "error", error), **case_metadata(case)}
+
+
 def evaluate(
     truth_dir: Path,
     pred_dir: Path,
@@ -517,11 +357,9 @@ def evaluate(
     folders = find_truth_cases(truth_dir)
     rows = []
     for index, folder in enumerate(folders):
-        case = load_truth_case(folder)
-        pred_path = pred_dir / f"{case.case_id}.nii.gz"
-        rows.append(evaluate_case(case, pred_path, tolerance_mm, iou_threshold, pred_labels))
+        rows.append(_scored_row(folder, pred_dir, tolerance_mm, iou_threshold, pred_labels))
         if progress:
-            progress(index + 1, len(folders), case.case_id)
+            progress(index + 1, len(folders), folder.name)
     summary = summarize(rows)
     summary["tolerance_mm"] = tolerance_mm
     summary["iou_threshold"] = iou_threshold
@@ -542,26 +380,28 @@ def write_report(out: Path, rows: list[dict[str, object]], summary: dict[str, ob
 
     Plots: dice_by_phase.png, dice_by_mas.png, dice_by_kernel.png, grade_confusion.png.
     """
-    from nmosim.simulate.io import check_output_dir, write_json
-
     out = check_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     write_metrics_csv(out / "metrics_per_case.csv", rows)
     write_json(out / "summary.json", _json_ready(summary))
+    scored = [r for r in rows if r.get("status") == "ok"]
     for key in BREAKDOWNS:
-        plot_dice_by(out / f"dice_by_{key}.png", rows, key)
+        groups = sorted({str(r[key]) for r in scored}, key=lambda g: (len(g), g) if key == "mas" else (0, g))
+        dice_ho = {g: [float(r["dice_ho"]) for r in scored if str(r[key]) == g] for g in groups}
+        dice_by_plot(out / f"dice_by_{key}.png", dice_ho, key)
     confusion = np.array(summary["grading"]["confusion_matrix_truth_rows_pred_cols"])
-    plot_confusion(out / "grade_confusion.png", confusion)
+    grade_confusion_plot(out / "grade_confusion.png", confusion)
     return out
 
 
 def csv_columns(rows: list[dict[str, object]]) -> list[str]:
     """Column order: identity and status, metadata, segmentation per class, lesions, grades."""
     head = ["case_id", "status", "phase", "mas", "kernel", "kvp", "bones_scored"]
+    tail = ["error"]
     seg = [f"{m}_{c}" for c in CLASSES for m in SEGMENTATION_METRICS]
     per_side = ("grade_truth", "grade_pred", "grade_truth_json", "gap_truth_mm", "gap_pred_mm")
     grades = [f"{k}_{s}" for s in ("right", "left") for k in per_side]
-    known = head + seg + list(LESION_METRICS) + grades
+    known = head + seg + list(LESION_METRICS) + grades + tail
     present = {k for r in rows for k in r}
     return [c for c in known if c in present or c in head] + sorted(present - set(known))
 
@@ -595,64 +435,3 @@ def _json_ready(value: object) -> object:
         return int(value)
     return value
 
-
-def plot_dice_by(path: Path, rows: list[dict[str, object]], key: str = "phase") -> None:
-    """Box plot of the HO Dice (both hips) per value of ``key`` (phase, mas or kernel), with the cases."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ok = [r for r in rows if r.get("status") == "ok"]
-    groups = sorted({str(r[key]) for r in ok}, key=lambda g: (len(g), g) if key == "mas" else (0, g))
-    data = [[float(r["dice_ho"]) for r in ok if str(r[key]) == g] for g in groups]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    if data:
-        ax.boxplot(data)
-        for i, values in enumerate(data, start=1):
-            ax.plot(np.full(len(values), i), values, "o", color="tab:blue", alpha=0.5, markersize=4)
-        ax.set_xticks(range(1, len(groups) + 1), groups)
-    else:
-        ax.text(0.5, 0.5, "no scored case", ha="center", va="center", transform=ax.transAxes)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel({"mas": "dose (mAs)"}.get(key, key))
-    ax.set_ylabel("Dice, HO (both hips)")
-    ax.set_title(f"HO Dice by {key} ({len(ok)} cases)")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def plot_confusion(path: Path, confusion: np.ndarray) -> None:
-    """Brooker grade confusion matrix (rows truth, columns prediction) with counts."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4.5), dpi=100)
-    ax.imshow(confusion, cmap="Blues")
-    names = ["0", "I", "II", "III", "IV"][: confusion.shape[0]]
-    ax.set_xticks(range(len(names)), names)
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted grade")
-    ax.set_ylabel("truth grade")
-    top = confusion.max() if confusion.size else 0
-    for (i, j), count in np.ndenumerate(confusion):
-        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > top / 2 else "black")
-    ax.set_title("Brooker grade per hip")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-# --- helpers -------------------------------------------------------------------------------------------
-
-
-def _bbox(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = [], []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        lo.append(hit[0])
-        hi.append(hit[-1] + 1)
-    return np.array(lo), np.array(hi)

@@ -1,6 +1,6 @@
-"""Writing case files: NIfTI volumes with an RAS affine, JSON, and whole folders atomically.
+"""Reading and writing case files: NIfTI volumes with an RAS affine, JSON, and whole folders atomically.
 
-Only serialization lives here; what to write is decided by the callers.
+Only serialization lives here; what to write, and what a file read back means, is decided by the callers.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -37,6 +38,48 @@ def to_nifti(volume_zyx: np.ndarray, grid: Grid, dtype: np.dtype | type) -> nib.
     image.set_qform(affine, code=1)
     image.header.set_slope_inter(1.0, 0.0)
     return image
+
+
+@dataclass(frozen=True)
+class NiftiVolume:
+    """A NIfTI volume read back: ``data`` ``[z, y, x]`` as stored, its 4x4 ``affine`` (mm) and the
+    voxel spacing ``spacing_zyx_mm`` from the header."""
+
+    data: np.ndarray
+    affine: np.ndarray
+    spacing_zyx_mm: tuple[float, float, float]
+
+    def grid(self) -> Grid:
+        """The :class:`Grid` of an axis-aligned RAS affine (as nmosim writes); SpecError otherwise."""
+        spacing = np.diag(self.affine)[:3]
+        off_diagonal = self.affine[:3, :3] - np.diag(spacing)
+        if np.any(np.abs(off_diagonal) > 1e-6) or np.any(spacing <= 0):
+            raise SpecError(f"affine = {self.affine[:3].tolist()} is not an axis-aligned RAS grid")
+        return Grid(self.data.shape, tuple(spacing), tuple(self.affine[:3, 3]))
+
+
+def read_nifti(path: Path) -> NiftiVolume:
+    """Read a 3D NIfTI file (or 4D with one volume) as ``[z, y, x]`` data, affine and spacing.
+
+    Raises what nibabel raises for a file it cannot read (OSError, ValueError, ...) and
+    ValueError for a volume that is not 3D.
+    """
+    image = nib.load(str(path))
+    data = np.asanyarray(image.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise ValueError(f"{path} holds a {data.ndim}D volume, not 3D")
+    zooms = tuple(float(z) for z in image.header.get_zooms()[:3])
+    return NiftiVolume(np.transpose(data, (2, 1, 0)), np.asarray(image.affine, float), zooms[::-1])
+
+
+def read_json(path: Path) -> dict:
+    """Read a JSON object (a dict); ValueError when the file holds something else."""
+    payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path} does not hold a JSON object")
+    return payload
 
 
 def write_nifti(path: Path, volume_zyx: np.ndarray, grid: Grid, dtype: np.dtype | type) -> None:

@@ -16,10 +16,10 @@ from nmosim import cli
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Structure
-from nmosim.simulate.evaluate import (
+from nmosim.simulate.evaluate import evaluate, write_report
+from nmosim.simulate.metrics import (
     confusion_matrix,
     dice,
-    evaluate,
     hd95_mm,
     lesion_detection,
     nsd,
@@ -27,7 +27,6 @@ from nmosim.simulate.evaluate import (
     segmentation_metrics,
     surface,
     surface_distances,
-    write_report,
 )
 from nmosim.simulate.io import write_json, write_nifti
 
