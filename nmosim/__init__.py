@@ -1,5 +1,12 @@
 """nmosim: synthetic hip CT with exact ground truth for neurogenic heterotopic ossification.
 
+The in-memory API (DESIGN.md 9), re-exported here::
+
+    spec = nmosim.CaseSpec(phase="c", seed=1)        # frozen, validated
+    phantom = nmosim.build_phantom(spec)             # analytic scene, labels on demand
+    ct = nmosim.simulate_ct(phantom, nmosim.protocol("quick", mas=100))
+    nmosim.write_case(ct, "out/case_0001"); nmosim.read_case("out/case_0001")
+
 ``nmosim.phantoms`` builds the anatomy, lesions and grades; ``nmosim.simulate`` images and writes them.
 """
 
@@ -19,3 +26,40 @@ try:
     __version__ = metadata.version("nmosim")
 except metadata.PackageNotFoundError:  # a checkout that was never installed
     __version__ = "0+unknown"
+
+# The public API: these names and the modules they come from load on first use, so that
+# ``import nmosim`` stays cheap and the command line starts fast.
+_API = {
+    "CaseSpec": "nmosim.simulate.case_spec",
+    "build_phantom": "nmosim.simulate.case_spec",
+    "build_series": "nmosim.simulate.case_spec",
+    "protocol": "nmosim.simulate.pipeline",
+    "simulate_ct": "nmosim.simulate.pipeline",
+    "CTCase": "nmosim.simulate.pipeline",
+    "write_case": "nmosim.simulate.case",
+    "write_phantom": "nmosim.simulate.case",
+    "write_series": "nmosim.simulate.case",
+    "select_device": "nmosim.simulate.backend",
+    "read_case": "nmosim.simulate.case",
+    "grade": "nmosim.phantoms.grading:grade_hips",  # grade(structures, spacing_mm) per side
+    "evaluate": "nmosim.simulate.evaluate",
+    "write_report": "nmosim.simulate.evaluate",
+    "PhaseNotMet": "nmosim.phantoms.honouring",
+    "SpecError": "nmosim.phantoms.errors",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str) -> object:
+    if name in _API:
+        from importlib import import_module
+
+        module, _, attribute = _API[name].partition(":")
+        value = getattr(import_module(module), attribute or name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nmosim' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

@@ -12,7 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.label_sets import PREDICTION_LABEL_SETS
 from nmosim.phantoms.lesions import PhaseNotMet
+from nmosim.phantoms.progression import AETIOLOGIES, PHASES
+from nmosim.phantoms.spec import SEXES
+from nmosim.simulate.scanner import PRESETS
 
 EXIT_BAD_INPUT = 2
 
@@ -31,7 +35,7 @@ def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -
     )
     p.add_argument(
         "--sex",
-        choices=("male", "female"),
+        choices=SEXES,
         default=None,
         help="fix the sex of the sampled anatomy (default: drawn 50/50)",
     )
@@ -43,7 +47,7 @@ def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -
     )
     p.add_argument(
         "--phase",
-        choices=("none", "a", "b", "c", "d"),
+        choices=PHASES,
         default=None,
         help="NHO phase = Brooker grade of the index hip, by measurement: none (0), a (I, islands), "
         "b (II, spurs leaving >= 10 mm), c (III, < 10 mm), d (IV, bony bridge); default none, "
@@ -59,7 +63,7 @@ def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -
         )
     p.add_argument(
         "--aetiology",
-        choices=("sci", "brain"),
+        choices=AETIOLOGIES,
         default="sci",
         help="spinal cord injury or brain injury: location priors (default sci)",
     )
@@ -133,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_phantom_options(case)
     case.add_argument(
         "--preset",
-        choices=("quick", "clinical"),
+        choices=tuple(PRESETS),
         default="quick",
         help="scanner protocol: quick (1.5 mm voxels, 360 views) or clinical "
         "(0.75 mm in-plane, 1 mm slices, 1152 views); default quick",
@@ -229,7 +233,7 @@ def _add_evaluation_parsers(sub) -> None:
     )
     evaluate.add_argument(
         "--pred-labels",
-        choices=("structures", "bones_ho", "ho"),
+        choices=tuple(PREDICTION_LABEL_SETS),
         default="structures",
         help="label ids of the predictions: structures (6 ho_right, 7 ho_left; default) or a label set "
         "of nmosim dataset: bones_ho (4 ho_right, 5 ho_left) or ho (1 = HO, side by the sign of x)",
@@ -331,14 +335,14 @@ def _anatomy_overrides(pairs: list[str]) -> dict[str, object]:
     return out
 
 
-def _request(args: argparse.Namespace):
-    from nmosim.simulate.case import CaseRequest
+def _spec(args: argparse.Namespace):
+    import nmosim
 
     _check_common(args)
     overrides = _anatomy_overrides(args.anatomy)
     if args.sex:
         overrides["sex"] = args.sex
-    return CaseRequest(
+    return nmosim.CaseSpec(
         seed=args.seed,
         phase=args.phase,
         weeks=getattr(args, "weeks", None),
@@ -348,11 +352,20 @@ def _request(args: argparse.Namespace):
     )
 
 
-def run_phantom(args: argparse.Namespace) -> Path:
-    from nmosim.simulate.case import write_phantom_case
+def _check_out(out: Path) -> None:
+    """Refuse an output folder that cannot be written, before any work."""
+    from nmosim.simulate.io import check_output_dir
 
-    request = _request(args)
-    return write_phantom_case(args.out, request, spacing_mm=args.spacing, supersampling=args.supersampling)
+    check_output_dir(out)
+
+
+def run_phantom(args: argparse.Namespace) -> Path:
+    import nmosim
+
+    spec = _spec(args)
+    _check_out(args.out)
+    phantom = nmosim.build_phantom(spec)
+    return nmosim.write_phantom(phantom, args.out, spacing_mm=args.spacing, supersampling=args.supersampling)
 
 
 def _weeks_list(text: str) -> list[float]:
@@ -366,27 +379,37 @@ def _weeks_list(text: str) -> list[float]:
 
 
 def run_series(args: argparse.Namespace) -> Path:
-    from nmosim.simulate.case import write_series
+    import nmosim
 
     weeks = _weeks_list(args.series_weeks)
-    request = _request(args)
-    return write_series(args.out, request, weeks, spacing_mm=args.spacing, supersampling=args.supersampling)
+    spec = _spec(args)
+    _check_out(args.out)
+    series = nmosim.build_series(spec, weeks)
+    return nmosim.write_series(series, args.out, spacing_mm=args.spacing, supersampling=args.supersampling)
 
 
 def run_case(args: argparse.Namespace) -> Path:
-    from nmosim.simulate.case import write_ct_case
+    import nmosim
 
     def progress(stage: str, seconds: float) -> None:
         print(f"  {stage:<14} {seconds:6.1f} s", file=sys.stderr, flush=True)
 
-    return write_ct_case(
-        args.out,
-        _request(args),
-        preset=args.preset,
-        protocol_overrides=_scanner_overrides(args.scanner),
-        z_range_mm=tuple(args.z_range) if args.z_range else None,
-        progress=progress,
-    )
+    spec = _spec(args)
+    protocol = nmosim.protocol(args.preset, **_scanner_overrides(args.scanner))
+    if not 1 <= args.supersampling <= 8:
+        raise SpecError(f"supersampling = {args.supersampling} is outside [1, 8]")
+    _check_out(args.out)
+    device = nmosim.select_device()  # a forced but absent GPU is reported before any work
+    start = time.perf_counter()
+    phantom = nmosim.build_phantom(spec)
+    progress("phantom", time.perf_counter() - start)
+    z_range = tuple(args.z_range) if args.z_range else None  # None: the preset's range
+    ct = nmosim.simulate_ct(phantom, protocol, z_range_mm=z_range, supersampling=args.supersampling,
+                            preset=args.preset, device=device, progress=progress)  # fmt: skip
+    start = time.perf_counter()
+    folder = nmosim.write_case(ct, args.out)
+    progress("write", time.perf_counter() - start)
+    return folder
 
 
 COMMANDS = {"phantom": run_phantom, "case": run_case, "series": run_series, "evaluate": run_evaluate,

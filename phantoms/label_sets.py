@@ -24,6 +24,8 @@ LABEL_SET_NAMES: dict[str, tuple[str, ...]] = {
     "ho": ("background", "ho"),
 }
 LABEL_SETS = ("ho", "bones_ho", "all")
+# The label sets a prediction may come in, by the names evaluation uses ("structures" = "all").
+PREDICTION_LABEL_SETS = {"structures": "all", "bones_ho": "bones_ho", "ho": "ho"}
 
 
 def to_label_set(structures: np.ndarray, label_set: str) -> tuple[np.ndarray, dict[str, int]]:

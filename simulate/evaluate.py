@@ -48,7 +48,7 @@ from scipy import ndimage
 
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grading import grade_hips
-from nmosim.phantoms.label_sets import from_label_set
+from nmosim.phantoms.label_sets import PREDICTION_LABEL_SETS, from_label_set
 from nmosim.phantoms.labels import BONE_STRUCTURES, HO_STRUCTURES, STRUCTURE_NAMES, Structure
 from nmosim.simulate.figures import dice_by_plot, grade_confusion_plot
 from nmosim.simulate.io import check_output_dir, read_json, read_nifti, write_json
@@ -61,8 +61,7 @@ from nmosim.simulate.metrics import (
 
 log = logging.getLogger(__name__)
 
-# Label sets of predictions: "structures" is the dataset label set "all" (the ids of DESIGN.md 3).
-PRED_LABEL_SETS = {"structures": "all", "bones_ho": "bones_ho", "ho": "ho"}
+PRED_LABEL_SETS = PREDICTION_LABEL_SETS  # "structures" is the dataset label set "all" (DESIGN.md 3)
 HO_IDS = tuple(int(s) for s in HO_STRUCTURES)
 BONE_IDS = tuple(int(s) for s in BONE_STRUCTURES)
 CLASSES: dict[str, tuple[int, ...]] = {

@@ -17,6 +17,7 @@ from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Structure
 from nmosim.simulate.evaluate import evaluate, write_report
+from nmosim.simulate.io import write_json, write_nifti
 from nmosim.simulate.metrics import (
     confusion_matrix,
     dice,
@@ -28,7 +29,6 @@ from nmosim.simulate.metrics import (
     surface,
     surface_distances,
 )
-from nmosim.simulate.io import write_json, write_nifti
 
 SPACING_XYZ = (1.0, 1.5, 2.0)  # anisotropic on purpose
 SPACING_ZYX = SPACING_XYZ[::-1]

@@ -1,0 +1,199 @@
+"""The CT case in memory: a phantom through a scanner protocol to HU, labels, radiograph and truth.
+
+Orchestrates rasterization, CT and radiograph simulation and truth measurement; it writes no files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from nmosim.phantoms.errors import SpecError, check_range
+from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.labels import BONE_STRUCTURES, STRUCTURE_NAMES, Structure
+from nmosim.phantoms.materials import tissue_materials
+from nmosim.phantoms.phantom import Phantom
+from nmosim.phantoms.rasterize import Rasterization
+from nmosim.simulate import backend, ct, physics, scanner
+from nmosim.simulate.provenance import stream_seed
+from nmosim.simulate.radiograph import Radiograph, RadiographGeometry, simulate_radiograph
+from nmosim.simulate.scanner import ScannerProtocol
+from nmosim.simulate.truth import phantom_truth
+
+# Scan range along z (mm) per preset. DOMAIN.md 4.3: iliac crest to below the lesser trochanter;
+# the quick preset keeps the hip joints, trochanters and AIIS, where hip HO lies (DOMAIN.md 1.5).
+SCAN_RANGE_MM = {"quick": (-100.0, 80.0), "clinical": (-130.0, 125.0)}
+FOV_MARGIN_MM = 12.0
+HU_RANGE = (-1024, 3071)  # what int16 CT stores; air outside the scan field reads the minimum
+
+Progress = Callable[[str, float], None]
+"""``progress(stage, seconds)``: called after each stage of a case with its wall time in seconds."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CTCase:
+    """A labelled CT case in memory: every volume ``[z, y, x]`` on ``grid`` (the reconstruction grid).
+
+    ``hu`` int16 Hounsfield units as written (-1024 outside the scan field); ``structures`` and
+    ``tissues`` uint8 and ``ho_instances`` uint16 in the label ids of DESIGN.md 3; ``radiograph`` the
+    AP radiograph with its projected masks; ``truth`` the truth.json content (its ``case_id`` is the
+    folder's name once written).
+    """
+
+    hu: np.ndarray
+    structures: np.ndarray
+    tissues: np.ndarray
+    ho_instances: np.ndarray
+    grid: Grid
+    radiograph: Radiograph
+    truth: dict
+
+
+def protocol(name: str = "quick", **overrides: object) -> ScannerProtocol:
+    """The scanner protocol of preset ``name`` ("quick" or "clinical") with some fields overridden.
+
+    >>> protocol("quick", mas=100).mas
+    100.0
+    """
+    return scanner.make_protocol(name, **overrides)
+
+
+def fit_protocol(protocol: ScannerProtocol, phantom: Phantom) -> ScannerProtocol:
+    """``protocol`` with a detector wide enough for the body and a field of view that holds it.
+
+    A body reaching beyond the scan field would be truncated; instead the detector gets more
+    bins of the same pitch, as a wide-bore scanner would have (recorded in truth.json).
+    """
+    lo, hi = phantom.bounds()
+    corners = np.array([[x, y] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])])
+    radius = float(np.hypot(corners[:, 0], corners[:, 1]).max()) + FOV_MARGIN_MM
+    if 2 * radius > protocol.scan_fov_mm:
+        bins = int(np.ceil(2 * radius / protocol.iso_bin_width_mm)) + 2
+        protocol = dataclasses.replace(protocol, n_bins=bins)
+    side = float(max(hi[0] - lo[0], hi[1] - lo[1])) + 2 * FOV_MARGIN_MM
+    return dataclasses.replace(
+        protocol, recon_fov_mm=min(max(protocol.recon_fov_mm, side), protocol.scan_fov_mm)
+    )
+
+
+def case_grids(
+    phantom: Phantom, protocol: ScannerProtocol, z_range_mm: tuple[float, float]
+) -> tuple[Grid, Grid]:
+    """Reconstruction grid (labels and CT) and the finer imaging grid, covering the body."""
+    lo, hi = phantom.bounds()
+    center = (float(lo[0] + hi[0]) / 2, float(lo[1] + hi[1]) / 2)
+    recon = scanner.recon_grid(protocol, z_range_mm[0], z_range_mm[1], center_xy_mm=center)
+    xy_lo = (float(lo[0]) - 2.0, float(lo[1]) - 2.0)
+    xy_hi = (float(hi[0]) + 2.0, float(hi[1]) + 2.0)
+    imaging = scanner.imaging_grid(protocol, recon, xy_lo, xy_hi)
+    return recon, imaging
+
+
+def outside_scan_field(grid: Grid, protocol: ScannerProtocol) -> np.ndarray:
+    """In-plane mask ``[ny, nx]`` of voxels beyond the scan field of view, where no ray passed."""
+    x, y = grid.voxel_centers_axis(0), grid.voxel_centers_axis(1)
+    return np.hypot(x[None, :], y[:, None]) > protocol.scan_fov_mm / 2
+
+
+def basis_maps(
+    phantom: Phantom, labels: Rasterization, spectrum: physics.Spectrum
+) -> tuple[np.ndarray, np.ndarray]:
+    """Water- and bone-equivalent volume fractions (float32) of rasterized ``labels`` of
+    ``phantom``, fitted over ``spectrum``; the phantom's bone density sets its trabecular bone."""
+    materials = tissue_materials(trabecular_density_scale=phantom.anatomy.bone_density_scale)
+    coefficients = physics.basis_coefficients(materials, spectrum)
+    return labels.weighted_sum(coefficients[:, 0]), labels.weighted_sum(coefficients[:, 1])
+
+
+def ap_radiograph(
+    phantom: Phantom,
+    pixel_mm: float,
+    rng: np.random.Generator,
+    geometry: RadiographGeometry | None = None,
+    threads: int | None = None,
+) -> Radiograph:
+    """The AP pelvis radiograph of ``phantom`` from a grid of ``pixel_mm`` (at least 2 mm), with
+    the projected bone and HO masks."""
+    geometry = geometry or RadiographGeometry()
+    grid = phantom.grid(max(2.0, pixel_mm))
+    labels = phantom.rasterize(grid, supersampling=1, threads=threads)
+    masks = {
+        "bone": np.isin(labels.structures, [int(s) for s in BONE_STRUCTURES]),
+        **{STRUCTURE_NAMES[int(s)]: labels.structures == s for s in (Structure.HO_RIGHT, Structure.HO_LEFT)},
+    }
+    water, bone = basis_maps(phantom, labels, physics.tube_spectrum(geometry.kvp, geometry.filtration_mm_al))
+    return simulate_radiograph(water, bone, masks, grid, geometry, rng)
+
+
+def _case_rngs(phantom: Phantom) -> tuple[np.random.Generator, np.random.Generator]:
+    """The imaging and radiograph generators of the phantom's case (its seed and case index)."""
+    if phantom.metadata.get("seed") is None:
+        raise SpecError("phantom has no seed: build it with nmosim.build_phantom(CaseSpec(seed=...))")
+    seed, index = phantom.metadata["seed"], phantom.metadata.get("case_index", 0)
+    return tuple(np.random.default_rng(stream_seed(seed, index, name)) for name in ("imaging", "radiograph"))
+
+
+def simulate_ct(
+    phantom: Phantom,
+    protocol: ScannerProtocol,
+    *,
+    z_range_mm: tuple[float, float] | None = None,
+    supersampling: int = 2,
+    preset: str | None = None,
+    device: str | None = None,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> CTCase:
+    """Image ``phantom`` with CT and an AP radiograph and measure its truth: a :class:`CTCase`, no files.
+
+    ``z_range_mm`` is the scan range along z (default: the range of ``preset``, the protocol's
+    preset name recorded in the truth; without one the clinical range, iliac crest to below the
+    lesser trochanters); ``supersampling`` sub-samples per voxel edge of the labels (1 to 8).
+    ``device`` ("cpu", "cuda" or None for the best present) and ``threads`` (default every core)
+    reach rasterization, projection and reconstruction; the result does not depend on
+    ``threads``. ``progress``: see :data:`Progress`. Noise is drawn from the case's imaging and
+    radiograph streams.
+    """
+    supersampling = int(check_range("supersampling", supersampling, 1, 8))
+    device = backend.select_device(device)  # a forced but absent GPU is reported before any work
+    z_range = tuple(z_range_mm or SCAN_RANGE_MM.get(preset or "clinical", SCAN_RANGE_MM["clinical"]))
+    imaging_rng, radiograph_rng = _case_rngs(phantom)
+    report = progress or (lambda stage, seconds: None)
+    clock = time.perf_counter()
+
+    def stage(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        report(name, now - clock)
+        clock = now
+
+    protocol = fit_protocol(protocol, phantom)
+    recon, imaging = case_grids(phantom, protocol, z_range)
+    labels = phantom.rasterize(recon, supersampling=supersampling, threads=threads)
+    stage("labels")
+    fine = phantom.rasterize(imaging, supersampling=1, threads=threads)
+    water, bone = basis_maps(phantom, fine, ct.protocol_spectrum(protocol))
+    del fine
+    stage("imaging maps")
+    hu = ct.simulate_ct(water, bone, imaging, recon, protocol, imaging_rng, device=device, threads=threads)
+    del water, bone
+    stage("ct")
+    radiograph = ap_radiograph(phantom, protocol.recon_pixel_mm, radiograph_rng, threads=threads)
+    stage("radiograph")
+    truth = phantom_truth(phantom, labels, threads=threads)
+    truth["scanner"] = {
+        "preset": preset,
+        **protocol.to_dict(),
+        "scan_range_mm": list(z_range),
+        "reconstruction_grid": recon.to_dict(),
+        "imaging_grid": imaging.to_dict(),
+        "device": device,
+    }
+    truth["radiograph"] = radiograph.geometry.to_dict()
+    stage("truth")
+    hu_int = np.clip(np.rint(hu), *HU_RANGE).astype(np.int16)
+    hu_int[:, outside_scan_field(recon, protocol)] = HU_RANGE[0]  # no data there, as scanners show it
+    return CTCase(hu_int, labels.structures, labels.tissues, labels.instances, recon, radiograph, truth)
