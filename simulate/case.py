@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from nmosim.phantoms.errors import check_range
+from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.phantom import Phantom
 from nmosim.phantoms.rasterize import Rasterization
 from nmosim.simulate import backend
@@ -129,15 +130,27 @@ def read_case(folder: Path | str) -> CTCase:
     """The :class:`CTCase` of a case folder written by :func:`write_case`."""
     folder = Path(folder)
     ct = read_nifti(folder / "ct.nii.gz")
+    truth = read_json(folder / "truth.json")
     volumes = {name: read_nifti(folder / filename).data.astype(dtype, copy=False)
                for name, (filename, dtype) in LABEL_FILES.items()}  # fmt: skip
     return CTCase(
         hu=ct.data.astype(np.int16, copy=False),
-        grid=ct.grid(),
+        grid=_exact_grid(ct.grid(), truth),
         radiograph=load_radiograph(folder / "radiograph_ap.npz"),
-        truth=read_json(folder / "truth.json"),
+        truth=truth,
         **volumes,
     )
+
+
+def _exact_grid(grid: Grid, truth: dict) -> Grid:
+    """The grid of truth.json (float64) where it is the NIfTI's (whose affine is float32)."""
+    saved = truth.get("grid") or {}
+    try:
+        exact = Grid(tuple(saved["shape_zyx"]), tuple(saved["spacing_mm_xyz"]), tuple(saved["origin_mm_xyz"]))
+    except (KeyError, TypeError, ValueError):
+        return grid
+    same = exact.shape == grid.shape and np.allclose(exact.affine(), grid.affine(), atol=1e-3)
+    return exact if same else grid
 
 
 def save_radiograph(path: Path, radiograph: Radiograph) -> None:
