@@ -398,3 +398,71 @@ def test_predictions_in_the_dataset_label_sets(tmp_path: Path) -> None:
     assert row["volume_pred_ml_ho_right"] == pytest.approx(3.0 / 1000)
     with pytest.raises(SpecError, match="pred_labels"):
         evaluate(tmp_path / "truth", tmp_path / "ho", pred_labels="sided")
+
+
+# --- one bad case never stops the report --------------------------------------------------------------
+
+
+def write_raw_pred(pred_dir: Path, case_id: str, data_xyz: np.ndarray) -> None:
+    """A prediction of any dtype numpy and nibabel allow, on the scene's grid (data [x, y, z])."""
+    import nibabel as nib
+
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data_xyz, GRID.affine()), str(pred_dir / f"{case_id}.nii.gz"))
+
+
+def test_every_bad_input_is_one_row_and_the_report_is_written(tmp_path: Path, capsys) -> None:
+    s, inst = scene()
+    ids = ("c_complex", "c_json", "c_ok", "c_rgb", "c_structures")
+    for case_id in ids:
+        write_case(tmp_path / "truth", case_id, s, inst)
+        write_pred(tmp_path / "pred", case_id, s)
+    xyz = np.transpose(s, (2, 1, 0))
+    rgb = np.zeros(xyz.shape, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    rgb["R"] = xyz
+    write_raw_pred(tmp_path / "pred", "c_rgb", rgb)  # an RGB24 picture of the labels
+    write_raw_pred(tmp_path / "pred", "c_complex", xyz.astype(np.complex64))
+    (tmp_path / "truth" / "c_json" / "truth.json").write_text('{"phase": "b", "right": {', encoding="utf-8")
+    structures = tmp_path / "truth" / "c_structures" / "structures.nii.gz"
+    structures.write_bytes(structures.read_bytes()[:200])  # truncated
+    out = tmp_path / "report"
+    truth, pred = str(tmp_path / "truth"), str(tmp_path / "pred")
+    argv = ["evaluate", "--truth", truth, "--pred", pred, "--out", str(out)]
+    assert cli.main(argv) == 0
+    with open(out / "metrics_per_case.csv") as handle:
+        table = {r["case_id"]: r for r in csv.DictReader(handle)}
+    assert set(table) == set(ids)
+    assert {k: r["status"] for k, r in table.items()} == {
+        "c_complex": "not_a_label_map",
+        "c_json": "truth_unreadable",
+        "c_ok": "ok",
+        "c_rgb": "not_a_label_map",
+        "c_structures": "truth_unreadable",
+    }
+    assert "JSONDecodeError" in table["c_json"]["error"] and table["c_structures"]["error"]
+    assert table["c_ok"]["dice_ho"] == "1" and table["c_rgb"]["dice_ho"] == ""
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_cases"] == 5 and summary["n_scored"] == 1
+    assert summary["status_counts"] == {"not_a_label_map": 2, "ok": 1, "truth_unreadable": 2}
+    assert (out / "grade_confusion.png").stat().st_size > 0
+
+
+def test_an_unexpected_failure_of_one_case_is_its_error_row(tmp_path: Path, monkeypatch) -> None:
+    import nmosim.simulate.evaluate as report
+
+    s, inst = scene()
+    for case_id in ("c_a", "c_b"):
+        write_case(tmp_path / "truth", case_id, s, inst)
+        write_pred(tmp_path / "pred", case_id, s)
+    real = report.evaluate_case
+
+    def failing(case, *args, **kwargs):
+        if case.case_id == "c_a":
+            raise MemoryError("no room for the distance transform")
+        return real(case, *args, **kwargs)
+
+    monkeypatch.setattr(report, "evaluate_case", failing)
+    rows, summary = evaluate(tmp_path / "truth", tmp_path / "pred")
+    assert [r["status"] for r in rows] == ["error", "ok"]
+    assert rows[0]["error"] == "MemoryError: no room for the distance transform"
+    assert rows[0]["phase"] == "b" and summary["by"]["phase"]["b"]["n_cases"] == 2
