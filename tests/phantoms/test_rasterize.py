@@ -145,6 +145,21 @@ def test_same_scene_gives_the_same_bytes():
     assert np.all((a.mixed_fractions < 1).all(axis=1))  # listed voxels hold several tissues
 
 
+def test_thread_count_changes_no_byte_and_is_validated():
+    from nmosim.phantoms.anatomy import build_anatomy
+    from nmosim.phantoms.errors import SpecError
+    from nmosim.phantoms.spec import AnatomySpec
+
+    parts = build_anatomy(AnatomySpec(), np.random.default_rng(0))
+    grid = Grid.centered((30, 34, 40), (7.0, 7.0, 7.0), (0.0, 0.0, 0.0))
+    one, three = rasterize(parts, grid, 2, threads=1), rasterize(parts, grid, 2, threads=3)
+    for field in ("structures", "tissues", "instances", "mixed_index", "mixed_fractions"):
+        assert getattr(one, field).tobytes() == getattr(three, field).tobytes()
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(SpecError, match="threads"):
+            rasterize(parts, grid, 2, threads=bad)
+
+
 @pytest.mark.xfail(
     reason="known: an ellipsoid's distance is not 1-Lipschitz, so VOXEL_SAFETY misses a few voxels of "
     "some lesion unions (seed 3, phase d: 6 of 53760 fractions differ)",

@@ -162,3 +162,15 @@ def test_same_seed_same_bytes(tmp_path):
     for name in ("ct.nii.gz", "structures.nii.gz", "tissues.nii.gz", "ho_instances.nii.gz",
                  "radiograph_ap.npz", "truth.json"):  # fmt: skip
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+def test_supersampling_reaches_the_labels(tmp_path):
+    tiny = ["--seed", "5", "--phase", "b", "--z-range", "-3", "3", "--scanner", "recon_pixel_mm=4",
+            "--scanner", "slice_thickness_mm=3", "--scanner", "n_views=90"]  # fmt: skip
+    out = tmp_path / "case"
+    assert main(["case", *tiny, "--supersampling", "1", "--out", str(out)]) == 0
+    truth = json.loads((out / "truth.json").read_text())
+    assert truth["supersampling"] == 1  # the label grid was sampled once per voxel, as asked
+    assert main(["case", *tiny, "--supersampling", "9", "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
+
