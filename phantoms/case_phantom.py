@@ -129,6 +129,7 @@ def build_case_phantom(
     anatomy_overrides: dict | None = None,
     honour_spacing_mm: float = HONOUR_SPACING_MM,
     max_attempts: int = MAX_ATTEMPTS,
+    threads: int | None = None,
 ) -> Phantom:
     """One NHO case: a hip phantom whose index side has the Brooker grade of ``phase`` by measurement.
 
@@ -143,6 +144,7 @@ def build_case_phantom(
     confounders : add non-HO calcifications (DOMAIN.md 5); drawn (p = 0.3) if None.
     anatomy_overrides : fixed :class:`~nmosim.phantoms.spec.AnatomySpec` fields of the untreated anatomy.
     honour_spacing_mm, max_attempts : grid of the grading check and attempts per side.
+    threads : worker threads of the grading checks' rasterizations (default every core).
 
     ``metadata`` holds the truth inputs (phase, weeks, aetiology, attempts, requested grade per side,
     lesions with instance id, side, location, maturity and seed point). Raises SpecError for bad
@@ -161,6 +163,7 @@ def build_case_phantom(
         anatomy_overrides=anatomy_overrides,
         honour_spacing_mm=honour_spacing_mm,
         max_attempts=max_attempts,
+        threads=threads,
     )
     return phantom_at(plan, plan.reference_weeks)
 
@@ -174,6 +177,7 @@ def build_case_series(
     confounders: bool | None = None,
     anatomy_overrides: dict | None = None,
     honour_spacing_mm: float = HONOUR_SPACING_MM,
+    threads: int | None = None,
 ) -> list[Phantom]:
     """One patient scanned at each of ``weeks``: same anatomy, same lesions growing and maturing.
 
@@ -190,5 +194,6 @@ def build_case_series(
         confounders=confounders,
         anatomy_overrides=anatomy_overrides,
         honour_spacing_mm=honour_spacing_mm,
+        threads=threads,
     )
     return [phantom_at(plan, w) for w in times]

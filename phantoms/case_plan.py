@@ -140,6 +140,7 @@ def plan_case(
     anatomy_overrides: dict | None = None,
     honour_spacing_mm: float = HONOUR_SPACING_MM,
     max_attempts: int = MAX_ATTEMPTS,
+    threads: int | None = None,
 ) -> CasePlan:
     """Draw one patient (anatomy, course, lesions honoured at ``weeks``, confounders).
 
@@ -191,7 +192,7 @@ def plan_case(
     for side in SIDES:
         if not requested[side]:
             continue
-        crop = side_crop(ref_anatomy, lm, side, honour_spacing_mm)
+        crop = side_crop(ref_anatomy, lm, side, honour_spacing_mm, threads)
         if side == index_side:
             plans, geometries, n = honour_side(
                 r_lesion, crop, sites, bones, side, requested[side], side_location[side], max_attempts

@@ -45,6 +45,7 @@ class SideCrop:
 
     grid: Grid
     structures: np.ndarray
+    threads: int | None = None  # worker threads of every rasterization on the crop (None: every core)
 
 
 def _upper_parts(spec: AnatomySpec) -> list[Part]:
@@ -54,13 +55,15 @@ def _upper_parts(spec: AnatomySpec) -> list[Part]:
     return parts[next(i for i, p in enumerate(parts) if p is marker) + 1 :]
 
 
-def side_crop(spec: AnatomySpec, lm: HipLandmarks, side: str, spacing_mm: float) -> SideCrop:
+def side_crop(
+    spec: AnatomySpec, lm: HipLandmarks, side: str, spacing_mm: float, threads: int | None = None
+) -> SideCrop:
     sign = 1.0 if side == "right" else -1.0
     hc = lm.head_center * np.array([sign, 1.0, 1.0])
     lo, hi = hc - [105.0, 105.0, 115.0], hc + [105.0, 105.0, 110.0]
     grid = Grid.covering(tuple(lo), tuple(hi), spacing_mm)
     upper = [p for p in _upper_parts(spec) if p.name.endswith(side) or p.name == "pelvis"]
-    return SideCrop(grid, rasterize(upper, grid, 1).structures)
+    return SideCrop(grid, rasterize(upper, grid, 1, threads).structures, threads)
 
 
 def _crop_for(crop: SideCrop, shapes: list[Shape]) -> tuple[Grid, tuple[slice, ...]]:
@@ -91,7 +94,7 @@ def _measure(
         lesion_part(f"ho_{i + 1}", g.shape(1.0), side, i + 1, "mature", 2.0) for i, g in enumerate(geometries)
     ]
     grid, sl = _crop_for(crop, [p.shape for p in parts])
-    r = rasterize(parts, grid, 1)
+    r = rasterize(parts, grid, 1, crop.threads)
     structures = crop.structures[sl].copy()
     instances = np.zeros(grid.shape, np.uint16)
     free = structures == 0

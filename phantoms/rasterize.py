@@ -242,7 +242,7 @@ def _paint_inside(part_id: np.ndarray, st: _PartState, k: int) -> None:
             view[cells[:, 0], :, cells[:, 1], :, cells[:, 2], :] = k
 
 
-def _threads(threads: int | None) -> int:
+def worker_threads(threads: int | None) -> int:
     """Worker threads: ``threads`` if given (an integer >= 1), else every core."""
     if threads is None:
         return os.cpu_count() or 1
@@ -281,7 +281,7 @@ def rasterize(
     s = int(check_range("supersampling", supersampling, 1, 8))
     if s != supersampling:
         raise ValueError(f"supersampling = {supersampling!r} must be an integer in [1, 8]")
-    workers = _threads(threads)
+    workers = worker_threads(threads)
     table = np.array([(0, 0, 0)] + [lab for p in parts for lab in p.labels()], np.int64)
     if len(table) > np.iinfo(np.uint16).max:
         raise ValueError(f"too many parts and layers ({len(table) - 1}); at most 65534")

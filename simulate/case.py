@@ -189,7 +189,7 @@ def write_ct_case(
     check_range("supersampling", supersampling, 1, 8)
     device = backend.select_device(device)  # a forced but absent GPU is reported before any work
     clock = time.perf_counter()
-    phantom = build_phantom(request)
+    phantom = build_phantom(request, threads=threads)
     if progress:
         progress("phantom", time.perf_counter() - clock)
     ct = simulate_ct(

@@ -15,6 +15,7 @@ from nmosim.phantoms.errors import SpecError, check_choice, check_range
 from nmosim.phantoms.lesions import build_case_phantom, build_case_series
 from nmosim.phantoms.phantom import Phantom
 from nmosim.phantoms.progression import AETIOLOGIES, PHASES, check_weeks
+from nmosim.phantoms.rasterize import worker_threads
 from nmosim.phantoms.spec import RANGES, SEXES, AnatomySpec
 from nmosim.simulate.provenance import stream_seed
 
@@ -88,18 +89,21 @@ class CaseSpec:
         )  # fmt: skip
 
 
-def build_phantom(spec: CaseSpec) -> Phantom:
+def build_phantom(spec: CaseSpec, *, threads: int | None = None) -> Phantom:
     """The phantom of ``spec``: an analytic scene with labels on demand; same spec, same phantom.
+
+    ``threads`` work the rasterizations that check the phase (default every core; same phantom).
 
     Raises :class:`~nmosim.phantoms.lesions.PhaseNotMet` when the phase was not reached by
     measurement (another seed will do).
     """
-    phantom = build_case_phantom(spec.streams(), **spec.lesion_options())
+    worker_threads(threads)  # a bad count is refused before any work
+    phantom = build_case_phantom(spec.streams(), **spec.lesion_options(), threads=threads)
     phantom.metadata.update({"seed": spec.seed, "case_index": spec.case_index})
     return phantom
 
 
-def build_series(spec: CaseSpec, weeks: Sequence[float]) -> list[Phantom]:
+def build_series(spec: CaseSpec, weeks: Sequence[float], *, threads: int | None = None) -> list[Phantom]:
     """One patient at each of ``weeks`` since injury: same anatomy, same lesions growing.
 
     ``spec.weeks`` is ignored; the phase (if given) is honoured at the last time point.
@@ -107,7 +111,8 @@ def build_series(spec: CaseSpec, weeks: Sequence[float]) -> list[Phantom]:
     options = spec.lesion_options()
     options.pop("weeks")
     options["phase"] = spec.phase
-    series = build_case_series(spec.streams(), list(weeks), **options)
+    worker_threads(threads)
+    series = build_case_series(spec.streams(), list(weeks), **options, threads=threads)
     for phantom in series:
         phantom.metadata.update({"seed": spec.seed, "case_index": spec.case_index})
     return series

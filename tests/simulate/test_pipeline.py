@@ -99,3 +99,12 @@ def test_a_phantom_without_a_seed_is_refused():
 
     with pytest.raises(nmosim.SpecError, match="phantom has no seed"):
         nmosim.simulate_ct(build_phantom(AnatomySpec()), nmosim.protocol("quick", **TINY), z_range_mm=Z_RANGE)
+
+
+def test_threads_of_the_phantom_build_change_nothing():
+    spec = nmosim.CaseSpec(phase="a", seed=11)
+    one, default = nmosim.build_phantom(spec, threads=1), nmosim.build_phantom(spec)
+    assert one.metadata == default.metadata and one.metadata["lesions"]
+    for bad_spec in (spec, nmosim.CaseSpec(phase="none", seed=11)):  # refused with or without HO
+        with pytest.raises(nmosim.SpecError, match="threads = 0 is outside"):
+            nmosim.build_phantom(bad_spec, threads=0)
