@@ -275,18 +275,18 @@ def run_baseline(args: argparse.Namespace) -> Path:
 
 
 def run_evaluate(args: argparse.Namespace) -> Path:
-    from nmosim.simulate.evaluate import evaluate, write_report
+    import nmosim
 
     def progress(done: int, total: int, case_id: str) -> None:
         print(f"\r  evaluated {done}/{total} {case_id:<30}", end="", file=sys.stderr, flush=True)
 
-    rows, summary = evaluate(
+    rows, summary = nmosim.evaluate(
         args.truth, args.pred, args.tolerance_mm, args.iou_threshold, progress, args.pred_labels
     )
     print(file=sys.stderr)
     for status, count in summary["status_counts"].items():
         print(f"  {status}: {count} case(s)", file=sys.stderr)
-    return write_report(args.out, rows, summary)
+    return nmosim.write_report(args.out, rows, summary)
 
 
 def _split_pairs(option: str, pairs: list[str]) -> list[tuple[str, str]]:
