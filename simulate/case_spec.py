@@ -10,9 +10,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from nmosim.phantoms.case_plan import CaseStreams
 from nmosim.phantoms.errors import SpecError, check_choice, check_range
-from nmosim.phantoms.lesions import build_case_phantom, build_case_series
+from nmosim.phantoms.lesions import CaseStreams, build_case_phantom, build_case_series
 from nmosim.phantoms.phantom import Phantom
 from nmosim.phantoms.progression import AETIOLOGIES, PHASES, check_weeks
 from nmosim.phantoms.rasterize import worker_threads
