@@ -1,6 +1,7 @@
 """A drawn patient as a phantom at any time since injury: lesions grown, muscles and bones changed.
 
-Turns a :class:`~nmosim.phantoms.case_plan.CasePlan` into phantoms; it draws nothing and measures nothing.
+Turns a :class:`~nmosim.phantoms.case_plan.CasePlan` (drawn by plan_case) into phantoms; it draws and
+measures nothing itself.
 """
 
 from __future__ import annotations
