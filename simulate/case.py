@@ -16,7 +16,6 @@ import numpy as np
 from nmosim.phantoms.errors import check_range
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.phantom import Phantom
-from nmosim.phantoms.rasterize import Rasterization
 from nmosim.simulate import backend
 from nmosim.simulate.case_spec import CaseSpec, build_phantom
 from nmosim.simulate.figures import ct_preview, label_preview, radiograph_overlay, radiograph_preview
@@ -38,11 +37,13 @@ LABEL_FILES = {"structures": ("structures.nii.gz", np.uint8), "tissues": ("tissu
                "ho_instances": ("ho_instances.nii.gz", np.uint16)}  # fmt: skip
 
 
-def write_labels(folder: Path, labels: Rasterization) -> None:
-    """structures.nii.gz (uint8), tissues.nii.gz (uint8), ho_instances.nii.gz (uint16)."""
-    volumes = {"structures": labels.structures, "tissues": labels.tissues, "ho_instances": labels.instances}
+def write_labels(
+    folder: Path, grid: Grid, structures: np.ndarray, tissues: np.ndarray, instances: np.ndarray
+) -> None:
+    """structures.nii.gz (uint8), tissues.nii.gz (uint8), ho_instances.nii.gz (uint16) on ``grid``."""
+    volumes = {"structures": structures, "tissues": tissues, "ho_instances": instances}
     for name, (filename, dtype) in LABEL_FILES.items():
-        write_nifti(folder / filename, volumes[name], labels.grid, dtype)
+        write_nifti(folder / filename, volumes[name], grid, dtype)
 
 
 # --- phantoms ---------------------------------------------------------------------------------
@@ -64,7 +65,7 @@ def write_phantom(
     truth = phantom_truth(phantom, labels, case_id, threads=threads)
     title = f"{case_id}: seed {truth['seed']}, phase {truth['phase']}, labels"
     with staged_directory(out) as stage:
-        write_labels(stage, labels)
+        write_labels(stage, grid, labels.structures, labels.tissues, labels.instances)
         write_json(stage / "truth.json", truth)
         label_preview(stage / "preview.png", labels.structures, grid, preview_center(truth), title)
     return Path(out).resolve()
@@ -105,9 +106,7 @@ def write_case(ct: CTCase, out: Path | str) -> Path:
     preset = (truth.get("scanner") or {}).get("preset") or "custom protocol"
     with staged_directory(out) as folder:
         write_nifti(folder / "ct.nii.gz", ct.hu, ct.grid, np.int16)
-        volumes = {"structures": ct.structures, "tissues": ct.tissues, "ho_instances": ct.ho_instances}
-        for name, (filename, dtype) in LABEL_FILES.items():
-            write_nifti(folder / filename, volumes[name], ct.grid, dtype)
+        write_labels(folder, ct.grid, ct.structures, ct.tissues, ct.ho_instances)
         save_radiograph(folder / "radiograph_ap.npz", ct.radiograph)
         shown = ct.radiograph.image[::-1, ::-1]  # superior up, patient's right on the viewer's left
         title = f"{case_id}: AP pelvis, {ct.radiograph.geometry.kvp:g} kV (patient's right on the left)"
