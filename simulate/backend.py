@@ -24,7 +24,7 @@ import numpy as np
 
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
-from nmosim.simulate.scanner import ScannerProtocol
+from nmosim.simulate.scanner import GEOMETRIES_3D, ScannerProtocol
 
 DEVICES = ("cpu", "cuda")
 DEVICE_ENV = "NMOSIM_DEVICE"
@@ -47,6 +47,18 @@ def select_device(device: str | None = None) -> str:
     if device == "cuda" and not astra.use_cuda():
         raise SpecError(f"{source} = 'cuda' but no CUDA GPU is available to ASTRA; use 'cpu'")
     return device
+
+
+def check_geometry(protocol: ScannerProtocol, device: str) -> None:
+    """Raise :class:`SpecError` when ``protocol.geometry`` needs a GPU and ``device`` is the CPU.
+
+    The multi-row geometries (axial, helical) run through ASTRA 3D, which has only CUDA code.
+    """
+    if protocol.geometry in GEOMETRIES_3D and device != "cuda":
+        raise SpecError(
+            f"geometry = {protocol.geometry!r} is not one of {{fan2d}} without a CUDA GPU "
+            "(the cone-beam geometries run through ASTRA 3D on the GPU)"
+        )
 
 
 def resolve_threads(threads: int | None, device: str) -> int:

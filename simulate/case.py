@@ -247,6 +247,7 @@ def write_ct_case(
     check_output_dir(out)
     protocol = scanner.make_protocol(preset, **(protocol_overrides or {}))
     device = backend.select_device()  # a forced but absent GPU is reported before any work
+    backend.check_geometry(protocol, device)  # so is a cone-beam geometry without a GPU
     z_range = z_range_mm or SCAN_RANGE_MM[preset]
     clock = time.perf_counter()
 

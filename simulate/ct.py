@@ -15,7 +15,7 @@ from nmosim.phantoms.errors import SpecError, check_range
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Tissue
 from nmosim.phantoms.materials import Material, tissue_materials
-from nmosim.simulate import backend, physics, reconstruct
+from nmosim.simulate import backend, geometry3d, physics, reconstruct
 from nmosim.simulate.scanner import ScannerProtocol, imaging_grid, recon_grid
 
 # Water cylinder used for the HU calibration (DESIGN.md 7), mm; smaller if the FOV is small.
@@ -143,6 +143,11 @@ def _reconstruct_mu(
     bone_map = _check_map("bone_map", bone_map, imaging)
     groups = slice_groups(imaging, recon, protocol.slice_thickness_mm)
     device = backend.select_device(device)
+    backend.check_geometry(protocol, device)
+    if protocol.geometry != "fan2d":
+        return geometry3d.reconstruct_mu(
+            water_map, bone_map, imaging, recon, protocol, rng, device=device, progress=progress
+        )
     n_threads = backend.resolve_threads(threads, device)
     out = np.empty(recon.shape, dtype=np.float32)
     # Slabs of reconstructed slices bound memory; slice results do not depend on the slab size,
@@ -217,8 +222,12 @@ def simulate_ct(
     fine slice the expected polychromatic signal and its variance are summed over grouped energy
     bins; the fine slices of a reconstructed slice are added in the intensity domain; noise, log,
     optional water beam-hardening correction; reconstruction; HU from a water-cylinder
-    calibration of the same protocol (:func:`water_calibration`).
+    calibration of the same protocol (:func:`water_calibration`). The axial and helical
+    geometries scan the maps as a multi-row cone beam on the GPU instead
+    (:mod:`nmosim.simulate.geometry3d`); asking for them without a GPU raises SpecError before
+    any work.
     """
+    backend.check_geometry(protocol, backend.select_device(device))
     mu = _reconstruct_mu(
         water_map, bone_map, imaging_grid, recon_grid, protocol, rng, threads=threads, device=device,
         progress=progress,
@@ -297,12 +306,18 @@ def water_calibration(
 def _water_calibration(protocol: ScannerProtocol, device: str, threads: int | None) -> tuple[float, float]:
     fov = protocol.recon_fov_mm
     diameter = min(CALIBRATION_DIAMETER_MM, 0.6 * fov)
-    mu, rec = simulate_water_cylinder(protocol, diameter, None, hu=False, threads=threads, device=device)
+    n_slices = 1  # fan2d, and axial: the middle slice lies in the source plane, seen by in-plane rays
+    if protocol.geometry == "helical":  # rays to a plane wander along z by a fraction of the feed
+        n_slices = 2 * int(np.ceil(0.5 * protocol.collimation_mm / protocol.slice_thickness_mm)) + 1
+    mu, rec = simulate_water_cylinder(
+        protocol, diameter, None, n_slices=n_slices, hu=False, threads=threads, device=device
+    )
     x, y = rec.voxel_centers_axis(0), rec.voxel_centers_axis(1)
     r = np.hypot(x[None, :], y[:, None])
     water = r <= diameter / 6.0
     air = (r >= 0.55 * diameter) & (r <= 0.95 * fov / 2.0)
-    return float(mu[0][water].mean()), float(mu[0][air].mean())
+    middle = mu[n_slices // 2]
+    return float(middle[water].mean()), float(middle[air].mean())
 
 
 def reference_hu(material: Material, protocol: ScannerProtocol, *, water_cm: float = 20.0) -> float:

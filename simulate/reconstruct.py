@@ -365,8 +365,13 @@ def reconstruct(
     threads: int | None = None,
     device: str | None = None,
 ) -> np.ndarray:
-    """Reconstruct with ``protocol.recon_method`` (fbp, sirt or cgls) and its settings."""
+    """Reconstruct with ``protocol.recon_method`` (fbp, sirt, cgls or tv) and its settings."""
     if protocol.recon_method == "fbp":
         return fbp(sinogram, grid, protocol, threads=threads, device=device)
+    if protocol.recon_method == "tv":
+        from nmosim.simulate import tv  # imports ODL, only when asked for
+
+        _check_sinogram(sinogram, grid, protocol)
+        return tv.tv_reconstruct(sinogram, grid, protocol, device=backend.select_device(device))
     method = sirt if protocol.recon_method == "sirt" else cgls
     return method(sinogram, grid, protocol, threads=threads, device=device)

@@ -196,7 +196,7 @@ class ScannerProtocol:
     detector_rows: int = 64
     row_pitch_mm: float = 1.14
     pitch: float = 1.0
-    tv_weight: float = 0.002
+    tv_weight: float = 1e-4
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in _RANGES.items():
@@ -208,6 +208,8 @@ class ScannerProtocol:
         check_choice("kernel", self.kernel, KERNELS)
         check_choice("recon_method", self.recon_method, RECON_METHODS)
         check_choice("geometry", self.geometry, GEOMETRIES)
+        if self.geometry == "axial" and self.recon_method == "tv":
+            raise SpecError("recon_method = 'tv' is not one of {fbp, sirt, cgls} for geometry = 'axial'")
         if not isinstance(self.water_correction, (bool, np.bool_)):
             value = self.water_correction
             raise SpecError(f"water_correction = {value!r} is not one of {{True, False}}")
