@@ -24,7 +24,7 @@ import scipy.fft
 
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
-from nmosim.simulate import physics, reconstruct
+from nmosim.simulate import arrays, physics, reconstruct
 from nmosim.simulate.scanner import ScannerProtocol
 
 
@@ -220,6 +220,20 @@ def reconstruct_cone(
         astra.data3d.delete([vol_id, proj_id])
 
 
+def fdk(projections: np.ndarray, grid: Grid, protocol: ScannerProtocol, proj_geom: dict) -> np.ndarray:
+    """FDK of one circular rotation (our ``[rows, views, bins]`` order) onto ``grid`` (z relative
+    to the source plane): the kernel's window along the bins (on the GPU with CuPy), then ASTRA's
+    ``FDK_CUDA`` (cosine weights, ramp filter and weighted backprojection on the GPU)."""
+    xp = arrays.namespace("cuda")
+    n_fft, window = kernel_window_columns(protocol)
+    data = xp.asarray(np.ascontiguousarray(projections[:, :, ::-1], dtype=np.float32))
+    spectrum = xp.fft.rfft(data, n=n_fft, axis=-1)
+    filtered = xp.fft.irfft(spectrum * xp.asarray(window), n=n_fft, axis=-1)[..., : protocol.n_bins]
+    del data, spectrum
+    host = np.ascontiguousarray(arrays.to_numpy(xp.astype(filtered, xp.float32)))
+    return reconstruct_cone(host, grid, proj_geom, "FDK")
+
+
 # --- the scan -----------------------------------------------------------------------------------
 def detector_projections(
     lines_water_cm: np.ndarray,
@@ -281,7 +295,6 @@ def _axial_mu(maps, imaging: Grid, recon: Grid, protocol: ScannerProtocol, rng, 
     band = np.clip(np.round((z_rec - tables[0]) / protocol.collimation_mm).astype(int), 0, tables.size - 1)
     views = np.arange(protocol.n_views)
     cone = circular_cone_geometry(protocol)
-    n_fft, window = kernel_window_columns(protocol)
     offsets = slice_offsets(protocol)
     out = np.empty(recon.shape, dtype=np.float32)
     for i, z_t in enumerate(tables):
@@ -290,8 +303,6 @@ def _axial_mu(maps, imaging: Grid, recon: Grid, protocol: ScannerProtocol, rng, 
             continue
         projections = _scan(maps, imaging, protocol, views, np.full(views.size, z_t), rng)
         if protocol.recon_method == "fbp":
-            spectrum = scipy.fft.rfft(projections, n=n_fft, axis=-1)
-            projections = scipy.fft.irfft(spectrum * window, n=n_fft, axis=-1)[..., : protocol.n_bins]
             # planes at the offsets inside each slice, averaged: the slice thickness
             lo, hi = int(members[0]), int(members[-1]) + 1
             fine = Grid(
@@ -299,7 +310,7 @@ def _axial_mu(maps, imaging: Grid, recon: Grid, protocol: ScannerProtocol, rng, 
                 (recon.spacing_mm[0], recon.spacing_mm[1], recon.spacing_mm[2] / offsets.size),
                 (recon.origin_mm[0], recon.origin_mm[1], float(z_rec[lo] + offsets[0] - z_t)),
             )
-            volume = reconstruct_cone(to_astra_cone(projections.astype(np.float32)), fine, cone, "FDK")
+            volume = fdk(projections, fine, protocol, cone)
             out[lo:hi] = volume.reshape(hi - lo, offsets.size, *recon.shape[1:]).mean(axis=1)
         else:
             # iterative: a volume over the whole band the rays cross, so every ray is explained
