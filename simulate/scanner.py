@@ -88,11 +88,6 @@ PRESETS: dict[str, dict[str, object]] = {
         "row_pitch_mm": 1.14,
         "pitch": 1.0,
         "tv_weight": 1e-4,
-        "geometry": "fan2d",
-        "detector_rows": 64,
-        "row_pitch_mm": 1.14,
-        "pitch": 1.0,
-        "tv_weight": 1e-4,
     },
 }
 

@@ -175,7 +175,7 @@ def test_axial_scan_reconstructs_every_slice_once_in_its_rotation(monkeypatch):
         n = len(geometry["ProjectionAngles"]) if "ProjectionAngles" in geometry else len(geometry["Vectors"])
         return np.zeros((geometry["DetectorRowCount"], n, geometry["DetectorColCount"]), np.float32)
 
-    def fake_fdk(projections, grid, protocol, geometry):
+    def fake_fdk(projections, grid, protocol):
         assert projections.shape == (p.detector_rows, p.n_views, p.n_bins)
         planes.append(grid.voxel_centers_axis(2) + tables[len(planes)])
         return np.zeros(grid.shape, np.float32)
