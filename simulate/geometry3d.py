@@ -24,7 +24,7 @@ import scipy.fft
 
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
-from nmosim.simulate import arrays, physics, reconstruct
+from nmosim.simulate import arrays, backend, physics, reconstruct
 from nmosim.simulate.scanner import ScannerProtocol
 
 
@@ -160,16 +160,6 @@ def _sub_grid(grid: Grid, lo: int, hi: int, z_shift: float = 0.0) -> Grid:
     )
 
 
-def volume_geometry_3d(grid: Grid) -> dict:
-    """ASTRA 3D volume geometry of ``grid`` in mm (anisotropic voxels allowed)."""
-    nz, ny, nx = grid.shape
-    (dx, dy, dz), (ox, oy, oz) = grid.spacing_mm, grid.origin_mm
-    return astra.create_vol_geom(
-        ny, nx, nz, ox - dx / 2, ox + (nx - 0.5) * dx, oy - dy / 2, oy + (ny - 0.5) * dy,
-        oz - dz / 2, oz + (nz - 0.5) * dz,
-    )  # fmt: skip
-
-
 def kernel_window_columns(protocol: ScannerProtocol) -> tuple[int, np.ndarray]:
     """FFT length along the bins and the reconstruction kernel's window (no ramp) on it, with
     frequencies taken at the iso-centre, so a kernel means what it means for fan2d."""
@@ -184,36 +174,6 @@ def _require_gpu() -> None:
         raise SpecError("geometry = 3D needs a CUDA GPU available to ASTRA; use geometry = 'fan2d'")
 
 
-def _data3d(kind: str, geometry: dict, array) -> int:
-    """ASTRA 3D data object: ``array`` itself when it is a CuPy array (it stays on the GPU,
-    linked through DLPack), else a copy of it in host memory."""
-    if arrays.is_cupy(array):
-        return astra.data3d.link(kind, geometry, array)
-    return astra.data3d.create(kind, geometry, np.ascontiguousarray(array, dtype=np.float32))
-
-
-def _run3d(method: str, vol_geom: dict, proj_geom: dict, volume, projections, iterations: int = 1) -> None:
-    """Run ASTRA 3D CUDA algorithm ``method`` ('FP3D', 'FDK', 'SIRT3D', 'CGLS3D') between
-    ``volume`` and ``projections`` (CuPy arrays, updated in place, or numpy arrays, whose
-    results are read back by the caller); every ASTRA object is deleted on exit."""
-    vol_id = _data3d("-vol", vol_geom, volume)
-    proj_id = alg_id = None
-    try:
-        proj_id = _data3d("-proj3d", proj_geom, projections)
-        cfg = astra.astra_dict(f"{method}_CUDA")
-        cfg["VolumeDataId" if method == "FP3D" else "ReconstructionDataId"] = vol_id
-        cfg["ProjectionDataId"] = proj_id
-        alg_id = astra.algorithm.create(cfg)
-        astra.algorithm.run(alg_id, iterations)
-        if not arrays.is_cupy(volume):  # host copies: hand the result back through the arrays
-            out, out_id = (projections, proj_id) if method == "FP3D" else (volume, vol_id)
-            out[...] = astra.data3d.get_shared(out_id)
-    finally:
-        if alg_id is not None:
-            astra.algorithm.delete(alg_id)
-        astra.data3d.delete([i for i in (vol_id, proj_id) if i is not None])
-
-
 def forward_project_cone(volume: np.ndarray, grid: Grid, proj_geom: dict) -> np.ndarray:
     """Cone-beam line integrals ``[rows, views, bins]`` (value times mm) of ``volume`` on ``grid``;
     the data stay on the GPU between CuPy and ASTRA when CuPy is installed."""
@@ -221,7 +181,7 @@ def forward_project_cone(volume: np.ndarray, grid: Grid, proj_geom: dict) -> np.
     xp = arrays.namespace("cuda")
     vol = xp.asarray(np.ascontiguousarray(volume, dtype=np.float32))
     proj = xp.zeros(astra.geom_size(proj_geom), dtype=xp.float32)
-    _run3d("FP3D", volume_geometry_3d(grid), proj_geom, vol, proj)
+    backend.run3d("FP3D", backend.volume_geometry_3d(grid), proj_geom, vol, proj)
     return arrays.to_numpy(proj)
 
 
@@ -240,7 +200,7 @@ def reconstruct_cone(
     else:
         proj = np.ascontiguousarray(proj)
     vol = xp.zeros(grid.shape, dtype=xp.float32)
-    _run3d(method, volume_geometry_3d(grid), proj_geom, vol, proj, iterations)
+    backend.run3d(method, backend.volume_geometry_3d(grid), proj_geom, vol, proj, iterations)
     return arrays.to_numpy(vol)
 
 
