@@ -15,6 +15,7 @@ stretch changes path lengths by a known factor per ray, undone after projecting.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -269,34 +270,58 @@ def forward_project(
 
 
 # --- ASTRA 3D on the GPU: cone-beam algorithms, and every slice's fan beam in one call ---------
-def _data3d(kind: str, geometry: dict, array) -> int:
-    """ASTRA 3D data object: ``array`` itself when it is a CuPy array (it stays on the GPU,
-    linked through DLPack), else a copy of it in host memory."""
-    if arrays.is_cupy(array):
-        return astra.data3d.link(kind, geometry, array)
-    return astra.data3d.create(kind, geometry, np.ascontiguousarray(array, dtype=np.float32))
+def _run3d_once(method: str, vol_geom: dict, proj_geom: dict, volume, projections, iterations: int) -> None:
+    """One ASTRA 3D run; CuPy arrays are linked in place (DLPack), numpy arrays copied in and
+    the result copied back."""
 
+    def create(kind: str, geometry: dict, array) -> int:
+        if arrays.is_cupy(array):
+            return astra.data3d.link(kind, geometry, array)
+        return astra.data3d.create(kind, geometry, array)
 
-def run3d(method: str, vol_geom: dict, proj_geom: dict, volume, projections, iterations: int = 1) -> None:
-    """Run ASTRA 3D CUDA algorithm ``method`` ('FP3D', 'FDK', 'SIRT3D', 'CGLS3D') between
-    ``volume`` and ``projections`` (CuPy arrays, updated in place, or numpy arrays, whose
-    results are read back by the caller); every ASTRA object is deleted on exit."""
-    vol_id = _data3d("-vol", vol_geom, volume)
-    proj_id = alg_id = None
+    ids: list[int] = []
+    alg_id = None
     try:
-        proj_id = _data3d("-proj3d", proj_geom, projections)
+        ids.append(create("-vol", vol_geom, volume))
+        ids.append(create("-proj3d", proj_geom, projections))
         cfg = astra.astra_dict(f"{method}_CUDA")
-        cfg["VolumeDataId" if method == "FP3D" else "ReconstructionDataId"] = vol_id
-        cfg["ProjectionDataId"] = proj_id
+        cfg["VolumeDataId" if method == "FP3D" else "ReconstructionDataId"] = ids[0]
+        cfg["ProjectionDataId"] = ids[1]
         alg_id = astra.algorithm.create(cfg)
         astra.algorithm.run(alg_id, iterations)
-        if not arrays.is_cupy(volume):  # host copies: hand the result back through the arrays
-            out, out_id = (projections, proj_id) if method == "FP3D" else (volume, vol_id)
+        out, out_id = (projections, ids[1]) if method == "FP3D" else (volume, ids[0])
+        if not arrays.is_cupy(out):
             out[...] = astra.data3d.get_shared(out_id)
     finally:
         if alg_id is not None:
             astra.algorithm.delete(alg_id)
-        astra.data3d.delete([i for i in (vol_id, proj_id) if i is not None])
+        astra.data3d.delete(ids)
+
+
+_LINK_FAILED: list[str] = []  # why ASTRA could not link GPU arrays, once it has failed
+
+
+def run3d(method: str, vol_geom: dict, proj_geom: dict, volume, projections, iterations: int = 1) -> None:
+    """Run ASTRA 3D CUDA algorithm ``method`` ('FP3D', 'FDK', 'SIRT3D', 'CGLS3D') between
+    ``volume`` and ``projections``, writing the result into the output array in place.
+
+    Contiguous float32 CuPy arrays stay on the GPU (ASTRA links them through DLPack); numpy
+    arrays go through host memory. If ASTRA cannot link GPU arrays, they are copied through
+    the host instead (with one warning).
+    """
+    if arrays.is_cupy(volume) and not _LINK_FAILED:
+        try:
+            _run3d_once(method, vol_geom, proj_geom, volume, projections, iterations)
+            return
+        except Exception as error:  # an ASTRA build without GPU links: copy through the host
+            _LINK_FAILED.append(f"{type(error).__name__}: {error}")
+            warnings.warn(f"ASTRA could not use GPU arrays in place ({_LINK_FAILED[0]}); copying "
+                          "through host memory", RuntimeWarning, stacklevel=2)  # fmt: skip
+    host = [np.ascontiguousarray(arrays.to_numpy(a), dtype=np.float32) for a in (volume, projections)]
+    _run3d_once(method, vol_geom, proj_geom, host[0], host[1], iterations)
+    out, result = (projections, host[1]) if method == "FP3D" else (volume, host[0])
+    if out is not result:
+        out[...] = arrays.asarray(arrays.namespace("cuda" if arrays.is_cupy(out) else "cpu"), result)
 
 
 def volume_geometry_3d(grid: Grid) -> dict:
