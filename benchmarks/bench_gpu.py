@@ -103,7 +103,7 @@ def raw_astra_fan(volume: np.ndarray, grid, protocol) -> tuple[np.ndarray, np.nd
 
 def slices(n: int, n_slices: int) -> None:
     from nmosim.phantoms.grid import Grid
-    from nmosim.simulate import arrays, backend
+    from nmosim.simulate import arrays
     from nmosim.simulate.backend import forward_project
     from nmosim.simulate.reconstruct import fbp
     from nmosim.simulate.scanner import make_protocol
@@ -122,11 +122,6 @@ def slices(n: int, n_slices: int) -> None:
     (cpu_s, cpu_r), t_cpu = _timed(lambda: ours("cpu"))
     (gpu_s, gpu_r), t_gpu = _timed(lambda: ours("cuda"), repeat=3)
     _, t_fp = _timed(lambda: forward_project(volume, grid, protocol, device="cuda"), repeat=3)
-    backend.CUDA_STACKED = False
-    try:
-        _, t_fp2d = _timed(lambda: forward_project(volume, grid, protocol, device="cuda"), repeat=3)
-    finally:
-        backend.CUDA_STACKED = True
     raw_astra_fan(volume, grid, protocol)
     _, t_raw = _timed(lambda: raw_astra_fan(volume, grid, protocol), repeat=3)
     fp_diff = np.abs(gpu_s - cpu_s).max() / cpu_s.max()
@@ -135,14 +130,12 @@ def slices(n: int, n_slices: int) -> None:
     path = "CuPy FBP" if arrays.has_gpu_arrays() else "ASTRA BP"
     print(
         f"slices {n}^2 x {n_slices} ({path}): cpu {t_cpu * per:.2f} ms/slice, gpu {t_gpu * per:.2f} ms/slice "
-        f"(FP {t_fp * per:.2f}, slice by slice {t_fp2d * per:.2f}), raw ASTRA FP+FBP {t_raw * per:.2f} "
+        f"(FP {t_fp * per:.2f}), raw ASTRA FP+FBP {t_raw * per:.2f} "
         f"ms/slice; speed-up {t_cpu / t_gpu:.1f}x; "
         f"max |FP gpu-cpu| {fp_diff:.1e} of max, max |FBP gpu-cpu| {rec_diff:.1e} of max"
     )
     ROWS.append((f"slice FP+FBP {n}^2", f"{t_gpu * per:.2f} ms", f"cpu {t_cpu * per:.1f} ms",
                  f"{t_cpu / t_gpu:.0f}x cpu"))  # fmt: skip
-    ROWS.append((f"  FP stacked {n}^2", f"{t_fp * per:.2f} ms", f"2D {t_fp2d * per:.2f} ms",
-                 f"{t_fp2d / t_fp:.1f}x 2D"))  # fmt: skip
     ROWS.append((f"  vs raw ASTRA {n}^2", f"{t_gpu * per:.2f} ms", f"astra {t_raw * per:.2f} ms",
                  f"{t_gpu / t_raw:.2f}x astra"))  # fmt: skip
 

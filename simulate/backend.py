@@ -30,8 +30,6 @@ from nmosim.simulate.scanner import GEOMETRIES_3D, ScannerProtocol
 
 DEVICES = ("cpu", "cuda")
 DEVICE_ENV = "NMOSIM_DEVICE"
-# On CUDA, project all slices in one ASTRA 3D call (True) or slice by slice in 2D (False).
-CUDA_STACKED = True
 
 
 def select_device(device: str | None = None) -> str:
@@ -255,8 +253,6 @@ def forward_project(
     """
     _check_volume(volume, grid)
     device = select_device(device)
-    if device == "cuda" and CUDA_STACKED:
-        return forward_project_stacked(volume, grid, protocol)
     threads = resolve_threads(threads, device)
     proj_geom, factor = fan_geometry(grid, protocol)
     out = np.empty((grid.shape[0], protocol.n_views, protocol.n_bins), dtype=np.float32)
@@ -269,7 +265,7 @@ def forward_project(
     return out
 
 
-# --- ASTRA 3D on the GPU: cone-beam algorithms, and every slice's fan beam in one call ---------
+# --- ASTRA 3D on the GPU (cone-beam geometries) -----------------------------------------------
 def _run3d_once(method: str, vol_geom: dict, proj_geom: dict, volume, projections, iterations: int) -> None:
     """One ASTRA 3D run; CuPy arrays are linked in place (DLPack), numpy arrays copied in and
     the result copied back."""
@@ -298,25 +294,21 @@ def _run3d_once(method: str, vol_geom: dict, proj_geom: dict, volume, projection
         astra.data3d.delete(ids)
 
 
-_LINK_FAILED: list[str] = []  # why ASTRA could not link GPU arrays, once it has failed
-
-
 def run3d(method: str, vol_geom: dict, proj_geom: dict, volume, projections, iterations: int = 1) -> None:
     """Run ASTRA 3D CUDA algorithm ``method`` ('FP3D', 'FDK', 'SIRT3D', 'CGLS3D') between
     ``volume`` and ``projections``, writing the result into the output array in place.
 
-    Contiguous float32 CuPy arrays stay on the GPU (ASTRA links them through DLPack); numpy
-    arrays go through host memory. If ASTRA cannot link GPU arrays, they are copied through
-    the host instead (with one warning).
+    Contiguous float32 CuPy arrays stay on the GPU (ASTRA links them through DLPack; FP3D and
+    FDK take such data); numpy arrays go through host memory. Where ASTRA refuses linked GPU
+    arrays, they are copied through the host instead, with a warning.
     """
-    if arrays.is_cupy(volume) and not _LINK_FAILED:
+    if arrays.is_cupy(volume):
         try:
             _run3d_once(method, vol_geom, proj_geom, volume, projections, iterations)
             return
-        except Exception as error:  # an ASTRA build without GPU links: copy through the host
-            _LINK_FAILED.append(f"{type(error).__name__}: {error}")
-            warnings.warn(f"ASTRA could not use GPU arrays in place ({_LINK_FAILED[0]}); copying "
-                          "through host memory", RuntimeWarning, stacklevel=2)  # fmt: skip
+        except astra.log.AstraError as error:
+            warnings.warn(f"ASTRA {method} did not take GPU arrays ({error}); copying through host memory",
+                          RuntimeWarning, stacklevel=2)  # fmt: skip
     host = [np.ascontiguousarray(arrays.to_numpy(a), dtype=np.float32) for a in (volume, projections)]
     _run3d_once(method, vol_geom, proj_geom, host[0], host[1], iterations)
     out, result = (projections, host[1]) if method == "FP3D" else (volume, host[0])
@@ -334,31 +326,6 @@ def volume_geometry_3d(grid: Grid) -> dict:
         ny, nx, nz, ox - dx / 2, ox + (nx - 0.5) * dx, oy - dy / 2, oy + (ny - 0.5) * dy,
         oz - dz / 2, oz + (nz - 0.5) * dz,
     )  # fmt: skip
-
-
-def stacked_fan_geometry(grid: Grid, protocol: ScannerProtocol) -> dict:
-    """ASTRA ``cone_vec`` geometry that holds every slice's fan-beam scan: view ``k * n_views + v``
-    is view ``v`` of slice ``k``, its source and one-row detector in the slice's plane."""
-    source, detector, step = fan_rays(protocol)
-    z = grid.voxel_centers_axis(2)
-    vectors = np.zeros((z.size, protocol.n_views, 12))
-    vectors[:, :, 0:2], vectors[:, :, 3:5], vectors[:, :, 6:8] = source, detector, step
-    vectors[:, :, 2] = vectors[:, :, 5] = z[:, None]
-    vectors[:, :, 11] = grid.spacing_mm[2]
-    return astra.create_proj_geom("cone_vec", 1, protocol.n_bins, vectors.reshape(-1, 12))
-
-
-def forward_project_stacked(volume: np.ndarray, grid: Grid, protocol: ScannerProtocol) -> np.ndarray:
-    """:func:`forward_project` on CUDA in one ASTRA 3D call for all slices (rays in the slices'
-    planes, where the 3D projector's interpolation along z has zero weight off the slice)."""
-    if not astra.use_cuda():  # ASTRA's CUDA calls may abort without a GPU
-        raise SpecError("device = 'cuda' but no CUDA GPU is available to ASTRA; use 'cpu'")
-    xp = arrays.namespace("cuda")
-    vol = xp.asarray(np.ascontiguousarray(volume, dtype=np.float32))
-    proj_geom = stacked_fan_geometry(grid, protocol)
-    proj = xp.zeros(astra.geom_size(proj_geom), dtype=xp.float32)
-    run3d("FP3D", volume_geometry_3d(grid), proj_geom, vol, proj)
-    return arrays.to_numpy(proj).reshape(grid.shape[0], protocol.n_views, protocol.n_bins)
 
 
 # --- parallel-beam backprojection ---------------------------------------------------------------

@@ -65,13 +65,18 @@ def to_astra_cone(projections: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(projections[:, :, ::-1])
 
 
-def axial_table_positions(protocol: ScannerProtocol, z_lower_mm: float, z_upper_mm: float) -> np.ndarray:
-    """Source-plane heights (mm) of the axial rotations: abutting ``collimation_mm`` wide bands,
-    centred on ``[z_lower_mm, z_upper_mm]``, that cover it."""
-    width = protocol.collimation_mm
-    n = max(int(math.ceil((z_upper_mm - z_lower_mm) / width - 1e-9)), 1)
-    centre = (z_lower_mm + z_upper_mm) / 2.0
-    return centre + (np.arange(n) - (n - 1) / 2.0) * width
+def axial_rotations(protocol: ScannerProtocol, z_slices_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Source-plane heights (mm) of the axial rotations, and for each reconstructed slice (centres
+    ``z_slices_mm``, ``slice_thickness_mm`` apart) the rotation that reconstructs it.
+
+    Each rotation takes as many whole slices as its collimation holds, centred on them, so no
+    slice straddles two rotations (as scanners align slices with detector rows).
+    """
+    per = max(int(math.floor(protocol.collimation_mm / protocol.slice_thickness_mm + 1e-9)), 1)
+    z = np.asarray(z_slices_mm, dtype=float)
+    band = np.arange(z.size) // per
+    tables = np.array([z[band == i].mean() for i in range(int(band.max()) + 1)])
+    return tables, band
 
 
 def helical_views(
@@ -130,6 +135,14 @@ def slice_offsets(protocol: ScannerProtocol) -> np.ndarray:
     iso_row = protocol.row_pitch_mm / protocol.magnification
     n = max(int(math.ceil(protocol.slice_thickness_mm / iso_row - 1e-9)), 1)
     return ((np.arange(n) + 0.5) / n - 0.5) * protocol.slice_thickness_mm
+
+
+def scan_margin_mm(protocol: ScannerProtocol) -> float:
+    """How far (mm) beyond its reconstructed slices an object must reach along z for a 3D scan
+    to see it as infinitely long: rays that reconstruct a plane cross other heights in the
+    object (up to about a third of the way to the cone's edge within 200 mm of the axis, plus
+    half the table feed on a helix); half the collimation, half the feed and a slice cover it."""
+    return 0.5 * protocol.collimation_mm + 0.5 * protocol.table_feed_mm + protocol.slice_thickness_mm
 
 
 def cone_reach_mm(protocol: ScannerProtocol, grid: Grid) -> float:
@@ -191,8 +204,9 @@ def reconstruct_cone(
     """ASTRA 3D CUDA reconstruction (``FDK``, ``SIRT3D``, ``CGLS3D``) of ``projections`` (numpy
     or CuPy, in the geometry's own bin order) onto ``grid``; a host array."""
     _require_gpu()
-    xp = arrays.namespace("cuda")
-    proj = xp.asarray(projections, dtype=xp.float32)
+    # ASTRA's FDK takes data on the GPU; its SIRT3D and CGLS3D want host memory
+    xp = arrays.namespace("cuda" if method == "FDK" else "cpu")
+    proj = xp.asarray(arrays.to_numpy(projections) if method != "FDK" else projections, dtype=xp.float32)
     if arrays.is_cupy(proj):
         import cupy
 
@@ -249,7 +263,8 @@ def detector_projections(
         "pixel_area_mm2": protocol.bin_width_mm * protocol.row_pitch_mm,
         "source_to_detector_mm": protocol.source_to_detector_mm,
     }
-    counts = physics.expected_counts(lines_water_cm, lines_bone_cm, spectrum, **geometry)
+    xp = arrays.namespace("cuda")
+    counts = physics.expected_counts_array_api(xp, lines_water_cm, lines_bone_cm, spectrum, **geometry)
     i0 = physics.flat_field(spectrum, **geometry)
     if rng is None:
         readings = np.maximum(counts.mean, np.float32(0.5))
@@ -287,9 +302,7 @@ def _scan(
 
 def _axial_mu(maps, imaging: Grid, recon: Grid, protocol: ScannerProtocol, rng, progress) -> np.ndarray:
     z_rec = recon.voxel_centers_axis(2)
-    half = recon.spacing_mm[2] / 2.0
-    tables = axial_table_positions(protocol, float(z_rec[0] - half), float(z_rec[-1] + half))
-    band = np.clip(np.round((z_rec - tables[0]) / protocol.collimation_mm).astype(int), 0, tables.size - 1)
+    tables, band = axial_rotations(protocol, z_rec)
     views = np.arange(protocol.n_views)
     cone = circular_cone_geometry(protocol)
     offsets = slice_offsets(protocol)

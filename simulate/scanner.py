@@ -219,6 +219,12 @@ class ScannerProtocol:
         check_choice("kernel", self.kernel, KERNELS)
         check_choice("recon_method", self.recon_method, RECON_METHODS)
         check_choice("geometry", self.geometry, GEOMETRIES)
+        if self.geometry == "axial" and self.slice_thickness_mm > self.collimation_mm:
+            raise SpecError(
+                f"slice_thickness_mm = {self.slice_thickness_mm:g} is outside (0, {self.collimation_mm:.4g}] "
+                f"for geometry = 'axial': {self.detector_rows} rows of {self.row_pitch_mm:g} mm collimate "
+                f"{self.collimation_mm:.4g} mm at the iso-centre"
+            )
         if self.geometry == "axial" and self.recon_method == "tv":
             raise SpecError("recon_method = 'tv' is not one of {fbp, sirt, cgls} for geometry = 'axial'")
         if not isinstance(self.water_correction, (bool, np.bool_)):

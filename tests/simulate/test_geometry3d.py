@@ -48,15 +48,20 @@ def test_circular_cone_geometry_holds_the_same_rays_with_bins_reversed():
     assert np.array_equal(g3.to_astra_cone(data)[..., 0], data[..., -1])
 
 
-def test_axial_rotations_abut_and_cover_the_range():
+def test_axial_rotations_take_whole_slices_within_the_collimation():
     p = make_protocol("clinical", geometry="axial", detector_rows=32)
-    tables = g3.axial_table_positions(p, -30.0, 52.0)
-    width = p.collimation_mm
-    assert width == pytest.approx(32 * p.row_pitch_mm / p.magnification)
-    np.testing.assert_allclose(np.diff(tables), width)
-    assert tables[0] - width / 2 <= -30.0 and tables[-1] + width / 2 >= 52.0
-    assert tables.size == int(np.ceil(82.0 / width))
-    assert np.mean(tables) == pytest.approx(11.0)
+    assert p.collimation_mm == pytest.approx(32 * p.row_pitch_mm / p.magnification)
+    z = -30.0 + np.arange(83) * p.slice_thickness_mm
+    tables, band = g3.axial_rotations(p, z)
+    per = int(p.collimation_mm // p.slice_thickness_mm)
+    assert np.array_equal(np.bincount(band)[:-1], np.full(tables.size - 1, per))
+    assert tables.size == int(np.ceil(z.size / per))
+    for i, table in enumerate(tables):
+        members = z[band == i]
+        assert table == pytest.approx(members.mean())
+        # every plane of every slice lies inside the rotation's collimation at the iso-centre
+        assert members.max() + p.slice_thickness_mm / 2 <= table + p.collimation_mm / 2 + 1e-9
+        assert members.min() - p.slice_thickness_mm / 2 >= table - p.collimation_mm / 2 - 1e-9
 
 
 def test_helix_feed_and_coverage():
@@ -104,6 +109,7 @@ def test_slice_planes_are_no_further_apart_than_a_row():
         ({"geometry": "helical", "pitch": 1.2}, "pitch = 1.2 is outside (0, 1]"),
         ({"geometry": "axial", "detector_rows": 0}, "detector_rows = 0 is outside [1, 512]"),
         ({"geometry": "axial", "recon_method": "tv"}, "recon_method = 'tv' is not one of {fbp, sirt, cgls}"),
+        ({"geometry": "axial", "detector_rows": 2}, "slice_thickness_mm = 1.5 is outside (0, 1.25]"),
     ],
 )
 def test_protocol_checks_the_3d_fields(overrides, needle):
@@ -167,7 +173,7 @@ def test_axial_scan_reconstructs_every_slice_once_in_its_rotation(monkeypatch):
     p = make_protocol("quick", geometry="axial", detector_rows=16, recon_fov_mm=128, n_bins=200)
     water, bone, fine, rec = ct.water_cylinder_maps(p, 100.0, n_slices=12)
     z_rec = rec.voxel_centers_axis(2)
-    tables = g3.axial_table_positions(p, z_rec[0] - 0.75, z_rec[-1] + 0.75)
+    tables, _ = g3.axial_rotations(p, z_rec)
     planes, slabs = [], []
 
     def fake_fp(volume, grid, geometry):
