@@ -154,6 +154,22 @@ def cone_reach_mm(protocol: ScannerProtocol, grid: Grid) -> float:
     return half * protocol.source_to_iso_mm / (protocol.source_to_iso_mm - radius)
 
 
+def iterative_grid(
+    protocol: ScannerProtocol, recon: Grid, members: np.ndarray, table_mm: float
+) -> tuple[Grid, int]:
+    """Grid (z relative to the source plane at ``table_mm``) for an iterative axial
+    reconstruction of slices ``members`` of ``recon``: the same slices extended by whole slices
+    to the cone's reach, and the index of the first member in it."""
+    reach = cone_reach_mm(protocol, recon)
+    thickness = recon.spacing_mm[2]
+    z = recon.voxel_centers_axis(2)[members] - table_mm
+    below = max(int(math.ceil((z[0] + reach) / thickness - 1e-9)), 0)
+    above = max(int(math.ceil((reach - z[-1]) / thickness - 1e-9)), 0)
+    shape = (below + members.size + above, recon.shape[1], recon.shape[2])
+    origin = (recon.origin_mm[0], recon.origin_mm[1], float(z[0] - below * thickness))
+    return Grid(shape, recon.spacing_mm, origin), below
+
+
 def _z_slab(grid: Grid, z_lo: float, z_hi: float) -> tuple[int, int]:
     """Slices of ``grid`` whose extent meets ``[z_lo, z_hi]``."""
     z = grid.voxel_centers_axis(2)
@@ -323,15 +339,14 @@ def _axial_mu(maps, imaging: Grid, recon: Grid, protocol: ScannerProtocol, rng, 
             volume = fdk(projections, fine, protocol)
             out[lo:hi] = volume.reshape(hi - lo, offsets.size, *recon.shape[1:]).mean(axis=1)
         else:
-            # iterative: a volume over the whole band the rays cross, so every ray is explained
-            reach = cone_reach_mm(protocol, recon)
-            lo_x, hi_x = _z_slab(recon, z_t - reach, z_t + reach)
+            # iterative: slices of the same thickness over the whole band the rays cross, beyond
+            # the reconstructed ones if need be, so that every ray can be explained
+            volume_grid, first = iterative_grid(protocol, recon, members, float(z_t))
             method = {"sirt": "SIRT3D", "cgls": "CGLS3D"}[protocol.recon_method]
             volume = reconstruct_cone(
-                to_astra_cone(projections), _sub_grid(recon, lo_x, hi_x, z_t), cone, method,
-                protocol.recon_iterations,
-            )  # fmt: skip
-            out[members] = volume[members - lo_x]
+                to_astra_cone(projections), volume_grid, cone, method, protocol.recon_iterations
+            )
+            out[members] = volume[first : first + members.size]
         if progress is not None:
             progress(int(members[-1]) + 1, recon.shape[0])
     return out

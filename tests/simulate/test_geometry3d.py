@@ -197,3 +197,14 @@ def test_axial_scan_reconstructs_every_slice_once_in_its_rotation(monkeypatch):
     for table, slab in zip(tables, slabs, strict=True):  # water only: an all-zero bone map is skipped
         assert slab.min() - 0.75 <= max(table - p.collimation_mm / 2, lower)
         assert slab.max() + 0.75 >= min(table + p.collimation_mm / 2, upper)
+
+
+def test_iterative_axial_volume_reaches_as_far_as_the_cone():
+    p = make_protocol("quick", geometry="axial", detector_rows=16, recon_fov_mm=128, n_bins=200)
+    _, _, _, rec = ct.water_cylinder_maps(p, 100.0, n_slices=1)  # one slice, as for calibration
+    grid, first = g3.iterative_grid(p, rec, np.array([0]), 0.0)
+    z = grid.voxel_centers_axis(2)
+    reach = g3.cone_reach_mm(p, rec)
+    assert z[first] == pytest.approx(rec.voxel_centers_axis(2)[0])
+    assert z[0] - 0.75 <= -reach and z[-1] + 0.75 >= reach
+    assert np.allclose(np.diff(z), p.slice_thickness_mm) and grid.shape[1:] == rec.shape[1:]
