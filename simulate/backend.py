@@ -1,4 +1,5 @@
-"""Projection backends: device choice and slice-wise ASTRA fan-beam projection on CPU or CUDA.
+"""Projection backends: device choice, slice-wise ASTRA fan-beam projection on CPU or CUDA, and
+ASTRA's 3D CUDA algorithms (cone beam), whose data stay on the GPU when they are CuPy arrays.
 
 Runs line integrals, backprojections and ASTRA's iterative solvers; no filtering or X-ray physics.
 

@@ -180,12 +180,11 @@ def _z_slab(grid: Grid, z_lo: float, z_hi: float) -> tuple[int, int]:
     return int(inside[0]), int(inside[-1]) + 1
 
 
-def _sub_grid(grid: Grid, lo: int, hi: int, z_shift: float = 0.0) -> Grid:
+def _sub_grid(grid: Grid, lo: int, hi: int) -> Grid:
+    """Slices ``lo:hi`` of ``grid`` as a grid of their own."""
     ox, oy, oz = grid.origin_mm
     return Grid(
-        (hi - lo, grid.shape[1], grid.shape[2]),
-        grid.spacing_mm,
-        (ox, oy, oz + lo * grid.spacing_mm[2] - z_shift),
+        (hi - lo, grid.shape[1], grid.shape[2]), grid.spacing_mm, (ox, oy, oz + lo * grid.spacing_mm[2])
     )
 
 
@@ -200,7 +199,7 @@ def kernel_window_columns(protocol: ScannerProtocol) -> tuple[int, np.ndarray]:
 # --- ASTRA 3D on the GPU --------------------------------------------------------------------
 def _require_gpu() -> None:
     if not astra.use_cuda():  # ASTRA's CUDA calls may abort the process without a GPU
-        raise SpecError("geometry = 3D needs a CUDA GPU available to ASTRA; use geometry = 'fan2d'")
+        raise SpecError("the cone-beam geometries need a CUDA GPU available to ASTRA; use geometry = 'fan2d'")
 
 
 def forward_project_cone(volume: np.ndarray, grid: Grid, proj_geom: dict) -> np.ndarray:

@@ -30,6 +30,14 @@ GEOMETRY_CONVENTION = (
     "(at beta = 0 bins run toward patient right)"
 )
 
+# The multi-row detector of the axial and helical geometries (stored with such protocols).
+ROW_CONVENTION = (
+    "each view as the fan beam above with the source at height z_k; the detector centre opposite "
+    "at the same height; row i centred (i - (detector_rows - 1)/2)*row_pitch_mm along +z; axial: "
+    "rotations at fixed heights, each holding the whole slices that its collimation covers; "
+    "helical: z_k = z_0 + k*table_feed_mm/n_views, view angles continuing from rotation to rotation"
+)
+
 # DOMAIN.md 4.3: 120 kVp, 150-250 mAs, DFOV 340-420 mm at 0.66-0.82 mm pixels, 0.6-1.25 mm slices.
 # Geometry of a typical third-generation scanner: source-iso 595 mm, source-detector 1085.6 mm,
 # a fan covering a 500 mm scan field of view. 'quick' bins channel pairs (2.2 mm) to halve the
@@ -312,6 +320,7 @@ class ScannerProtocol:
         }
         if self.geometry != "fan2d":
             d["geometry"].update(
+                row_convention=ROW_CONVENTION,
                 detector_rows=self.detector_rows,
                 row_pitch_mm=self.row_pitch_mm,
                 collimation_mm=self.collimation_mm,
