@@ -162,7 +162,7 @@ def _reconstruct_mu(
     out = np.empty(recon.shape, dtype=np.float32)
     # Slabs of reconstructed slices bound memory; slice results do not depend on the slab size,
     # and noise is drawn slice by slice in order, so the output does not depend on threads.
-    slab = max(8, 2 * n_threads)
+    slab = max(8, 2 * n_threads) if device == "cpu" else 32
     n_rec = recon.shape[0]
     for start in range(0, n_rec, slab):
         members = groups[start : start + slab]

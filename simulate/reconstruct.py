@@ -103,6 +103,12 @@ def _rebin_matrix(geometry: tuple) -> scipy.sparse.csr_matrix:
     return scipy.sparse.csr_matrix((w[keep].astype(np.float32), (r[keep], c[keep])), shape=shape)
 
 
+@lru_cache(maxsize=2)
+def _rebin_matrix_on(xp, geometry: tuple):
+    """:func:`_rebin_matrix` for arrays of namespace ``xp`` (kept on the GPU for CuPy)."""
+    return arrays.sparse_matrix(xp, _rebin_matrix(geometry))
+
+
 def rebin_to_parallel(sinogram: np.ndarray, protocol: ScannerProtocol) -> np.ndarray:
     """Parallel-beam sinogram ``[..., n_theta, n_t]`` from fan sinograms ``[..., n_views, n_bins]``.
 
@@ -281,7 +287,7 @@ def fbp_array_api(
     """:func:`fbp` with rebinning, filtering and backprojection in namespace ``xp`` (numpy or
     CuPy), ``block`` slices at a time; returns a host ``[nz, ny, nx]`` float32 array."""
     angles, t_step, n_t = parallel_sampling(protocol)
-    matrix = arrays.sparse_matrix(xp, _rebin_matrix(_geometry(protocol)))
+    matrix = _rebin_matrix_on(xp, _geometry(protocol))
     n_fft, response = _filter_response(n_t, float(t_step), kernel)
     response = xp.asarray(response * np.float32(np.pi / angles.size))
     x_mm, y_mm = grid.voxel_centers_axis(0), grid.voxel_centers_axis(1)
