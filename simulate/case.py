@@ -187,6 +187,7 @@ def write_ct_case(
     scan = protocol(preset, **(protocol_overrides or {}))
     check_range("supersampling", supersampling, 1, 8)
     device = backend.select_device(device)  # a forced but absent GPU is reported before any work
+    backend.check_geometry(scan, device)  # so is a cone-beam geometry without a GPU
     clock = time.perf_counter()
     phantom = build_phantom(request, threads=threads)
     if progress:

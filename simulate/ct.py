@@ -15,7 +15,7 @@ from nmosim.phantoms.errors import SpecError, check_range
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Tissue
 from nmosim.phantoms.materials import Material, tissue_materials
-from nmosim.simulate import backend, physics, reconstruct
+from nmosim.simulate import arrays, backend, geometry3d, physics, reconstruct
 from nmosim.simulate.scanner import ScannerProtocol, imaging_grid, recon_grid
 
 # Water cylinder used for the HU calibration (DESIGN.md 7), mm; smaller if the FOV is small.
@@ -81,6 +81,16 @@ def _check_map(name: str, volume: np.ndarray, grid: Grid) -> np.ndarray:
     return volume
 
 
+def reading_geometry(protocol: ScannerProtocol, fine_slice_mm: float) -> dict:
+    """Tube charge per view (mAs), pixel area (mm2) and distance (mm) of a fine slice's reading."""
+    return {
+        "mas": protocol.mas / protocol.n_views,
+        # A fine slice's reading: bin pitch times the slice thickness magnified onto the detector.
+        "pixel_area_mm2": protocol.bin_width_mm * fine_slice_mm * protocol.magnification,
+        "source_to_detector_mm": protocol.source_to_detector_mm,
+    }
+
+
 def measured_projections(
     lines_water_cm: np.ndarray,
     lines_bone_cm: np.ndarray,
@@ -89,6 +99,7 @@ def measured_projections(
     rng: np.random.Generator | None,
     *,
     threads: int | None = None,
+    counts: physics.Counts | None = None,
 ) -> np.ndarray:
     """One reconstructed slice's sinogram ``-log(I / I0)`` (``[n_views, n_bins]`` float32).
 
@@ -100,6 +111,7 @@ def measured_projections(
     Detector: one energy-integrating reading per view, bin and reconstructed slice, so electronic
     noise is added once per reading. Every bin sees the same air fluence (no bowtie filter, heel
     effect or oblique incidence) and no scatter; readings are floored at 0.5 photon before the log.
+    ``counts``: the fine slices' expected counts if already computed (e.g. on the GPU).
     """
     if np.ndim(lines_water_cm) != 3 or np.shape(lines_water_cm) != np.shape(lines_bone_cm):
         raise SpecError(
@@ -107,13 +119,9 @@ def measured_projections(
             f"and {np.shape(lines_bone_cm)}"
         )
     spectrum = projection_spectrum(protocol)
-    geometry = {
-        "mas": protocol.mas / protocol.n_views,
-        # A fine slice's reading: bin pitch times the slice thickness magnified onto the detector.
-        "pixel_area_mm2": protocol.bin_width_mm * fine_slice_mm * protocol.magnification,
-        "source_to_detector_mm": protocol.source_to_detector_mm,
-    }
-    counts = physics.expected_counts(lines_water_cm, lines_bone_cm, spectrum, threads=threads, **geometry)
+    geometry = reading_geometry(protocol, fine_slice_mm)
+    if counts is None:
+        counts = physics.expected_counts(lines_water_cm, lines_bone_cm, spectrum, threads=threads, **geometry)
     expected = physics.Counts(counts.mean.sum(axis=0), counts.variance.sum(axis=0))
     i0 = physics.flat_field(spectrum, **geometry) * lines_water_cm.shape[0]
     if rng is None:
@@ -143,11 +151,18 @@ def _reconstruct_mu(
     bone_map = _check_map("bone_map", bone_map, imaging)
     groups = slice_groups(imaging, recon, protocol.slice_thickness_mm)
     device = backend.select_device(device)
+    backend.check_geometry(protocol, device)
+    if protocol.geometry != "fan2d":
+        return geometry3d.reconstruct_mu(
+            water_map, bone_map, imaging, recon, protocol, rng, device=device, progress=progress
+        )
     n_threads = backend.resolve_threads(threads, device)
+    cpu_threads = backend.resolve_threads(threads, "cpu")  # the physics runs on the CPU cores
+    gpu_counts = device == "cuda" and arrays.has_gpu_arrays()
     out = np.empty(recon.shape, dtype=np.float32)
     # Slabs of reconstructed slices bound memory; slice results do not depend on the slab size,
     # and noise is drawn slice by slice in order, so the output does not depend on threads.
-    slab = max(8, 2 * n_threads)
+    slab = max(8, 2 * n_threads) if device == "cpu" else 32
     n_rec = recon.shape[0]
     for start in range(0, n_rec, slab):
         members = groups[start : start + slab]
@@ -163,11 +178,19 @@ def _reconstruct_mu(
             # Volume fractions times path length in mm; / 10 gives cm.
             projected = backend.forward_project(chunk, sub, protocol, threads=n_threads, device=device)
             lines.append(projected / np.float32(10.0))
+        counts = None
+        if gpu_counts:  # the polychromatic sums of the whole slab at once, on the GPU
+            geometry = reading_geometry(protocol, imaging.spacing_mm[2])
+            counts = physics.expected_counts_array_api(
+                arrays.namespace("cuda"), lines[0], lines[1], projection_spectrum(protocol), **geometry
+            )
         sinogram = np.empty((len(members), protocol.n_views, protocol.n_bins), dtype=np.float32)
         for i, g in enumerate(members):
+            own = None if counts is None else physics.Counts(counts.mean[g - lo], counts.variance[g - lo])
             sinogram[i] = measured_projections(
-                lines[0][g - lo], lines[1][g - lo], imaging.spacing_mm[2], protocol, rng, threads=n_threads
-            )
+                lines[0][g - lo], lines[1][g - lo], imaging.spacing_mm[2], protocol, rng, threads=cpu_threads,
+                counts=own,
+            )  # fmt: skip
         del lines
         stop = start + len(members)
         out[start:stop] = reconstruct.reconstruct(
@@ -217,8 +240,12 @@ def simulate_ct(
     fine slice the expected polychromatic signal and its variance are summed over grouped energy
     bins; the fine slices of a reconstructed slice are added in the intensity domain; noise, log,
     optional water beam-hardening correction; reconstruction; HU from a water-cylinder
-    calibration of the same protocol (:func:`water_calibration`).
+    calibration of the same protocol (:func:`water_calibration`). The axial and helical
+    geometries scan the maps as a multi-row cone beam on the GPU instead
+    (:mod:`nmosim.simulate.geometry3d`); asking for them without a GPU raises SpecError before
+    any work.
     """
+    backend.check_geometry(protocol, backend.select_device(device))
     mu = _reconstruct_mu(
         water_map, bone_map, imaging_grid, recon_grid, protocol, rng, threads=threads, device=device,
         progress=progress,
@@ -228,20 +255,29 @@ def simulate_ct(
 
 
 def water_cylinder_maps(
-    protocol: ScannerProtocol, diameter_mm: float, n_slices: int = 1, *, supersample: int = 4
+    protocol: ScannerProtocol,
+    diameter_mm: float,
+    n_slices: int = 1,
+    *,
+    supersample: int = 4,
+    z_margin_mm: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, Grid, Grid]:
     """Basis maps of a centred water cylinder along z, with its imaging and reconstruction grids.
 
     Returns ``(water_map, bone_map, imaging_grid, recon_grid)``; ``water_map`` is the area
     fraction of each fine pixel inside the circle (``supersample``**2 points per pixel) times the
-    water basis coefficient of water (1), ``bone_map`` is zero.
+    water basis coefficient of water (1), ``bone_map`` is zero. The cylinder and its imaging grid
+    reach ``z_margin_mm`` (rounded up to whole slices) beyond the ``n_slices`` reconstructed ones.
     """
     diameter = check_range("diameter_mm", diameter_mm, 1.0, 2000.0)
     if n_slices < 1:
         raise SpecError(f"n_slices = {n_slices!r} is outside [1, inf)")
-    half_z = n_slices * protocol.slice_thickness_mm / 2.0
+    thickness = protocol.slice_thickness_mm
+    half_z = n_slices * thickness / 2.0
     rec = recon_grid(protocol, -half_z, half_z)
-    fine = imaging_grid(protocol, rec)
+    margin = np.ceil(z_margin_mm / thickness - 1e-9) * thickness
+    outer = recon_grid(protocol, -half_z - margin, half_z + margin) if margin > 0 else rec
+    fine = imaging_grid(protocol, outer)
     r2 = (diameter / 2.0) ** 2
     offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
     fraction = np.zeros(fine.shape[1:], dtype=np.float64)
@@ -269,8 +305,11 @@ def simulate_water_cylinder(
 
     Returns the reconstruction (HU, or attenuation in 1/mm if ``hu`` is false) and its grid, the
     protocol's reconstruction grid over ``n_slices`` slices. ``rng=None`` scans without noise.
+    For the cone-beam geometries the cylinder reaches beyond those slices as far as the rays
+    that reconstruct them (:func:`nmosim.simulate.geometry3d.scan_margin_mm`): a long cylinder.
     """
-    water, bone, fine, rec = water_cylinder_maps(protocol, diameter_mm, n_slices)
+    margin = 0.0 if protocol.geometry == "fan2d" else geometry3d.scan_margin_mm(protocol)
+    water, bone, fine, rec = water_cylinder_maps(protocol, diameter_mm, n_slices, z_margin_mm=margin)
     mu = _reconstruct_mu(water, bone, fine, rec, protocol, rng, threads=threads, device=device)
     if not hu:
         return mu, rec

@@ -4,9 +4,11 @@ Works at the line-integral level (values per mm in, values per mm out); no physi
 
 FBP rebins the fan data to parallel beams (each parallel ray is the average of the fan ray
 and its conjugate, linearly interpolated in view and bin), filters with the ramp times the
-kernel's window, and backprojects over 180 degrees (pixel-driven on CPU, ASTRA on CUDA).
-ASTRA's CPU FBP handles only parallel beams; rebinning also halves the backprojection work
-compared with a 360 degree fan-beam backprojection.
+kernel's window, and backprojects over 180 degrees, pixel-driven with linear interpolation.
+On a GPU with CuPy the same steps run on the device through the array API (one model on both;
+without CuPy the backprojection falls back to ASTRA's). ASTRA's CPU FBP handles only parallel
+beams; rebinning also halves the backprojection work compared with a 360 degree fan-beam
+backprojection. TV reconstruction runs through ODL (:mod:`nmosim.simulate.tv`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import scipy.sparse
 
 from nmosim.phantoms.errors import SpecError, check_choice
 from nmosim.phantoms.grid import Grid
-from nmosim.simulate import backend
+from nmosim.simulate import arrays, backend
 from nmosim.simulate.scanner import KERNELS, ScannerProtocol
 
 # Windows on the ramp, in absolute spatial frequency (line pairs per mm at the iso-centre), so a
@@ -99,6 +101,12 @@ def _rebin_matrix(geometry: tuple) -> scipy.sparse.csr_matrix:
     keep = w > 0
     shape = (angles.size * n_t, n_v * n_b)
     return scipy.sparse.csr_matrix((w[keep].astype(np.float32), (r[keep], c[keep])), shape=shape)
+
+
+@lru_cache(maxsize=2)
+def _rebin_matrix_on(xp, geometry: tuple):
+    """:func:`_rebin_matrix` for arrays of namespace ``xp`` (kept on the GPU for CuPy)."""
+    return arrays.sparse_matrix(xp, _rebin_matrix(geometry))
 
 
 def rebin_to_parallel(sinogram: np.ndarray, protocol: ScannerProtocol) -> np.ndarray:
@@ -181,6 +189,8 @@ def fbp(
     check_choice("kernel", kernel, KERNELS)
     device = backend.select_device(device)
     threads = backend.resolve_threads(threads, device)
+    if device == "cuda" and arrays.has_gpu_arrays():
+        return fbp_array_api(sinogram, grid, protocol, kernel, arrays.namespace("cuda"))
     angles, t_step, n_t = parallel_sampling(protocol)
     matrix = _rebin_matrix(_geometry(protocol))
     scale = np.float32(np.pi / angles.size)  # f(x) = integral over [0, pi) of q(theta, t(x))
@@ -192,6 +202,106 @@ def fbp(
     return backend.backproject_parallel(
         filtered, grid, angles, t_step, n_t, device=device, threads=threads
     )
+
+
+# --- the same FBP through the array API (numpy or CuPy) --------------------------------------
+_BP_KERNEL = r"""
+extern "C" __global__ void backproject(
+    const float* rows, const float* cs, const float* sn, const float* x, const float* y,
+    float* out, const long long total, const int ny, const int nx, const int n_theta,
+    const int n_pad, const float centre, const float top)
+{
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= total) return;
+    const int ix = (int)(i % nx);
+    const int iy = (int)((i / nx) % ny);
+    const long long iz = i / ((long long)nx * ny);
+    const float xv = x[ix], yv = y[iy];
+    const float* r = rows + iz * (long long)n_theta * n_pad;
+    float acc = 0.0f;
+    for (int a = 0; a < n_theta; ++a) {
+        float pos = __fsub_rn(__fmul_rn(xv, cs[a]), __fsub_rn(__fmul_rn(yv, sn[a]), centre));
+        pos = fminf(fmaxf(pos, 0.0f), top);
+        const float low = floorf(pos);
+        const int k = (int)low;
+        const float l = r[a * n_pad + k];
+        // the CPU's order and rounding: out += low; out += (high - low) * frac
+        acc = __fadd_rn(acc, l);
+        acc = __fadd_rn(acc, __fmul_rn(__fsub_rn(r[a * n_pad + k + 1], l), __fsub_rn(pos, low)));
+    }
+    out[i] = acc;
+}
+"""
+
+
+@lru_cache(maxsize=1)
+def _cupy_backprojector():
+    import cupy
+
+    return cupy.RawKernel(_BP_KERNEL, "backproject")
+
+
+def backproject_array_api(
+    xp, rows, x_mm: np.ndarray, y_mm: np.ndarray, angles: np.ndarray, t_step_mm: float
+):
+    """``out[z, y, x] = sum_theta rows[z, theta, t(x, y)]``, ``t = x cos theta - y sin theta``,
+    linear interpolation, zero beyond the detector: the model of the CPU backprojection, for
+    ``rows`` ``[nz, n_theta, n_t]`` float32 of namespace ``xp``. On CuPy one fused kernel."""
+    nz, n_theta, n_t = rows.shape
+    padded = xp.zeros((nz, n_theta, n_t + 2), dtype=xp.float32)
+    padded[:, :, 1:-1] = rows
+    centre = np.float32((n_t - 1) / 2.0 + 1.0)
+    top = np.float32(n_t + 0.999)
+    x = xp.asarray((x_mm / t_step_mm).astype(np.float32))
+    y = xp.asarray((y_mm / t_step_mm).astype(np.float32))
+    cos = np.cos(angles).astype(np.float32)
+    sin = np.sin(angles).astype(np.float32)
+    ny, nx = y.shape[0], x.shape[0]
+    if arrays.is_cupy(padded):
+        out = xp.empty((nz, ny, nx), dtype=xp.float32)
+        total = nz * ny * nx
+        _cupy_backprojector()(
+            ((total + 255) // 256,), (256,),
+            (padded, xp.asarray(cos), xp.asarray(sin), x, y, out, np.int64(total), np.int32(ny),
+             np.int32(nx), np.int32(n_theta), np.int32(n_t + 2), centre, top),
+        )  # fmt: skip
+        return out
+    out = xp.zeros((nz, ny, nx), dtype=xp.float32)
+    for a in range(n_theta):
+        pos = x[None, :] * cos[a] - (y[:, None] * sin[a] - centre)
+        pos = xp.clip(pos, np.float32(0.0), top)
+        low = xp.floor(pos)
+        index = xp.reshape(xp.astype(low, xp.int64), (-1,))
+        frac = pos - low
+        row = padded[:, a, :]
+        lo = xp.reshape(xp.take(row, index, axis=1), (nz, ny, nx))
+        hi = xp.reshape(xp.take(row, index + 1, axis=1), (nz, ny, nx))
+        out += lo
+        out += (hi - lo) * frac
+    return out
+
+
+def fbp_array_api(
+    sinogram: np.ndarray, grid: Grid, protocol: ScannerProtocol, kernel: str, xp, *, block: int = 32
+) -> np.ndarray:
+    """:func:`fbp` with rebinning, filtering and backprojection in namespace ``xp`` (numpy or
+    CuPy), ``block`` slices at a time; returns a host ``[nz, ny, nx]`` float32 array."""
+    angles, t_step, n_t = parallel_sampling(protocol)
+    matrix = _rebin_matrix_on(xp, _geometry(protocol))
+    n_fft, response = _filter_response(n_t, float(t_step), kernel)
+    response = xp.asarray(response * np.float32(np.pi / angles.size))
+    x_mm, y_mm = grid.voxel_centers_axis(0), grid.voxel_centers_axis(1)
+    out = np.empty(grid.shape, dtype=np.float32)
+    for start in range(0, grid.shape[0], block):
+        chunk = xp.asarray(np.ascontiguousarray(sinogram[start : start + block], dtype=np.float32))
+        nz = chunk.shape[0]
+        flat = xp.reshape(chunk, (nz, -1)).T
+        rebinned = xp.reshape((matrix @ flat).T, (nz, angles.size, n_t))
+        spectrum = xp.fft.rfft(rebinned, n=n_fft, axis=-1)
+        rows = xp.astype(xp.fft.irfft(spectrum * response, n=n_fft, axis=-1)[..., :n_t], xp.float32)
+        image = backproject_array_api(xp, rows, x_mm, y_mm, angles, t_step)
+        out[start : start + nz] = arrays.to_numpy(image)
+    return out
 
 
 def _iterative(
@@ -261,8 +371,13 @@ def reconstruct(
     threads: int | None = None,
     device: str | None = None,
 ) -> np.ndarray:
-    """Reconstruct with ``protocol.recon_method`` (fbp, sirt or cgls) and its settings."""
+    """Reconstruct with ``protocol.recon_method`` (fbp, sirt, cgls or tv) and its settings."""
     if protocol.recon_method == "fbp":
         return fbp(sinogram, grid, protocol, threads=threads, device=device)
+    if protocol.recon_method == "tv":
+        from nmosim.simulate import tv  # imports ODL, only when asked for
+
+        _check_sinogram(sinogram, grid, protocol)
+        return tv.tv_reconstruct(sinogram, grid, protocol, device=backend.select_device(device))
     method = sirt if protocol.recon_method == "sirt" else cgls
     return method(sinogram, grid, protocol, threads=threads, device=device)

@@ -14,7 +14,11 @@ from nmosim.phantoms.errors import SpecError, check_choice, check_range
 from nmosim.phantoms.grid import Grid
 
 KERNELS = ("soft", "standard", "bone")
-RECON_METHODS = ("fbp", "sirt", "cgls")
+RECON_METHODS = ("fbp", "sirt", "cgls", "tv")
+# fan2d: every axial slice its own fan-beam scan (CPU and GPU); axial and helical: a multi-row
+# cone beam through ASTRA 3D on the GPU (see nmosim.simulate.geometry3d).
+GEOMETRIES = ("fan2d", "axial", "helical")
+GEOMETRIES_3D = ("axial", "helical")
 
 # View-angle and detector convention, stored with every protocol (see ScannerProtocol).
 GEOMETRY_CONVENTION = (
@@ -24,6 +28,14 @@ GEOMETRY_CONVENTION = (
     "-(D_sd - D_si)*(sin beta, cos beta); bin j centred at offset "
     "(j - (n_bins - 1)/2)*bin_width_mm along (cos beta, -sin beta) "
     "(at beta = 0 bins run toward patient right)"
+)
+
+# The multi-row detector of the axial and helical geometries (stored with such protocols).
+ROW_CONVENTION = (
+    "each view as the fan beam above with the source at height z_k; the detector centre opposite "
+    "at the same height; row i centred (i - (detector_rows - 1)/2)*row_pitch_mm along +z; axial: "
+    "rotations at fixed heights, each holding the whole slices that its collimation covers; "
+    "helical: z_k = z_0 + k*table_feed_mm/n_views, view angles continuing from rotation to rotation"
 )
 
 # DOMAIN.md 4.3: 120 kVp, 150-250 mAs, DFOV 340-420 mm at 0.66-0.82 mm pixels, 0.6-1.25 mm slices.
@@ -53,6 +65,12 @@ PRESETS: dict[str, dict[str, object]] = {
         # in-plane oversampling alone keeps projection and reconstruction grids apart; finer
         # slices would add the nonlinear partial volume across the slice at twice the cost.
         "imaging_oversampling_z": 1,
+        # 3D geometries (GPU only): 64 rows of 0.625 mm at the iso-centre, a 40 mm collimation.
+        "geometry": "fan2d",
+        "detector_rows": 64,
+        "row_pitch_mm": 1.14,
+        "pitch": 1.0,
+        "tv_weight": 1e-4,
     },
     "clinical": {
         "kvp": 120.0,
@@ -73,6 +91,11 @@ PRESETS: dict[str, dict[str, object]] = {
         "water_correction": True,
         "imaging_oversampling": 2,
         "imaging_oversampling_z": 2,
+        "geometry": "fan2d",
+        "detector_rows": 64,
+        "row_pitch_mm": 1.14,
+        "pitch": 1.0,
+        "tv_weight": 1e-4,
     },
 }
 
@@ -106,13 +129,22 @@ _RANGES = {
     "recon_fov_mm": (10.0, 1000.0),
     "electronic_noise_photons": (0.0, 1e4),
 }
-_POSITIVE = {"mas": 1000.0, "bin_width_mm": 5.0, "slice_thickness_mm": 10.0, "recon_pixel_mm": 5.0}
+_POSITIVE = {
+    "mas": 1000.0,
+    "bin_width_mm": 5.0,
+    "slice_thickness_mm": 10.0,
+    "recon_pixel_mm": 5.0,
+    "row_pitch_mm": 5.0,
+    "pitch": 1.0,
+    "tv_weight": 1.0,
+}
 _INTEGERS = {
     "n_views": (1, 10000),
     "n_bins": (8, 8192),
     "recon_iterations": (1, 10000),
     "imaging_oversampling": (1, 8),
     "imaging_oversampling_z": (1, 8),
+    "detector_rows": (1, 512),
 }
 
 
@@ -149,7 +181,16 @@ class ScannerProtocol:
     imaging_oversampling : the imaging grid is this many times finer than the reconstruction grid
         in-plane, [1, 8].
     imaging_oversampling_z : fine imaging slices per reconstructed slice, [1, 8]; they are added
-        as intensities, giving the nonlinear partial-volume effect across the slice.
+        as intensities, giving the nonlinear partial-volume effect across the slice (fan2d).
+    geometry : fan2d (default; each axial slice its own fan-beam scan, CPU and GPU), axial
+        (multi-row cone beam, step and shoot, FDK) or helical (multi-row cone beam on a helix,
+        table feed ``pitch * collimation_mm`` per rotation); the 3D ones need a GPU.
+    detector_rows : detector rows of the 3D geometries, [1, 512].
+    row_pitch_mm : row pitch at the detector in mm, (0, 5]; ``collimation_mm`` is the rows'
+        extent at the iso-centre.
+    pitch : helical table feed per rotation over the collimation, (0, 1].
+    tv_weight : weight of the total variation for ``recon_method = tv``, relative to the data
+        term (dimensionless), (0, 1].
     """
 
     kvp: float
@@ -170,6 +211,11 @@ class ScannerProtocol:
     water_correction: bool
     imaging_oversampling: int
     imaging_oversampling_z: int
+    geometry: str = "fan2d"
+    detector_rows: int = 64
+    row_pitch_mm: float = 1.14
+    pitch: float = 1.0
+    tv_weight: float = 1e-4
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in _RANGES.items():
@@ -180,6 +226,15 @@ class ScannerProtocol:
             object.__setattr__(self, name, _check_int(name, getattr(self, name), lo, hi))
         check_choice("kernel", self.kernel, KERNELS)
         check_choice("recon_method", self.recon_method, RECON_METHODS)
+        check_choice("geometry", self.geometry, GEOMETRIES)
+        if self.geometry == "axial" and self.slice_thickness_mm > self.collimation_mm:
+            raise SpecError(
+                f"slice_thickness_mm = {self.slice_thickness_mm:g} is outside (0, {self.collimation_mm:.4g}] "
+                f"for geometry = 'axial': {self.detector_rows} rows of {self.row_pitch_mm:g} mm collimate "
+                f"{self.collimation_mm:.4g} mm at the iso-centre"
+            )
+        if self.geometry == "axial" and self.recon_method == "tv":
+            raise SpecError("recon_method = 'tv' is not one of {fbp, sirt, cgls} for geometry = 'axial'")
         if not isinstance(self.water_correction, (bool, np.bool_)):
             value = self.water_correction
             raise SpecError(f"water_correction = {value!r} is not one of {{True, False}}")
@@ -218,6 +273,22 @@ class ScannerProtocol:
         """Diameter in mm of the circle that every view sees whole (the scan field of view)."""
         return 2.0 * self.source_to_iso_mm * math.sin(math.radians(self.fan_angle_deg / 2.0))
 
+    @property
+    def collimation_mm(self) -> float:
+        """Extent of the detector rows along z at the iso-centre, in mm."""
+        return self.detector_rows * self.row_pitch_mm / self.magnification
+
+    @property
+    def table_feed_mm(self) -> float:
+        """Table travel per rotation in mm: ``pitch * collimation_mm`` (helical), else 0."""
+        return self.pitch * self.collimation_mm if self.geometry == "helical" else 0.0
+
+    @property
+    def cone_angle_deg(self) -> float:
+        """Full cone angle along z in degrees (edge to edge of the rows)."""
+        half_height = self.detector_rows * self.row_pitch_mm / 2.0
+        return math.degrees(2.0 * math.atan(half_height / self.source_to_detector_mm))
+
     def view_angles_rad(self) -> np.ndarray:
         """Source angles ``beta_k = 2 pi k / n_views`` in radians, float64 of length ``n_views``."""
         return 2.0 * np.pi * np.arange(self.n_views) / self.n_views
@@ -229,8 +300,13 @@ class ScannerProtocol:
     def to_dict(self) -> dict:
         """JSON-ready description (settings plus derived geometry) for truth.json."""
         d = asdict(self)
+        if self.geometry == "fan2d":  # the 3D settings do not apply
+            for name in ("geometry", "detector_rows", "row_pitch_mm", "pitch"):
+                del d[name]
+        if self.recon_method != "tv":
+            del d["tv_weight"]
         d["geometry"] = {
-            "type": "fanflat",
+            "type": "fanflat" if self.geometry == "fan2d" else self.geometry,
             "convention": GEOMETRY_CONVENTION,
             "source_to_iso_mm": self.source_to_iso_mm,
             "source_to_detector_mm": self.source_to_detector_mm,
@@ -242,6 +318,16 @@ class ScannerProtocol:
             "scan_fov_mm": self.scan_fov_mm,
             "rotation_deg": 360.0,
         }
+        if self.geometry != "fan2d":
+            d["geometry"].update(
+                row_convention=ROW_CONVENTION,
+                detector_rows=self.detector_rows,
+                row_pitch_mm=self.row_pitch_mm,
+                collimation_mm=self.collimation_mm,
+                cone_angle_deg=self.cone_angle_deg,
+                pitch=self.pitch if self.geometry == "helical" else None,
+                table_feed_mm=self.table_feed_mm,
+            )
         d["recon_voxel_mm"] = [self.recon_pixel_mm, self.recon_pixel_mm, self.slice_thickness_mm]
         return d
 

@@ -220,9 +220,22 @@ def test_forcing_cuda_never_crashes_the_process():
 
 @needs_cuda
 def test_cuda_projection_matches_cpu():
-    grid = Grid.centered((2, 64, 64), (0.5, 0.5, 1.0), (2.0, -1.0, 0.0))
-    protocol = make_protocol("quick", n_views=90, n_bins=128, bin_width_mm=1.0, recon_fov_mm=20)
-    volume = raster_ellipse(grid, (3.0, 1.0), (10.0, 6.0), 0.3, 0.02)[None].repeat(2, axis=0)
+    """The CUDA projector interpolates along each ray (Joseph), the CPU one intersects pixels
+    (line kernel): at a sharp edge they differ by design. On rays that cross the edge steeply
+    both give the ellipse's chord (the CPU within 1 %, Joseph's rounding of the raster's edge
+    over about a pixel along the ray within 1.5 %), and the mass each view sees agrees within
+    0.5 %. Smooth maps agree within 1 % ray by ray (tests/simulate/test_gpu.py)."""
+    grid = Grid.centered((2, 256, 256), (0.25, 0.25, 1.0), (3.0, -2.0, 0.0))
+    protocol = make_protocol("quick", n_views=90, n_bins=192, bin_width_mm=1.0, recon_fov_mm=20)
+    center, axes, angle, mu = (5.0, -4.0), (25.0, 16.0), 0.4, 0.02
+    volume = raster_ellipse(grid, center, axes, angle, mu)[None].repeat(2, axis=0)
     cpu = forward_project(volume, grid, protocol, device="cpu")
     gpu = forward_project(volume, grid, protocol, device="cuda")
-    assert np.abs(gpu - cpu).max() < 0.01 * cpu.max()
+    source, bins = fan_rays_from_convention(protocol)
+    chord, cos_edge = ellipse_chords(source, bins, center, axes, angle)
+    expected = mu * chord
+    steep = (expected > 0) & (cos_edge >= 0.5)
+    errors = [float(np.abs(sino[0] - expected)[steep].max() / expected.max()) for sino in (cpu, gpu)]
+    print(f"largest error on steep rays, of the largest chord: cpu {errors[0]:.4f}, cuda {errors[1]:.4f}")
+    assert errors[0] < 0.01 and errors[1] < 0.015
+    np.testing.assert_allclose(gpu.sum(axis=2), cpu.sum(axis=2), rtol=5e-3)
