@@ -399,7 +399,8 @@ def run_case(args: argparse.Namespace) -> Path:
     if not 1 <= args.supersampling <= 8:
         raise SpecError(f"supersampling = {args.supersampling} is outside [1, 8]")
     _check_out(args.out)
-    device = nmosim.select_device()  # a forced but absent GPU is reported before any work
+    # a forced but absent GPU, or a cone-beam geometry without one, is reported before any work
+    device = nmosim.select_device(protocol=protocol)
     start = time.perf_counter()
     phantom = nmosim.build_phantom(spec)
     progress("phantom", time.perf_counter() - start)

@@ -33,13 +33,21 @@ DEVICES = ("cpu", "cuda")
 DEVICE_ENV = "NMOSIM_DEVICE"
 
 
-def select_device(device: str | None = None) -> str:
+def select_device(device: str | None = None, protocol: ScannerProtocol | None = None) -> str:
     """Return ``'cuda'`` or ``'cpu'``.
 
     Order: the ``device`` argument, else the ``NMOSIM_DEVICE`` environment variable, else
     ``'cuda'`` when ASTRA sees a CUDA GPU and ``'cpu'`` otherwise. Asking for ``'cuda'`` without
-    a GPU raises :class:`SpecError` (ASTRA's CUDA calls must never run without one).
+    a GPU raises :class:`SpecError` (ASTRA's CUDA calls must never run without one), and so does
+    a ``protocol`` whose geometry the chosen device cannot scan (:func:`check_geometry`).
     """
+    device = _device(device)
+    if protocol is not None:
+        check_geometry(protocol, device)
+    return device
+
+
+def _device(device: str | None) -> str:
     source = "device"
     if device is None and os.environ.get(DEVICE_ENV, "").strip():
         device, source = os.environ[DEVICE_ENV].strip().lower(), DEVICE_ENV

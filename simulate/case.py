@@ -186,8 +186,8 @@ def write_ct_case(
     check_output_dir(out)
     scan = protocol(preset, **(protocol_overrides or {}))
     check_range("supersampling", supersampling, 1, 8)
-    device = backend.select_device(device)  # a forced but absent GPU is reported before any work
-    backend.check_geometry(scan, device)  # so is a cone-beam geometry without a GPU
+    # a forced but absent GPU, or a cone-beam geometry without one, is reported before any work
+    device = backend.select_device(device, scan)
     clock = time.perf_counter()
     phantom = build_phantom(request, threads=threads)
     if progress:

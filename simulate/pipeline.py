@@ -158,8 +158,8 @@ def simulate_ct(
     radiograph streams.
     """
     supersampling = int(check_range("supersampling", supersampling, 1, 8))
-    device = backend.select_device(device)  # a forced but absent GPU is reported before any work
-    backend.check_geometry(protocol, device)  # so is a cone-beam geometry without a GPU
+    # a forced but absent GPU, or a cone-beam geometry without one, is reported before any work
+    device = backend.select_device(device, protocol)
     z_range = tuple(z_range_mm or SCAN_RANGE_MM.get(preset or "clinical", SCAN_RANGE_MM["clinical"]))
     imaging_rng, radiograph_rng = _case_rngs(phantom)
     report = progress or (lambda stage, seconds: None)
