@@ -6,6 +6,9 @@ Parses, validates and reports; every user mistake ends as one line on stderr and
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -24,11 +27,77 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -> None:
-    p.add_argument("--seed", type=int, default=0, help="random seed of the case (integer >= 0); default 0")
+# --- option types: each turns a bad value into one line, before any work -----------------------------
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed = {text!r} is not an integer in [0, 2**63)") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"seed = {value} is outside [0, 2**63)")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; allowed: a number >= 0")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; allowed: an integer >= 0")
+    return value
+
+
+def _folder(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is empty; give a folder name")
+    return Path(text)
+
+
+# tcp://host:port, tls://..., or host:port as Dask takes them
+_SCHEDULER = re.compile(r"^(?:(?:tcp|tls|ucx|inproc|ws|wss)://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}/?$")
+
+
+def _scheduler(text: str) -> str:
+    if not _SCHEDULER.match(text.strip()):
+        raise argparse.ArgumentTypeError(
+            f"scheduler = {text!r} is not a Dask scheduler address such as tcp://10.0.0.5:8786"
+        )
+    return text.strip()
+
+
+def _add_out(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--out", type=_folder, required=True, help=what)
     p.add_argument(
-        "--out", type=Path, required=True, help="output folder (created or replaced when complete)"
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier nmosim output in --out (one that carries nmosim's .nmosim marker); "
+        "without it such a folder is refused. A folder that nmosim did not write is never replaced",
     )
+
+
+def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -> None:
+    p.add_argument("--seed", type=_seed, default=0, help="random seed of the case, in [0, 2**63); default 0")
+    _add_out(p, "output folder: a new one, created when complete (see --overwrite)")
     p.add_argument(
         "--sex",
         choices=("male", "female"),
@@ -52,7 +121,7 @@ def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -
     if single_time:
         p.add_argument(
             "--weeks",
-            type=float,
+            type=_number,
             default=None,
             help="weeks since the neurological injury (>= 0); drives onset, growth and maturity and, "
             "without --phase, the phase",
@@ -83,7 +152,7 @@ def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -
 def _add_spacing(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--spacing",
-        type=float,
+        type=_number,
         default=1.5,
         help="isotropic voxel size of the label grid in mm, 0.1 to 10; default 1.5",
     )
@@ -148,11 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     case.add_argument(
         "--z-range",
-        type=float,
+        type=_number,
         nargs=2,
         default=None,
         metavar=("LOW", "HIGH"),
-        help="scan range along z in mm (patient frame); default per preset",
+        help="scan range along z in mm (patient frame), LOW < HIGH, meeting the body (z from -140 to "
+        "135 mm); default per preset",
     )
     _add_evaluation_parsers(sub)
     _add_dataset_parser(sub)
@@ -167,17 +237,25 @@ def _add_dataset_parser(sub) -> None:
         "DIR/Dataset<NNN>_<name> (nnU-Net v2 raw), datalist.json (MSD/MONAI), cases.csv and "
         "manifest.json. Config keys are documented in examples/cohort.toml.",
     )
-    dataset.add_argument("config", type=Path, help="cohort config (TOML)")
-    dataset.add_argument("--out", type=Path, required=True, help="dataset folder (created or resumed)")
+    dataset.add_argument("config", type=_folder, help="cohort config (TOML)")
+    _add_out(dataset, "dataset folder: created, or resumed when it holds a dataset of the same config "
+             "(finished cases are checked against their checksums and kept)")  # fmt: skip
+    dataset.add_argument(
+        "--regenerate",
+        action="store_true",
+        help="the config (or nmosim version) differs from the one the dataset was made with: remake "
+        "the cases that it changes and rewrite the tables; without it such a rerun is refused",
+    )
     dataset.add_argument(
         "--workers",
-        type=int,
+        type=_count,
         default=1,
         help="worker processes of the embedded Dask LocalCluster (one thread each); 0 runs the cases "
         "one by one in this process; default 1",
     )
     dataset.add_argument(
         "--scheduler",
+        type=_scheduler,
         default=None,
         metavar="ADDRESS",
         help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (instead of a LocalCluster)",
@@ -195,7 +273,8 @@ def run_dataset(args: argparse.Namespace) -> Path:
         bar = "#" * filled + "." * (30 - filled)
         print(f"\r  [{bar}] {done}/{total} {row['case_id']} ({note})   ", end="", file=sys.stderr, flush=True)
 
-    out = build_dataset(spec, args.out, args.workers, args.scheduler, progress)
+    out = build_dataset(spec, args.out, args.workers, args.scheduler, progress,
+                        overwrite=args.overwrite, regenerate=args.regenerate)  # fmt: skip
     print(file=sys.stderr)
     return out
 
@@ -211,18 +290,18 @@ def _add_evaluation_parsers(sub) -> None:
         "summary.json and PNG plots: Dice, HD95 (mm), NSD, volume errors (ml), lesion detection and "
         "Brooker grades, by phase, dose (mAs) and kernel. See simulate/evaluate.py for conventions.",
     )
-    evaluate.add_argument("--truth", type=Path, required=True, help="folder holding the case folders")
-    evaluate.add_argument("--pred", type=Path, required=True, help="folder holding <case_id>.nii.gz")
-    evaluate.add_argument("--out", type=Path, required=True, help="report folder (created if needed)")
+    evaluate.add_argument("--truth", type=_folder, required=True, help="folder holding the case folders")
+    evaluate.add_argument("--pred", type=_folder, required=True, help="folder holding <case_id>.nii.gz")
+    _add_out(evaluate, "report folder, created when complete")
     evaluate.add_argument(
         "--tolerance-mm",
-        type=float,
+        type=_non_negative,
         default=2.0,
         help="surface tolerance of the normalized surface distance in mm, >= 0; default 2",
     )
     evaluate.add_argument(
         "--iou-threshold",
-        type=float,
+        type=_number,
         default=0.0,
         help="a predicted lesion detects a truth lesion when their IoU exceeds this, in [0, 1); "
         "default 0 (any shared voxel)",
@@ -242,19 +321,20 @@ def _add_evaluation_parsers(sub) -> None:
         "a label map with 6 (ho_right) and 7 (ho_left), ready for nmosim evaluate. Method and limits "
         "in simulate/baseline.py.",
     )
-    baseline.add_argument("--cases", type=Path, required=True, help="folder holding the case folders")
-    baseline.add_argument("--out", type=Path, required=True, help="prediction folder (created if needed)")
+    baseline.add_argument("--cases", type=_folder, required=True, help="folder holding the case folders")
+    _add_out(baseline, "prediction folder, created when every prediction is written")
     baseline.add_argument(
-        "--threshold-hu", type=float, default=150.0, help="candidate voxels above this HU; default 150"
+        "--threshold-hu", type=_number, default=150.0, help="candidate voxels above this HU; default 150"
     )
     baseline.add_argument(
         "--bone-components",
-        type=int,
+        type=_count,
         default=3,
         help="the largest components taken as native bone (pelvis, two femurs); default 3",
     )
     baseline.add_argument(
-        "--min-volume-ml", type=float, default=0.1, help="drop components smaller than this (ml); default 0.1"
+        "--min-volume-ml", type=_non_negative, default=0.1,
+        help="drop components smaller than this (ml, >= 0); default 0.1"
     )
 
 
@@ -265,13 +345,14 @@ def run_baseline(args: argparse.Namespace) -> Path:
         print(f"\r  predicted {done}/{total} {case_id:<30}", end="", file=sys.stderr, flush=True)
 
     out = baseline(args.cases, args.out, args.threshold_hu, args.bone_components, args.min_volume_ml,
-                   progress=progress)  # fmt: skip
+                   progress=progress, overwrite=args.overwrite)  # fmt: skip
     print(file=sys.stderr)
     return out
 
 
 def run_evaluate(args: argparse.Namespace) -> Path:
     from nmosim.simulate.evaluate import evaluate, write_report
+    from nmosim.simulate.outputs import staged_directory
 
     def progress(done: int, total: int, case_id: str) -> None:
         print(f"\r  evaluated {done}/{total} {case_id:<30}", end="", file=sys.stderr, flush=True)
@@ -282,7 +363,9 @@ def run_evaluate(args: argparse.Namespace) -> Path:
     print(file=sys.stderr)
     for status, count in summary["status_counts"].items():
         print(f"  {status}: {count} case(s)", file=sys.stderr)
-    return write_report(args.out, rows, summary)
+    with staged_directory(args.out, "evaluate", args.overwrite) as stage:
+        write_report(stage, rows, summary)
+    return args.out.absolute()
 
 
 def _split_pairs(option: str, pairs: list[str]) -> list[tuple[str, str]]:
@@ -312,11 +395,6 @@ def _scanner_overrides(pairs: list[str]) -> dict[str, object]:
     return out
 
 
-def _check_common(args: argparse.Namespace) -> None:
-    if args.seed < 0:
-        raise SpecError(f"seed = {args.seed} is outside [0, 2**63)")
-
-
 def _anatomy_overrides(pairs: list[str]) -> dict[str, object]:
     """Parse ``NAME=VALUE`` pairs; values are numbers except ``sex``."""
     out: dict[str, object] = {}
@@ -334,7 +412,6 @@ def _anatomy_overrides(pairs: list[str]) -> dict[str, object]:
 def _request(args: argparse.Namespace):
     from nmosim.simulate.case import CaseRequest
 
-    _check_common(args)
     overrides = _anatomy_overrides(args.anatomy)
     if args.sex:
         overrides["sex"] = args.sex
@@ -352,7 +429,8 @@ def run_phantom(args: argparse.Namespace) -> Path:
     from nmosim.simulate.case import write_phantom_case
 
     request = _request(args)
-    return write_phantom_case(args.out, request, spacing_mm=args.spacing, supersampling=args.supersampling)
+    return write_phantom_case(args.out, request, spacing_mm=args.spacing, supersampling=args.supersampling,
+                              overwrite=args.overwrite)  # fmt: skip
 
 
 def _weeks_list(text: str) -> list[float]:
@@ -370,7 +448,8 @@ def run_series(args: argparse.Namespace) -> Path:
 
     weeks = _weeks_list(args.series_weeks)
     request = _request(args)
-    return write_series(args.out, request, weeks, spacing_mm=args.spacing, supersampling=args.supersampling)
+    return write_series(args.out, request, weeks, spacing_mm=args.spacing, supersampling=args.supersampling,
+                        overwrite=args.overwrite)  # fmt: skip
 
 
 def run_case(args: argparse.Namespace) -> Path:
@@ -386,6 +465,7 @@ def run_case(args: argparse.Namespace) -> Path:
         protocol_overrides=_scanner_overrides(args.scanner),
         z_range_mm=tuple(args.z_range) if args.z_range else None,
         progress=progress,
+        overwrite=args.overwrite,
     )
 
 
@@ -393,10 +473,52 @@ COMMANDS = {"phantom": run_phantom, "case": run_case, "series": run_series, "eva
             "baseline": run_baseline, "dataset": run_dataset}  # fmt: skip
 
 
+# What each command writes, for nmosim's marker in its output folder.
+KINDS = {"phantom": "phantom", "series": "series", "case": "case", "dataset": "dataset",
+         "evaluate": "evaluate", "baseline": "baseline"}  # fmt: skip
+_INPUTS = {"dataset": ("config",), "evaluate": ("truth", "pred"), "baseline": ("cases",)}
+
+
+def _need(args: argparse.Namespace):
+    """Memory and disk of a phantom, series or case (:mod:`nmosim.simulate.budget`), refused above the
+    memory limit; None for other commands (a dataset sizes its cases itself)."""
+    from nmosim.simulate import budget
+
+    if args.command in ("phantom", "series"):
+        n = len(_weeks_list(args.series_weeks)) if args.command == "series" else 1
+        return budget.check_phantom(args.spacing, args.supersampling, n)
+    if args.command == "case":
+        from nmosim.simulate.case import SCAN_RANGE_MM
+        from nmosim.simulate.scanner import make_protocol
+
+        protocol = make_protocol(args.preset, **_scanner_overrides(args.scanner))
+        z_range = tuple(args.z_range) if args.z_range else SCAN_RANGE_MM[args.preset]
+        return budget.check_case(protocol, z_range)
+    return None
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """Checks before any work: the output folder (DESIGN.md 11), inputs that replacing it would
+    remove, memory and disk. Raises :class:`SpecError`."""
+    from nmosim.simulate.outputs import check_free_space, check_output_dir
+
+    resume = args.command == "dataset"
+    out = check_output_dir(args.out, args.overwrite, kind=KINDS[args.command], resume=resume)
+    for name in _INPUTS.get(args.command, ()):
+        given = os.path.realpath(getattr(args, name))
+        if out.exists() and Path(given).is_relative_to(os.path.realpath(out)):
+            raise SpecError(f"out = '{out}' holds the input {name} = '{getattr(args, name)}'; "
+                            "give another folder")  # fmt: skip
+    need = _need(args)
+    if need is not None:
+        check_free_space(out, need.disk_bytes)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
     try:
+        preflight(args)
         out = COMMANDS[args.command](args)
     except SpecError as error:
         print(f"nmosim {args.command}: error: {error}", file=sys.stderr)

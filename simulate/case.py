@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import BONE_STRUCTURES, Structure
 from nmosim.phantoms.lesions import build_case_phantom, build_case_series, lesion_truth
@@ -20,7 +21,8 @@ from nmosim.phantoms.phantom import Phantom
 from nmosim.phantoms.rasterize import Rasterization
 from nmosim.simulate import backend, ct, physics, scanner
 from nmosim.simulate.figures import ct_preview, label_preview, radiograph_overlay, radiograph_preview
-from nmosim.simulate.io import check_output_dir, staged_directory, write_json, write_nifti, write_npz
+from nmosim.simulate.io import write_json, write_nifti, write_npz
+from nmosim.simulate.outputs import check_output_dir, staged_directory
 from nmosim.simulate.provenance import TRUTH_SCHEMA_VERSION, case_generators, software_versions
 from nmosim.simulate.radiograph import RadiographGeometry, simulate_radiograph
 
@@ -144,36 +146,56 @@ def preview_center(phantom: Phantom, truth: dict) -> np.ndarray:
 
 
 def write_phantom_case(
-    out: Path, request: CaseRequest, spacing_mm: float = 1.5, supersampling: int = 2
+    out: Path, request: CaseRequest, spacing_mm: float = 1.5, supersampling: int = 2, overwrite: bool = False
 ) -> Path:
-    """Build, rasterize and write the phantom of ``request`` into the folder ``out``."""
-    check_output_dir(out)
-    return write_phantom_folder(out, make_phantom(request), spacing_mm, supersampling)
+    """Build, rasterize and write the phantom of ``request`` into the folder ``out``.
+
+    ``overwrite`` lets it replace an earlier nmosim output (nmosim.simulate.outputs).
+    """
+    check_output_dir(out, overwrite)
+    return write_phantom_folder(out, make_phantom(request), spacing_mm, supersampling, overwrite)
 
 
-def write_phantom_folder(out: Path, phantom: Phantom, spacing_mm: float, supersampling: int) -> Path:
+def write_phantom_folder(
+    out: Path, phantom: Phantom, spacing_mm: float, supersampling: int, overwrite: bool = False
+) -> Path:
     """Rasterize ``phantom`` and write labels, truth.json and preview.png into ``out``."""
     grid = phantom.grid(spacing_mm)
     labels = phantom.rasterize(grid, supersampling)
     case_id = Path(out).name
     truth = phantom_truth(phantom, labels, case_id)
     title = f"{case_id}: seed {truth['seed']}, phase {truth['phase']}, labels"
-    with staged_directory(out) as stage:
+    with staged_directory(out, "phantom", overwrite) as stage:
         write_labels(stage, labels)
         write_json(stage / "truth.json", truth)
         label_preview(stage / "preview.png", labels.structures, grid, preview_center(phantom, truth), title)
     return Path(out).resolve()
 
 
+def week_folder_name(weeks: float) -> str:
+    """Folder of one time point of a series: ``week_WWW_WW`` (weeks to 0.01)."""
+    return f"week_{weeks:06.2f}".replace(".", "_")
+
+
 def write_series(
-    out: Path, request: CaseRequest, weeks: list[float], spacing_mm: float = 1.5, supersampling: int = 2
+    out: Path,
+    request: CaseRequest,
+    weeks: list[float],
+    spacing_mm: float = 1.5,
+    supersampling: int = 2,
+    overwrite: bool = False,
 ) -> Path:
     """A longitudinal series: one phantom folder per time point in ``out``, all in one rename."""
-    check_output_dir(out)
+    check_output_dir(out, overwrite)
+    names = [week_folder_name(w) for w in weeks]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise SpecError(f"weeks = {weeks[names.index(name)]:g} and {weeks[i]:g} fall into one folder, "
+                            f"{name}; give time points at least 0.01 week apart")  # fmt: skip
     series = make_series(request, weeks)
-    with staged_directory(out) as stage:
+    with staged_directory(out, "series", overwrite) as stage:
         for phantom in series:
-            name = f"week_{phantom.metadata['weeks_since_injury']:06.2f}".replace(".", "_")
+            name = week_folder_name(phantom.metadata["weeks_since_injury"])
             write_phantom_folder(stage / name, phantom, spacing_mm, supersampling)
     return Path(out).resolve()
 
@@ -238,13 +260,14 @@ def write_ct_case(
     protocol_overrides: dict | None = None,
     z_range_mm: tuple[float, float] | None = None,
     progress=None,
+    overwrite: bool = False,
 ) -> Path:
     """Build the phantom of ``request``, image it with CT and an AP radiograph, write the case folder.
 
     ``progress(stage, seconds)`` is called after each stage with its wall time.
     """
     report = progress or (lambda stage, seconds: None)
-    check_output_dir(out)
+    check_output_dir(out, overwrite)
     protocol = scanner.make_protocol(preset, **(protocol_overrides or {}))
     device = backend.select_device()  # a forced but absent GPU is reported before any work
     z_range = z_range_mm or SCAN_RANGE_MM[preset]
@@ -298,7 +321,7 @@ def write_ct_case(
     truth["radiograph"] = geometry.to_dict()
     hu_int = np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
     hu_int[:, outside_scan_field(recon, protocol)] = -1024  # no data there, as scanners show it
-    with staged_directory(out) as folder:
+    with staged_directory(out, "case", overwrite) as folder:
         write_nifti(folder / "ct.nii.gz", hu_int, recon, np.int16)
         write_labels(folder, labels)
         save_radiograph(folder / "radiograph_ap.npz", radiograph)

@@ -65,6 +65,7 @@ from scipy import ndimage
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grading import grade_hips
 from nmosim.phantoms.labels import Structure
+from nmosim.simulate.outputs import is_hidden
 
 log = logging.getLogger(__name__)
 
@@ -268,11 +269,6 @@ class TruthCase:
     truth: dict
 
 
-def _hidden(folder: Path, root: Path) -> bool:
-    """Below a folder whose name starts with '.': half-written staging folders of a killed run."""
-    return any(part.startswith(".") for part in folder.relative_to(root).parts)
-
-
 def find_truth_cases(truth_dir: Path) -> list[Path]:
     """Case folders under ``truth_dir`` (any depth, hidden ones skipped), sorted by case id.
 
@@ -281,7 +277,7 @@ def find_truth_cases(truth_dir: Path) -> list[Path]:
     truth_dir = Path(truth_dir)
     if not truth_dir.is_dir():
         raise SpecError(f"truth = '{truth_dir}' is not a directory")
-    found = {p.parent for p in truth_dir.rglob("structures.nii.gz") if not _hidden(p.parent, truth_dir)}
+    found = {p.parent for p in truth_dir.rglob("structures.nii.gz") if not is_hidden(p.parent, truth_dir)}
     folders = sorted(found, key=lambda p: (p.name, p))
     if not folders:
         raise SpecError(f"truth = '{truth_dir}' holds no case folder (a folder with structures.nii.gz)")
@@ -542,7 +538,8 @@ def write_report(out: Path, rows: list[dict[str, object]], summary: dict[str, ob
 
     Plots: dice_by_phase.png, dice_by_mas.png, dice_by_kernel.png, grade_confusion.png.
     """
-    from nmosim.simulate.io import check_output_dir, write_json
+    from nmosim.simulate.io import write_json
+    from nmosim.simulate.outputs import check_output_dir
 
     out = check_output_dir(out)
     out.mkdir(parents=True, exist_ok=True)
