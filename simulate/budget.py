@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nmosim.phantoms.anatomy import SCENE_Z_MM
-from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.errors import SpecError, check_range
+from nmosim.phantoms.phantom import SPACING_RANGE_MM
+from nmosim.phantoms.rasterize import MAX_SUPERSAMPLING
 
 ENV_LIMIT = "NMOSIM_MEMORY_LIMIT_GB"
 GIB = 1024.0**3
@@ -90,14 +92,15 @@ def _positive(name: str, value: object) -> float:
 
 
 def _supersampling(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise SpecError(f"supersampling = {value!r} must be an integer >= 1")
-    return value
+    check_range("supersampling", value, 1, MAX_SUPERSAMPLING)
+    if isinstance(value, bool) or int(value) != value:
+        raise SpecError(f"supersampling = {value!r} must be an integer in [1, {MAX_SUPERSAMPLING}]")
+    return int(value)
 
 
 def phantom_need(spacing_mm: float, supersampling: int = 2, n_phantoms: int = 1) -> Need:
     """Memory and disk of ``nmosim phantom`` (``n_phantoms`` > 1: a series, written one by one)."""
-    spacing = _positive("spacing_mm", spacing_mm)
+    spacing = check_range("spacing_mm", spacing_mm, *SPACING_RANGE_MM)
     s = _supersampling(supersampling)
     counts = _body_counts((spacing, spacing, spacing))
     memory = BASE_BYTES + raster_bytes(counts, (spacing,) * 3, s)

@@ -194,7 +194,7 @@ def test_is_hidden() -> None:
     assert not is_hidden(root / "cases" / "case_0001", root)
 
 
-# --- recovery of a killed run's debris -----------------------------------------------------------------------
+# --- recovery of a killed run's debris --------------------------------------------------------------------
 
 
 def test_swap_cut_between_renames_is_completed_when_the_new_folder_is_whole(tmp_path, dead_token) -> None:
