@@ -46,7 +46,7 @@ def test_phantom_spacing_of_a_tenth_mm_is_refused_naming_it(monkeypatch) -> None
     ("overrides", "needle"),
     [
         ({"recon_pixel_mm": 0.001}, "grid .* recon_pixel_mm = 0.001"),
-        ({"imaging_oversampling": 8, "recon_pixel_mm": 0.5}, "imaging grid .* imaging_oversampling = 8"),
+        ({"imaging_oversampling": 8, "recon_pixel_mm": 0.5}, "imaging grid.*imaging_oversampling = 8"),
         ({"slice_thickness_mm": 0.01}, "grid .* slice_thickness_mm = 0.01"),
         ({"n_views": 10000, "n_bins": 8192}, "projections.*n_views = 10000"),
     ],
