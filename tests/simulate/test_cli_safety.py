@@ -112,3 +112,71 @@ def test_a_bad_scheduler_in_a_new_process_leaves_nothing(tmp_path) -> None:
     )  # fmt: skip
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr and sorted(os.listdir(tmp_path)) == ["c.toml"]
+
+
+# --- kills (slow: each runs a phantom) ------------------------------------------------------------------
+
+# Runs `nmosim ARGS` with the renames of a replacement slowed down: the kill lands between them.
+_PAUSED_SWAP = """
+import os, sys, time
+real = os.replace
+def replace(src, dst):
+    real(src, dst)
+    if ".old-" in os.path.basename(str(dst)):
+        open(sys.argv[1], "w").close()
+        time.sleep(300)
+os.replace = replace
+from nmosim.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_kill_between_the_two_renames_of_a_replacement_is_completed_by_the_next_run(tmp_path) -> None:
+    import signal
+    import time
+
+    from nmosim.simulate.outputs import verify_output
+
+    out = tmp_path / "case"
+    argv = ["phantom", "--seed", "3", "--out", str(out), *FAST]
+    assert cli.main(argv) == 0
+    first = (out / "truth.json").read_bytes()
+    flag = tmp_path / "paused"
+    paused = [sys.executable, "-c", _PAUSED_SWAP, str(flag), *argv, "--seed", "4", "--overwrite"]
+    proc = subprocess.Popen(paused, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    flag.unlink()
+    # The state the kill left: no output, the old one and the new one in hidden folders.
+    assert not out.exists()
+    assert sorted(n.split("-")[0] for n in os.listdir(tmp_path)) == [".case.old", ".case.partial"]
+    # The next run, even a refused one, first completes the replacement: the new folder was whole.
+    assert cli.main(argv) == 2
+    assert os.listdir(tmp_path) == ["case"] and verify_output(out, "phantom") == []
+    second = (out / "truth.json").read_bytes()
+    assert second != first and b'"seed": 4' in second
+
+
+@pytest.mark.slow
+def test_kills_at_any_moment_of_a_replacement_leave_a_whole_output(tmp_path) -> None:
+    import random
+    import signal
+    import time
+
+    from nmosim.simulate.outputs import check_output_dir, verify_output
+
+    out = tmp_path / "case"
+    argv = [sys.executable, "-m", "nmosim", "phantom", "--seed", "5", "--out", str(out), *FAST, "--overwrite"]
+    assert subprocess.run(argv, cwd=ROOT, capture_output=True).returncode == 0
+    rng = random.Random(0)
+    for _ in range(3):
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(2.0, 12.0))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        check_output_dir(out, overwrite=True)  # recovers what the kill left
+        assert os.listdir(tmp_path) == ["case"] and verify_output(out, "phantom") == []
