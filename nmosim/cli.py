@@ -40,31 +40,36 @@ def _seed(text: str) -> int:
     return value
 
 
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
+def _number(name: str, minimum: float | None = None):
+    """Option type: a finite number (>= ``minimum``); refusals read ``name = value ...``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} = {text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{name} = {text} is not a finite number")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} = {text} is outside [{minimum:g}, inf)")
+        return value
+
+    return parse
 
 
-def _non_negative(text: str) -> float:
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative; allowed: a number >= 0")
-    return value
+def _count(name: str):
+    """Option type: an integer >= 0."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} = {text!r} is not an integer >= 0") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{name} = {value} is outside [0, inf)")
+        return value
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative; allowed: an integer >= 0")
-    return value
+    return parse
 
 
 def _folder(text: str) -> Path:
@@ -121,7 +126,7 @@ def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -
     if single_time:
         p.add_argument(
             "--weeks",
-            type=_number,
+            type=_number("weeks"),
             default=None,
             help="weeks since the neurological injury (>= 0); drives onset, growth and maturity and, "
             "without --phase, the phase",
@@ -152,7 +157,7 @@ def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -
 def _add_spacing(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--spacing",
-        type=_number,
+        type=_number("spacing_mm"),
         default=1.5,
         help="isotropic voxel size of the label grid in mm, 0.1 to 10; default 1.5",
     )
@@ -217,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     case.add_argument(
         "--z-range",
-        type=_number,
+        type=_number("z_range_mm"),
         nargs=2,
         default=None,
         metavar=("LOW", "HIGH"),
@@ -248,7 +253,7 @@ def _add_dataset_parser(sub) -> None:
     )
     dataset.add_argument(
         "--workers",
-        type=_count,
+        type=_count("workers"),
         default=1,
         help="worker processes of the embedded Dask LocalCluster (one thread each); 0 runs the cases "
         "one by one in this process; default 1",
@@ -295,13 +300,13 @@ def _add_evaluation_parsers(sub) -> None:
     _add_out(evaluate, "report folder, created when complete")
     evaluate.add_argument(
         "--tolerance-mm",
-        type=_non_negative,
+        type=_number("tolerance_mm", minimum=0),
         default=2.0,
         help="surface tolerance of the normalized surface distance in mm, >= 0; default 2",
     )
     evaluate.add_argument(
         "--iou-threshold",
-        type=_number,
+        type=_number("iou_threshold"),
         default=0.0,
         help="a predicted lesion detects a truth lesion when their IoU exceeds this, in [0, 1); "
         "default 0 (any shared voxel)",
@@ -324,16 +329,17 @@ def _add_evaluation_parsers(sub) -> None:
     baseline.add_argument("--cases", type=_folder, required=True, help="folder holding the case folders")
     _add_out(baseline, "prediction folder, created when every prediction is written")
     baseline.add_argument(
-        "--threshold-hu", type=_number, default=150.0, help="candidate voxels above this HU; default 150"
+        "--threshold-hu", type=_number("threshold_hu"), default=150.0,
+        help="candidate voxels above this HU; default 150"
     )
     baseline.add_argument(
         "--bone-components",
-        type=_count,
+        type=_count("bone_components"),
         default=3,
         help="the largest components taken as native bone (pelvis, two femurs); default 3",
     )
     baseline.add_argument(
-        "--min-volume-ml", type=_non_negative, default=0.1,
+        "--min-volume-ml", type=_number("min_volume_ml", minimum=0), default=0.1,
         help="drop components smaller than this (ml, >= 0); default 0.1"
     )
 
@@ -515,7 +521,11 @@ def preflight(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run ``nmosim ARGV``; returns the exit code (0, 2 for a user's mistake), never raises SystemExit."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or a refused option (one line printed already)
+        return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
     start = time.perf_counter()
     try:
         preflight(args)
