@@ -274,7 +274,9 @@ def run_dataset(args: argparse.Namespace) -> Path:
 
     def progress(done: int, total: int, row: dict) -> None:
         filled = int(30 * done / total)
-        note = "skipped, complete" if row.get("skipped") else row.get("status", "")
+        note = "kept, checksums match" if row.get("skipped") else row.get("status", "")
+        if row.get("remade"):
+            note = f"remade: {row['remade'][0]}"
         bar = "#" * filled + "." * (30 - filled)
         print(f"\r  [{bar}] {done}/{total} {row['case_id']} ({note})   ", end="", file=sys.stderr, flush=True)
 

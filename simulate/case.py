@@ -19,7 +19,7 @@ from nmosim.phantoms.lesions import build_case_phantom, build_case_series, lesio
 from nmosim.phantoms.materials import tissue_materials
 from nmosim.phantoms.phantom import Phantom
 from nmosim.phantoms.rasterize import Rasterization
-from nmosim.simulate import backend, ct, physics, scanner
+from nmosim.simulate import backend, budget, ct, physics, scanner
 from nmosim.simulate.figures import ct_preview, label_preview, radiograph_overlay, radiograph_preview
 from nmosim.simulate.io import write_json, write_nifti, write_npz
 from nmosim.simulate.outputs import check_output_dir, staged_directory
@@ -270,7 +270,7 @@ def write_ct_case(
     check_output_dir(out, overwrite)
     protocol = scanner.make_protocol(preset, **(protocol_overrides or {}))
     device = backend.select_device()  # a forced but absent GPU is reported before any work
-    z_range = z_range_mm or SCAN_RANGE_MM[preset]
+    z_range = budget.check_z_range(z_range_mm or SCAN_RANGE_MM[preset])  # finite, meets the body
     clock = time.perf_counter()
 
     def stage(name: str) -> None:

@@ -264,7 +264,7 @@ def check_output_dir(
     _check_names(path)
     _check_writable(path)
     recover(path.parent, path.name)
-    if path.is_dir() and any(os.scandir(path)):
+    if _non_empty(path):
         marker = read_marker(path)
         if marker is None and not (path / MARKER).exists():
             raise SpecError(
@@ -277,6 +277,13 @@ def check_output_dir(
                 f"out = '{path}' holds an earlier nmosim {found} output; give --overwrite to replace it"
             )
     return path
+
+
+def _non_empty(path: Path) -> bool:
+    if not path.is_dir():
+        return False
+    with os.scandir(path) as entries:
+        return next(entries, None) is not None
 
 
 def _absolute(out: Path | str) -> Path:
@@ -508,7 +515,7 @@ def open_output_dir(out: Path, kind: str, overwrite: bool = False, extra: dict |
     if marker is not None and marker["kind"] == kind and not overwrite:
         return out
     old = None
-    if out.is_dir() and any(os.scandir(out)):
+    if _non_empty(out):
         old = staging_path(out, "old", new_token())
         os.replace(out, old)
     created = _make_parents(out)
