@@ -149,8 +149,20 @@ def recover(parent: Path, name: str | None = None) -> list[str]:
         target = match["name"] + match["suffix"]
         if (name is not None and target != name) or _owner_alive(match["token"]):
             continue
+        if not re.fullmatch(_TOKEN, match["token"]) and not _legacy_debris(Path(entry.path), match):
+            continue  # a name that only looks like nmosim's: not ours to touch
         groups.setdefault(target, []).append((match["state"], match["token"], Path(entry.path)))
     return [_recover_target(parent / target, items) for target, items in sorted(groups.items())]
+
+
+def _legacy_debris(path: Path, match: re.Match) -> bool:
+    """Staging folders of nmosim before 0.2: ``.NAME.partial-XXXXXXXX`` folders and
+    ``.NAME.old-XXXXXXXX`` folders holding just ``NAME``."""
+    if match["suffix"] or not path.is_dir() or path.is_symlink():
+        return False
+    if match["state"] == "partial":
+        return True
+    return match["state"] == "old" and os.listdir(path) == [match["name"]]
 
 
 def _recover_target(target: Path, items: list[tuple[str, str, Path]]) -> str:

@@ -246,8 +246,11 @@ def test_debris_of_earlier_versions_is_recovered(tmp_path) -> None:
     (tmp_path / ".case.old-k2j3h4g5" / "case" / "truth.json").write_text("old")
     (tmp_path / ".case.partial-a1b2c3d4").mkdir()
     (tmp_path / ".atwrite.partial-zz9y8x7w").mkdir()
+    (tmp_path / ".case.old-20240101").mkdir()  # a user's backup that only looks like debris
+    (tmp_path / ".case.old-20240101" / "notes.txt").write_text("mine")
     recover(tmp_path)
-    assert sorted(os.listdir(tmp_path)) == ["case"] and (out / "truth.json").read_text() == "old"
+    assert sorted(os.listdir(tmp_path)) == [".case.old-20240101", "case"]
+    assert (out / "truth.json").read_text() == "old"
 
 
 def test_marker_is_json_with_kind_and_version(tmp_path) -> None:
