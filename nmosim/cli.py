@@ -507,14 +507,14 @@ def _need(args: argparse.Namespace):
 
 def preflight(args: argparse.Namespace) -> None:
     """Checks before any work: the output folder (DESIGN.md 11), inputs that replacing it would
-    remove, memory and disk. Raises :class:`SpecError`."""
+    remove (``--overwrite``), memory and disk. Raises :class:`SpecError`."""
     from nmosim.simulate.outputs import check_free_space, check_output_dir
 
     resume = args.command == "dataset"
     out = check_output_dir(args.out, args.overwrite, kind=KINDS[args.command], resume=resume)
     for name in _INPUTS.get(args.command, ()):
         given = os.path.realpath(getattr(args, name))
-        if out.exists() and Path(given).is_relative_to(os.path.realpath(out)):
+        if args.overwrite and out.exists() and Path(given).is_relative_to(os.path.realpath(out)):
             raise SpecError(f"out = '{out}' holds the input {name} = '{getattr(args, name)}'; "
                             "give another folder")  # fmt: skip
     need = _need(args)
