@@ -23,7 +23,7 @@ from nmosim import cli
 from nmosim.simulate.io import write_json, write_nifti
 from nmosim.simulate.outputs import staged_directory
 
-QUICK = settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+QUICK = settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 LONG = settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
 OUT_NAMES = ["new", "a/b/new", "", ".", "..", "/", "~nosuchuser/x", "n" * 250, "thesis.tex", "data", "é ü"]
