@@ -6,6 +6,9 @@ Parses, validates and reports; every user mistake ends as one line on stderr and
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -28,11 +31,82 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -> None:
-    p.add_argument("--seed", type=int, default=0, help="random seed of the case (integer >= 0); default 0")
+# --- option types: each turns a bad value into one line, before any work -----------------------------
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed = {text!r} is not an integer in [0, 2**63)") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"seed = {value} is outside [0, 2**63)")
+    return value
+
+
+def _number(name: str, minimum: float | None = None):
+    """Option type: a finite number (>= ``minimum``); refusals read ``name = value ...``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} = {text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{name} = {text} is not a finite number")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} = {text} is outside [{minimum:g}, inf)")
+        return value
+
+    return parse
+
+
+def _count(name: str):
+    """Option type: an integer >= 0."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} = {text!r} is not an integer >= 0") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{name} = {value} is outside [0, inf)")
+        return value
+
+    return parse
+
+
+def _folder(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is empty; give a folder name")
+    return Path(text)
+
+
+# tcp://host:port, tls://..., or host:port as Dask takes them
+_SCHEDULER = re.compile(r"^(?:(?:tcp|tls|ucx|inproc|ws|wss)://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}/?$")
+
+
+def _scheduler(text: str) -> str:
+    if not _SCHEDULER.match(text.strip()):
+        raise argparse.ArgumentTypeError(
+            f"scheduler = {text!r} is not a Dask scheduler address such as tcp://10.0.0.5:8786"
+        )
+    return text.strip()
+
+
+def _add_out(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--out", type=_folder, required=True, help=what)
     p.add_argument(
-        "--out", type=Path, required=True, help="output folder (created or replaced when complete)"
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier nmosim output in --out (one that carries nmosim's .nmosim marker); "
+        "without it such a folder is refused. A folder that nmosim did not write is never replaced",
     )
+
+
+def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -> None:
+    p.add_argument("--seed", type=_seed, default=0, help="random seed of the case, in [0, 2**63); default 0")
+    _add_out(p, "output folder: a new one, created when complete (see --overwrite)")
     p.add_argument(
         "--sex",
         choices=SEXES,
@@ -56,7 +130,7 @@ def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -
     if single_time:
         p.add_argument(
             "--weeks",
-            type=float,
+            type=_number("weeks"),
             default=None,
             help="weeks since the neurological injury (>= 0); drives onset, growth and maturity and, "
             "without --phase, the phase",
@@ -87,7 +161,7 @@ def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -
 def _add_spacing(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--spacing",
-        type=float,
+        type=_number("spacing_mm"),
         default=1.5,
         help="isotropic voxel size of the label grid in mm, 0.1 to 10; default 1.5",
     )
@@ -152,11 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     case.add_argument(
         "--z-range",
-        type=float,
+        type=_number("z_range_mm"),
         nargs=2,
         default=None,
         metavar=("LOW", "HIGH"),
-        help="scan range along z in mm (patient frame); default per preset",
+        help="scan range along z in mm (patient frame), LOW < HIGH, meeting the body (z from -140 to "
+        "135 mm); default per preset",
     )
     _add_evaluation_parsers(sub)
     _add_dataset_parser(sub)
@@ -171,17 +246,25 @@ def _add_dataset_parser(sub) -> None:
         "DIR/Dataset<NNN>_<name> (nnU-Net v2 raw), datalist.json (MSD/MONAI), cases.csv and "
         "manifest.json. Config keys are documented in examples/cohort.toml.",
     )
-    dataset.add_argument("config", type=Path, help="cohort config (TOML)")
-    dataset.add_argument("--out", type=Path, required=True, help="dataset folder (created or resumed)")
+    dataset.add_argument("config", type=_folder, help="cohort config (TOML)")
+    _add_out(dataset, "dataset folder: created, or resumed when it holds a dataset of the same config "
+             "(finished cases are checked against their checksums and kept)")  # fmt: skip
+    dataset.add_argument(
+        "--regenerate",
+        action="store_true",
+        help="the config (or nmosim version) differs from the one the dataset was made with: remake "
+        "the cases that it changes and rewrite the tables; without it such a rerun is refused",
+    )
     dataset.add_argument(
         "--workers",
-        type=int,
+        type=_count("workers"),
         default=1,
         help="worker processes of the embedded Dask LocalCluster (one thread each); 0 runs the cases "
         "one by one in this process; default 1",
     )
     dataset.add_argument(
         "--scheduler",
+        type=_scheduler,
         default=None,
         metavar="ADDRESS",
         help="address of a running Dask scheduler, e.g. tcp://10.0.0.5:8786 (instead of a LocalCluster)",
@@ -195,11 +278,14 @@ def run_dataset(args: argparse.Namespace) -> Path:
 
     def progress(done: int, total: int, row: dict) -> None:
         filled = int(30 * done / total)
-        note = "skipped, complete" if row.get("skipped") else row.get("status", "")
+        note = "kept, checksums match" if row.get("skipped") else row.get("status", "")
+        if row.get("remade"):
+            note = f"remade: {row['remade'][0]}"
         bar = "#" * filled + "." * (30 - filled)
         print(f"\r  [{bar}] {done}/{total} {row['case_id']} ({note})   ", end="", file=sys.stderr, flush=True)
 
-    out = build_dataset(spec, args.out, args.workers, args.scheduler, progress)
+    out = build_dataset(spec, args.out, args.workers, args.scheduler, progress,
+                        overwrite=args.overwrite, regenerate=args.regenerate)  # fmt: skip
     print(file=sys.stderr)
     return out
 
@@ -215,18 +301,18 @@ def _add_evaluation_parsers(sub) -> None:
         "summary.json and PNG plots: Dice, HD95 (mm), NSD, volume errors (ml), lesion detection and "
         "Brooker grades, by phase, dose (mAs) and kernel. See simulate/evaluate.py for conventions.",
     )
-    evaluate.add_argument("--truth", type=Path, required=True, help="folder holding the case folders")
-    evaluate.add_argument("--pred", type=Path, required=True, help="folder holding <case_id>.nii.gz")
-    evaluate.add_argument("--out", type=Path, required=True, help="report folder (created if needed)")
+    evaluate.add_argument("--truth", type=_folder, required=True, help="folder holding the case folders")
+    evaluate.add_argument("--pred", type=_folder, required=True, help="folder holding <case_id>.nii.gz")
+    _add_out(evaluate, "report folder, created when complete")
     evaluate.add_argument(
         "--tolerance-mm",
-        type=float,
+        type=_number("tolerance_mm", minimum=0),
         default=2.0,
         help="surface tolerance of the normalized surface distance in mm, >= 0; default 2",
     )
     evaluate.add_argument(
         "--iou-threshold",
-        type=float,
+        type=_number("iou_threshold"),
         default=0.0,
         help="a predicted lesion detects a truth lesion when their IoU exceeds this, in [0, 1); "
         "default 0 (any shared voxel)",
@@ -246,19 +332,21 @@ def _add_evaluation_parsers(sub) -> None:
         "a label map with 6 (ho_right) and 7 (ho_left), ready for nmosim evaluate. Method and limits "
         "in simulate/baseline.py.",
     )
-    baseline.add_argument("--cases", type=Path, required=True, help="folder holding the case folders")
-    baseline.add_argument("--out", type=Path, required=True, help="prediction folder (created if needed)")
+    baseline.add_argument("--cases", type=_folder, required=True, help="folder holding the case folders")
+    _add_out(baseline, "prediction folder, created when every prediction is written")
     baseline.add_argument(
-        "--threshold-hu", type=float, default=150.0, help="candidate voxels above this HU; default 150"
+        "--threshold-hu", type=_number("threshold_hu"), default=150.0,
+        help="candidate voxels above this HU; default 150"
     )
     baseline.add_argument(
         "--bone-components",
-        type=int,
+        type=_count("bone_components"),
         default=3,
         help="the largest components taken as native bone (pelvis, two femurs); default 3",
     )
     baseline.add_argument(
-        "--min-volume-ml", type=float, default=0.1, help="drop components smaller than this (ml); default 0.1"
+        "--min-volume-ml", type=_number("min_volume_ml", minimum=0), default=0.1,
+        help="drop components smaller than this (ml, >= 0); default 0.1"
     )
 
 
@@ -269,7 +357,7 @@ def run_baseline(args: argparse.Namespace) -> Path:
         print(f"\r  predicted {done}/{total} {case_id:<30}", end="", file=sys.stderr, flush=True)
 
     out = baseline(args.cases, args.out, args.threshold_hu, args.bone_components, args.min_volume_ml,
-                   progress=progress)  # fmt: skip
+                   progress=progress, overwrite=args.overwrite)  # fmt: skip
     print(file=sys.stderr)
     return out
 
@@ -286,7 +374,7 @@ def run_evaluate(args: argparse.Namespace) -> Path:
     print(file=sys.stderr)
     for status, count in summary["status_counts"].items():
         print(f"  {status}: {count} case(s)", file=sys.stderr)
-    return nmosim.write_report(args.out, rows, summary)
+    return nmosim.write_report(args.out, rows, summary, overwrite=args.overwrite)
 
 
 def _split_pairs(option: str, pairs: list[str]) -> list[tuple[str, str]]:
@@ -316,11 +404,6 @@ def _scanner_overrides(pairs: list[str]) -> dict[str, object]:
     return out
 
 
-def _check_common(args: argparse.Namespace) -> None:
-    if args.seed < 0:
-        raise SpecError(f"seed = {args.seed} is outside [0, 2**63)")
-
-
 def _anatomy_overrides(pairs: list[str]) -> dict[str, object]:
     """Parse ``NAME=VALUE`` pairs; values are numbers except ``sex``."""
     out: dict[str, object] = {}
@@ -338,7 +421,6 @@ def _anatomy_overrides(pairs: list[str]) -> dict[str, object]:
 def _spec(args: argparse.Namespace):
     import nmosim
 
-    _check_common(args)
     overrides = _anatomy_overrides(args.anatomy)
     if args.sex:
         overrides["sex"] = args.sex
@@ -352,29 +434,24 @@ def _spec(args: argparse.Namespace):
     )
 
 
-def _check_out(out: Path) -> None:
-    """Refuse an output folder that cannot be written, before any work."""
-    from nmosim.simulate.io import check_output_dir
-
-    check_output_dir(out)
-
-
 def run_phantom(args: argparse.Namespace) -> Path:
     import nmosim
 
-    spec = _spec(args)
-    _check_out(args.out)
-    phantom = nmosim.build_phantom(spec)
-    return nmosim.write_phantom(phantom, args.out, spacing_mm=args.spacing, supersampling=args.supersampling)
+    phantom = nmosim.build_phantom(_spec(args))
+    return nmosim.write_phantom(phantom, args.out, spacing_mm=args.spacing, supersampling=args.supersampling,
+                                overwrite=args.overwrite)  # fmt: skip
 
 
 def _weeks_list(text: str) -> list[float]:
+    from nmosim.simulate.case import check_series_weeks
+
     try:
         weeks = [float(w) for w in text.split(",") if w.strip()]
     except ValueError:
         raise SpecError(f"weeks = {text!r} is not a comma-separated list of numbers") from None
     if not weeks:
         raise SpecError(f"weeks = {text!r} lists no time point")
+    check_series_weeks(weeks)  # each time point its own folder
     return weeks
 
 
@@ -383,9 +460,9 @@ def run_series(args: argparse.Namespace) -> Path:
 
     weeks = _weeks_list(args.series_weeks)
     spec = _spec(args)
-    _check_out(args.out)
     series = nmosim.build_series(spec, weeks)
-    return nmosim.write_series(series, args.out, spacing_mm=args.spacing, supersampling=args.supersampling)
+    return nmosim.write_series(series, args.out, spacing_mm=args.spacing, supersampling=args.supersampling,
+                               overwrite=args.overwrite)  # fmt: skip
 
 
 def run_case(args: argparse.Namespace) -> Path:
@@ -398,7 +475,6 @@ def run_case(args: argparse.Namespace) -> Path:
     protocol = nmosim.protocol(args.preset, **_scanner_overrides(args.scanner))
     if not 1 <= args.supersampling <= 8:
         raise SpecError(f"supersampling = {args.supersampling} is outside [1, 8]")
-    _check_out(args.out)
     # a forced but absent GPU, or a cone-beam geometry without one, is reported before any work
     device = nmosim.select_device(protocol=protocol)
     start = time.perf_counter()
@@ -408,7 +484,7 @@ def run_case(args: argparse.Namespace) -> Path:
     ct = nmosim.simulate_ct(phantom, protocol, z_range_mm=z_range, supersampling=args.supersampling,
                             preset=args.preset, device=device, progress=progress)  # fmt: skip
     start = time.perf_counter()
-    folder = nmosim.write_case(ct, args.out)
+    folder = nmosim.write_case(ct, args.out, overwrite=args.overwrite)
     progress("write", time.perf_counter() - start)
     return folder
 
@@ -417,10 +493,56 @@ COMMANDS = {"phantom": run_phantom, "case": run_case, "series": run_series, "eva
             "baseline": run_baseline, "dataset": run_dataset}  # fmt: skip
 
 
+# What each command writes, for nmosim's marker in its output folder.
+KINDS = {"phantom": "phantom", "series": "series", "case": "case", "dataset": "dataset",
+         "evaluate": "evaluate", "baseline": "baseline"}  # fmt: skip
+_INPUTS = {"dataset": ("config",), "evaluate": ("truth", "pred"), "baseline": ("cases",)}
+
+
+def _need(args: argparse.Namespace):
+    """Memory and disk of a phantom, series or case (:mod:`nmosim.simulate.budget`), refused above the
+    memory limit; None for other commands (a dataset sizes its cases itself)."""
+    from nmosim.simulate import budget
+
+    if args.command in ("phantom", "series"):
+        n = len(_weeks_list(args.series_weeks)) if args.command == "series" else 1
+        return budget.check_phantom(args.spacing, args.supersampling, n)
+    if args.command == "case":
+        from nmosim.simulate.case import SCAN_RANGE_MM
+        from nmosim.simulate.scanner import make_protocol
+
+        protocol = make_protocol(args.preset, **_scanner_overrides(args.scanner))
+        z_range = tuple(args.z_range) if args.z_range else SCAN_RANGE_MM[args.preset]
+        return budget.check_case(protocol, z_range)
+    return None
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """Checks before any work: the output folder (DESIGN.md 11), inputs that replacing it would
+    remove (``--overwrite``), memory and disk. Raises :class:`SpecError`."""
+    from nmosim.simulate.outputs import check_free_space, check_output_dir
+
+    resume = args.command == "dataset"
+    out = check_output_dir(args.out, args.overwrite, kind=KINDS[args.command], resume=resume)
+    for name in _INPUTS.get(args.command, ()):
+        given = os.path.realpath(getattr(args, name))
+        if args.overwrite and out.exists() and Path(given).is_relative_to(os.path.realpath(out)):
+            raise SpecError(f"out = '{out}' holds the input {name} = '{getattr(args, name)}'; "
+                            "give another folder")  # fmt: skip
+    need = _need(args)
+    if need is not None:
+        check_free_space(out, need.disk_bytes)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run ``nmosim ARGV``; returns the exit code (0, 2 for a user's mistake), never raises SystemExit."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or a refused option (one line printed already)
+        return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
     start = time.perf_counter()
     try:
+        preflight(args)
         out = COMMANDS[args.command](args)
     except SpecError as error:
         print(f"nmosim {args.command}: error: {error}", file=sys.stderr)

@@ -16,6 +16,8 @@ from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.rasterize import Part, Rasterization, rasterize
 from nmosim.phantoms.spec import AnatomySpec
 
+SPACING_RANGE_MM = (0.1, 10.0)  # voxel sizes a phantom is rasterized at
+
 
 @dataclass(frozen=True)
 class Phantom:
@@ -33,10 +35,10 @@ class Phantom:
     def grid(self, spacing_mm: float | tuple[float, float, float] = 1.5) -> Grid:
         """A grid of ``spacing_mm`` that covers :meth:`bounds`."""
         if np.ndim(spacing_mm) == 0:
-            check_range("spacing_mm", spacing_mm, 0.1, 10.0)
+            check_range("spacing_mm", spacing_mm, *SPACING_RANGE_MM)
         else:
             for s in spacing_mm:
-                check_range("spacing_mm", s, 0.1, 10.0)
+                check_range("spacing_mm", s, *SPACING_RANGE_MM)
         lo, hi = self.bounds()
         return Grid.covering(tuple(lo), tuple(hi), spacing_mm)
 

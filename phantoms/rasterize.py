@@ -18,6 +18,7 @@ from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import N_TISSUES
 from nmosim.phantoms.shapes import Shape
 
+MAX_SUPERSAMPLING = 8  # sub-samples per voxel edge: 512 per voxel that a surface crosses
 BLOCK = 8  # voxels per block edge in the coarse pass
 # Distance bounds of blended or tapered shapes may overstate the true distance a little; a
 # block or voxel is called uniform only when its centre is this many half-diagonals from a surface.
@@ -278,7 +279,7 @@ def rasterize(
     >>> int(r.structures[4, 4, 4]), int(r.structures[0, 0, 0])
     (1, 0)
     """
-    s = int(check_range("supersampling", supersampling, 1, 8))
+    s = int(check_range("supersampling", supersampling, 1, MAX_SUPERSAMPLING))
     if s != supersampling:
         raise ValueError(f"supersampling = {supersampling!r} must be an integer in [1, 8]")
     workers = worker_threads(threads)

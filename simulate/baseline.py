@@ -21,6 +21,7 @@ into more than one piece leaves its smaller pieces as false positives.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +31,8 @@ from scipy import ndimage
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Structure
-from nmosim.simulate.io import check_output_dir, read_nifti, write_nifti
+from nmosim.simulate.io import read_nifti, write_nifti
+from nmosim.simulate.outputs import is_hidden, staged_directory
 
 THRESHOLD_HU = 150.0
 N_BONE_COMPONENTS = 3  # pelvis, femur_right, femur_left
@@ -62,6 +64,7 @@ def detect_ho(
         raise SpecError(f"n_bone_components = {n_bone_components} must be >= 0")
     if median_size < 1:
         raise SpecError(f"median_size = {median_size} must be >= 1")
+    check_parameters(threshold_hu, min_volume_ml)
     smooth = ndimage.median_filter(hu_zyx, size=median_size) if median_size > 1 else hu_zyx
     labels, n = ndimage.label(smooth > threshold_hu, structure=_CUBE)
     out = np.zeros(hu_zyx.shape, np.uint8)
@@ -87,12 +90,14 @@ def find_ct_cases(cases_dir: Path) -> list[Path]:
     cases_dir = Path(cases_dir)
     if not cases_dir.is_dir():
         raise SpecError(f"cases = '{cases_dir}' is not a directory")
-    found = {p.parent for p in cases_dir.rglob("ct.nii.gz")}
-    # Folders whose name starts with '.' are half-written staging folders of a killed run.
-    found = {f for f in found if not any(part.startswith(".") for part in f.relative_to(cases_dir).parts)}
+    found = {p.parent for p in cases_dir.rglob("ct.nii.gz") if not is_hidden(p.parent, cases_dir)}
     folders = sorted(found, key=lambda p: (p.name, p))
     if not folders:
         raise SpecError(f"cases = '{cases_dir}' holds no case folder with ct.nii.gz")
+    names = [f.name for f in folders]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:  # their predictions would share one file name
+        raise SpecError(f"cases = '{cases_dir}' holds several case folders named {dupes[0]!r}")
     return folders
 
 
@@ -104,20 +109,30 @@ def run_baseline(
     min_volume_ml: float = MIN_VOLUME_ML,
     median_size: int = MEDIAN_SIZE,
     progress: Callable[[int, int, str], None] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``out/<case_id>.nii.gz`` (uint8, the case's grid and affine) for every CT case.
 
-    ``progress(done, total, case_id)`` is called after each case.
+    ``out`` appears when every prediction is written (nmosim.simulate.outputs); ``overwrite``
+    lets it replace an earlier nmosim output. ``progress(done, total, case_id)`` follows each case.
     """
+    check_parameters(threshold_hu, min_volume_ml)
     folders = find_ct_cases(cases_dir)
-    out = check_output_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for index, folder in enumerate(folders):
-        volume = read_nifti(folder / "ct.nii.gz")
-        grid = volume.grid()
-        hu = volume.data.astype(np.float32)
-        labels = detect_ho(hu, grid, threshold_hu, n_bone_components, min_volume_ml, median_size)
-        write_nifti(out / f"{folder.name}.nii.gz", labels, grid, np.uint8)
-        if progress:
-            progress(index + 1, len(folders), folder.name)
-    return out
+    with staged_directory(out, "baseline", overwrite) as stage:
+        for index, folder in enumerate(folders):
+            volume = read_nifti(folder / "ct.nii.gz")
+            grid = volume.grid()
+            hu = volume.data.astype(np.float32)
+            labels = detect_ho(hu, grid, threshold_hu, n_bone_components, min_volume_ml, median_size)
+            write_nifti(stage / f"{folder.name}.nii.gz", labels, grid, np.uint8)
+            if progress:
+                progress(index + 1, len(folders), folder.name)
+    return Path(out).absolute()
+
+
+def check_parameters(threshold_hu: float, min_volume_ml: float) -> None:
+    """``threshold_hu`` finite, ``min_volume_ml`` finite and >= 0, else :class:`SpecError`."""
+    if not math.isfinite(threshold_hu):
+        raise SpecError(f"threshold_hu = {threshold_hu!r} must be a finite number (HU)")
+    if not (math.isfinite(min_volume_ml) and min_volume_ml >= 0):
+        raise SpecError(f"min_volume_ml = {min_volume_ml!r} must be a finite number >= 0 (ml)")

@@ -13,21 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from nmosim.phantoms.errors import check_range
+from nmosim.phantoms.errors import SpecError, check_range
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.phantom import Phantom
 from nmosim.simulate import backend
 from nmosim.simulate.case_spec import CaseSpec, build_phantom
 from nmosim.simulate.figures import ct_preview, label_preview, radiograph_overlay, radiograph_preview
-from nmosim.simulate.io import (
-    check_output_dir,
-    read_json,
-    read_nifti,
-    staged_directory,
-    write_json,
-    write_nifti,
-    write_npz,
-)
+from nmosim.simulate.io import read_json, read_nifti, write_json, write_nifti, write_npz
+from nmosim.simulate.outputs import check_output_dir, staged_directory
 from nmosim.simulate.pipeline import SCAN_RANGE_MM, CTCase, Progress, protocol, simulate_ct
 from nmosim.simulate.radiograph import Radiograph, RadiographGeometry
 from nmosim.simulate.truth import phantom_truth, preview_center
@@ -56,24 +49,36 @@ def write_phantom(
     spacing_mm: float = 1.5,
     supersampling: int = 2,
     threads: int | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Rasterize ``phantom`` on a grid of ``spacing_mm`` (mm) and write its labels, truth.json and
-    preview.png into the folder ``out`` (replaced whole when complete). Returns the folder."""
+    preview.png into the new folder ``out``, which appears when complete; ``overwrite`` lets it
+    replace an earlier nmosim output (:mod:`nmosim.simulate.outputs`). Returns the folder."""
+    check_output_dir(out, overwrite)
     grid = phantom.grid(spacing_mm)
     labels = phantom.rasterize(grid, supersampling, threads=threads)
     case_id = Path(out).name
     truth = phantom_truth(phantom, labels, case_id, threads=threads)
     title = f"{case_id}: seed {truth['seed']}, phase {truth['phase']}, labels"
-    with staged_directory(out) as stage:
+    with staged_directory(out, "phantom", overwrite) as stage:
         write_labels(stage, grid, labels.structures, labels.tissues, labels.instances)
         write_json(stage / "truth.json", truth)
         label_preview(stage / "preview.png", labels.structures, grid, preview_center(truth), title)
     return Path(out).resolve()
 
 
-def series_folder_name(phantom: Phantom) -> str:
-    """The folder of one time point of a series: ``week_WWW_WW``."""
-    return f"week_{phantom.metadata['weeks_since_injury']:06.2f}".replace(".", "_")
+def week_folder_name(weeks: float) -> str:
+    """The folder of one time point of a series: ``week_WWW_WW`` (weeks to 0.01)."""
+    return f"week_{weeks:06.2f}".replace(".", "_")
+
+
+def check_series_weeks(weeks: Sequence[float]) -> None:
+    """Refuse time points that would fall into one series folder (:class:`SpecError`)."""
+    names = [week_folder_name(w) for w in weeks]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise SpecError(f"weeks = {weeks[names.index(name)]:g} and {weeks[i]:g} fall into one folder, "
+                            f"{name}; give time points at least 0.01 week apart")  # fmt: skip
 
 
 def write_series(
@@ -83,11 +88,14 @@ def write_series(
     spacing_mm: float = 1.5,
     supersampling: int = 2,
     threads: int | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """A longitudinal series: one phantom folder per time point in ``out``, all in one rename."""
-    with staged_directory(Path(out)) as stage:
+    check_series_weeks([phantom.metadata["weeks_since_injury"] for phantom in series])
+    with staged_directory(Path(out), "series", overwrite) as stage:
         for phantom in series:
-            write_phantom(phantom, stage / series_folder_name(phantom), spacing_mm=spacing_mm,
+            write_phantom(phantom, stage / week_folder_name(phantom.metadata["weeks_since_injury"]),
+                          spacing_mm=spacing_mm,
                           supersampling=supersampling, threads=threads)  # fmt: skip
     return Path(out).resolve()
 
@@ -95,8 +103,9 @@ def write_series(
 # --- CT cases ---------------------------------------------------------------------------------
 
 
-def write_case(ct: CTCase, out: Path | str) -> Path:
-    """Write the case folder of DESIGN.md 5 for ``ct`` into ``out`` (replaced whole when complete).
+def write_case(ct: CTCase, out: Path | str, overwrite: bool = False) -> Path:
+    """Write the case folder of DESIGN.md 5 for ``ct`` into the new folder ``out``, which appears
+    when complete; ``overwrite`` lets it replace an earlier nmosim output.
 
     truth.json's ``case_id`` is the folder's name. Returns the folder, resolved.
     """
@@ -104,7 +113,7 @@ def write_case(ct: CTCase, out: Path | str) -> Path:
     case_id = out.name
     truth = {**ct.truth, "case_id": case_id}
     preset = (truth.get("scanner") or {}).get("preset") or "custom protocol"
-    with staged_directory(out) as folder:
+    with staged_directory(out, "case", overwrite) as folder:
         write_nifti(folder / "ct.nii.gz", ct.hu, ct.grid, np.int16)
         write_labels(folder, ct.grid, ct.structures, ct.tissues, ct.ho_instances)
         save_radiograph(folder / "radiograph_ap.npz", ct.radiograph)
@@ -180,10 +189,11 @@ def write_ct_case(
     supersampling: int = 2,
     device: str | None = None,
     threads: int | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Build the phantom of ``request``, image it, and write the case folder ``out`` (one call of
     each public step: :func:`build_phantom`, :func:`simulate_ct`, :func:`write_case`)."""
-    check_output_dir(out)
+    check_output_dir(out, overwrite)
     scan = protocol(preset, **(protocol_overrides or {}))
     check_range("supersampling", supersampling, 1, 8)
     # a forced but absent GPU, or a cone-beam geometry without one, is reported before any work
@@ -197,7 +207,7 @@ def write_ct_case(
         preset=preset, device=device, threads=threads, progress=progress,
     )  # fmt: skip
     clock = time.perf_counter()
-    folder = write_case(ct, out)
+    folder = write_case(ct, out, overwrite)
     if progress:
         progress("write", time.perf_counter() - clock)
     return folder

@@ -25,13 +25,20 @@ by ``SeedSequence([seed, i])``'s child after the case's own components (``nmosim
 case's assignment depends on (seed, i) only, never on the number of workers or the order of work.
 The test split is the ``round(test_fraction * n_cases)`` cases with the smallest split keys.
 
-Output folder ``DIR``: ``cases/<case_id>/`` (one case folder each, written atomically; a case whose
-truth.json exists is complete and is skipped on a rerun, so a killed run resumes), ``Dataset<NNN>_<name>/``
+Output folder ``DIR`` (it carries nmosim's marker, which records the config it was made with):
+``cases/<case_id>/`` (one case folder each, written whole through a staging folder; its marker holds
+the sha256 of its files, taken as they were written), ``Dataset<NNN>_<name>/``
 (nnU-Net v2 raw: imagesTr, labelsTr, imagesTs, labelsTs, dataset.json; images are hard links to the
 case CTs, copies where links are impossible), ``datalist.json`` (MSD style, as read by MONAI's
-``load_decathlon_datalist``: paths relative to ``DIR``), ``cases.csv`` and ``manifest.json`` (one row per
-case: split, draws, grades, gaps, volumes, dose, kernel and the sha256 of every file of the case).
+``load_decathlon_datalist``: paths relative to ``DIR``), ``cases.csv`` and ``manifest.json`` (the nmosim
+version, the config and the sha256 of its normalized form, and one row per case: split, draws, grades,
+gaps, volumes, dose, kernel and the sha256 of every file of the case).
 A case whose phase cannot be met is retried with the next draw (case index ``i + k * RETRY_STRIDE``).
+
+A rerun resumes: a case folder whose files match its recorded checksums is kept, any other (damaged,
+missing files, half-made) is made again. A rerun with another config or nmosim version is refused,
+naming the keys that differ, unless ``regenerate`` remakes the cases whose inputs changed (keys such
+as ``name`` or ``test_fraction`` change only the tables); ``overwrite`` starts the folder anew.
 """
 
 from __future__ import annotations
@@ -41,7 +48,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import re
 import shutil
@@ -59,7 +65,21 @@ except ModuleNotFoundError:  # Python 3.10
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.label_sets import LABEL_SETS, to_label_set
 from nmosim.phantoms.progression import AETIOLOGIES, PHASES
-from nmosim.simulate.io import check_output_dir, read_nifti, staged_directory, write_json, write_nifti
+from nmosim.simulate import budget
+from nmosim.simulate.io import read_nifti, write_json, write_nifti, write_text
+from nmosim.simulate.outputs import (
+    check_free_space,
+    check_output_dir,
+    discard,
+    nmosim_version,
+    open_output_dir,
+    read_marker,
+    recover,
+    sha256,
+    staged_directory,
+    verify_output,
+    write_marker,
+)
 from nmosim.simulate.provenance import stream_seed
 from nmosim.simulate.scanner import KERNELS, PRESETS, make_protocol
 
@@ -116,12 +136,16 @@ class CaseAssignment:
 def load_cohort(path: Path) -> CohortSpec:
     """Read and validate a cohort TOML file."""
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"config = '{path}' is a folder; give a TOML file such as examples/cohort.toml")
     try:
         config = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SpecError(f"config = '{path}' does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise SpecError(f"config = '{path}' is not valid TOML: {error}") from None
+    except OSError as error:
+        raise SpecError(f"config = '{path}' cannot be read: {error.strerror}") from None
     return parse_cohort(config)
 
 
@@ -174,11 +198,11 @@ def parse_cohort(config: dict) -> CohortSpec:
     z_range = config.get("z_range_mm")
     if z_range is not None:
         ok = isinstance(z_range, list) and len(z_range) == 2 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in z_range
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in z_range
         )
-        if not ok or not z_range[1] > z_range[0]:
+        if not ok:
             raise SpecError(f"z_range_mm = {z_range!r} must be [low, high] in mm with low < high")
-        z_range = (float(z_range[0]), float(z_range[1]))
+        z_range = budget.check_z_range(z_range)  # finite, not empty, meets the body
     scanner = config.get("scanner", {})
     if not isinstance(scanner, dict):
         raise SpecError(f"scanner = {scanner!r} must be a table")
@@ -251,34 +275,39 @@ def assign_cases(spec: CohortSpec) -> list[CaseAssignment]:
 # --- one case (runs on a worker) ---------------------------------------------------------------------------
 
 
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def is_complete(folder: Path) -> bool:
-    """A case folder is complete when its truth.json exists (written last, renamed whole)."""
-    return (Path(folder) / "truth.json").is_file()
+    """A case folder is complete when its files match the checksums its marker recorded."""
+    return Path(folder).is_dir() and verify_output(folder, "case") == []
+
+
+def case_inputs(spec: CohortSpec, case: CaseAssignment, version: str | None = None) -> dict:
+    """Everything a case folder depends on: same inputs, same bytes."""
+    return {
+        "nmosim": version or nmosim_version(), "seed": spec.seed, "index": case.index, "phase": case.phase,
+        "aetiology": case.aetiology, "mas": case.mas, "kernel": case.kernel, "preset": spec.preset,
+        "z_range_mm": list(spec.z_range_mm) if spec.z_range_mm else None,
+        "overrides": _normalized(spec.overrides),
+    }  # fmt: skip
 
 
 def run_case(
     spec: CohortSpec, case: CaseAssignment, cases_dir: Path, writer: Callable | None = None
 ) -> dict:
-    """Write one case (unless complete already) and return its manifest row.
+    """Write one case (unless a whole one is there) and return its manifest row.
 
-    ``writer(out, request, preset=, protocol_overrides=, z_range_mm=)`` defaults to
-    :func:`nmosim.simulate.case.write_ct_case`.
+    A case folder whose files do not match its marker's checksums (or that has none) is removed and
+    made again; the row says why under ``remade``. ``writer(out, request, preset=, protocol_overrides=,
+    z_range_mm=)`` defaults to :func:`nmosim.simulate.case.write_ct_case`.
     """
     from nmosim.phantoms.lesions import PhaseNotMet
     from nmosim.simulate.case import CaseRequest, write_ct_case
 
     write = writer or write_ct_case
     folder = Path(cases_dir) / case.case_id
-    skipped = is_complete(folder)
+    problems = verify_output(folder, "case") if os.path.lexists(folder) else []
+    skipped = os.path.lexists(folder) and not problems
+    if problems:
+        discard(folder)
     attempt = 0
     while not skipped:
         index = case.index + attempt * RETRY_STRIDE
@@ -290,12 +319,12 @@ def run_case(
         except PhaseNotMet:
             attempt += 1
             if attempt == MAX_ATTEMPTS:
-                return {**asdict(case), "status": "failed", "skipped": False}
-    return {**asdict(case), **case_row(folder), "status": "ok", "skipped": skipped}
+                return {**asdict(case), "status": "failed", "skipped": False, "remade": problems[:1]}
+    return {**asdict(case), **case_row(folder), "status": "ok", "skipped": skipped, "remade": problems[:1]}
 
 
 def case_row(folder: Path) -> dict:
-    """Grades, gaps, volumes, dose, kernel and file checksums of a complete case folder."""
+    """Grades, gaps, volumes, dose, kernel and file checksums (as recorded when written) of a case."""
     truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
     scanner = truth.get("scanner", {})
     row: dict[str, object] = {
@@ -309,7 +338,11 @@ def case_row(folder: Path) -> dict:
         row[f"ho_volume_ml_{side}"] = info.get("ho_volume_ml")
     row["scanner_mas"] = scanner.get("mas")
     row["scanner_kernel"] = scanner.get("kernel")
-    row["sha256"] = {p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file()}
+    marker = read_marker(folder) or {}
+    files = marker.get("files")
+    row["sha256"] = dict(files) if isinstance(files, dict) else {
+        p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")
+    }
     return row
 
 
@@ -319,44 +352,41 @@ def case_row(folder: Path) -> dict:
 def run_cases(
     spec: CohortSpec,
     cases_dir: Path,
-    workers: int = 1,
-    scheduler: str | None = None,
+    client=None,
     progress: Callable[[int, int, dict], None] | None = None,
     writer: Callable | None = None,
 ) -> list[dict]:
     """Write every case of ``spec`` into ``cases_dir``; rows in case order.
 
-    ``workers = 0`` runs the cases one after the other in this process; otherwise they run on Dask:
-    the scheduler at ``scheduler`` (``tcp://host:port``) or an embedded ``LocalCluster`` of ``workers``
-    single-threaded processes on 127.0.0.1. ``progress(done, total, row)`` follows each case.
+    Without a Dask ``client`` the cases run one after the other in this process.
+    ``progress(done, total, row)`` follows each case.
     """
     assignments = assign_cases(spec)
     cases_dir = Path(cases_dir)
     cases_dir.mkdir(parents=True, exist_ok=True)
     total = len(assignments)
     rows: dict[int, dict] = {}
-    if workers == 0 and scheduler is None:
+    if client is None:
         for case in assignments:
             rows[case.index] = run_case(spec, case, cases_dir, writer)
             if progress:
                 progress(len(rows), total, rows[case.index])
         return [rows[i] for i in sorted(rows)]
-    with _client(workers, scheduler) as client:
-        from distributed import as_completed
+    from distributed import as_completed
 
-        futures = {
-            client.submit(run_case, spec, case, cases_dir, writer, pure=False): case.index
-            for case in assignments
-        }
-        for future in as_completed(list(futures), loop=client.loop):
-            rows[futures[future]] = future.result()
-            if progress:
-                progress(len(rows), total, rows[futures[future]])
+    futures = {
+        client.submit(run_case, spec, case, cases_dir, writer, pure=False): case.index for case in assignments
+    }
+    for future in as_completed(list(futures), loop=client.loop):
+        rows[futures[future]] = future.result()
+        if progress:
+            progress(len(rows), total, rows[futures[future]])
     return [rows[i] for i in sorted(rows)]
 
 
 class _client:
-    """A Dask client on an embedded LocalCluster or an existing scheduler; closes what it opened."""
+    """A Dask client on an embedded LocalCluster or an existing scheduler (None for ``workers = 0``
+    without a scheduler); closes what it opened."""
 
     def __init__(self, workers: int, scheduler: str | None) -> None:
         self.workers, self.scheduler = workers, scheduler
@@ -364,6 +394,8 @@ class _client:
         self.client = None
 
     def __enter__(self):
+        if self.workers == 0 and self.scheduler is None:
+            return None
         from distributed import Client, LocalCluster
 
         if self.scheduler:
@@ -403,7 +435,7 @@ def write_layouts(spec: CohortSpec, out: Path, rows: list[dict]) -> Path:
     out = Path(out)
     ok = [r for r in rows if r["status"] == "ok"]
     labels_names: dict[str, int] = {}
-    with staged_directory(out / spec.folder_name) as stage:
+    with staged_directory(out / spec.folder_name, "nnunet", overwrite=True) as stage:
         for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
             (stage / sub).mkdir()
         for row in ok:
@@ -434,7 +466,7 @@ def write_layouts(spec: CohortSpec, out: Path, rows: list[dict]) -> Path:
         for split_key, split, s in (("training", "train", "Tr"), ("test", "test", "Ts"))
     }  # fmt: skip
     write_json(out / "datalist.json", datalist)
-    write_json(out / "manifest.json", {"config": _spec_dict(spec), "cases": [_manifest_row(r) for r in rows]})
+    write_json(out / "manifest.json", {**config_record(spec), "cases": [_manifest_row(r) for r in rows]})
     _write_cases_csv(out / "cases.csv", rows)
     return out
 
@@ -445,8 +477,72 @@ def _spec_dict(spec: CohortSpec) -> dict:
     return d
 
 
+def _normalized(value: object) -> object:
+    """Numbers as floats (``4`` and ``4.0`` are one config), tables with sorted keys."""
+    if isinstance(value, dict):
+        return {str(k): _normalized(value[k]) for k in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [_normalized(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def config_record(spec: CohortSpec) -> dict:
+    """The nmosim version, the config and the sha256 of its normalized JSON (manifest and marker)."""
+    config = _spec_dict(spec)
+    text = json.dumps(_normalized(config), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return {"nmosim_version": nmosim_version(), "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+            "config": config}  # fmt: skip
+
+
+_TOML_NAMES = {"mas": "scanner.mas", "kernels": "scanner.kernels", "overrides": "scanner.overrides"}
+
+
+def _flat(config: dict, prefix: str = "") -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in config.items():
+        name = prefix + (_TOML_NAMES.get(key, key) if not prefix else key)
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, name + "."))
+        else:
+            out[name] = _normalized(value)
+    return out
+
+
+def config_changes(before: dict, after: dict) -> list[str]:
+    """``key: old -> new`` for every config key (TOML names) and the nmosim version that differ."""
+    changes = []
+    if before.get("nmosim_version") != after["nmosim_version"]:
+        changes.append(f"nmosim version: {before.get('nmosim_version')} -> {after['nmosim_version']}")
+    old, new = _flat(before.get("config") or {}), _flat(after["config"])
+    for key in sorted(set(old) | set(new), key=lambda k: (k not in new, k)):
+        if old.get(key, "unset") != new.get(key, "unset"):
+            changes.append(f"{key}: {_shown(old.get(key, 'unset'))} -> {_shown(new.get(key, 'unset'))}")
+    return changes
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    return str(value)
+
+
+def spec_from_config(config: dict) -> CohortSpec | None:
+    """The :class:`CohortSpec` of a recorded config, or None when it no longer parses."""
+    try:
+        values = dict(config)
+        values["z_range_mm"] = tuple(values["z_range_mm"]) if values.get("z_range_mm") else None
+        values["mas"], values["kernels"] = tuple(values["mas"]), tuple(values["kernels"])
+        return CohortSpec(**values)
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
 def _manifest_row(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k != "skipped"}
+    return {k: v for k, v in row.items() if k not in ("skipped", "remade")}
 
 
 CSV_COLUMNS = ("case_id", "index", "split", "status", "phase", "measured_phase", "aetiology", "mas", "kernel",
@@ -460,9 +556,7 @@ def _write_cases_csv(path: Path, rows: list[dict]) -> None:
     writer.writerow(CSV_COLUMNS)
     for row in rows:
         writer.writerow(["" if row.get(c) is None else row.get(c) for c in CSV_COLUMNS])
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, buffer.getvalue())
 
 
 def build_dataset(
@@ -472,10 +566,60 @@ def build_dataset(
     scheduler: str | None = None,
     progress: Callable[[int, int, dict], None] | None = None,
     writer: Callable | None = None,
+    *,
+    overwrite: bool = False,
+    regenerate: bool = False,
 ) -> Path:
-    """Write (or resume) the cohort ``spec`` into ``out``: cases, layouts, tables (module docstring)."""
-    if workers < 0:
-        raise SpecError(f"workers = {workers} must be >= 0")
-    out = check_output_dir(out)
-    rows = run_cases(spec, out / "cases", workers, scheduler, progress, writer)
+    """Write (or resume) the cohort ``spec`` into ``out``: cases, layouts, tables (module docstring).
+
+    Everything that can be refused is refused before anything is written: sizes (memory per case
+    times ``workers``, disk), the folder, a config that differs from the folder's (unless
+    ``regenerate``) and an unreachable scheduler.
+    """
+    from nmosim.simulate.case import SCAN_RANGE_MM
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise SpecError(f"workers = {workers!r} must be an integer >= 0")
+    protocol = make_protocol(spec.preset, **spec.overrides)  # dose and kernel do not change sizes
+    z_range = spec.z_range_mm or SCAN_RANGE_MM[spec.preset]
+    need = budget.check_case(protocol, z_range, workers=workers if scheduler is None else 1)
+    out = check_output_dir(out, overwrite, kind="dataset", resume=True)
+    record = config_record(spec)
+    previous = None if overwrite else read_marker(out)
+    changes = config_changes(previous, record) if previous else []
+    if changes and not regenerate:
+        raise SpecError(
+            f"out = '{out}' holds a dataset made with another config ({'; '.join(changes)}); give "
+            "--regenerate to remake what changed or --overwrite to start anew"
+        )
+    made = 0 if previous is None or changes else sum(p.is_dir() for p in (out / "cases").glob("case_*"))
+    check_free_space(out, max(spec.n_cases - made, 0) * need.disk_bytes * 1.2)  # + the nnU-Net labels
+    with _client(workers, scheduler) as client:  # reachable before anything is written
+        out = open_output_dir(out, "dataset", overwrite, extra=record)
+        recover(out)
+        recover(out / "cases")
+        if changes:
+            _forget_changed(spec, previous, out, record)
+        rows = run_cases(spec, out / "cases", client, progress, writer)
     return write_layouts(spec, out, rows)
+
+
+def _forget_changed(spec: CohortSpec, previous: dict, out: Path, record: dict) -> None:
+    """Remove the tables, the nnU-Net folder and every case whose inputs the new config changes, then
+    record the new config: from then on every case in ``out`` belongs to it."""
+    old_spec = spec_from_config(previous.get("config") or {})
+    old_version = previous.get("nmosim_version", previous.get("nmosim"))
+    old = {}  # a config that this version cannot read: every case changes
+    if old_spec is not None:
+        old = {c.case_id: case_inputs(old_spec, c, old_version) for c in assign_cases(old_spec)}
+    new = {c.case_id: case_inputs(spec, c) for c in assign_cases(spec)}
+    for name in ("manifest.json", "cases.csv", "datalist.json", spec.folder_name,
+                 old_spec.folder_name if old_spec else None):  # fmt: skip
+        if name and os.path.lexists(out / name):
+            discard(out / name)
+    cases = out / "cases"
+    for folder in sorted(cases.iterdir()) if cases.is_dir() else []:
+        changed = folder.name not in new or old.get(folder.name) != new[folder.name]
+        if changed and not folder.name.startswith("."):
+            discard(folder)
+    write_marker(out, "dataset", record, checksums=False)

@@ -51,13 +51,14 @@ from nmosim.phantoms.grading import grade_hips
 from nmosim.phantoms.label_sets import PREDICTION_LABEL_SETS, from_label_set
 from nmosim.phantoms.labels import BONE_STRUCTURES, HO_STRUCTURES, STRUCTURE_NAMES, Structure
 from nmosim.simulate.figures import dice_by_plot, grade_confusion_plot
-from nmosim.simulate.io import check_output_dir, read_json, read_nifti, write_json
+from nmosim.simulate.io import read_json, read_nifti, write_json
 from nmosim.simulate.metrics import (
     confusion_matrix,
     lesion_detection,
     quadratic_weighted_kappa,
     segmentation_metrics,
 )
+from nmosim.simulate.outputs import is_hidden, staged_directory
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +98,6 @@ class TruthCase:
     truth: dict
 
 
-def _hidden(folder: Path, root: Path) -> bool:
-    """Below a folder whose name starts with '.': half-written staging folders of a killed run."""
-    return any(part.startswith(".") for part in folder.relative_to(root).parts)
-
-
 def find_truth_cases(truth_dir: Path) -> list[Path]:
     """Case folders under ``truth_dir`` (any depth, hidden ones skipped), sorted by case id.
 
@@ -110,7 +106,7 @@ def find_truth_cases(truth_dir: Path) -> list[Path]:
     truth_dir = Path(truth_dir)
     if not truth_dir.is_dir():
         raise SpecError(f"truth = '{truth_dir}' is not a directory")
-    found = {p.parent for p in truth_dir.rglob("structures.nii.gz") if not _hidden(p.parent, truth_dir)}
+    found = {p.parent for p in truth_dir.rglob("structures.nii.gz") if not is_hidden(p.parent, truth_dir)}
     folders = sorted(found, key=lambda p: (p.name, p))
     if not folders:
         raise SpecError(f"truth = '{truth_dir}' holds no case folder (a folder with structures.nii.gz)")
@@ -374,23 +370,27 @@ def evaluate(
 # --- files ---------------------------------------------------------------------------------------------
 
 
-def write_report(out: Path, rows: list[dict[str, object]], summary: dict[str, object]) -> Path:
-    """Write metrics_per_case.csv, summary.json and PNG plots into ``out`` (created if needed).
+def write_report(
+    out: Path, rows: list[dict[str, object]], summary: dict[str, object], overwrite: bool = False
+) -> Path:
+    """Write metrics_per_case.csv, summary.json and PNG plots into the new folder ``out``.
 
-    Plots: dice_by_phase.png, dice_by_mas.png, dice_by_kernel.png, grade_confusion.png.
+    Plots: dice_by_phase.png, dice_by_mas.png, dice_by_kernel.png, grade_confusion.png. ``out``
+    appears only when whole (:mod:`nmosim.simulate.outputs`); ``overwrite`` lets it replace an
+    earlier nmosim report. Returns ``out``, absolute.
     """
-    out = check_output_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_metrics_csv(out / "metrics_per_case.csv", rows)
-    write_json(out / "summary.json", _json_ready(summary))
-    scored = [r for r in rows if r.get("status") == "ok"]
-    for key in BREAKDOWNS:
-        groups = sorted({str(r[key]) for r in scored}, key=lambda g: (len(g), g) if key == "mas" else (0, g))
-        dice_ho = {g: [float(r["dice_ho"]) for r in scored if str(r[key]) == g] for g in groups}
-        dice_by_plot(out / f"dice_by_{key}.png", dice_ho, key)
-    confusion = np.array(summary["grading"]["confusion_matrix_truth_rows_pred_cols"])
-    grade_confusion_plot(out / "grade_confusion.png", confusion)
-    return out
+    with staged_directory(out, "evaluate", overwrite) as stage:
+        write_metrics_csv(stage / "metrics_per_case.csv", rows)
+        write_json(stage / "summary.json", _json_ready(summary))
+        scored = [r for r in rows if r.get("status") == "ok"]
+        for key in BREAKDOWNS:
+            groups = sorted({str(r[key]) for r in scored},
+                            key=lambda g: (len(g), g) if key == "mas" else (0, g))  # fmt: skip
+            dice_ho = {g: [float(r["dice_ho"]) for r in scored if str(r[key]) == g] for g in groups}
+            dice_by_plot(stage / f"dice_by_{key}.png", dice_ho, key)
+        confusion = np.array(summary["grading"]["confusion_matrix_truth_rows_pred_cols"])
+        grade_confusion_plot(stage / "grade_confusion.png", confusion)
+    return Path(out).absolute()
 
 
 def csv_columns(rows: list[dict[str, object]]) -> list[str]:

@@ -1,16 +1,13 @@
-"""Reading and writing case files: NIfTI volumes with an RAS affine, JSON, and whole folders atomically.
+"""Reading and writing case files: NIfTI volumes with an RAS affine, JSON, npz and text, each file
+atomically.
 
-Only serialization lives here; what to write, and what a file read back means, is decided by the callers.
+Only serialization lives here; what to write, and what a file read back means, is decided by the
+callers; where and how folders land (checks, staging, markers) by :mod:`nmosim.simulate.outputs`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import numpy as np
 
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
+from nmosim.simulate.outputs import atomic_write
 
 
 def to_nifti(volume_zyx: np.ndarray, grid: Grid, dtype: np.dtype | type) -> nib.Nifti1Image:
@@ -84,18 +82,18 @@ def read_json(path: Path) -> dict:
 
 def write_nifti(path: Path, volume_zyx: np.ndarray, grid: Grid, dtype: np.dtype | type) -> None:
     """Write ``volume_zyx`` to ``path`` (.nii.gz) through a temporary file and a rename."""
-    _atomic_write(Path(path), lambda tmp: nib.save(to_nifti(volume_zyx, grid, dtype), tmp))
+    atomic_write(Path(path), lambda tmp: nib.save(to_nifti(volume_zyx, grid, dtype), tmp))
 
 
 def write_json(path: Path, payload: dict) -> None:
     """Write ``payload`` as indented JSON (keys in insertion order) atomically."""
     text = json.dumps(payload, indent=2, allow_nan=False, default=_json_default) + "\n"
-    _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` to a compressed ``.npz`` file atomically."""
-    _atomic_write(Path(path), lambda tmp: np.savez_compressed(tmp, **arrays))
+    atomic_write(Path(path), lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 def _json_default(value: object) -> object:
@@ -108,70 +106,6 @@ def _json_default(value: object) -> object:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def check_output_dir(out: Path) -> Path:
-    """Check that folder ``out`` can be written, touching nothing for good; return it resolved.
-
-    Raises :class:`SpecError` naming ``out`` when it is a file, or when its nearest existing
-    ancestor is not a directory one can create files in.
-    """
-    out = Path(out).expanduser().absolute()
-    if out.exists() and not out.is_dir():
-        raise SpecError(f"out = '{out}' exists and is not a directory")
-    ancestor = out if out.exists() else out.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    try:
-        if not ancestor.is_dir():
-            raise NotADirectoryError(f"{ancestor} is not a directory")
-        with tempfile.TemporaryFile(dir=ancestor):
-            pass
-    except OSError as error:
-        raise SpecError(f"out = '{out}' is not writable: {error}") from None
-    return out
-
-
-@contextmanager
-def staged_directory(out: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out``; on success it replaces ``out`` in one rename.
-
-    On failure the temporary folder is removed and ``out`` is left as it was: nothing is ever
-    half-written. An existing ``out`` is replaced only when the new one is complete.
-    """
-    out = check_output_dir(out)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SpecError(f"out = '{out}' is not writable: {error}") from None
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    os.chmod(stage, 0o777 & ~_umask())
-    try:
-        yield stage
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(stage, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(stage, out)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

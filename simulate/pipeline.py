@@ -17,7 +17,7 @@ from nmosim.phantoms.labels import BONE_STRUCTURES, STRUCTURE_NAMES, Structure
 from nmosim.phantoms.materials import tissue_materials
 from nmosim.phantoms.phantom import Phantom
 from nmosim.phantoms.rasterize import Rasterization
-from nmosim.simulate import backend, ct, physics, scanner
+from nmosim.simulate import backend, budget, ct, physics, scanner
 from nmosim.simulate.provenance import stream_seed
 from nmosim.simulate.radiograph import Radiograph, RadiographGeometry, simulate_radiograph
 from nmosim.simulate.scanner import ScannerProtocol
@@ -160,7 +160,9 @@ def simulate_ct(
     supersampling = int(check_range("supersampling", supersampling, 1, 8))
     # a forced but absent GPU, or a cone-beam geometry without one, is reported before any work
     device = backend.select_device(device, protocol)
-    z_range = tuple(z_range_mm or SCAN_RANGE_MM.get(preset or "clinical", SCAN_RANGE_MM["clinical"]))
+    z_range = budget.check_z_range(  # finite, not empty, meets the body
+        tuple(z_range_mm or SCAN_RANGE_MM.get(preset or "clinical", SCAN_RANGE_MM["clinical"]))
+    )
     imaging_rng, radiograph_rng = _case_rngs(phantom)
     report = progress or (lambda stage, seconds: None)
     clock = time.perf_counter()
