@@ -297,7 +297,8 @@ def run_case(
 
     A case folder whose files do not match its marker's checksums (or that has none) is removed and
     made again; the row says why under ``remade``. ``writer(out, request, preset=, protocol_overrides=,
-    z_range_mm=)`` defaults to :func:`nmosim.simulate.case.write_ct_case`.
+    z_range_mm=, threads=)`` defaults to :func:`nmosim.simulate.case.write_ct_case`; ``threads`` is
+    the thread count of the Dask worker that runs the case (None, every core, outside a worker).
     """
     from nmosim.phantoms.lesions import PhaseNotMet
     from nmosim.simulate.case import CaseRequest, write_ct_case
@@ -308,12 +309,13 @@ def run_case(
     skipped = os.path.lexists(folder) and not problems
     if problems:
         discard(folder)
+    threads = worker_threads()
     attempt = 0
     while not skipped:
         index = case.index + attempt * RETRY_STRIDE
         request = CaseRequest(seed=spec.seed, case_index=index, phase=case.phase, aetiology=case.aetiology)
         try:
-            write(folder, request, preset=spec.preset, z_range_mm=spec.z_range_mm,
+            write(folder, request, preset=spec.preset, z_range_mm=spec.z_range_mm, threads=threads,
                   protocol_overrides={**spec.overrides, "mas": case.mas, "kernel": case.kernel})  # fmt: skip
             break
         except PhaseNotMet:
@@ -321,6 +323,16 @@ def run_case(
             if attempt == MAX_ATTEMPTS:
                 return {**asdict(case), "status": "failed", "skipped": False, "remade": problems[:1]}
     return {**asdict(case), **case_row(folder), "status": "ok", "skipped": skipped, "remade": problems[:1]}
+
+
+def worker_threads() -> int | None:
+    """Threads of the Dask worker running the calling task (a case uses no more); None outside one."""
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except (ImportError, ValueError):  # ValueError: not inside a worker
+        return None
 
 
 def case_row(folder: Path) -> dict:

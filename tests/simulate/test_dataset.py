@@ -30,6 +30,7 @@ from nmosim.simulate.dataset import (
     label_map,
     load_cohort,
     parse_cohort,
+    run_cases,
     sha256,
 )
 from nmosim.simulate.io import write_json, write_nifti
@@ -47,7 +48,7 @@ class FakeWriter:
         self.calls: list[int] = []
         self.fail_first = fail_first
 
-    def __call__(self, out, request, preset, protocol_overrides, z_range_mm) -> Path:
+    def __call__(self, out, request, preset, protocol_overrides, z_range_mm, threads=None) -> Path:
         self.calls.append(request.case_index)
         if self.fail_first and len(self.calls) == 1:
             raise PhaseNotMet("cannot")
@@ -299,6 +300,33 @@ def test_phase_not_met_is_retried_with_the_next_draw(tmp_path: Path) -> None:
     assert writer.calls == [0, RETRY_STRIDE]
     manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
     assert manifest["cases"][0]["case_index_used"] == RETRY_STRIDE
+
+
+class ThreadLoggingWriter(FakeWriter):
+    """A fake writer that notes the thread count it was given in a file (Dask copies its callables)."""
+
+    def __init__(self, log: Path) -> None:
+        super().__init__()
+        self.log = log
+
+    def __call__(self, out, request, preset, protocol_overrides, z_range_mm, threads=None) -> Path:
+        with open(self.log, "a") as log:
+            log.write(f"{threads}\n")
+        return super().__call__(out, request, preset, protocol_overrides, z_range_mm, threads)
+
+
+def test_a_case_in_a_dask_worker_uses_the_worker_threads_only(tmp_path: Path) -> None:
+    from distributed import Client, LocalCluster
+
+    log = tmp_path / "threads.txt"
+    run_cases(spec(n_cases=1, test_fraction=0.0), tmp_path / "alone", None, writer=ThreadLoggingWriter(log))
+    assert log.read_text().split() == ["None"]  # outside a worker: every core
+    log.unlink()
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster, set_as_default=False) as client:
+            run_cases(spec(n_cases=2, test_fraction=0.0), tmp_path / "worker", client,
+                      writer=ThreadLoggingWriter(log))  # fmt: skip
+    assert log.read_text().split() == ["1", "1"]
 
 
 # --- real cases on a real LocalCluster -------------------------------------------------------------
