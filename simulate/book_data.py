@@ -68,8 +68,16 @@ def read_case_folder(path: Path) -> CaseFolder:
         with np.load(path / "radiograph_ap.npz") as npz:
             radiograph = {name: npz[name] for name in npz.files if name != "geometry_json"}
             radiograph["geometry"] = json.loads(str(npz["geometry_json"]))
-    return CaseFolder(path, truth, grid, structures.astype(np.uint8), instances.astype(np.uint16),
-                      tissues.astype(np.uint8), hu, radiograph)  # fmt: skip
+    return CaseFolder(
+        path,
+        truth,
+        grid,
+        structures.astype(np.uint8),
+        instances.astype(np.uint16),
+        tissues.astype(np.uint8),
+        hu,
+        radiograph,
+    )
 
 
 def series_folders(path: Path) -> list[Path]:
@@ -158,7 +166,10 @@ def locate_gap(structures: np.ndarray, grid: Grid, side: str) -> GapLocation | N
         centre = grid.index_to_mm(np.array(ndimage.center_of_mass(ho)))
         return GapLocation(side, "islands", centre, centre, float("nan"))
     best = None
-    for spurs, bone in ((pelvic, femur | np.isin(labels, femoral)), (femoral, pelvis | np.isin(labels, pelvic))):
+    for spurs, bone in (
+        (pelvic, femur | np.isin(labels, femoral)),
+        (femoral, pelvis | np.isin(labels, pelvic)),
+    ):
         if not spurs or not bone.any():
             continue
         spur = np.isin(labels, spurs)
