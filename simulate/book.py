@@ -17,7 +17,7 @@ from nmosim.simulate import book_figures, report_text, webview
 from nmosim.simulate.book_data import (
     SIDES,
     CaseFolder,
-    index_side,
+    focus_mm,
     is_case_folder,
     locate_gap,
     read_case_folder,
@@ -104,10 +104,9 @@ def case_pages(
     figures: dict[str, tuple[bytes, str]] = {}
     windows = list(book_figures.WINDOWS) if case.hu is not None else ["labels"]
     for window in windows:
-        side = index_side(truth)
         figures[f"mpr {window}"] = (
             book_figures.mpr_figure(case, window),
-            report_text.caption("mpr", truth, side=side, window=window),
+            report_text.caption("mpr", truth, where=focus_mm(truth)[1], window=window),
         )
     clock("mpr")
     classes = book_figures.render_volume(case)

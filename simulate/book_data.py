@@ -90,6 +90,12 @@ def series_folders(path: Path) -> list[Path]:
         value = json.loads((p / "truth.json").read_text(encoding="utf-8")).get("weeks_since_injury")
         return float(value) if value is not None else 0.0
 
+    patients = set()
+    for p in found:
+        truth = json.loads((p / "truth.json").read_text(encoding="utf-8"))
+        patients.add((truth.get("seed"), truth.get("case_index")))
+    if len(patients) > 1:
+        raise SpecError(f"series = '{path}' holds case folders of {len(patients)} patients (seeds differ)")
     return sorted(found, key=weeks)
 
 
@@ -113,6 +119,17 @@ def head_centre_mm(truth: dict, side: str) -> np.ndarray:
     """Centre (x, y, z) of the femoral head of ``side`` (mm)."""
     centre = np.asarray(truth["landmarks_right_mm"]["head_center"], float)
     return centre if side == "right" else centre * [-1, 1, 1]
+
+
+def focus_mm(truth: dict) -> tuple[np.ndarray, str]:
+    """Where coronal and sagittal views cut, and what lies there: the index hip's largest lesion,
+    else its femoral head."""
+    side = index_side(truth)
+    lesions = truth[side]["lesions"]
+    if lesions:
+        largest = max(lesions, key=lambda lesion: lesion["volume_ml"])
+        return np.asarray(largest["centroid_mm"], float), f"the {side} hip's largest lesion"
+    return head_centre_mm(truth, side), f"the {side} femoral head"
 
 
 def index_side(truth: dict) -> str:

@@ -18,8 +18,8 @@ from nmosim.simulate import render3d
 from nmosim.simulate.book_data import (
     CaseFolder,
     GapLocation,
+    focus_mm,
     head_centre_mm,
-    index_side,
     landmark_levels_mm,
     maturity_volume,
     radiograph_pixel,
@@ -190,22 +190,20 @@ def _draw_slice(ax, case: CaseFolder, stage_vol: np.ndarray, plane: str, index: 
 
 
 def mpr_figure(case: CaseFolder, window: str) -> bytes:
-    """Axial slices at the three landmark levels, coronal and sagittal through the index hip's head,
+    """Axial slices at the three landmark levels, coronal and sagittal through the index hip's lesion,
     in ``window`` (a key of WINDOWS; labels are shown where the folder has no CT)."""
     grid = case.grid
-    side = index_side(case.truth)
-    head = head_centre_mm(case.truth, side)
-    head_index = np.rint(grid.mm_to_index(head)).astype(int)
-    head_index = np.clip(head_index, 0, np.array(grid.shape) - 1)
+    focus, where = focus_mm(case.truth)
+    focus_index = np.clip(np.rint(grid.mm_to_index(focus)).astype(int), 0, np.array(grid.shape) - 1)
     stage_vol = maturity_volume(case.instances, case.truth)
     panels = []
     for level, z_mm in landmark_levels_mm(case.truth).items():
         k = int(np.clip(np.rint((z_mm - grid.origin_mm[2]) / grid.spacing_mm[2]), 0, grid.shape[0] - 1))
         panels.append(
-            ("axial", k, f"axial, {level}\nz = {grid.origin_mm[2] + k * grid.spacing_mm[2]:.0f} mm")
+            ("axial", k, f"axial, {level}\nz = {round(grid.origin_mm[2] + k * grid.spacing_mm[2]):+d} mm")
         )
-    panels.append(("coronal", int(head_index[1]), "coronal, through the femoral heads"))
-    panels.append(("sagittal", int(head_index[2]), f"sagittal, {side} femoral head"))
+    panels.append(("coronal", int(focus_index[1]), f"coronal through {where}"))
+    panels.append(("sagittal", int(focus_index[2]), f"sagittal through {where}"))
     fig = Figure(figsize=(17, 8.4), facecolor=FACE)
     gs = fig.add_gridspec(2, 3, height_ratios=[1, 1])
     title = window if case.hu is not None else "labels (no CT in this folder)"
@@ -225,7 +223,7 @@ def mpr_figure(case: CaseFolder, window: str) -> bytes:
             labelcolor=TEXT,
             title="outlines",
             title_fontsize=13,
-        )
+        ).get_title().set_color(TEXT)
     legend_ax.text(
         0.5,
         0.05,
@@ -363,8 +361,9 @@ def gap_figure(case: CaseFolder, gap: GapLocation, truth_gap: str, classes: np.n
     toward = np.array([np.sin(np.deg2rad(azimuth)), np.cos(np.deg2rad(azimuth)), 0.0])
     if toward @ (middle - head) < 0:  # look from the side the lesion is on, so bone does not hide it
         azimuth += 180.0
-    camera = render3d.Camera(float(azimuth % 360), tuple(middle), 70.0, 70.0, 0.6)
-    rendering = render3d.render_classes(classes, case.grid, RENDER_COLOURS, camera)
+    camera = render3d.Camera(float(azimuth % 360), tuple(middle), 70.0, 70.0, 0.7)
+    # Rays start 90 mm in front of the gap: the other hip and far bone stay out of the way.
+    rendering = render3d.render_classes(classes, case.grid, RENDER_COLOURS, camera, depth_half_mm=90.0)
     fig = Figure(figsize=(14, 7.2), facecolor=FACE)
     ax = fig.add_subplot(1, 2, 1)
     width, height = rendering.rgb.shape[1] * camera.pixel_mm, rendering.rgb.shape[0] * camera.pixel_mm
@@ -402,12 +401,23 @@ def gap_figure(case: CaseFolder, gap: GapLocation, truth_gap: str, classes: np.n
             fontweight="bold",
         )
     _scale_bar(ax, width, height)
+    _orientation(ax, *_screen_markers(camera), "S", "I")
     ax.set_title(f"{gap.side} hip, surface rendering seen square to the gap", color=TEXT, fontsize=13)
     ax.set_axis_off()
     ax2 = fig.add_subplot(1, 2, 2)
     _gap_slice(ax2, case, gap)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     return png_bytes(fig)
+
+
+def _screen_markers(camera: render3d.Camera) -> tuple[str, str]:
+    """Letters for the left and right image edges: the patient axis closest to the screen's x."""
+    right = camera.right
+    axis = int(np.argmax(np.abs(right[:2])))
+    letters = ("L", "R") if axis == 0 else ("P", "A")  # (negative, positive) direction
+    positive = letters[1] if right[axis] > 0 else letters[0]
+    negative = letters[0] if right[axis] > 0 else letters[1]
+    return negative, positive
 
 
 def _gap_slice(ax, case: CaseFolder, gap: GapLocation) -> None:

@@ -102,17 +102,21 @@ def render_classes(
     camera: Camera,
     background: tuple[float, float, float] = (0.07, 0.07, 0.09),
     smoothing_voxels: float = 0.8,
+    depth_half_mm: float | None = None,
 ) -> Rendering:
     """Shaded surface of the non-zero voxels of ``classes`` ``[z, y, x]`` seen through ``camera``.
 
     Rays run from the viewer into the volume; the surface is the first crossing of the smoothed
     mask at one half (sub-sample accurate), shaded by Lambert's law with normals from the depth map,
-    and coloured by the class just inside the surface.
+    and coloured by the class just inside the surface. ``depth_half_mm`` limits the rays to that
+    distance either side of the camera's centre (default: through the whole volume).
     """
     mask = ndimage.gaussian_filter((classes > 0).astype(np.float32), smoothing_voxels)
     rows, cols = camera.shape
     step = camera.pixel_mm
     depth_half = _depth_half_mm(classes, grid, camera) + 2 * step
+    if depth_half_mm is not None:
+        depth_half = min(depth_half, depth_half_mm)
     n_depth = int(np.ceil(2 * depth_half / step)) + 1
     w = depth_half - step * np.arange(n_depth)  # from the viewer's side inward
     s = -camera.half_width_mm + step * np.arange(cols)

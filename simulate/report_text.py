@@ -234,7 +234,7 @@ def caption(figure: str, truth: dict, **details: object) -> str:
         source = "CT" if details["window"] != "labels" else "label volume"
         return (
             f"{case}: axial {source} at the acetabular roof, the femoral head centre and the lesser "
-            f"trochanter; coronal and sagittal through the {details['side']} femoral head; "
+            f"trochanter; coronal and sagittal through {details['where']}; "
             f"{details['window']}. HO is outlined by maturity stage, confounders dashed; patient's right "
             "on the viewer's left."
         )
