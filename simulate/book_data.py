@@ -93,9 +93,14 @@ def series_folders(path: Path) -> list[Path]:
     patients = set()
     for p in found:
         truth = json.loads((p / "truth.json").read_text(encoding="utf-8"))
-        patients.add((truth.get("seed"), truth.get("case_index")))
+        # One patient over time shares seed and disease course (onset, growth), whatever the week.
+        course = json.dumps(truth.get("generation", {}).get("course"), sort_keys=True)
+        patients.add((truth.get("seed"), truth.get("case_index"), course))
     if len(patients) > 1:
-        raise SpecError(f"series = '{path}' holds case folders of {len(patients)} patients (seeds differ)")
+        raise SpecError(
+            f"series = '{path}' holds case folders of {len(patients)} different patients or disease "
+            "courses; give one case folder or the folder of one nmosim series"
+        )
     return sorted(found, key=weeks)
 
 

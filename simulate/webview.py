@@ -147,7 +147,7 @@ VIEWER_SCRIPT = r"""<script>
       return {pos: buffers[0], nor: buffers[1], idx: ib, count: idx.length,
         type: m.wide ? gl.UNSIGNED_INT : gl.UNSIGNED_SHORT, colour: m.colour};
     });
-    var view = {yaw: 0, pitch: 0, zoom: 1};
+    var view = {yaw: 0, pitch: 0, zoom: 1.5};
     function rotation() {
       // Patient (x right, y anterior, z superior) to screen, starting as an AP view.
       var cy = Math.cos(view.yaw), sy = Math.sin(view.yaw);
