@@ -237,9 +237,17 @@ def mpr_figure(case: CaseFolder, window: str) -> bytes:
     return png_bytes(fig)
 
 
-def render_views(case: CaseFolder, views: list[str], pixel_mm: float = 1.0) -> list[render3d.Rendering]:
+def render_pixel_mm(grid) -> float:
+    """Rendering pixel: 1 mm, or two thirds of a coarser voxel (finer pixels add no detail there)."""
+    return max(1.0, 2.0 / 3.0 * min(grid.spacing_mm))
+
+
+def render_views(
+    case: CaseFolder, views: list[str], pixel_mm: float | None = None
+) -> list[render3d.Rendering]:
     """Shaded renderings of the case's bones and HO from the named views (keys of VIEW_AZIMUTH_DEG)."""
     classes = render_volume(case)
+    pixel_mm = pixel_mm or render_pixel_mm(case.grid)
     out = []
     for name in views:
         camera = render3d.camera_for(classes, case.grid, render3d.VIEW_AZIMUTH_DEG[name], pixel_mm)
@@ -361,7 +369,9 @@ def gap_figure(case: CaseFolder, gap: GapLocation, truth_gap: str, classes: np.n
     toward = np.array([np.sin(np.deg2rad(azimuth)), np.cos(np.deg2rad(azimuth)), 0.0])
     if toward @ (middle - head) < 0:  # look from the side the lesion is on, so bone does not hide it
         azimuth += 180.0
-    camera = render3d.Camera(float(azimuth % 360), tuple(middle), 70.0, 70.0, 0.7)
+    camera = render3d.Camera(
+        float(azimuth % 360), tuple(middle), 70.0, 70.0, 0.7 * render_pixel_mm(case.grid)
+    )
     # Rays start 90 mm in front of the gap: the other hip and far bone stay out of the way.
     rendering = render3d.render_classes(classes, case.grid, RENDER_COLOURS, camera, depth_half_mm=90.0)
     fig = Figure(figsize=(14, 7.2), facecolor=FACE)
