@@ -4,6 +4,9 @@ hidden quiz answers, same bytes twice, and errors."""
 import base64
 import json
 import re
+import shutil
+import subprocess
+from html import unescape
 from html.parser import HTMLParser
 
 import pytest
@@ -193,3 +196,58 @@ def test_a_folder_of_several_patients_is_not_a_series(series, tmp_path):
         truth["seed"] = seed
         (mixed / name / "truth.json").write_text(json.dumps(truth))
     assert main(["book", str(mixed), "--out", str(tmp_path / "out")]) == 2
+
+
+# Injected first in <head>: records failed loads, uncaught errors and console.error, then reports
+# the images once the page has loaded.
+BROWSER_CHECK = """<script>
+window.__errors = [];
+window.addEventListener("error", function (e) {
+  var t = e.target;
+  window.__errors.push(t && t.tagName ? "failed to load " + t.tagName : "uncaught: " + e.message);
+}, true);
+var __consoleError = console.error;
+console.error = function () {
+  window.__errors.push("console.error: " + Array.prototype.join.call(arguments, " "));
+  __consoleError.apply(console, arguments);
+};
+window.addEventListener("load", function () {
+  setTimeout(function () {
+    var images = Array.prototype.slice.call(document.images);
+    var out = document.createElement("pre");
+    out.id = "browser-check";
+    out.textContent = JSON.stringify({
+      images: images.length,
+      broken: images.filter(function (i) { return !i.complete || i.naturalWidth === 0; }).length,
+      errors: window.__errors,
+      viewers: document.querySelectorAll("canvas.viewer").length,
+    });
+    document.body.appendChild(out);
+  }, 300);
+});
+</script>"""
+
+
+def _chromium():
+    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (Debian package chromium)")
+def test_pages_load_in_headless_chromium_without_errors(book, tmp_path):
+    for name in ("index.html", "quiz.html"):
+        html = (book / name).read_text(encoding="utf-8")
+        page = tmp_path / name
+        page.write_text(html.replace("<head>", "<head>" + BROWSER_CHECK, 1), encoding="utf-8")
+        argv = [_chromium(), "--headless", "--no-sandbox", "--enable-unsafe-swiftshader",
+                "--enable-logging=stderr", "--v=0", "--virtual-time-budget=15000", "--dump-dom",
+                page.as_uri()]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+        found = re.search(r'<pre id="browser-check">(.*?)</pre>', done.stdout, re.S)
+        assert found, done.stderr[-2000:]
+        report = json.loads(unescape(found.group(1)))
+        assert report["images"] == len(parse(book / name).images) > 0
+        assert report["broken"] == 0
+        assert report["errors"] == []
+        assert report["viewers"] == 1  # the 3D view is on the page (a note replaces it without WebGL)
+        uncaught = [line for line in done.stderr.splitlines() if "CONSOLE" in line and "Uncaught" in line]
+        assert not uncaught
