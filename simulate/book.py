@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from nmosim.phantoms.errors import SpecError
 from nmosim.simulate import book_figures, report_text, webview
 from nmosim.simulate.book_data import (
@@ -19,10 +21,12 @@ from nmosim.simulate.book_data import (
     CaseFolder,
     focus_mm,
     is_case_folder,
+    landmark_levels_mm,
     locate_gap,
     read_case_folder,
     series_folders,
 )
+from nmosim.simulate.gallery import GalleryUnavailable, dose_kernel_gallery
 from nmosim.simulate.io import staged_directory
 
 CASE_VIEWS = ["AP", "PA", "right lateral", "right anterior oblique"]
@@ -95,6 +99,7 @@ def case_pages(
     progress: Progress | None = None,
     views: list[str] | None = None,
     interactive: bool = True,
+    gallery: bool = True,
 ) -> dict[str, str]:
     """The case's book page and its quiz page: ``{"index.html": ..., "quiz.html": ...}``."""
     clock = _Clock(progress)
@@ -136,6 +141,9 @@ def case_pages(
             report_text.caption("radiograph", truth, kvp=case.radiograph["geometry"]["kvp"]),
         )
         clock("radiograph")
+    gallery_html = _gallery_section(case) if gallery and case.hu is not None and "scanner" in truth else ""
+    if gallery_html:
+        clock("dose and kernel gallery")
     viewer = webview.viewer_html(case, classes) if interactive else ""
     clock("interactive view")
     header = (
@@ -152,6 +160,8 @@ def case_pages(
         sections.append(("interactive", "Interactive 3D", viewer))
     if "radiograph" in figures:
         sections.append(("radiograph", "Radiograph and CT", _figure(*figures["radiograph"])))
+    if gallery_html:
+        sections.append(("gallery", "Dose and kernel", gallery_html))
     if gap_figures:
         sections.append(
             ("gap", "Brooker grade: the gap", _gap_intro() + "".join(_figure(*f) for f in gap_figures))
@@ -166,6 +176,30 @@ def case_pages(
     quiz = _quiz_page(case_id, truth, figures, gap_figures, viewer)
     clock("pages")
     return {"index.html": index, "quiz.html": quiz}
+
+
+def _gallery_section(case: CaseFolder) -> str:
+    """The same slice re-imaged at two doses and three kernels, or a note why it cannot be."""
+    z_mm = landmark_levels_mm(case.truth)["femoral head centre"]
+    try:
+        result = dose_kernel_gallery(case.truth, z_mm)
+    except GalleryUnavailable as why:
+        return f'<p class="note">No dose and kernel gallery: {html.escape(str(why))}.</p>'
+    k = int(
+        np.clip(np.rint((z_mm - case.grid.origin_mm[2]) / case.grid.spacing_mm[2]), 0, case.grid.shape[0] - 1)
+    )
+    same_plane = case.grid.shape[1:] == result.grid.shape[1:] and np.allclose(
+        case.grid.origin_mm[:2], result.grid.origin_mm[:2]
+    )
+    png = book_figures.gallery_figure(result, case.structures[k] > 0 if same_plane else None)
+    caption = (
+        f"{case.truth.get('case_id', '')}: the axial slice through the femoral heads scanned again with the "
+        "case's scanner at a tenth of the dose and at the preset dose, reconstructed with soft and bone "
+        "kernels (soft-tissue window). The noise SD is measured inside the body against a scan "
+        "without noise. Noise grows as the dose falls and the kernel sharpens; "
+        "look for dark beam-hardening streaks between the femoral heads."
+    )
+    return _figure(png, caption)
 
 
 def _weeks_text(truth: dict) -> str:

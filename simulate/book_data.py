@@ -188,21 +188,44 @@ def locate_gap(structures: np.ndarray, grid: Grid, side: str) -> GapLocation | N
         centre = grid.index_to_mm(np.array(ndimage.center_of_mass(ho)))
         return GapLocation(side, "islands", centre, centre, float("nan"))
     best = None
-    for spurs, bone in (
-        (pelvic, femur | np.isin(labels, femoral)),
-        (femoral, pelvis | np.isin(labels, pelvic)),
-    ):
+    pairs = ((pelvic, femur | np.isin(labels, femoral)), (femoral, pelvis | np.isin(labels, pelvic)))
+    for spurs, bone in pairs:
         if not spurs or not bone.any():
             continue
         spur = np.isin(labels, spurs)
-        distance, nearest = ndimage.distance_transform_edt(~bone, sampling=spacing_zyx, return_indices=True)
-        d = np.where(spur, distance, np.inf)
-        at = np.unravel_index(int(np.argmin(d)), d.shape)
-        if best is None or d[at] < best[0]:
-            best = (float(d[at]), np.array(at), nearest[(slice(None), *at)])
+        found = _nearest(spur, bone, spacing_zyx)
+        if best is None or found[0] < best[0]:
+            best = found
     if best is None:
         return None
     return GapLocation(side, "gap", grid.index_to_mm(best[1]), grid.index_to_mm(best[2]), best[0])
+
+
+SEARCH_MARGIN_MM = 80.0  # first search box around the spurs; widened to the whole volume if needed
+
+
+def _nearest(
+    spur: np.ndarray, bone: np.ndarray, spacing_zyx: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """(centre distance mm, spur voxel, bone voxel) of the closest spur-bone pair, searched in a box
+    around the spurs first (exact when the distance found is within the box's margin)."""
+    idx = np.argwhere(spur)
+    pad = np.ceil(SEARCH_MARGIN_MM / spacing_zyx).astype(int)
+    lo = np.maximum(idx.min(0) - pad, 0)
+    hi = np.minimum(idx.max(0) + pad + 1, spur.shape)
+    for box_lo, box_hi in ((lo, hi), (np.zeros(3, int), np.array(spur.shape))):
+        box = tuple(slice(a, b) for a, b in zip(box_lo, box_hi, strict=True))
+        if not bone[box].any():
+            continue
+        distance, nearest = ndimage.distance_transform_edt(
+            ~bone[box], sampling=spacing_zyx, return_indices=True
+        )
+        d = np.where(spur[box], distance, np.inf)
+        at = np.unravel_index(int(np.argmin(d)), d.shape)
+        whole = bool(np.all(box_lo == 0) and np.all(box_hi == spur.shape))
+        if whole or d[at] <= SEARCH_MARGIN_MM:
+            return float(d[at]), np.array(at) + box_lo, nearest[(slice(None), *at)] + box_lo
+    raise ValueError("no opposing bone")  # callers check that the bone mask is not empty
 
 
 def radiograph_pixel(points_mm: np.ndarray, geometry: dict, shape: tuple[int, int]) -> np.ndarray:

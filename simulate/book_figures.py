@@ -542,3 +542,41 @@ def series_chart(weeks: list[float], truths: list[dict]) -> bytes:
         ax2.legend(fontsize=11)
     fig.tight_layout()
     return png_bytes(fig)
+
+
+def gallery_figure(gallery, body: np.ndarray | None) -> bytes:
+    """The gallery's slices in a soft-tissue window: rows by dose, columns by kernel, each with the
+    noise (standard deviation of slice minus noiseless slice, HU) inside the eroded ``body`` mask."""
+    from scipy import ndimage
+
+    doses = sorted({mas for mas, _ in gallery.slices})
+    kernels = list(dict.fromkeys(kernel for _, kernel in gallery.slices))
+    roi = None if body is None else ndimage.binary_erosion(body, iterations=5)
+    rows = (
+        np.nonzero(roi.any(axis=1))[0] if roi is not None and roi.any() else np.arange(gallery.grid.shape[1])
+    )
+    cols = (
+        np.nonzero(roi.any(axis=0))[0] if roi is not None and roi.any() else np.arange(gallery.grid.shape[2])
+    )
+    crop = (slice(max(rows[0] - 8, 0), rows[-1] + 9), slice(max(cols[0] - 8, 0), cols[-1] + 9))
+    level, span = WINDOWS["soft-tissue window"]
+    fig = Figure(figsize=(6.0 * len(kernels), 4.4 * len(doses)), facecolor=FACE)
+    sx, sy = gallery.grid.spacing_mm[0], gallery.grid.spacing_mm[1]
+    for r, mas in enumerate(doses):
+        for c, kernel in enumerate(kernels):
+            hu = gallery.slices[(mas, kernel)]
+            ax = fig.add_subplot(len(doses), len(kernels), r * len(kernels) + c + 1)
+            image = hu[crop][::-1, ::-1]  # anterior up, patient's right on the viewer's left
+            width, height = image.shape[1] * sx, image.shape[0] * sy
+            ax.imshow(image, cmap="gray", vmin=level - span / 2, vmax=level + span / 2,
+                      extent=(0, width, height, 0), interpolation="nearest")  # fmt: skip
+            title = f"{mas:g} mAs, {kernel} kernel"
+            if roi is not None and roi.any():
+                noise = (hu - gallery.noiseless[kernel])[roi]
+                title += f": noise SD {float(noise.std()):.0f} HU"
+            ax.set_title(title, color=TEXT, fontsize=14)
+            _orientation(ax, "R", "L", "A", "P")
+            _scale_bar(ax, width, height)
+            ax.set_axis_off()
+    fig.tight_layout()
+    return png_bytes(fig)

@@ -111,16 +111,18 @@ def render_classes(
     and coloured by the class just inside the surface. ``depth_half_mm`` limits the rays to that
     distance either side of the camera's centre (default: through the whole volume).
     """
+    classes, grid = crop_to_content(classes, grid)
     mask = ndimage.gaussian_filter((classes > 0).astype(np.float32), smoothing_voxels)
     rows, cols = camera.shape
-    step = camera.pixel_mm
+    # Along the ray, steps of a voxel suffice: the crossing is interpolated between samples.
+    step = max(camera.pixel_mm, min(grid.spacing_mm))
     depth_half = _depth_half_mm(classes, grid, camera) + 2 * step
     if depth_half_mm is not None:
         depth_half = min(depth_half, depth_half_mm)
     n_depth = int(np.ceil(2 * depth_half / step)) + 1
     w = depth_half - step * np.arange(n_depth)  # from the viewer's side inward
-    s = -camera.half_width_mm + step * np.arange(cols)
-    t = camera.half_height_mm - step * np.arange(rows)
+    s = -camera.half_width_mm + camera.pixel_mm * np.arange(cols)
+    t = camera.half_height_mm - camera.pixel_mm * np.arange(rows)
     centre = np.asarray(camera.centre_mm)
     depth = np.full((rows, cols), -np.inf)
     hit = np.zeros((rows, cols), bool)
@@ -146,11 +148,23 @@ def render_classes(
         depth[r0 : r0 + block] = np.where(any_hit, w[prev] - frac * step, -np.inf)
         hit[r0 : r0 + block] = any_hit
     seen = _classes_at_hits(classes, grid, camera, depth, hit, s, t)
-    shade = _lambert(depth, hit, step)
+    shade = _lambert(depth, hit, camera.pixel_mm)
     palette = np.array([background] + [colours.get(c, (0.8, 0.8, 0.8)) for c in range(1, 256)], float)
     rgb = palette[seen] * shade[..., None]
     rgb[~hit] = background
     return Rendering(rgb=np.clip(rgb, 0, 1), classes=seen, camera=camera)
+
+
+def crop_to_content(classes: np.ndarray, grid: Grid, margin: int = 3) -> tuple[np.ndarray, Grid]:
+    """``classes`` cut to the box of its non-zero voxels plus ``margin`` voxels, with that box's grid."""
+    spans = [np.nonzero(classes.any(axis=tuple(b for b in range(3) if b != a)))[0] for a in range(3)]
+    if any(span.size == 0 for span in spans):
+        return classes, grid
+    lo = [max(int(span[0]) - margin, 0) for span in spans]
+    hi = [min(int(span[-1]) + margin + 1, n) for span, n in zip(spans, classes.shape, strict=True)]
+    sub = classes[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    origin = grid.index_to_mm(np.array(lo, float))
+    return sub, Grid(sub.shape, grid.spacing_mm, tuple(float(o) for o in origin))
 
 
 def _depth_half_mm(classes: np.ndarray, grid: Grid, camera: Camera) -> float:
