@@ -26,7 +26,7 @@ from nmosim.simulate.book_data import (
     read_case_folder,
     series_folders,
 )
-from nmosim.simulate.gallery import GalleryUnavailable, dose_kernel_gallery
+from nmosim.simulate.gallery import GALLERY_KERNELS, GALLERY_MAS, GalleryUnavailable, dose_kernel_gallery
 from nmosim.simulate.io import staged_directory
 
 CASE_VIEWS = ["AP", "PA", "right lateral", "right anterior oblique"]
@@ -120,6 +120,12 @@ def case_pages(
         book_figures.renderings_figure(case, views, renderings),
         report_text.caption("render", truth, views=views),
     )
+    quiz_figures = {
+        "MPR, bone window": book_figures.mpr_figure(case, windows[0], outlines=False),
+        "3D renderings": book_figures.renderings_figure(
+            case, views, book_figures.quiz_renderings(renderings), quiz=True
+        ),
+    }
     clock("renderings")
     gaps = {side: locate_gap(case.structures, case.grid, side) for side in SIDES}
     gap_figures = []
@@ -173,13 +179,15 @@ def case_pages(
     nav = [(f"#{sid}", title) for sid, title, _ in sections] + [("quiz.html", "Quiz")]
     script = webview.VIEWER_SCRIPT if viewer else ""
     index = _page(f"{case_id}: teaching case", nav, body, script)
-    quiz = _quiz_page(case_id, truth, figures, gap_figures, viewer)
+    if "radiograph" in figures:
+        quiz_figures["radiograph"] = figures["radiograph"][0]
+    quiz = _quiz_page(case_id, truth, quiz_figures, gap_figures)
     clock("pages")
     return {"index.html": index, "quiz.html": quiz}
 
 
 def _gallery_section(case: CaseFolder) -> str:
-    """The same slice re-imaged at two doses and three kernels, or a note why it cannot be."""
+    """The same slice re-imaged at two doses and two kernels, or a note why it cannot be."""
     z_mm = landmark_levels_mm(case.truth)["femoral head centre"]
     try:
         result = dose_kernel_gallery(case.truth, z_mm)
@@ -194,10 +202,10 @@ def _gallery_section(case: CaseFolder) -> str:
     png = book_figures.gallery_figure(result, case.structures[k] > 0 if same_plane else None)
     caption = (
         f"{case.truth.get('case_id', '')}: the axial slice through the femoral heads scanned again with the "
-        "case's scanner at a tenth of the dose and at the preset dose, reconstructed with soft and bone "
-        "kernels (soft-tissue window). The noise SD is measured inside the body against a scan "
-        "without noise. Noise grows as the dose falls and the kernel sharpens; "
-        "look for dark beam-hardening streaks between the femoral heads."
+        f"case's scanner at {' and '.join(f'{m:g}' for m in GALLERY_MAS)} mAs, reconstructed with "
+        f"{' and '.join(GALLERY_KERNELS)} kernels (soft-tissue window). The noise SD is measured "
+        "inside the body against a scan without noise. Noise grows as the dose falls and the kernel "
+        "sharpens; look for dark beam-hardening streaks between the femoral heads."
     )
     return _figure(png, caption)
 
@@ -216,19 +224,15 @@ def _gap_intro() -> str:
     )
 
 
-def _quiz_page(case_id: str, truth: dict, figures: dict, gap_figures: list, viewer: str) -> str:
-    """The case's images with questions; answers and the report stay hidden until clicked."""
+def _quiz_page(case_id: str, truth: dict, figures: dict[str, bytes], gap_figures: list) -> str:
+    """The case's images without outlines, maturity colours or numbers, then questions; answers,
+    the report and the gap figures stay hidden until clicked."""
     parts = [
         f"<h1>{html.escape(case_id)}: quiz</h1><p>Look at the images, answer, then click to check."
         ' <a href="index.html">Back to the case</a>.</p>'
     ]
-    for key in figures:
-        if key != "radiograph":
-            parts.append(f"<figure>{_img(figures[key][0], key)}</figure>")
-    if "radiograph" in figures:
-        parts.append(f"<figure>{_img(figures['radiograph'][0], 'radiograph')}</figure>")
-    if viewer:
-        parts.append(viewer)
+    for name, png in figures.items():
+        parts.append(f"<h2>{html.escape(name.capitalize())}</h2><figure>{_img(png, name)}</figure>")
     parts.append("<h2>Questions</h2>")
     for n, item in enumerate(report_text.quiz(truth), start=1):
         parts.append(
@@ -240,8 +244,7 @@ def _quiz_page(case_id: str, truth: dict, figures: dict, gap_figures: list, view
         f"<details><summary>Show the full report and the gap figures</summary>{_report_html(truth)}"
         f"{gaps}</details>"
     )
-    script = webview.VIEWER_SCRIPT if viewer else ""
-    return _page(f"{case_id}: quiz", [("index.html", "Case"), ("#", "Top")], "".join(parts), script)
+    return _page(f"{case_id}: quiz", [("index.html", "Case"), ("#", "Top")], "".join(parts))
 
 
 def series_pages(folder: Path, progress: Progress | None = None) -> dict[str, str]:

@@ -139,7 +139,9 @@ PLANE_MARKERS = {
 }
 
 
-def _draw_slice(ax, case: CaseFolder, stage_vol: np.ndarray, plane: str, index: int, window) -> None:
+def _draw_slice(
+    ax, case: CaseFolder, stage_vol: np.ndarray, plane: str, index: int, window, outlines: bool = True
+) -> None:
     grid = case.grid
     cols_axis, rows_axis = PLANE_AXES[plane]
     image = _plane(case.hu if case.hu is not None else case.structures, plane, index)
@@ -161,7 +163,7 @@ def _draw_slice(ax, case: CaseFolder, stage_vol: np.ndarray, plane: str, index: 
         ax.imshow(
             image, cmap=cmap, vmin=-0.5, vmax=len(LABEL_COLOURS) - 0.5, extent=extent, interpolation="nearest"
         )
-    stages = _plane(stage_vol, plane, index)
+    stages = _plane(stage_vol, plane, index) if outlines else np.zeros((1, 1))
     for k, stage in enumerate(STAGES, start=1):
         mask = stages == k
         if mask.any():
@@ -173,7 +175,7 @@ def _draw_slice(ax, case: CaseFolder, stage_vol: np.ndarray, plane: str, index: 
                 extent=extent,
                 origin="upper",
             )
-    confounder = _plane(case.structures, plane, index) == Structure.CONFOUNDER
+    confounder = (_plane(case.structures, plane, index) == Structure.CONFOUNDER) & outlines
     if confounder.any():
         ax.contour(
             confounder,
@@ -189,9 +191,10 @@ def _draw_slice(ax, case: CaseFolder, stage_vol: np.ndarray, plane: str, index: 
     ax.set_axis_off()
 
 
-def mpr_figure(case: CaseFolder, window: str) -> bytes:
+def mpr_figure(case: CaseFolder, window: str, outlines: bool = True) -> bytes:
     """Axial slices at the three landmark levels, coronal and sagittal through the index hip's lesion,
-    in ``window`` (a key of WINDOWS; labels are shown where the folder has no CT)."""
+    in ``window`` (a key of WINDOWS; labels are shown where the folder has no CT). Without
+    ``outlines`` (for a quiz) neither HO nor confounders are marked."""
     grid = case.grid
     focus, where = focus_mm(case.truth)
     focus_index = np.clip(np.rint(grid.mm_to_index(focus)).astype(int), 0, np.array(grid.shape) - 1)
@@ -209,12 +212,12 @@ def mpr_figure(case: CaseFolder, window: str) -> bytes:
     title = window if case.hu is not None else "labels (no CT in this folder)"
     for n, (plane, index, label) in enumerate(panels):
         ax = fig.add_subplot(gs[n // 3, n % 3])
-        _draw_slice(ax, case, stage_vol, plane, index, WINDOWS.get(window))
+        _draw_slice(ax, case, stage_vol, plane, index, WINDOWS.get(window), outlines)
         ax.set_title(label, color=TEXT, fontsize=12)
     legend_ax = fig.add_subplot(gs[1, 2])
     legend_ax.set_axis_off()
     handles = _stage_handles(_stages_present(case), bool((case.structures == Structure.CONFOUNDER).any()))
-    if handles:
+    if handles and outlines:
         legend_ax.legend(
             handles=handles,
             loc="center",
@@ -265,6 +268,14 @@ VIEW_MARKERS = {  # (left, right) edge of the image for each view, the patient's
 }
 
 
+def _quiz_handles() -> list:
+    return [
+        Patch(color=RENDER_COLOURS[PELVIS_CLASS], label="pelvis"),
+        Patch(color=RENDER_COLOURS[FEMUR_CLASS], label="femur"),
+        Patch(color=QUIZ_HO_COLOUR, label="HO"),
+    ]
+
+
 def _render_handles(case: CaseFolder) -> list:
     handles = [
         Patch(color=RENDER_COLOURS[PELVIS_CLASS], label="pelvis"),
@@ -275,7 +286,22 @@ def _render_handles(case: CaseFolder) -> list:
     )
 
 
-def renderings_figure(case: CaseFolder, views: list[str], renderings: list[render3d.Rendering]) -> bytes:
+QUIZ_HO_COLOUR = (0.95, 0.55, 0.10)
+
+
+def quiz_renderings(renderings: list[render3d.Rendering]) -> list[render3d.Rendering]:
+    """The views with every HO in one colour, confounders as bone: nothing tells maturity or what is
+    not HO before the answer is opened."""
+    colours = dict(RENDER_COLOURS)
+    colours[CONFOUNDER_CLASS] = RENDER_COLOURS[PELVIS_CLASS]
+    for k in range(1, len(STAGES) + 1):
+        colours[STAGE_CLASS0 + k] = QUIZ_HO_COLOUR
+    return [render3d.recolour(r, colours) for r in renderings]
+
+
+def renderings_figure(
+    case: CaseFolder, views: list[str], renderings: list[render3d.Rendering], quiz: bool = False
+) -> bytes:
     """A 2 x 2 (or 1 x n) panel of shaded renderings with view names, sides and a scale bar."""
     ncols = 2 if len(views) == 4 else len(views)
     nrows = int(np.ceil(len(views) / ncols))
@@ -291,7 +317,12 @@ def renderings_figure(case: CaseFolder, views: list[str], renderings: list[rende
         ax.set_title(f"{name} view", color=TEXT, fontsize=13)
         ax.set_axis_off()
     fig.legend(
-        handles=_render_handles(case), loc="lower center", ncol=8, frameon=False, labelcolor=TEXT, fontsize=12
+        handles=_render_handles(case) if not quiz else _quiz_handles(),
+        loc="lower center",
+        ncol=8,
+        frameon=False,
+        labelcolor=TEXT,
+        fontsize=12,
     )
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return png_bytes(fig)

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.lesions import PhaseNotMet
 from nmosim.simulate import ct, scanner
 from nmosim.simulate.case import CaseRequest, basis_maps, case_grids, fit_protocol, make_phantom
 
@@ -53,7 +55,10 @@ def rebuild_phantom(truth: dict):
         weeks=None if phase in ("a", "b", "c", "d") else truth.get("weeks_since_injury"),
         aetiology=generation.get("aetiology", "sci"),
     )
-    phantom = make_phantom(request)
+    try:
+        phantom = make_phantom(request)
+    except (SpecError, PhaseNotMet) as error:
+        raise GalleryUnavailable(f"the phantom cannot be rebuilt from truth.json ({error})") from None
     recorded = (
         truth.get("anatomy"),
         truth.get("weeks_since_injury"),

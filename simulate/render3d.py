@@ -5,6 +5,7 @@ Turns a volume of colour classes into images and triangle meshes; it draws no fi
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,11 +74,22 @@ class Camera:
 
 @dataclass(frozen=True)
 class Rendering:
-    """A shaded view: ``rgb`` (rows, cols, 3) in [0, 1], ``classes`` the class seen at each pixel."""
+    """A shaded view: ``rgb`` (rows, cols, 3) in [0, 1], ``classes`` the class seen at each pixel
+    (0: background), ``shade`` its brightness, so that the view can be coloured again."""
 
     rgb: np.ndarray
     classes: np.ndarray
     camera: Camera
+    shade: np.ndarray
+    background: tuple[float, float, float]
+
+
+def recolour(rendering: Rendering, colours: dict[int, tuple[float, float, float]]) -> Rendering:
+    """The same view with other class colours (no new rays)."""
+    palette = np.array([rendering.background] + [colours.get(c, (0.8, 0.8, 0.8)) for c in range(1, 256)])
+    rgb = palette[rendering.classes] * rendering.shade[..., None]
+    rgb[rendering.classes == 0] = rendering.background
+    return dataclasses.replace(rendering, rgb=np.clip(rgb, 0, 1))
 
 
 def camera_for(classes: np.ndarray, grid: Grid, azimuth_deg: float, pixel_mm: float, margin_mm: float = 8.0):
@@ -149,10 +161,9 @@ def render_classes(
         hit[r0 : r0 + block] = any_hit
     seen = _classes_at_hits(classes, grid, camera, depth, hit, s, t)
     shade = _lambert(depth, hit, camera.pixel_mm)
-    palette = np.array([background] + [colours.get(c, (0.8, 0.8, 0.8)) for c in range(1, 256)], float)
-    rgb = palette[seen] * shade[..., None]
-    rgb[~hit] = background
-    return Rendering(rgb=np.clip(rgb, 0, 1), classes=seen, camera=camera)
+    seen[~hit] = 0
+    empty = Rendering(rgb=np.empty(0), classes=seen, camera=camera, shade=shade, background=background)
+    return recolour(empty, colours)
 
 
 def crop_to_content(classes: np.ndarray, grid: Grid, margin: int = 3) -> tuple[np.ndarray, Grid]:
