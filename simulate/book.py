@@ -261,7 +261,7 @@ def series_pages(folder: Path, progress: Progress | None = None) -> dict[str, st
         f"L {report_text.grade_text(t['left']['brooker_grade'])}"
         for w, t in zip(weeks, truths, strict=True)
     ]
-    strip = book_figures.series_strip(titles, renderings, cases[-1])
+    strip = book_figures.series_strip(titles, renderings, cases)
     chart = book_figures.series_chart(weeks, truths)
     clock("series figures")
     pages = {}

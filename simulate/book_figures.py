@@ -507,7 +507,7 @@ def _gap_slice(ax, case: CaseFolder, gap: GapLocation) -> None:
     ax.set_axis_off()
 
 
-def series_strip(titles: list[str], renderings: list[render3d.Rendering], handles_case: CaseFolder) -> bytes:
+def series_strip(titles: list[str], renderings: list[render3d.Rendering], cases: list[CaseFolder]) -> bytes:
     """The same patient's AP renderings side by side, one per time point (the phases a-d)."""
     n = len(renderings)
     fig = Figure(figsize=(4.6 * n, 5.6), facecolor=FACE)
@@ -518,7 +518,7 @@ def series_strip(titles: list[str], renderings: list[render3d.Rendering], handle
         _orientation(ax, "R", "L", "S", "I")
         ax.set_axis_off()
     fig.legend(
-        handles=_render_handles(handles_case),
+        handles=_series_handles(cases),
         loc="lower center",
         ncol=8,
         frameon=False,
@@ -527,6 +527,15 @@ def series_strip(titles: list[str], renderings: list[render3d.Rendering], handle
     )
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return png_bytes(fig)
+
+
+def _series_handles(cases: list[CaseFolder]) -> list:
+    stages = {stage for case in cases for stage in _stages_present(case)}
+    confounder = any((case.structures == Structure.CONFOUNDER).any() for case in cases)
+    return [
+        Patch(color=RENDER_COLOURS[PELVIS_CLASS], label="pelvis"),
+        Patch(color=RENDER_COLOURS[FEMUR_CLASS], label="femur"),
+    ] + _stage_handles([s for s in STAGES if s in stages], confounder)
 
 
 def series_chart(weeks: list[float], truths: list[dict]) -> bytes:
@@ -565,10 +574,7 @@ def series_chart(weeks: list[float], truths: list[dict]) -> bytes:
     ax2.set_xticks(x, [f"{w:g}" for w in weeks])
     ax2.set_xlabel("weeks since injury", fontsize=13)
     ax2.set_ylabel("HO volume, both hips (mL)", fontsize=13)
-    ax2.set_title(
-        "what the HO is made of: calcifying and immature bone mature into cortex and trabecular core",
-        fontsize=11,
-    )
+    ax2.set_title("what the HO is made of, week by week", fontsize=14)
     if bottom.any():
         ax2.legend(fontsize=11)
     fig.tight_layout()
