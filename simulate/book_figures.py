@@ -12,7 +12,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from nmosim.phantoms.labels import Structure
+from nmosim.phantoms.labels import STRUCTURE_NAMES, Structure
 from nmosim.phantoms.progression import STAGES
 from nmosim.simulate import render3d
 from nmosim.simulate.book_data import (
@@ -217,14 +217,23 @@ def mpr_figure(case: CaseFolder, window: str, outlines: bool = True) -> bytes:
     legend_ax = fig.add_subplot(gs[1, 2])
     legend_ax.set_axis_off()
     handles = _stage_handles(_stages_present(case), bool((case.structures == Structure.CONFOUNDER).any()))
-    if handles and outlines:
+    handles = handles if outlines else []
+    if case.hu is None:  # label colours need their names
+        present = np.unique(case.structures)
+        handles += [
+            Patch(color=LABEL_COLOURS[int(v)], label=STRUCTURE_NAMES[int(v)].replace("_", " "))
+            for v in present
+            if 0 < v < len(LABEL_COLOURS)
+        ]
+    if handles:
         legend_ax.legend(
             handles=handles,
             loc="center",
             fontsize=13,
             frameon=False,
             labelcolor=TEXT,
-            title="outlines",
+            title="outlines" if case.hu is not None else "labels and outlines",
+            ncol=1 if case.hu is not None else 2,
             title_fontsize=13,
         ).get_title().set_color(TEXT)
     legend_ax.text(
