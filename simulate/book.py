@@ -267,7 +267,7 @@ def series_pages(folder: Path, progress: Progress | None = None) -> dict[str, st
     pages = {}
     rows = []
     for path, case, w in zip(paths, cases, weeks, strict=True):
-        for name, text in case_pages(case, views=["AP", "right lateral"], interactive=False).items():
+        for name, text in case_pages(case, views=["AP", "right lateral"]).items():
             pages[f"{path.name}/{name}"] = text
         t = case.truth
         cells = [f'<a href="{path.name}/index.html">{w:g}</a>', html.escape(str(t["phase"]))]
