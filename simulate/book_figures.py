@@ -6,11 +6,13 @@ Draws with matplotlib's object-oriented Figure API and returns PNG bytes; it rea
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from scipy import ndimage
 
 from nmosim.phantoms.labels import STRUCTURE_NAMES, Structure
 from nmosim.phantoms.progression import STAGES
@@ -58,6 +60,9 @@ RENDER_COLOURS = {
         for k, c in enumerate(STAGE_COLOURS.values(), start=1)
     },
 }
+if TYPE_CHECKING:  # the gallery rebuilds phantoms; figures only need its type
+    from nmosim.simulate.gallery import Gallery
+
 SCALE_BAR_MM = 50.0
 DPI = 100
 TEXT = "#f2f2f2"
@@ -590,11 +595,9 @@ def series_chart(weeks: list[float], truths: list[dict]) -> bytes:
     return png_bytes(fig)
 
 
-def gallery_figure(gallery, body: np.ndarray | None) -> bytes:
+def gallery_figure(gallery: Gallery, body: np.ndarray | None) -> bytes:
     """The gallery's slices in a soft-tissue window: rows by dose, columns by kernel, each with the
     noise (standard deviation of slice minus noiseless slice, HU) inside the eroded ``body`` mask."""
-    from scipy import ndimage
-
     doses = sorted({mas for mas, _ in gallery.slices})
     kernels = list(dict.fromkeys(kernel for _, kernel in gallery.slices))
     roi = None if body is None else ndimage.binary_erosion(body, iterations=5)

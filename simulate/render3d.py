@@ -92,7 +92,9 @@ def recolour(rendering: Rendering, colours: dict[int, tuple[float, float, float]
     return dataclasses.replace(rendering, rgb=np.clip(rgb, 0, 1))
 
 
-def camera_for(classes: np.ndarray, grid: Grid, azimuth_deg: float, pixel_mm: float, margin_mm: float = 8.0):
+def camera_for(
+    classes: np.ndarray, grid: Grid, azimuth_deg: float, pixel_mm: float, margin_mm: float = 8.0
+) -> Camera:
     """A camera that frames every non-zero voxel of ``classes`` seen from ``azimuth_deg``."""
     idx = np.argwhere(classes > 0)
     if idx.size == 0:
@@ -187,7 +189,15 @@ def _depth_half_mm(classes: np.ndarray, grid: Grid, camera: Camera) -> float:
     return float(np.abs((corners - np.asarray(camera.centre_mm)) @ camera.toward).max())
 
 
-def _classes_at_hits(classes, grid, camera, depth, hit, s, t) -> np.ndarray:
+def _classes_at_hits(
+    classes: np.ndarray,
+    grid: Grid,
+    camera: Camera,
+    depth: np.ndarray,
+    hit: np.ndarray,
+    s: np.ndarray,
+    t: np.ndarray,
+) -> np.ndarray:
     """The class a little inside the surface at each hit pixel (0 where the ray missed)."""
     out = np.zeros(hit.shape, np.uint8)
     centre = np.asarray(camera.centre_mm)
