@@ -319,6 +319,9 @@ def book_pages(source: Path, progress: Progress | None = None) -> dict[str, str]
 
 def write_book(source: Path, out: Path, progress: Progress | None = None) -> Path:
     """Write the book of ``source`` (case or series folder) into folder ``out``, whole or not at all."""
+    src, dst = Path(source).resolve(), Path(out).resolve()
+    if dst == src or src in dst.parents or dst in src.parents:
+        raise SpecError(f"out = '{out}' overlaps the case or series folder '{source}'; choose another folder")
     pages = book_pages(source, progress)
     with staged_directory(out) as stage:
         for relative, text in sorted(pages.items()):

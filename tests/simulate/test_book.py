@@ -163,6 +163,13 @@ def test_bad_sources_are_one_line_errors(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_the_book_never_replaces_its_source(case, tmp_path):
+    before = sorted(p.name for p in case.iterdir())
+    for out in (case, case / "book", case.parent):
+        assert main(["book", str(case), "--out", str(out)]) == 2
+    assert sorted(p.name for p in case.iterdir()) == before
+
+
 @pytest.fixture(scope="module")
 def series(tmp_path_factory):
     out = tmp_path_factory.mktemp("book") / "series"
