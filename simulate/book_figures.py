@@ -115,6 +115,7 @@ def _scale_bar(ax, width_mm: float, height_mm: float) -> None:
         ha="center",
         va="bottom",
         fontsize=9,
+        bbox={"facecolor": "black", "alpha": 0.6, "edgecolor": "none", "pad": 1.5},
     )
 
 
@@ -368,6 +369,23 @@ def radiograph_figure(case: CaseFolder, gaps: dict[str, GapLocation | None]) -> 
             ends = radiograph_pixel(np.array([gap.spur_mm, gap.bone_mm]), geometry, image.shape)
             ax2.plot(ends[:, 0], ends[:, 1], color="#00ff88", linewidth=2.2)
             ax2.plot(ends[:, 0], ends[:, 1], "o", color="#00ff88", markersize=4)
+            # The line's length on the film, scaled back to the patient: projection only shortens it
+            # (DOMAIN.md 1.1: the radiograph can over-grade).
+            middle_y = (gap.spur_mm[1] + gap.bone_mm[1]) / 2
+            magnification = (geometry["source_y_mm"] - geometry["detector_y_mm"]) / (
+                geometry["source_y_mm"] - middle_y
+            )
+            seen_mm = float(np.linalg.norm(ends[1] - ends[0])) * geometry["pixel_mm"] / magnification
+            ax2.annotate(
+                f"on the film {seen_mm:.0f} mm\nin 3D {gap.centre_distance_mm:.0f} mm (centre to centre)",
+                ends.mean(0),
+                xytext=(-12, 18),
+                textcoords="offset points",
+                color="#00ff88",
+                fontsize=10,
+                ha="right",
+                bbox={"facecolor": "black", "alpha": 0.7, "edgecolor": "none"},
+            )
     ax2.set_title("projected HO (right orange, left yellow) and the 3D gap", color=TEXT, fontsize=13)
     _coronal_slab(ax3, case, gaps)
     fig.tight_layout()
