@@ -235,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_evaluation_parsers(sub)
     _add_dataset_parser(sub)
+    _add_book_parser(sub)
     return parser
 
 
@@ -489,8 +490,32 @@ def run_case(args: argparse.Namespace) -> Path:
     return folder
 
 
+def _add_book_parser(sub) -> None:
+    book = sub.add_parser(
+        "book",
+        help="a self-contained HTML teaching book of a case folder or a series folder",
+        description="Write OUT/index.html (figures, 3D renderings, an interactive 3D view, findings from "
+        "truth.json) and OUT/quiz.html (answers hidden until clicked) for a case folder of nmosim case "
+        "or phantom; for a series folder of nmosim series, a series page with one page per time point. "
+        "Images are embedded: the pages need no network.",
+    )
+    book.add_argument("source", type=Path, metavar="CASE_OR_SERIES", help="a case folder or a series folder")
+    book.add_argument(
+        "--out", type=Path, required=True, help="book folder (created or replaced when complete)"
+    )
+
+
+def run_book(args: argparse.Namespace) -> Path:
+    from nmosim.simulate.book import write_book
+
+    def progress(stage: str, seconds: float) -> None:
+        print(f"  {stage:<20} {seconds:6.1f} s", file=sys.stderr, flush=True)
+
+    return write_book(args.source, args.out, progress=progress)
+
+
 COMMANDS = {"phantom": run_phantom, "case": run_case, "series": run_series, "evaluate": run_evaluate,
-            "baseline": run_baseline, "dataset": run_dataset}  # fmt: skip
+            "baseline": run_baseline, "dataset": run_dataset, "book": run_book}  # fmt: skip
 
 
 # What each command writes, for nmosim's marker in its output folder.
