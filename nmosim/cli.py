@@ -500,9 +500,7 @@ def _add_book_parser(sub) -> None:
         "Images are embedded: the pages need no network.",
     )
     book.add_argument("source", type=Path, metavar="CASE_OR_SERIES", help="a case folder or a series folder")
-    book.add_argument(
-        "--out", type=Path, required=True, help="book folder (created or replaced when complete)"
-    )
+    _add_out(book, "book folder: a new one, created when complete (see --overwrite)")
 
 
 def run_book(args: argparse.Namespace) -> Path:
@@ -511,7 +509,7 @@ def run_book(args: argparse.Namespace) -> Path:
     def progress(stage: str, seconds: float) -> None:
         print(f"  {stage:<20} {seconds:6.1f} s", file=sys.stderr, flush=True)
 
-    return write_book(args.source, args.out, progress=progress)
+    return write_book(args.source, args.out, progress=progress, overwrite=args.overwrite)
 
 
 COMMANDS = {"phantom": run_phantom, "case": run_case, "series": run_series, "evaluate": run_evaluate,
@@ -520,8 +518,8 @@ COMMANDS = {"phantom": run_phantom, "case": run_case, "series": run_series, "eva
 
 # What each command writes, for nmosim's marker in its output folder.
 KINDS = {"phantom": "phantom", "series": "series", "case": "case", "dataset": "dataset",
-         "evaluate": "evaluate", "baseline": "baseline"}  # fmt: skip
-_INPUTS = {"dataset": ("config",), "evaluate": ("truth", "pred"), "baseline": ("cases",)}
+         "evaluate": "evaluate", "baseline": "baseline", "book": "book"}  # fmt: skip
+_INPUTS = {"dataset": ("config",), "evaluate": ("truth", "pred"), "baseline": ("cases",), "book": ("source",)}
 
 
 def _need(args: argparse.Namespace):

@@ -27,7 +27,7 @@ from nmosim.simulate.book_data import (
     series_folders,
 )
 from nmosim.simulate.gallery import GALLERY_KERNELS, GALLERY_MAS, GalleryUnavailable, dose_kernel_gallery
-from nmosim.simulate.io import staged_directory
+from nmosim.simulate.outputs import check_output_dir, staged_directory
 
 CASE_VIEWS = ["AP", "PA", "right lateral", "right anterior oblique"]
 Progress = Callable[[str, float], None]
@@ -317,13 +317,17 @@ def book_pages(source: Path, progress: Progress | None = None) -> dict[str, str]
     return series_pages(source, progress)
 
 
-def write_book(source: Path, out: Path, progress: Progress | None = None) -> Path:
-    """Write the book of ``source`` (case or series folder) into folder ``out``, whole or not at all."""
+def write_book(
+    source: Path, out: Path, progress: Progress | None = None, overwrite: bool = False
+) -> Path:
+    """Write the book of ``source`` (case or series folder) into folder ``out``, whole or not at all;
+    ``overwrite`` lets it replace an earlier nmosim output (:mod:`nmosim.simulate.outputs`)."""
     src, dst = Path(source).resolve(), Path(out).resolve()
     if dst == src or src in dst.parents or dst in src.parents:
         raise SpecError(f"out = '{out}' overlaps the case or series folder '{source}'; choose another folder")
+    check_output_dir(out, overwrite)  # before any work
     pages = book_pages(source, progress)
-    with staged_directory(out) as stage:
+    with staged_directory(out, "book", overwrite) as stage:
         for relative, text in sorted(pages.items()):
             target = stage / relative
             target.parent.mkdir(parents=True, exist_ok=True)

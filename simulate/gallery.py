@@ -15,7 +15,8 @@ from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.lesions import PhaseNotMet
 from nmosim.simulate import ct, scanner
-from nmosim.simulate.case import CaseRequest, basis_maps, case_grids, fit_protocol, make_phantom
+from nmosim.simulate.case_spec import CaseSpec, build_phantom
+from nmosim.simulate.pipeline import basis_maps, case_grids, fit_protocol
 
 GALLERY_MAS = (20.0, 200.0)  # a tenth of the dose beside the quick preset's 200 mAs (DOMAIN.md 4.3)
 GALLERY_KERNELS = ("soft", "bone")
@@ -48,7 +49,7 @@ def rebuild_phantom(truth: dict):
     """
     generation = truth.get("generation", {})
     phase = truth.get("requested_phase")
-    request = CaseRequest(
+    spec = CaseSpec(
         seed=int(truth["seed"]),
         case_index=int(truth.get("case_index", 0)),
         phase=phase if phase in ("none", "a", "b", "c", "d") else None,
@@ -56,7 +57,7 @@ def rebuild_phantom(truth: dict):
         aetiology=generation.get("aetiology", "sci"),
     )
     try:
-        phantom = make_phantom(request)
+        phantom = build_phantom(spec)
     except (SpecError, PhaseNotMet) as error:
         raise GalleryUnavailable(f"the phantom cannot be rebuilt from truth.json ({error})") from None
     recorded = (

@@ -13,6 +13,7 @@ import pytest
 
 from nmosim.cli import main
 from nmosim.simulate import book_data, report_text
+from nmosim.simulate.outputs import MARKER
 
 SMALL = ["--scanner", "recon_pixel_mm=4", "--scanner", "n_views=90", "--scanner", "slice_thickness_mm=4"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -70,7 +71,7 @@ def parse(path):
 
 
 def test_case_book_is_self_contained(book):
-    assert {p.name for p in book.iterdir()} == {"index.html", "quiz.html"}
+    assert {p.name for p in book.iterdir()} == {MARKER, "index.html", "quiz.html"}
     for name in ("index.html", "quiz.html"):
         page = parse(book / name)
         # Case page: two MPR windows, renderings, radiograph, gallery, gap; quiz: MPR, renderings,
@@ -182,7 +183,7 @@ def test_series_book_shows_every_time_point(series, tmp_path):
     out = tmp_path / "series_book"
     assert main(["book", str(series), "--out", str(out)]) == 0
     weeks = sorted(p.name for p in series.iterdir() if p.is_dir())
-    assert {p.name for p in out.iterdir()} == {"index.html", *weeks}
+    assert {p.name for p in out.iterdir()} == {MARKER, "index.html", *weeks}
     page = parse(out / "index.html")
     assert len(page.images) == 2
     assert [h for h in page.links if h.endswith("/index.html")] == [f"{w}/index.html" for w in weeks]
@@ -261,3 +262,10 @@ def test_pages_load_in_headless_chromium_without_errors(book, tmp_path):
         assert report["viewers"] == (1 if name == "index.html" else 0)
         uncaught = [line for line in done.stderr.splitlines() if "CONSOLE" in line and "Uncaught" in line]
         assert not uncaught
+
+
+def test_an_earlier_book_is_replaced_only_with_overwrite(book, case, capsys):
+    before = (book / "index.html").read_bytes()
+    assert main(["book", str(case), "--out", str(book)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (book / "index.html").read_bytes() == before
