@@ -124,14 +124,9 @@ def measured_projections(
         counts = physics.expected_counts(lines_water_cm, lines_bone_cm, spectrum, threads=threads, **geometry)
     expected = physics.Counts(counts.mean.sum(axis=0), counts.variance.sum(axis=0))
     i0 = physics.flat_field(spectrum, **geometry) * lines_water_cm.shape[0]
-    if rng is None:
-        readings = np.maximum(expected.mean, np.float32(0.5))
-    else:
-        readings = physics.add_noise(expected, rng, protocol.electronic_noise_photons)
-    projections = physics.log_projections(readings, i0)
-    if protocol.water_correction:
-        projections = physics.water_correction(projections, spectrum)
-    return projections
+    return physics.measured_projections(
+        expected, i0, rng, protocol.electronic_noise_photons, spectrum, protocol.water_correction
+    )
 
 
 def _reconstruct_mu(

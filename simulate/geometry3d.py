@@ -281,13 +281,9 @@ def detector_projections(
     xp = arrays.namespace("cuda")
     counts = physics.expected_counts_array_api(xp, lines_water_cm, lines_bone_cm, spectrum, **geometry)
     i0 = physics.flat_field(spectrum, **geometry)
-    if rng is None:
-        readings = np.maximum(counts.mean, np.float32(0.5))
-    else:
-        readings = physics.add_noise(counts, rng, protocol.electronic_noise_photons)
-    projections = physics.log_projections(readings, i0)
-    if protocol.water_correction:
-        projections = physics.water_correction(projections, spectrum)
+    projections = physics.measured_projections(
+        counts, i0, rng, protocol.electronic_noise_photons, spectrum, protocol.water_correction
+    )
     return projections.astype(np.float32, copy=False)
 
 

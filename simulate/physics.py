@@ -460,6 +460,25 @@ def fit_water_correction(
     return WaterCorrection(tuple(float(c) for c in coef), float(p[-1]), mu_ref)
 
 
+def measured_projections(
+    expected: Counts,
+    i0: float | np.ndarray,
+    rng: np.random.Generator | None,
+    electronic_noise_photons: float,
+    spectrum: Spectrum,
+    water_corrected: bool = False,
+) -> np.ndarray:
+    """``-log(I / I0)`` (float32) of detector readings of ``expected`` counts: with quantum and
+    electronic noise drawn from ``rng`` (None: the noiseless expectation, floored at 0.5 photon),
+    then water beam-hardening corrected when ``water_corrected``."""
+    if rng is None:
+        readings = np.maximum(expected.mean, np.float32(0.5))
+    else:
+        readings = add_noise(expected, rng, electronic_noise_photons)
+    projections = log_projections(readings, i0)
+    return water_correction(projections, spectrum) if water_corrected else projections
+
+
 def water_correction(
     projections: np.ndarray, spectrum: Spectrum, *, detector: str = "integrating"
 ) -> np.ndarray:
