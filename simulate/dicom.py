@@ -334,11 +334,14 @@ def structures_seg(ct: CTCase, case_id: str, series: Sequence[Dataset]) -> hd.se
 
 
 def _settle(seg: hd.seg.Segmentation, ct: CTCase, case_id: str) -> hd.seg.Segmentation:
-    """Replace what highdicom draws afresh on every call (the creation time, the dimension organization
-    UID) by values derived from the case, so the same case gives the same bytes."""
+    """Replace what highdicom draws afresh on every call (creation and contribution times, the
+    dimension organization UID) by values derived from the case, so the same case gives the same bytes."""
     seg.InstanceCreationDate, seg.InstanceCreationTime = study_date(ct), STUDY_TIME
     seg.SeriesDate, seg.SeriesTime = study_date(ct), STUDY_TIME
     seg.SyntheticData = "YES"
+    for equipment in seg.get("ContributingEquipmentSequence", []):
+        if "ContributionDateTime" in equipment:
+            equipment.ContributionDateTime = study_date(ct) + STUDY_TIME
     old = seg.DimensionOrganizationSequence[0].DimensionOrganizationUID
     new = case_uid(ct, case_id, "seg dimension organization")
     seg.DimensionOrganizationSequence[0].DimensionOrganizationUID = new
