@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         "case",
         help="a labelled CT case: phantom, CT in HU, labels and an AP radiograph (the main job)",
         description="Write ct.nii.gz (int16 HU), structures/tissues/ho_instances.nii.gz, "
-        "radiograph_ap.png/.npz, truth.json and preview PNGs. Runs on the CPU unless ASTRA sees a "
+        "radiograph_ap.png/.npz, truth.json and preview PNGs (with --format dicom also a DICOM CT series "
+        "and SEG in dicom/). Runs on the CPU unless ASTRA sees a "
         "CUDA GPU; NMOSIM_DEVICE=cpu|cuda forces one.",
     )
     _add_phantom_options(case)

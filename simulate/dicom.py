@@ -86,13 +86,14 @@ ALGORITHM_FAMILY = hd.sr.CodedConcept("RASTERIZED", "99NMOSIM", "Rasterized anal
 
 def write_dicom(folder: Path | str, ct: CTCase, case_id: str) -> Path:
     """Write ``folder/ct/0001.dcm ...`` (the CT series) and ``folder/seg.dcm`` (the structures as a
-    BINARY DICOM SEG referencing that series). Returns ``folder``."""
+    BINARY DICOM SEG referencing that series; none where no voxel has a structure). Returns ``folder``."""
     folder = Path(folder)
     series = ct_series(ct, case_id)
     (folder / CT_FOLDER).mkdir(parents=True, exist_ok=True)
     for image in series:
         dcmwrite(folder / CT_FOLDER / f"{int(image.InstanceNumber):04d}.dcm", image, enforce_file_format=True)
-    dcmwrite(folder / SEG_FILE, structures_seg(ct, case_id, series), enforce_file_format=True)
+    if segment_labels(ct.structures):  # a SEG holds at least one segment
+        dcmwrite(folder / SEG_FILE, structures_seg(ct, case_id, series), enforce_file_format=True)
     return folder
 
 
@@ -307,7 +308,8 @@ def structures_seg(ct: CTCase, case_id: str, series: Sequence[Dataset]) -> hd.se
     labels = segment_labels(ct.structures)
     lookup = np.zeros(256, np.uint8)
     lookup[labels] = np.arange(1, len(labels) + 1)
-    frames = np.stack([slice_pixels(lookup[ct.structures], k) for k in range(ct.grid.shape[0])])
+    segments = lookup[ct.structures]  # segment numbers, [z, y, x]
+    frames = np.stack([slice_pixels(segments, k) for k in range(ct.grid.shape[0])])
     algorithm = hd.AlgorithmIdentificationSequence(name="nmosim", family=ALGORITHM_FAMILY,
                                                    version=_nmosim_version())  # fmt: skip
     seg = hd.seg.Segmentation(

@@ -132,6 +132,12 @@ def test_hu_that_ct_cannot_store_is_refused(tmp_path):
         write_dicom(tmp_path, CTCase(**{**ct.__dict__, "hu": hu}), "x")
 
 
+def test_a_case_without_structures_has_a_series_and_no_seg(tmp_path):
+    ct = hand_case()
+    write_dicom(tmp_path, CTCase(**{**ct.__dict__, "structures": np.zeros_like(ct.structures)}), "x")
+    assert len(read_series(tmp_path)) == GRID.shape[0] and not (tmp_path / "seg.dcm").exists()
+
+
 # --- the SEG -----------------------------------------------------------------------------------------------
 
 
