@@ -94,6 +94,15 @@ def _scheduler(text: str) -> str:
     return text.strip()
 
 
+def _formats(text: str) -> tuple[str, ...]:
+    from nmosim.simulate.case import check_formats
+
+    try:
+        return check_formats(text)
+    except SpecError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _add_out(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--out", type=_folder, required=True, help=what)
     p.add_argument(
@@ -205,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         "case",
         help="a labelled CT case: phantom, CT in HU, labels and an AP radiograph (the main job)",
         description="Write ct.nii.gz (int16 HU), structures/tissues/ho_instances.nii.gz, "
-        "radiograph_ap.png/.npz, truth.json and preview PNGs. Runs on the CPU unless ASTRA sees a "
+        "radiograph_ap.png/.npz, truth.json and preview PNGs (with --format dicom also a DICOM CT series "
+        "and SEG in dicom/). Runs on the CPU unless ASTRA sees a "
         "CUDA GPU; NMOSIM_DEVICE=cpu|cuda forces one.",
     )
     _add_phantom_options(case)
@@ -232,6 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("LOW", "HIGH"),
         help="scan range along z in mm (patient frame), LOW < HIGH, meeting the body (z from -140 to "
         "135 mm); default per preset",
+    )
+    case.add_argument(
+        "--format",
+        dest="formats",
+        type=_formats,
+        default=("nifti",),
+        metavar="nifti,dicom",
+        help="file formats, comma-separated: nifti (ct.nii.gz and the label volumes) and/or dicom (a CT "
+        "series in dicom/ct/, one file per slice, and a DICOM SEG of the structures, dicom/seg.dcm); "
+        "default nifti",
     )
     _add_evaluation_parsers(sub)
     _add_dataset_parser(sub)
@@ -485,7 +505,7 @@ def run_case(args: argparse.Namespace) -> Path:
     ct = nmosim.simulate_ct(phantom, protocol, z_range_mm=z_range, supersampling=args.supersampling,
                             preset=args.preset, device=device, progress=progress)  # fmt: skip
     start = time.perf_counter()
-    folder = nmosim.write_case(ct, args.out, overwrite=args.overwrite)
+    folder = nmosim.write_case(ct, args.out, overwrite=args.overwrite, formats=args.formats)
     progress("write", time.perf_counter() - start)
     return folder
 

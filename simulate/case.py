@@ -28,6 +28,8 @@ from nmosim.simulate.truth import phantom_truth, preview_center
 CaseRequest = CaseSpec  # the name cohort code has long used for a case's request
 LABEL_FILES = {"structures": ("structures.nii.gz", np.uint8), "tissues": ("tissues.nii.gz", np.uint8),
                "ho_instances": ("ho_instances.nii.gz", np.uint16)}  # fmt: skip
+FORMATS = ("nifti", "dicom")  # what a case folder can hold besides truth.json, radiograph and previews
+DICOM_FOLDER = "dicom"
 
 
 def write_labels(
@@ -103,19 +105,43 @@ def write_series(
 # --- CT cases ---------------------------------------------------------------------------------
 
 
-def write_case(ct: CTCase, out: Path | str, overwrite: bool = False) -> Path:
+def check_formats(formats: str | Sequence[str]) -> tuple[str, ...]:
+    """The file formats of a case folder, validated: a comma-separated text (``"nifti,dicom"``) or a
+    sequence of names out of :data:`FORMATS`, in that order, each once (:class:`SpecError` otherwise)."""
+    names = formats.split(",") if isinstance(formats, str) else list(formats)
+    names = [n.strip().lower() if isinstance(n, str) else n for n in names]
+    for name in names:
+        if name not in FORMATS:
+            raise SpecError(f"formats = {name!r} is not one of {{{', '.join(FORMATS)}}}")
+    if not names:
+        raise SpecError(f"formats = {formats!r} is empty; give one or more of {', '.join(FORMATS)}")
+    return tuple(f for f in FORMATS if f in names)
+
+
+def write_case(
+    ct: CTCase, out: Path | str, overwrite: bool = False, formats: str | Sequence[str] = ("nifti",)
+) -> Path:
     """Write the case folder of DESIGN.md 5 for ``ct`` into the new folder ``out``, which appears
     when complete; ``overwrite`` lets it replace an earlier nmosim output.
 
+    ``formats`` (:func:`check_formats`): ``nifti`` writes the NIfTI volumes of DESIGN.md 5, ``dicom``
+    the CT series ``dicom/ct/`` and the DICOM SEG ``dicom/seg.dcm`` (:mod:`nmosim.simulate.dicom`);
+    truth.json, the radiograph and the previews are always written.
     truth.json's ``case_id`` is the folder's name. Returns the folder, resolved.
     """
     out = Path(out)
+    formats = check_formats(formats)
     case_id = out.name
     truth = {**ct.truth, "case_id": case_id}
     preset = (truth.get("scanner") or {}).get("preset") or "custom protocol"
     with staged_directory(out, "case", overwrite) as folder:
-        write_nifti(folder / "ct.nii.gz", ct.hu, ct.grid, np.int16)
-        write_labels(folder, ct.grid, ct.structures, ct.tissues, ct.ho_instances)
+        if "nifti" in formats:
+            write_nifti(folder / "ct.nii.gz", ct.hu, ct.grid, np.int16)
+            write_labels(folder, ct.grid, ct.structures, ct.tissues, ct.ho_instances)
+        if "dicom" in formats:
+            from nmosim.simulate.dicom import write_dicom  # pydicom and highdicom load only when asked
+
+            write_dicom(folder / DICOM_FOLDER, ct, case_id)
         save_radiograph(folder / "radiograph_ap.npz", ct.radiograph)
         shown = ct.radiograph.image[::-1, ::-1]  # superior up, patient's right on the viewer's left
         title = f"{case_id}: AP pelvis, {ct.radiograph.geometry.kvp:g} kV (patient's right on the left)"
@@ -190,9 +216,11 @@ def write_ct_case(
     device: str | None = None,
     threads: int | None = None,
     overwrite: bool = False,
+    formats: str | Sequence[str] = ("nifti",),
 ) -> Path:
-    """Build the phantom of ``request``, image it, and write the case folder ``out`` (one call of
-    each public step: :func:`build_phantom`, :func:`simulate_ct`, :func:`write_case`)."""
+    """Build the phantom of ``request``, image it, and write the case folder ``out`` in ``formats``
+    (one call of each public step: :func:`build_phantom`, :func:`simulate_ct`, :func:`write_case`)."""
+    formats = check_formats(formats)
     check_output_dir(out, overwrite)
     scan = protocol(preset, **(protocol_overrides or {}))
     check_range("supersampling", supersampling, 1, 8)
@@ -207,7 +235,7 @@ def write_ct_case(
         preset=preset, device=device, threads=threads, progress=progress,
     )  # fmt: skip
     clock = time.perf_counter()
-    folder = write_case(ct, out, overwrite)
+    folder = write_case(ct, out, overwrite, formats)
     if progress:
         progress("write", time.perf_counter() - clock)
     return folder

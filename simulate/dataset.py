@@ -13,6 +13,7 @@ Config (TOML, see ``examples/cohort.toml``)::
     label_set = "ho"           # "ho" (background, ho), "bones_ho" or "all" (the structures ids)
     preset = "quick"           # scanner preset of simulate/scanner.py
     z_range_mm = [-100, 80]    # optional scan range along z (mm); default per preset
+    formats = ["nifti"]        # case files: "nifti" (always: the layouts link it) and "dicom"
     [phase_mix]                # fractions over none, a, b, c, d summing to 1
     [aetiology_mix]            # fractions over sci, brain summing to 1
     [scanner]
@@ -89,7 +90,8 @@ FRACTION_TOLERANCE = 1e-6
 SCHEDULER_TIMEOUT_S = 5.0
 CASE_FILES = ("ct.nii.gz", "structures.nii.gz", "tissues.nii.gz", "ho_instances.nii.gz", "truth.json")
 _TOP_KEYS = ("name", "dataset_id", "n_cases", "seed", "test_fraction", "label_set", "preset", "z_range_mm",
-             "phase_mix", "aetiology_mix", "scanner")  # fmt: skip
+             "formats", "phase_mix", "aetiology_mix", "scanner")  # fmt: skip
+DEFAULT_FORMATS = ("nifti",)
 _SCANNER_KEYS = ("mas", "kernels", "overrides")
 
 
@@ -110,6 +112,7 @@ class CohortSpec:
     mas: tuple[float, ...] = (200.0,)
     kernels: tuple[str, ...] = ("standard",)
     overrides: dict[str, object] = field(default_factory=dict)
+    formats: tuple[str, ...] = DEFAULT_FORMATS
 
     @property
     def folder_name(self) -> str:
@@ -177,6 +180,19 @@ def _mix(name: str, value: object, choices: tuple[str, ...]) -> dict[str, float]
     return {k: out[k] for k in choices if k in out}
 
 
+def _formats(value: object) -> tuple[str, ...]:
+    """The case formats of a cohort: a list of "nifti" and "dicom" that holds "nifti"."""
+    from nmosim.simulate.case import check_formats
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SpecError(f"formats = {value!r} must be a list such as [\"nifti\", \"dicom\"]")
+    formats = check_formats(value)
+    if "nifti" not in formats:
+        raise SpecError(f"formats = {value!r} must hold \"nifti\": the nnU-Net and MSD layouts link "
+                        "the NIfTI files")  # fmt: skip
+    return formats
+
+
 def parse_cohort(config: dict) -> CohortSpec:
     """Validate a cohort config dict (as read from TOML); errors name the key (``SpecError``)."""
     _unknown("", config, _TOP_KEYS)
@@ -203,6 +219,7 @@ def parse_cohort(config: dict) -> CohortSpec:
         if not ok:
             raise SpecError(f"z_range_mm = {z_range!r} must be [low, high] in mm with low < high")
         z_range = budget.check_z_range(z_range)  # finite, not empty, meets the body
+    formats = _formats(config.get("formats", list(d.formats)))
     scanner = config.get("scanner", {})
     if not isinstance(scanner, dict):
         raise SpecError(f"scanner = {scanner!r} must be a table")
@@ -232,6 +249,7 @@ def parse_cohort(config: dict) -> CohortSpec:
         mas=tuple(float(m) for m in mas),
         kernels=tuple(kernels),
         overrides=dict(overrides),
+        formats=formats,
     )
     for m in spec.mas:  # every protocol of the cohort must be valid before any work starts
         for k in spec.kernels:
@@ -287,6 +305,7 @@ def case_inputs(spec: CohortSpec, case: CaseAssignment, version: str | None = No
         "aetiology": case.aetiology, "mas": case.mas, "kernel": case.kernel, "preset": spec.preset,
         "z_range_mm": list(spec.z_range_mm) if spec.z_range_mm else None,
         "overrides": _normalized(spec.overrides),
+        **({"formats": list(spec.formats)} if spec.formats != DEFAULT_FORMATS else {}),
     }  # fmt: skip
 
 
@@ -297,7 +316,8 @@ def run_case(
 
     A case folder whose files do not match its marker's checksums (or that has none) is removed and
     made again; the row says why under ``remade``. ``writer(out, request, preset=, protocol_overrides=,
-    z_range_mm=, threads=)`` defaults to :func:`nmosim.simulate.case.write_ct_case`; ``threads`` is
+    z_range_mm=, threads=)`` (and ``formats=`` for a cohort with more formats than NIfTI) defaults to
+    :func:`nmosim.simulate.case.write_ct_case`; ``threads`` is
     the thread count of the Dask worker that runs the case (None, every core, outside a worker).
     """
     from nmosim.phantoms.lesions import PhaseNotMet
@@ -314,9 +334,11 @@ def run_case(
     while not skipped:
         index = case.index + attempt * RETRY_STRIDE
         request = CaseRequest(seed=spec.seed, case_index=index, phase=case.phase, aetiology=case.aetiology)
+        extra = {"formats": spec.formats} if spec.formats != DEFAULT_FORMATS else {}
         try:
             write(folder, request, preset=spec.preset, z_range_mm=spec.z_range_mm, threads=threads,
-                  protocol_overrides={**spec.overrides, "mas": case.mas, "kernel": case.kernel})  # fmt: skip
+                  protocol_overrides={**spec.overrides, "mas": case.mas, "kernel": case.kernel},
+                  **extra)  # fmt: skip
             break
         except PhaseNotMet:
             attempt += 1
@@ -486,6 +508,9 @@ def write_layouts(spec: CohortSpec, out: Path, rows: list[dict]) -> Path:
 def _spec_dict(spec: CohortSpec) -> dict:
     d = asdict(spec)
     d["z_range_mm"] = list(spec.z_range_mm) if spec.z_range_mm else None
+    d["formats"] = list(spec.formats)
+    if spec.formats == DEFAULT_FORMATS:  # the config of a dataset made before formats existed
+        del d["formats"]
     return d
 
 
@@ -548,6 +573,7 @@ def spec_from_config(config: dict) -> CohortSpec | None:
         values = dict(config)
         values["z_range_mm"] = tuple(values["z_range_mm"]) if values.get("z_range_mm") else None
         values["mas"], values["kernels"] = tuple(values["mas"]), tuple(values["kernels"])
+        values["formats"] = tuple(values.get("formats", DEFAULT_FORMATS))
         return CohortSpec(**values)
     except (TypeError, KeyError, ValueError):
         return None
