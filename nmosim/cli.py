@@ -556,7 +556,7 @@ def _need(args: argparse.Namespace):
 
         protocol = make_protocol(args.preset, **_scanner_overrides(args.scanner))
         z_range = tuple(args.z_range) if args.z_range else SCAN_RANGE_MM[args.preset]
-        return budget.check_case(protocol, z_range)
+        return budget.check_case(protocol, z_range, formats=args.formats)
     return None
 
 

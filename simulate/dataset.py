@@ -620,7 +620,8 @@ def build_dataset(
         raise SpecError(f"workers = {workers!r} must be an integer >= 0")
     protocol = make_protocol(spec.preset, **spec.overrides)  # dose and kernel do not change sizes
     z_range = spec.z_range_mm or SCAN_RANGE_MM[spec.preset]
-    need = budget.check_case(protocol, z_range, workers=workers if scheduler is None else 1)
+    need = budget.check_case(protocol, z_range, workers=workers if scheduler is None else 1,
+                             formats=spec.formats)  # fmt: skip
     out = check_output_dir(out, overwrite, kind="dataset", resume=True)
     record = config_record(spec)
     previous = None if overwrite else read_marker(out)

@@ -89,6 +89,15 @@ def test_a_z_range_touching_the_body_passes_and_sizes_the_slices() -> None:
     assert long.memory_bytes > short.memory_bytes and long.disk_bytes > short.disk_bytes
 
 
+def test_dicom_adds_at_least_its_uncompressed_ct_to_the_disk_need() -> None:
+    protocol = make_protocol("quick")
+    nifti = budget.case_need(protocol, (-100.0, 80.0)).disk_bytes
+    both = budget.case_need(protocol, (-100.0, 80.0), ("nifti", "dicom")).disk_bytes
+    slices = math.ceil(180.0 / protocol.slice_thickness_mm)
+    pixels = math.ceil(protocol.recon_fov_mm / protocol.recon_pixel_mm) ** 2
+    assert both - nifti >= 2 * slices * pixels  # int16 pixel data, one file per slice, never compressed
+
+
 def test_the_limit_comes_from_the_environment_or_the_machine(monkeypatch) -> None:
     monkeypatch.setenv(budget.ENV_LIMIT, "2")
     assert budget.memory_limit_bytes() == 2 * budget.GIB
