@@ -21,6 +21,8 @@ from nmosim.phantoms.progression import AETIOLOGIES, PHASES
 from nmosim.phantoms.spec import SEXES
 from nmosim.simulate.scanner import PRESETS
 
+EMPTY_CHOICES = ("exclude", "monai", "one")  # simulate/metrics.py EMPTY_CONVENTIONS, without importing it
+
 EXIT_BAD_INPUT = 2
 
 
@@ -319,10 +321,19 @@ def _add_evaluation_parsers(sub) -> None:
     )
     evaluate.add_argument(
         "--pred-labels",
-        choices=tuple(PREDICTION_LABEL_SETS),
-        default="structures",
-        help="label ids of the predictions: structures (6 ho_right, 7 ho_left; default) or a label set "
-        "of nmosim dataset: bones_ho (4 ho_right, 5 ho_left) or ho (1 = HO, side by the sign of x)",
+        choices=("auto", *PREDICTION_LABEL_SETS),
+        default="auto",
+        help="label ids of the predictions: structures (6 ho_right, 7 ho_left) or a label set of nmosim "
+        "dataset: bones_ho (4 ho_right, 5 ho_left) or ho (1 = HO, side by the sign of x); default auto: "
+        "the dataset.json in --pred, else the dataset of --truth, else the prediction values",
+    )
+    evaluate.add_argument(
+        "--empty",
+        choices=EMPTY_CHOICES,
+        default="exclude",
+        help="a class empty in truth and prediction: exclude (default: no score, counted apart, out of "
+        "the means), one (Dice 1, as MONAI with ignore_empty=False) or monai (every empty-truth class "
+        "undefined, as MONAI's default ignore_empty=True)",
     )
 
     baseline = sub.add_parser(
@@ -369,9 +380,11 @@ def run_evaluate(args: argparse.Namespace) -> Path:
         print(f"\r  evaluated {done}/{total} {case_id:<30}", end="", file=sys.stderr, flush=True)
 
     rows, summary = nmosim.evaluate(
-        args.truth, args.pred, args.tolerance_mm, args.iou_threshold, progress, args.pred_labels
+        args.truth, args.pred, args.tolerance_mm, args.iou_threshold, progress, args.pred_labels, args.empty
     )
     print(file=sys.stderr)
+    print(f"  label set {summary['pred_labels']} ({summary['pred_labels_source']}); empty classes: "
+          f"{args.empty}", file=sys.stderr)  # fmt: skip
     for status, count in summary["status_counts"].items():
         print(f"  {status}: {count} case(s)", file=sys.stderr)
     return nmosim.write_report(args.out, rows, summary, overwrite=args.overwrite)
