@@ -30,8 +30,8 @@ from scipy import ndimage
 
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
-from nmosim.phantoms.labels import Structure
-from nmosim.simulate.io import read_nifti, write_nifti
+from nmosim.phantoms.labels import STRUCTURE_NAMES, Structure
+from nmosim.simulate.io import read_nifti, write_json, write_nifti
 from nmosim.simulate.outputs import is_hidden, staged_directory
 
 THRESHOLD_HU = 150.0
@@ -119,6 +119,9 @@ def run_baseline(
     check_parameters(threshold_hu, min_volume_ml)
     folders = find_ct_cases(cases_dir)
     with staged_directory(out, "baseline", overwrite) as stage:
+        # As nnU-Net's predict does: the labels of the predictions, read by nmosim evaluate.
+        names = {name: value for value, name in STRUCTURE_NAMES.items()}
+        write_json(stage / "dataset.json", {"labels": names, "label_set": "all", "file_ending": ".nii.gz"})
         for index, folder in enumerate(folders):
             volume = read_nifti(folder / "ct.nii.gz")
             grid = volume.grid()

@@ -28,11 +28,15 @@ The test split is the ``round(test_fraction * n_cases)`` cases with the smallest
 Output folder ``DIR`` (it carries nmosim's marker, which records the config it was made with):
 ``cases/<case_id>/`` (one case folder each, written whole through a staging folder; its marker holds
 the sha256 of its files, taken as they were written), ``Dataset<NNN>_<name>/``
-(nnU-Net v2 raw: imagesTr, labelsTr, imagesTs, labelsTs, dataset.json; images are hard links to the
-case CTs, copies where links are impossible), ``datalist.json`` (MSD style, as read by MONAI's
-``load_decathlon_datalist``: paths relative to ``DIR``), ``cases.csv`` and ``manifest.json`` (the nmosim
+(nnU-Net v2 raw: imagesTr, labelsTr, imagesTs, labelsTs, dataset.json, README.md; images are hard links
+to the case CTs, copies where links are impossible), ``datalist.json`` (MSD style, as MONAI reads it:
+``training`` items with a ``fold`` key for ``datafold_read``, ``testing`` items as Auto3DSeg looks for
+them, and ``name``, ``modality``, ``labels``, ``numTraining``, ``numTest`` for
+``load_decathlon_properties``; paths relative to ``DIR``), ``cases.csv``, ``manifest.json`` (the nmosim
 version, the config and the sha256 of its normalized form, and one row per case: split, draws, grades,
-gaps, volumes, dose, kernel and the sha256 of every file of the case).
+gaps, volumes, dose, kernel and the sha256 of every file of the case) and the dataset card
+``README.md`` with ``figures/`` (:mod:`nmosim.simulate.dataset_card`). Training case ``k`` (in case
+order) is in fold ``k % N_FOLDS`` (fewer folds when there are fewer training cases).
 A case whose phase cannot be met is retried with the next draw (case index ``i + k * RETRY_STRIDE``).
 
 A rerun resumes: a case folder whose files match its recorded checksums is kept, any other (damaged,
@@ -66,6 +70,14 @@ from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.label_sets import LABEL_SETS, to_label_set
 from nmosim.phantoms.progression import AETIOLOGIES, PHASES
 from nmosim.simulate import budget
+from nmosim.simulate.dataset_card import (
+    DATA_LICENCE,
+    HARD_LINK_NOTE,
+    MIRRORING_NOTE,
+    card_text,
+    has_sides,
+    write_dataset_card,
+)
 from nmosim.simulate.io import read_nifti, write_json, write_nifti, write_text
 from nmosim.simulate.outputs import (
     check_free_space,
@@ -87,6 +99,7 @@ RETRY_STRIDE = 1_000_000  # case index offset of a retry: far from every real in
 MAX_ATTEMPTS = 4
 FRACTION_TOLERANCE = 1e-6
 SCHEDULER_TIMEOUT_S = 5.0
+N_FOLDS = 5  # k-fold cross-validation folds of the training cases in datalist.json
 CASE_FILES = ("ct.nii.gz", "structures.nii.gz", "tissues.nii.gz", "ho_instances.nii.gz", "truth.json")
 _TOP_KEYS = ("name", "dataset_id", "n_cases", "seed", "test_fraction", "label_set", "preset", "z_range_mm",
              "phase_mix", "aetiology_mix", "scanner")  # fmt: skip
@@ -446,6 +459,7 @@ def write_layouts(spec: CohortSpec, out: Path, rows: list[dict]) -> Path:
     """nnU-Net v2 raw folder, datalist.json, cases.csv and manifest.json for the finished cases."""
     out = Path(out)
     ok = [r for r in rows if r["status"] == "ok"]
+    record = config_record(spec)
     labels_names: dict[str, int] = {}
     with staged_directory(out / spec.folder_name, "nnunet", overwrite=True) as stage:
         for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
@@ -460,27 +474,59 @@ def write_layouts(spec: CohortSpec, out: Path, rows: list[dict]) -> Path:
             write_nifti(target, mapped, volume.grid(), np.uint8)
         if not labels_names:
             labels_names = label_map(np.zeros((1, 1, 1), np.uint8), spec.label_set)[1]
-        write_json(stage / "dataset.json", {
+        meta = {
             "name": spec.name,
             "description": "Synthetic hip CT with exact ground truth for neurogenic HO (nmosim)",
+            "reference": "nmosim",
+            "licence": DATA_LICENCE,
+            "release": record["nmosim_version"],
             "channel_names": {"0": "CT"},
             "labels": labels_names,
             "numTraining": sum(r["split"] == "train" for r in ok),
             "numTest": sum(r["split"] == "test" for r in ok),
             "file_ending": ".nii.gz",
             "label_set": spec.label_set,
-        })  # fmt: skip
-    folder = spec.folder_name
-    datalist = {
-        split_key: [{"image": f"{folder}/images{s}/{r['case_id']}_0000.nii.gz",
-                     "label": f"{folder}/labels{s}/{r['case_id']}.nii.gz"}
-                    for r in ok if r["split"] == split]
-        for split_key, split, s in (("training", "train", "Tr"), ("test", "test", "Ts"))
-    }  # fmt: skip
-    write_json(out / "datalist.json", datalist)
-    write_json(out / "manifest.json", {**config_record(spec), "cases": [_manifest_row(r) for r in rows]})
+            "images": HARD_LINK_NOTE,
+        }
+        if has_sides(spec.label_set):
+            meta["mirroring"] = MIRRORING_NOTE
+        write_json(stage / "dataset.json", meta)
+        write_text(stage / "README.md", card_text(record, rows, spec.folder_name, "../figures/"))
+    write_json(out / "datalist.json", datalist(spec, ok))
+    write_json(out / "manifest.json", {**record, "cases": [_manifest_row(r) for r in rows]})
     _write_cases_csv(out / "cases.csv", rows)
+    write_dataset_card(out, record, rows, spec.folder_name)
     return out
+
+
+def datalist(spec: CohortSpec, ok: list[dict]) -> dict:
+    """datalist.json: MSD properties, ``training`` with ``fold`` keys and ``testing`` (module docstring)."""
+    folder = spec.folder_name
+    names = label_map(np.zeros((1, 1, 1), np.uint8), spec.label_set)[1]
+    train = [r for r in ok if r["split"] == "train"]
+    test = [r for r in ok if r["split"] == "test"]
+    n_folds = max(1, min(N_FOLDS, len(train)))
+
+    def item(row: dict, s: str) -> dict:
+        return {"image": f"{folder}/images{s}/{row['case_id']}_0000.nii.gz",
+                "label": f"{folder}/labels{s}/{row['case_id']}.nii.gz"}  # fmt: skip
+
+    return {
+        "name": spec.name,
+        "description": "Synthetic hip CT with exact ground truth for neurogenic HO (nmosim)",
+        "reference": "nmosim",
+        "licence": DATA_LICENCE,
+        "release": nmosim_version(),
+        "tensorImageSize": "3D",
+        "modality": {"0": "CT"},
+        "labels": {str(v): n for n, v in names.items()},
+        "label_set": spec.label_set,
+        "numTraining": len(train),
+        "numTest": len(test),
+        "numFolds": n_folds,
+        "training": [{**item(r, "Tr"), "fold": k % n_folds} for k, r in enumerate(train)],
+        "testing": [item(r, "Ts") for r in test],
+    }
 
 
 def _spec_dict(spec: CohortSpec) -> dict:

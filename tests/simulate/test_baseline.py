@@ -79,7 +79,8 @@ def test_baseline_then_evaluate(tmp_path: Path) -> None:
     (tmp_path / "cases" / ".case_0002.partial-1").mkdir()
     write_nifti(tmp_path / "cases" / ".case_0002.partial-1" / "ct.nii.gz", np.rint(hu), GRID, np.int16)
     assert cli.main(["baseline", "--cases", str(tmp_path / "cases"), "--out", str(tmp_path / "pred")]) == 0
-    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == [".nmosim", "case_0001.nii.gz"]
+    written = sorted(p.name for p in (tmp_path / "pred").iterdir())
+    assert written == [".nmosim", "case_0001.nii.gz", "dataset.json"]
     image = nib.load(str(tmp_path / "pred" / "case_0001.nii.gz"))
     assert image.get_data_dtype() == np.uint8
     np.testing.assert_allclose(image.affine, GRID.affine())

@@ -175,9 +175,9 @@ def test_layouts_manifest_and_resume(tmp_path: Path) -> None:
     label = np.asanyarray(nib.load(str(nn / "labelsTs" / f"{test_case}.nii.gz")).dataobj)
     assert label.dtype == np.uint8 and set(np.unique(label)) == {0, 1, 2, 4, 5}
     datalist = json.loads((out / "datalist.json").read_text())
-    assert len(datalist["training"]) == 3 and len(datalist["test"]) == 1
-    for item in datalist["training"] + datalist["test"]:
-        assert set(item) == {"image", "label"}
+    assert len(datalist["training"]) == 3 and len(datalist["testing"]) == 1 and "test" not in datalist
+    for item in datalist["training"] + datalist["testing"]:
+        assert {"image", "label"} <= set(item)
         assert (out / item["image"]).exists() and (out / item["label"]).exists()
     manifest = json.loads((out / "manifest.json").read_text())
     row = manifest["cases"][0]
@@ -402,3 +402,81 @@ def test_a_killed_run_resumes_without_redoing_finished_cases(tmp_path: Path) -> 
     assert [r["case_id"] for r in rows] == cases and all(r["status"] == "ok" for r in rows)
     for name, digest in done_before.items():
         assert sha256(out / "cases" / name / "ct.nii.gz") == digest
+
+
+# --- what MONAI, Auto3DSeg and nnU-Net users read ---------------------------------------------------------
+
+
+def monai_properties(path: Path, keys: tuple[str, ...]) -> dict:
+    """What MONAI's ``load_decathlon_properties`` does: each key or KeyError."""
+    data = json.loads(Path(path).read_text())
+    out = {}
+    for key in keys:
+        if key not in data:
+            raise KeyError(f"key {key} is not in the data property file.")
+        out[key] = data[key]
+    return out
+
+
+def monai_datafold_read(path: Path, basedir: str, fold: int, key: str = "training") -> tuple[list, list]:
+    """What MONAI's ``auto3dseg.utils.datafold_read`` does: paths joined to basedir, fold ``fold``
+    validates, every other item trains."""
+    items = json.loads(Path(path).read_text())[key]
+    for item in items:
+        for k, v in item.items():
+            if isinstance(v, str) and v:
+                item[k] = os.path.join(basedir, v)
+    return [d for d in items if d.get("fold") != fold], [d for d in items if d.get("fold") == fold]
+
+
+def test_datalist_reads_as_monai_and_auto3dseg_read_it(tmp_path: Path) -> None:
+    cohort = spec(n_cases=8, test_fraction=0.25, label_set="ho")
+    out = build_dataset(cohort, tmp_path / "ds", workers=0, writer=FakeWriter())
+    path = out / "datalist.json"
+    keys = ("name", "modality", "labels", "numTraining", "numTest", "tensorImageSize")
+    props = monai_properties(path, keys)
+    assert props["name"] == "Tiny" and props["modality"] == {"0": "CT"}
+    assert props["labels"] == {"0": "background", "1": "ho"}
+    assert (props["numTraining"], props["numTest"]) == (6, 2)
+    data = json.loads(path.read_text())
+    assert "test" not in data and len(data["testing"]) == 2
+    assert [d["fold"] for d in data["training"]] == [0, 1, 2, 3, 4, 0] and data["numFolds"] == 5
+    seen = []
+    for fold in range(5):
+        train, val = monai_datafold_read(path, str(out), fold)
+        assert len(train) + len(val) == 6 and val
+        assert not {d["image"] for d in train} & {d["image"] for d in val}
+        assert all(Path(d["image"]).exists() and Path(d["label"]).exists() for d in train + val)
+        seen += [d["image"] for d in val]
+    assert len(set(seen)) == 6  # every training case validates in exactly one fold
+    # Auto3DSeg's task file points at this datalist with paths relative to the dataset folder
+    yaml = pytest.importorskip("yaml")
+    task = yaml.safe_load((ROOT / "examples" / "auto3dseg_task.yaml").read_text())
+    assert task["modality"].lower() == "ct" and task["datalist"] == "datalist.json"
+    assert task["dataroot"] == "."
+    few = build_dataset(spec(n_cases=3, test_fraction=0.0), tmp_path / "few", workers=0, writer=FakeWriter())
+    assert [d["fold"] for d in json.loads((few / "datalist.json").read_text())["training"]] == [0, 1, 2]
+
+
+def test_dataset_card_and_the_mirroring_note(tmp_path: Path) -> None:
+    out = build_dataset(spec(label_set="bones_ho"), tmp_path / "ds", workers=0, writer=FakeWriter())
+    card = (out / "README.md").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert f"nmosim {manifest['nmosim_version']}" in card and manifest["config_sha256"] in card
+    assert "CC BY 4.0" in card and "@software{nmosim" in card and "hard links" in card
+    assert "| 4 | ho_right | 6 |" in card and "| 0 | background | every other |" in card
+    assert "nnUNetTrainerNoMirroring" in card
+    rows = manifest["cases"]
+    phases = Counter(r["phase"] for r in rows if r["status"] == "ok")
+    assert "cases by phase: " + ", ".join(f"{p}: {phases[p]}" for p in sorted(phases)) in card
+    for name in ("phase.png", "dose_mas.png", "kernel.png"):
+        assert (out / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"](figures/{name})" in card
+    nn = out / "Dataset007_Tiny"
+    assert "](../figures/phase.png)" in (nn / "README.md").read_text()
+    meta = json.loads((nn / "dataset.json").read_text())
+    assert "nnUNetTrainerNoMirroring" in meta["mirroring"] and "hard links" in meta["images"]
+    assert meta["licence"] == "CC BY 4.0" and meta["release"] == manifest["nmosim_version"]
+    ho = build_dataset(spec(label_set="ho"), tmp_path / "ho", workers=0, writer=FakeWriter())
+    assert "mirroring" not in json.loads((ho / "Dataset007_Tiny" / "dataset.json").read_text())
+    assert "nnUNetTrainerNoMirroring" not in (ho / "README.md").read_text()
