@@ -99,6 +99,7 @@ RETRY_STRIDE = 1_000_000  # case index offset of a retry: far from every real in
 MAX_ATTEMPTS = 4
 FRACTION_TOLERANCE = 1e-6
 SCHEDULER_TIMEOUT_S = 5.0
+STAGE_TOPIC = "nmosim-case-stage"  # Dask event topic of the stages of cases run on workers
 N_FOLDS = 5  # k-fold cross-validation folds of the training cases in datalist.json
 CASE_FILES = ("ct.nii.gz", "structures.nii.gz", "tissues.nii.gz", "ho_instances.nii.gz", "truth.json")
 _TOP_KEYS = ("name", "dataset_id", "n_cases", "seed", "test_fraction", "label_set", "preset", "z_range_mm",
@@ -304,14 +305,20 @@ def case_inputs(spec: CohortSpec, case: CaseAssignment, version: str | None = No
 
 
 def run_case(
-    spec: CohortSpec, case: CaseAssignment, cases_dir: Path, writer: Callable | None = None
+    spec: CohortSpec,
+    case: CaseAssignment,
+    cases_dir: Path,
+    writer: Callable | None = None,
+    on_stage: Callable[[dict], None] | None = None,
 ) -> dict:
     """Write one case (unless a whole one is there) and return its manifest row.
 
     A case folder whose files do not match its marker's checksums (or that has none) is removed and
     made again; the row says why under ``remade``. ``writer(out, request, preset=, protocol_overrides=,
-    z_range_mm=, threads=)`` defaults to :func:`nmosim.simulate.case.write_ct_case`; ``threads`` is
-    the thread count of the Dask worker that runs the case (None, every core, outside a worker).
+    z_range_mm=, threads=, progress=)`` defaults to :func:`nmosim.simulate.case.write_ct_case`;
+    ``threads`` is the thread count of the Dask worker that runs the case (None, every core, outside
+    a worker). After each stage of the case, ``{"case_id", "stage", "seconds"}`` goes to ``on_stage``
+    or, inside a Dask worker, to the worker's event topic ``STAGE_TOPIC`` (the client subscribes).
     """
     from nmosim.phantoms.lesions import PhaseNotMet
     from nmosim.simulate.case import CaseRequest, write_ct_case
@@ -323,19 +330,36 @@ def run_case(
     if problems:
         discard(folder)
     threads = worker_threads()
+
+    def stage(name: str, seconds: float) -> None:
+        _report_stage({"case_id": case.case_id, "stage": name, "seconds": float(seconds)}, on_stage)
+
     attempt = 0
     while not skipped:
         index = case.index + attempt * RETRY_STRIDE
         request = CaseRequest(seed=spec.seed, case_index=index, phase=case.phase, aetiology=case.aetiology)
         try:
             write(folder, request, preset=spec.preset, z_range_mm=spec.z_range_mm, threads=threads,
-                  protocol_overrides={**spec.overrides, "mas": case.mas, "kernel": case.kernel})  # fmt: skip
+                  protocol_overrides={**spec.overrides, "mas": case.mas, "kernel": case.kernel},
+                  progress=stage)  # fmt: skip
             break
         except PhaseNotMet:
             attempt += 1
             if attempt == MAX_ATTEMPTS:
                 return {**asdict(case), "status": "failed", "skipped": False, "remade": problems[:1]}
     return {**asdict(case), **case_row(folder), "status": "ok", "skipped": skipped, "remade": problems[:1]}
+
+
+def _report_stage(event: dict, on_stage: Callable[[dict], None] | None) -> None:
+    if on_stage is not None:
+        on_stage(event)
+        return
+    try:
+        from distributed import get_worker
+
+        get_worker().log_event(STAGE_TOPIC, event)
+    except (ImportError, ValueError):  # ValueError: not inside a worker, and nobody listens
+        pass
 
 
 def worker_threads() -> int | None:
@@ -380,11 +404,13 @@ def run_cases(
     client=None,
     progress: Callable[[int, int, dict], None] | None = None,
     writer: Callable | None = None,
+    on_stage: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Write every case of ``spec`` into ``cases_dir``; rows in case order.
 
     Without a Dask ``client`` the cases run one after the other in this process.
-    ``progress(done, total, row)`` follows each case.
+    ``progress(done, total, row)`` follows each case, ``on_stage(event)`` each stage of a case
+    (:func:`run_case`; from workers through the client's subscription to ``STAGE_TOPIC``).
     """
     assignments = assign_cases(spec)
     cases_dir = Path(cases_dir)
@@ -393,19 +419,24 @@ def run_cases(
     rows: dict[int, dict] = {}
     if client is None:
         for case in assignments:
-            rows[case.index] = run_case(spec, case, cases_dir, writer)
+            rows[case.index] = run_case(spec, case, cases_dir, writer, on_stage)
             if progress:
                 progress(len(rows), total, rows[case.index])
         return [rows[i] for i in sorted(rows)]
     from distributed import as_completed
 
-    futures = {
-        client.submit(run_case, spec, case, cases_dir, writer, pure=False): case.index for case in assignments
-    }
-    for future in as_completed(list(futures), loop=client.loop):
-        rows[futures[future]] = future.result()
-        if progress:
-            progress(len(rows), total, rows[futures[future]])
+    if on_stage is not None:
+        client.subscribe_topic(STAGE_TOPIC, lambda event: on_stage(event[1]))
+    try:
+        futures = {client.submit(run_case, spec, case, cases_dir, writer, pure=False): case.index
+                   for case in assignments}  # fmt: skip
+        for future in as_completed(list(futures), loop=client.loop):
+            rows[futures[future]] = future.result()
+            if progress:
+                progress(len(rows), total, rows[futures[future]])
+    finally:
+        if on_stage is not None:
+            client.unsubscribe_topic(STAGE_TOPIC)
     return [rows[i] for i in sorted(rows)]
 
 
@@ -429,9 +460,12 @@ class _client:
             except (OSError, TimeoutError, ValueError) as error:
                 raise SpecError(f"scheduler = {self.scheduler!r} is not reachable: {error}") from None
             return self.client
-        # Scheduler and worker logs below errors stay quiet: the CLI draws its own progress.
+        # Scheduler and worker logs below errors stay quiet: the CLI draws its own progress. No
+        # dashboard; the scheduler's HTTP server takes a free port (on the default 8787, taken by
+        # another cluster, Dask warns "Port 8787 is already in use").
         self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                     dashboard_address=None, host="127.0.0.1",
+                                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                                     silence_logs=logging.ERROR)  # fmt: skip
         self.client = Client(self.cluster, set_as_default=False)
         return self.client
@@ -627,6 +661,7 @@ def build_dataset(
     *,
     overwrite: bool = False,
     regenerate: bool = False,
+    on_stage: Callable[[dict], None] | None = None,
 ) -> Path:
     """Write (or resume) the cohort ``spec`` into ``out``: cases, layouts, tables (module docstring).
 
@@ -658,7 +693,7 @@ def build_dataset(
         recover(out / "cases")
         if changes:
             _forget_changed(spec, previous, out, record)
-        rows = run_cases(spec, out / "cases", client, progress, writer)
+        rows = run_cases(spec, out / "cases", client, progress, writer, on_stage)
     return write_layouts(spec, out, rows)
 
 

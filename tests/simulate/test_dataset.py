@@ -48,8 +48,12 @@ class FakeWriter:
         self.calls: list[int] = []
         self.fail_first = fail_first
 
-    def __call__(self, out, request, preset, protocol_overrides, z_range_mm, threads=None) -> Path:
+    def __call__(
+        self, out, request, preset, protocol_overrides, z_range_mm, threads=None, progress=None
+    ) -> Path:
         self.calls.append(request.case_index)
+        if progress:
+            progress("phantom", 0.5)
         if self.fail_first and len(self.calls) == 1:
             raise PhaseNotMet("cannot")
         s = np.full(GRID.shape, int(Structure.MUSCLE), np.uint8)
@@ -309,10 +313,12 @@ class ThreadLoggingWriter(FakeWriter):
         super().__init__()
         self.log = log
 
-    def __call__(self, out, request, preset, protocol_overrides, z_range_mm, threads=None) -> Path:
+    def __call__(
+        self, out, request, preset, protocol_overrides, z_range_mm, threads=None, progress=None
+    ) -> Path:
         with open(self.log, "a") as log:
             log.write(f"{threads}\n")
-        return super().__call__(out, request, preset, protocol_overrides, z_range_mm, threads)
+        return super().__call__(out, request, preset, protocol_overrides, z_range_mm, threads, progress)
 
 
 def test_a_case_in_a_dask_worker_uses_the_worker_threads_only(tmp_path: Path) -> None:
@@ -324,8 +330,15 @@ def test_a_case_in_a_dask_worker_uses_the_worker_threads_only(tmp_path: Path) ->
     log.unlink()
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         with Client(cluster, set_as_default=False) as client:
+            events: list[dict] = []
             run_cases(spec(n_cases=2, test_fraction=0.0), tmp_path / "worker", client,
-                      writer=ThreadLoggingWriter(log))  # fmt: skip
+                      writer=ThreadLoggingWriter(log), on_stage=events.append)  # fmt: skip
+            for _ in range(100):  # the stage events travel worker -> scheduler -> client
+                if len(events) == 2:
+                    break
+                time.sleep(0.1)
+            assert sorted((e["case_id"], e["stage"], e["seconds"]) for e in events) == [
+                ("case_0000", "phantom", 0.5), ("case_0001", "phantom", 0.5)]  # fmt: skip
     assert log.read_text().split() == ["1", "1"]
 
 
