@@ -274,21 +274,28 @@ def _add_dataset_parser(sub) -> None:
 
 
 def run_dataset(args: argparse.Namespace) -> Path:
+    from nmosim.progress import Reporter
     from nmosim.simulate.dataset import build_dataset, load_cohort
 
     spec = load_cohort(args.config)
+    reporter = Reporter(spec.n_cases)
+    where = args.scheduler or (f"{args.workers} Dask worker(s)" if args.workers else "this process")
+    reporter.message(f"{spec.n_cases} cases on {where}; each: {', '.join(reporter.stages)}")
 
     def progress(done: int, total: int, row: dict) -> None:
-        filled = int(30 * done / total)
         note = "kept, checksums match" if row.get("skipped") else row.get("status", "")
         if row.get("remade"):
             note = f"remade: {row['remade'][0]}"
-        bar = "#" * filled + "." * (30 - filled)
-        print(f"\r  [{bar}] {done}/{total} {row['case_id']} ({note})   ", end="", file=sys.stderr, flush=True)
+        reporter.finished(row["case_id"], f"done ({note})", free=bool(row.get("skipped")))
 
-    out = build_dataset(spec, args.out, args.workers, args.scheduler, progress,
-                        overwrite=args.overwrite, regenerate=args.regenerate)  # fmt: skip
-    print(file=sys.stderr)
+    def on_stage(event: dict) -> None:
+        reporter.stage(event["case_id"], event["stage"], event["seconds"])
+
+    try:
+        out = build_dataset(spec, args.out, args.workers, args.scheduler, progress, overwrite=args.overwrite,
+                            regenerate=args.regenerate, on_stage=on_stage)  # fmt: skip
+    finally:
+        reporter.close()
     return out
 
 
@@ -361,28 +368,40 @@ def _add_evaluation_parsers(sub) -> None:
     )
 
 
+def _case_progress(verb: str):
+    """``(progress(done, total, case_id), reporter)`` for commands that go case by case."""
+    from nmosim.progress import Reporter
+
+    reporter = Reporter(0, stages=(verb,))
+
+    def progress(done: int, total: int, case_id: str) -> None:
+        reporter.total = total
+        reporter.finished(case_id, verb)
+
+    return progress, reporter
+
+
 def run_baseline(args: argparse.Namespace) -> Path:
     from nmosim.simulate.baseline import run_baseline as baseline
 
-    def progress(done: int, total: int, case_id: str) -> None:
-        print(f"\r  predicted {done}/{total} {case_id:<30}", end="", file=sys.stderr, flush=True)
-
-    out = baseline(args.cases, args.out, args.threshold_hu, args.bone_components, args.min_volume_ml,
-                   progress=progress, overwrite=args.overwrite)  # fmt: skip
-    print(file=sys.stderr)
+    progress, reporter = _case_progress("predicted")
+    try:
+        out = baseline(args.cases, args.out, args.threshold_hu, args.bone_components, args.min_volume_ml,
+                       progress=progress, overwrite=args.overwrite)  # fmt: skip
+    finally:
+        reporter.close()
     return out
 
 
 def run_evaluate(args: argparse.Namespace) -> Path:
     import nmosim
 
-    def progress(done: int, total: int, case_id: str) -> None:
-        print(f"\r  evaluated {done}/{total} {case_id:<30}", end="", file=sys.stderr, flush=True)
-
-    rows, summary = nmosim.evaluate(
-        args.truth, args.pred, args.tolerance_mm, args.iou_threshold, progress, args.pred_labels, args.empty
-    )
-    print(file=sys.stderr)
+    progress, reporter = _case_progress("evaluated")
+    try:
+        rows, summary = nmosim.evaluate(args.truth, args.pred, args.tolerance_mm, args.iou_threshold,
+                                        progress, args.pred_labels, args.empty)  # fmt: skip
+    finally:
+        reporter.close()
     print(f"  label set {summary['pred_labels']} ({summary['pred_labels_source']}); empty classes: "
           f"{args.empty}", file=sys.stderr)  # fmt: skip
     for status, count in summary["status_counts"].items():

@@ -7,7 +7,9 @@ import json
 import os
 import re
 import shutil
+import socket
 import time
+import warnings
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -351,7 +353,7 @@ def _content(out: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_same_bytes_with_one_and_two_workers(tmp_path: Path) -> None:
+def test_same_bytes_with_one_and_two_workers(tmp_path: Path, capsys) -> None:
     config = tmp_path / "tiny.toml"
     config.write_text(
         'name = "Tiny"\nn_cases = 2\nseed = 5\ntest_fraction = 0.5\nz_range_mm = [-20, 20]\n'
@@ -360,7 +362,26 @@ def test_same_bytes_with_one_and_two_workers(tmp_path: Path) -> None:
     )
     one, two = tmp_path / "one", tmp_path / "two"
     assert cli.main(["dataset", str(config), "--out", str(one), "--workers", "1"]) == 0
-    assert cli.main(["dataset", str(config), "--out", str(two), "--workers", "2"]) == 0
+    capsys.readouterr()
+    # Dask's default HTTP port taken, as by another cluster: no port warning reaches the user
+    taken = socket.socket()
+    try:
+        taken.bind(("", 8787))
+        taken.listen()
+    except OSError:  # already taken
+        pass
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main(["dataset", str(config), "--out", str(two), "--workers", "2"]) == 0
+    taken.close()
+    assert not [w for w in caught if "8787" in str(w.message)]
+    err = capsys.readouterr().err
+    assert "\r" not in err and "8787" not in err  # a log: one line per event
+    assert "2 cases on 2 Dask worker(s)" in err
+    for case_id in ("case_0000", "case_0001"):  # every stage, from the workers, before the case is done
+        lines = [line for line in err.splitlines() if case_id in line]
+        assert [line.split("(")[-1].split(")")[0] for line in lines[:7]] == [f"{k}/7" for k in range(1, 8)]
+        assert lines[-1].endswith("done (ok)")
     a, b = _content(one), _content(two)
     assert a == b
     images = {f"Dataset501_Tiny/images{s}/case_{i:04d}_0000.nii.gz" for s in ("Tr", "Ts") for i in (0, 1)}
