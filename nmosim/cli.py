@@ -363,6 +363,13 @@ def _add_evaluation_parsers(sub) -> None:
         help="the largest components taken as native bone (pelvis, two femurs); default 3",
     )
     baseline.add_argument(
+        "--core-mm",
+        type=_number("core_mm", minimum=0),
+        default=7.0,
+        help="native bone is the opening of the largest components by a ball of this radius (mm): "
+        "thinner spurs and bridges that leave the bone are HO; 0 drops those components whole; default 7",
+    )
+    baseline.add_argument(
         "--min-volume-ml", type=_number("min_volume_ml", minimum=0), default=0.1,
         help="drop components smaller than this (ml, >= 0); default 0.1"
     )
@@ -387,7 +394,7 @@ def run_baseline(args: argparse.Namespace) -> Path:
     progress, reporter = _case_progress("predicted")
     try:
         out = baseline(args.cases, args.out, args.threshold_hu, args.bone_components, args.min_volume_ml,
-                       progress=progress, overwrite=args.overwrite)  # fmt: skip
+                       progress=progress, overwrite=args.overwrite, core_mm=args.core_mm)  # fmt: skip
     finally:
         reporter.close()
     return out

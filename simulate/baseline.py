@@ -8,9 +8,10 @@ Method (a reference point, not a good segmenter):
    removes single-voxel noise and streak specks at low dose; voxels above ``threshold_hu`` (default
    150 HU: mineralized tissue, DOMAIN.md 4) are candidates.
 2. Their 26-connected components are found; the ``n_bone_components`` largest (default 3: the pelvis
-   and both femurs) hold the native bones, with any HO attached to them.
+   and both femurs, often one component where the joints touch) of at least ``BONE_MIN_ML`` (5 ml)
+   hold the native bones, with any HO attached to them.
 3. Native bone is what a morphological opening of those components keeps: the voxels within
-   ``core_mm + margin`` of their core, the voxels deeper than ``core_mm`` (default 3 mm) inside
+   ``core_mm + margin`` of their core, the voxels deeper than ``core_mm`` (default 7 mm) inside
    them (exact distances, anisotropic spacing honoured; margin one voxel diagonal). Bone is thick;
    spurs and bridges that leave the bone contour are thinner than ``2 * core_mm`` or reach further
    from a thick core than the margin, so they stay as candidates; so do the detached components.
@@ -19,11 +20,15 @@ Method (a reference point, not a good segmenter):
    patient's right): ``ho_right`` (6) for x > 0, else ``ho_left`` (7). ``core_mm = 0`` turns step 3
    off: the largest components are dropped whole, attached HO with them.
 
-Known limits, by design: thick mature HO grown onto a bone (phase d masses wider than
-``2 * core_mm``) is partly taken for bone; thin native parts (the rims of the acetabulum, the
-iliac wing, the trochanters, partial-volume edges) come out as small false positives where they
-exceed ``min_volume_ml``; calcifications that are not HO (phleboliths, vascular calcification) are
-reported as HO; a pelvis split by the scan range leaves its smaller pieces as false positives.
+Measured on 6 cases of phases b-d (2.5 mm voxels; ``nmosim baseline`` then ``nmosim evaluate``),
+HO Dice about 0.5-0.7 in phase b, 0.3 in c and 0-0.05 in d.
+
+Known limits, by design: thick mature HO grown onto a bone (phase d bridges wider than
+``2 * core_mm``) has a core of its own, joined to the bone's, and is taken for bone; thin native
+parts (the rims of the acetabulum, the iliac wing, the trochanters, partial-volume edges) come out
+as small false positives where they exceed ``min_volume_ml``; calcifications that are not HO
+(phleboliths, vascular calcification) are reported as HO; a pelvis split by the scan range leaves
+its smaller pieces as false positives.
 """
 
 from __future__ import annotations
@@ -45,7 +50,9 @@ THRESHOLD_HU = 150.0
 N_BONE_COMPONENTS = 3  # pelvis, femur_right, femur_left
 MIN_VOLUME_ML = 0.1
 MEDIAN_SIZE = 3
-CORE_MM = 3.0
+MARGIN_VOXELS = 1.0  # native bone reaches this many voxel diagonals beyond its opening
+CORE_MM = 7.0
+BONE_MIN_ML = 5.0  # a component smaller than this holds no native bone (a femoral head is ~ 50 ml)
 _CUBE = np.ones((3, 3, 3), dtype=bool)
 
 
@@ -64,8 +71,8 @@ def detect_ho(
 
     >>> hu = np.zeros((3, 3, 9)); hu[1, 1, 0:3] = 900; hu[1, 1, 7] = 400
     >>> grid = Grid.centered((3, 3, 9), (1.0, 1.0, 1.0))
-    >>> detect_ho(hu, grid, n_bone_components=1, min_volume_ml=0, median_size=1)[1, 1]
-    array([0, 0, 0, 0, 0, 0, 0, 6, 0], dtype=uint8)
+    >>> detect_ho(hu, grid, min_volume_ml=0, median_size=1)[1, 1]  # both far below BONE_MIN_ML: HO
+    array([7, 7, 7, 0, 0, 0, 0, 6, 0], dtype=uint8)
     """
     if hu_zyx.shape != grid.shape:
         raise SpecError(f"ct shape = {hu_zyx.shape} does not match the grid shape {grid.shape}")
@@ -85,7 +92,8 @@ def detect_ho(
     sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     # Largest first; ties broken by label (raster order) so the result is deterministic.
     order = np.lexsort((np.arange(n), -sizes))
-    bone_ids = order[:n_bone_components] + 1
+    min_bone_voxels = BONE_MIN_ML * 1000.0 / grid.voxel_volume_mm3
+    bone_ids = [i + 1 for i in order[:n_bone_components] if sizes[i] >= min_bone_voxels]
     bones = np.isin(labels, bone_ids)
     candidates = mineral & ~bones
     if core_mm > 0 and bones.any():
@@ -111,7 +119,7 @@ def native_bone(bones: np.ndarray, spacing_zyx_mm: tuple[float, float, float], c
     core = depth > core_mm
     if not core.any():
         return np.zeros_like(bones)
-    margin = float(np.sqrt((sampling**2).sum()))
+    margin = MARGIN_VOXELS * float(np.sqrt((sampling**2).sum()))
     return ndimage.distance_transform_edt(~core, sampling=sampling) <= core_mm + margin
 
 
@@ -140,6 +148,7 @@ def run_baseline(
     median_size: int = MEDIAN_SIZE,
     progress: Callable[[int, int, str], None] | None = None,
     overwrite: bool = False,
+    core_mm: float = CORE_MM,
 ) -> Path:
     """Write ``out/<case_id>.nii.gz`` (uint8, the case's grid and affine) for every CT case.
 
@@ -156,7 +165,7 @@ def run_baseline(
             volume = read_nifti(folder / "ct.nii.gz")
             grid = volume.grid()
             hu = volume.data.astype(np.float32)
-            labels = detect_ho(hu, grid, threshold_hu, n_bone_components, min_volume_ml, median_size)
+            labels = detect_ho(hu, grid, threshold_hu, n_bone_components, min_volume_ml, median_size, core_mm)
             write_nifti(stage / f"{folder.name}.nii.gz", labels, grid, np.uint8)
             if progress:
                 progress(index + 1, len(folders), folder.name)
