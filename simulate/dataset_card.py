@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from nmosim.phantoms.label_sets import LABEL_SET_STRUCTURES, to_label_set
 from nmosim.simulate.io import write_text
@@ -74,6 +75,7 @@ def distribution_plot(path: Path, counts: dict[str, int], key: str) -> None:
     ax.bar(range(len(groups)), [counts[g] for g in groups], color="#4a7ab5")
     ax.set_xticks(range(len(groups)), groups)
     ax.set_ylabel("cases")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(FIGURE_TITLES[key])
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
