@@ -21,6 +21,8 @@ from nmosim.phantoms.progression import AETIOLOGIES, PHASES
 from nmosim.phantoms.spec import SEXES
 from nmosim.simulate.scanner import PRESETS
 
+EMPTY_CHOICES = ("exclude", "monai", "one")  # simulate/metrics.py EMPTY_CONVENTIONS, without importing it
+
 EXIT_BAD_INPUT = 2
 
 
@@ -293,21 +295,28 @@ def _add_dataset_parser(sub) -> None:
 
 
 def run_dataset(args: argparse.Namespace) -> Path:
+    from nmosim.progress import Reporter
     from nmosim.simulate.dataset import build_dataset, load_cohort
 
     spec = load_cohort(args.config)
+    reporter = Reporter(spec.n_cases)
+    where = args.scheduler or (f"{args.workers} Dask worker(s)" if args.workers else "this process")
+    reporter.message(f"{spec.n_cases} cases on {where}; each: {', '.join(reporter.stages)}")
 
     def progress(done: int, total: int, row: dict) -> None:
-        filled = int(30 * done / total)
         note = "kept, checksums match" if row.get("skipped") else row.get("status", "")
         if row.get("remade"):
             note = f"remade: {row['remade'][0]}"
-        bar = "#" * filled + "." * (30 - filled)
-        print(f"\r  [{bar}] {done}/{total} {row['case_id']} ({note})   ", end="", file=sys.stderr, flush=True)
+        reporter.finished(row["case_id"], f"done ({note})", free=bool(row.get("skipped")))
 
-    out = build_dataset(spec, args.out, args.workers, args.scheduler, progress,
-                        overwrite=args.overwrite, regenerate=args.regenerate)  # fmt: skip
-    print(file=sys.stderr)
+    def on_stage(event: dict) -> None:
+        reporter.stage(event["case_id"], event["stage"], event["seconds"])
+
+    try:
+        out = build_dataset(spec, args.out, args.workers, args.scheduler, progress, overwrite=args.overwrite,
+                            regenerate=args.regenerate, on_stage=on_stage)  # fmt: skip
+    finally:
+        reporter.close()
     return out
 
 
@@ -340,10 +349,19 @@ def _add_evaluation_parsers(sub) -> None:
     )
     evaluate.add_argument(
         "--pred-labels",
-        choices=tuple(PREDICTION_LABEL_SETS),
-        default="structures",
-        help="label ids of the predictions: structures (6 ho_right, 7 ho_left; default) or a label set "
-        "of nmosim dataset: bones_ho (4 ho_right, 5 ho_left) or ho (1 = HO, side by the sign of x)",
+        choices=("auto", *PREDICTION_LABEL_SETS),
+        default="auto",
+        help="label ids of the predictions: structures (6 ho_right, 7 ho_left) or a label set of nmosim "
+        "dataset: bones_ho (4 ho_right, 5 ho_left) or ho (1 = HO, side by the sign of x); default auto: "
+        "the dataset.json in --pred, else the dataset of --truth, else the prediction values",
+    )
+    evaluate.add_argument(
+        "--empty",
+        choices=EMPTY_CHOICES,
+        default="exclude",
+        help="a class empty in truth and prediction: exclude (default: no score, counted apart, out of "
+        "the means), one (Dice 1, as MONAI with ignore_empty=False) or monai (every empty-truth class "
+        "undefined, as MONAI's default ignore_empty=True)",
     )
 
     baseline = sub.add_parser(
@@ -366,33 +384,54 @@ def _add_evaluation_parsers(sub) -> None:
         help="the largest components taken as native bone (pelvis, two femurs); default 3",
     )
     baseline.add_argument(
+        "--core-mm",
+        type=_number("core_mm", minimum=0),
+        default=7.0,
+        help="native bone is the opening of the largest components by a ball of this radius (mm): "
+        "thinner spurs and bridges that leave the bone are HO; 0 drops those components whole; default 7",
+    )
+    baseline.add_argument(
         "--min-volume-ml", type=_number("min_volume_ml", minimum=0), default=0.1,
         help="drop components smaller than this (ml, >= 0); default 0.1"
     )
 
 
+def _case_progress(verb: str):
+    """``(progress(done, total, case_id), reporter)`` for commands that go case by case."""
+    from nmosim.progress import Reporter
+
+    reporter = Reporter(0, stages=(verb,))
+
+    def progress(done: int, total: int, case_id: str) -> None:
+        reporter.total = total
+        reporter.finished(case_id, verb)
+
+    return progress, reporter
+
+
 def run_baseline(args: argparse.Namespace) -> Path:
     from nmosim.simulate.baseline import run_baseline as baseline
 
-    def progress(done: int, total: int, case_id: str) -> None:
-        print(f"\r  predicted {done}/{total} {case_id:<30}", end="", file=sys.stderr, flush=True)
-
-    out = baseline(args.cases, args.out, args.threshold_hu, args.bone_components, args.min_volume_ml,
-                   progress=progress, overwrite=args.overwrite)  # fmt: skip
-    print(file=sys.stderr)
+    progress, reporter = _case_progress("predicted")
+    try:
+        out = baseline(args.cases, args.out, args.threshold_hu, args.bone_components, args.min_volume_ml,
+                       progress=progress, overwrite=args.overwrite, core_mm=args.core_mm)  # fmt: skip
+    finally:
+        reporter.close()
     return out
 
 
 def run_evaluate(args: argparse.Namespace) -> Path:
     import nmosim
 
-    def progress(done: int, total: int, case_id: str) -> None:
-        print(f"\r  evaluated {done}/{total} {case_id:<30}", end="", file=sys.stderr, flush=True)
-
-    rows, summary = nmosim.evaluate(
-        args.truth, args.pred, args.tolerance_mm, args.iou_threshold, progress, args.pred_labels
-    )
-    print(file=sys.stderr)
+    progress, reporter = _case_progress("evaluated")
+    try:
+        rows, summary = nmosim.evaluate(args.truth, args.pred, args.tolerance_mm, args.iou_threshold,
+                                        progress, args.pred_labels, args.empty)  # fmt: skip
+    finally:
+        reporter.close()
+    print(f"  label set {summary['pred_labels']} ({summary['pred_labels_source']}); empty classes: "
+          f"{args.empty}", file=sys.stderr)  # fmt: skip
     for status, count in summary["status_counts"].items():
         print(f"  {status}: {count} case(s)", file=sys.stderr)
     return nmosim.write_report(args.out, rows, summary, overwrite=args.overwrite)

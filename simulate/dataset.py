@@ -29,11 +29,15 @@ The test split is the ``round(test_fraction * n_cases)`` cases with the smallest
 Output folder ``DIR`` (it carries nmosim's marker, which records the config it was made with):
 ``cases/<case_id>/`` (one case folder each, written whole through a staging folder; its marker holds
 the sha256 of its files, taken as they were written), ``Dataset<NNN>_<name>/``
-(nnU-Net v2 raw: imagesTr, labelsTr, imagesTs, labelsTs, dataset.json; images are hard links to the
-case CTs, copies where links are impossible), ``datalist.json`` (MSD style, as read by MONAI's
-``load_decathlon_datalist``: paths relative to ``DIR``), ``cases.csv`` and ``manifest.json`` (the nmosim
+(nnU-Net v2 raw: imagesTr, labelsTr, imagesTs, labelsTs, dataset.json, README.md; images are hard links
+to the case CTs, copies where links are impossible), ``datalist.json`` (MSD style, as MONAI reads it:
+``training`` items with a ``fold`` key for ``datafold_read``, ``testing`` items as Auto3DSeg looks for
+them, and ``name``, ``modality``, ``labels``, ``numTraining``, ``numTest`` for
+``load_decathlon_properties``; paths relative to ``DIR``), ``cases.csv``, ``manifest.json`` (the nmosim
 version, the config and the sha256 of its normalized form, and one row per case: split, draws, grades,
-gaps, volumes, dose, kernel and the sha256 of every file of the case).
+gaps, volumes, dose, kernel and the sha256 of every file of the case) and the dataset card
+``README.md`` with ``figures/`` (:mod:`nmosim.simulate.dataset_card`). Training case ``k`` (in case
+order) is in fold ``k % N_FOLDS`` (fewer folds when there are fewer training cases).
 A case whose phase cannot be met is retried with the next draw (case index ``i + k * RETRY_STRIDE``).
 
 A rerun resumes: a case folder whose files match its recorded checksums is kept, any other (damaged,
@@ -67,6 +71,14 @@ from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.label_sets import LABEL_SETS, to_label_set
 from nmosim.phantoms.progression import AETIOLOGIES, PHASES
 from nmosim.simulate import budget
+from nmosim.simulate.dataset_card import (
+    DATA_LICENCE,
+    HARD_LINK_NOTE,
+    MIRRORING_NOTE,
+    card_text,
+    has_sides,
+    write_dataset_card,
+)
 from nmosim.simulate.io import read_nifti, write_json, write_nifti, write_text
 from nmosim.simulate.outputs import (
     check_free_space,
@@ -88,6 +100,8 @@ RETRY_STRIDE = 1_000_000  # case index offset of a retry: far from every real in
 MAX_ATTEMPTS = 4
 FRACTION_TOLERANCE = 1e-6
 SCHEDULER_TIMEOUT_S = 5.0
+STAGE_TOPIC = "nmosim-case-stage"  # Dask event topic of the stages of cases run on workers
+N_FOLDS = 5  # k-fold cross-validation folds of the training cases in datalist.json
 CASE_FILES = ("ct.nii.gz", "structures.nii.gz", "tissues.nii.gz", "ho_instances.nii.gz", "truth.json")
 _TOP_KEYS = ("name", "dataset_id", "n_cases", "seed", "test_fraction", "label_set", "preset", "z_range_mm",
              "formats", "phase_mix", "aetiology_mix", "scanner")  # fmt: skip
@@ -310,15 +324,21 @@ def case_inputs(spec: CohortSpec, case: CaseAssignment, version: str | None = No
 
 
 def run_case(
-    spec: CohortSpec, case: CaseAssignment, cases_dir: Path, writer: Callable | None = None
+    spec: CohortSpec,
+    case: CaseAssignment,
+    cases_dir: Path,
+    writer: Callable | None = None,
+    on_stage: Callable[[dict], None] | None = None,
 ) -> dict:
     """Write one case (unless a whole one is there) and return its manifest row.
 
     A case folder whose files do not match its marker's checksums (or that has none) is removed and
     made again; the row says why under ``remade``. ``writer(out, request, preset=, protocol_overrides=,
-    z_range_mm=, threads=)`` (and ``formats=`` for a cohort with more formats than NIfTI) defaults to
-    :func:`nmosim.simulate.case.write_ct_case`; ``threads`` is
-    the thread count of the Dask worker that runs the case (None, every core, outside a worker).
+    z_range_mm=, threads=, progress=)`` (and ``formats=`` for a cohort with more formats than NIfTI)
+    defaults to :func:`nmosim.simulate.case.write_ct_case`;
+    ``threads`` is the thread count of the Dask worker that runs the case (None, every core, outside
+    a worker). After each stage of the case, ``{"case_id", "stage", "seconds"}`` goes to ``on_stage``
+    or, inside a Dask worker, to the worker's event topic ``STAGE_TOPIC`` (the client subscribes).
     """
     from nmosim.phantoms.lesions import PhaseNotMet
     from nmosim.simulate.case import CaseRequest, write_ct_case
@@ -330,6 +350,10 @@ def run_case(
     if problems:
         discard(folder)
     threads = worker_threads()
+
+    def stage(name: str, seconds: float) -> None:
+        _report_stage({"case_id": case.case_id, "stage": name, "seconds": float(seconds)}, on_stage)
+
     attempt = 0
     while not skipped:
         index = case.index + attempt * RETRY_STRIDE
@@ -338,13 +362,25 @@ def run_case(
         try:
             write(folder, request, preset=spec.preset, z_range_mm=spec.z_range_mm, threads=threads,
                   protocol_overrides={**spec.overrides, "mas": case.mas, "kernel": case.kernel},
-                  **extra)  # fmt: skip
+                  progress=stage, **extra)  # fmt: skip
             break
         except PhaseNotMet:
             attempt += 1
             if attempt == MAX_ATTEMPTS:
                 return {**asdict(case), "status": "failed", "skipped": False, "remade": problems[:1]}
     return {**asdict(case), **case_row(folder), "status": "ok", "skipped": skipped, "remade": problems[:1]}
+
+
+def _report_stage(event: dict, on_stage: Callable[[dict], None] | None) -> None:
+    if on_stage is not None:
+        on_stage(event)
+        return
+    try:
+        from distributed import get_worker
+
+        get_worker().log_event(STAGE_TOPIC, event)
+    except (ImportError, ValueError):  # ValueError: not inside a worker, and nobody listens
+        pass
 
 
 def worker_threads() -> int | None:
@@ -389,11 +425,13 @@ def run_cases(
     client=None,
     progress: Callable[[int, int, dict], None] | None = None,
     writer: Callable | None = None,
+    on_stage: Callable[[dict], None] | None = None,
 ) -> list[dict]:
     """Write every case of ``spec`` into ``cases_dir``; rows in case order.
 
     Without a Dask ``client`` the cases run one after the other in this process.
-    ``progress(done, total, row)`` follows each case.
+    ``progress(done, total, row)`` follows each case, ``on_stage(event)`` each stage of a case
+    (:func:`run_case`; from workers through the client's subscription to ``STAGE_TOPIC``).
     """
     assignments = assign_cases(spec)
     cases_dir = Path(cases_dir)
@@ -402,19 +440,24 @@ def run_cases(
     rows: dict[int, dict] = {}
     if client is None:
         for case in assignments:
-            rows[case.index] = run_case(spec, case, cases_dir, writer)
+            rows[case.index] = run_case(spec, case, cases_dir, writer, on_stage)
             if progress:
                 progress(len(rows), total, rows[case.index])
         return [rows[i] for i in sorted(rows)]
     from distributed import as_completed
 
-    futures = {
-        client.submit(run_case, spec, case, cases_dir, writer, pure=False): case.index for case in assignments
-    }
-    for future in as_completed(list(futures), loop=client.loop):
-        rows[futures[future]] = future.result()
-        if progress:
-            progress(len(rows), total, rows[futures[future]])
+    if on_stage is not None:
+        client.subscribe_topic(STAGE_TOPIC, lambda event: on_stage(event[1]))
+    try:
+        futures = {client.submit(run_case, spec, case, cases_dir, writer, pure=False): case.index
+                   for case in assignments}  # fmt: skip
+        for future in as_completed(list(futures), loop=client.loop):
+            rows[futures[future]] = future.result()
+            if progress:
+                progress(len(rows), total, rows[futures[future]])
+    finally:
+        if on_stage is not None:
+            client.unsubscribe_topic(STAGE_TOPIC)
     return [rows[i] for i in sorted(rows)]
 
 
@@ -438,9 +481,12 @@ class _client:
             except (OSError, TimeoutError, ValueError) as error:
                 raise SpecError(f"scheduler = {self.scheduler!r} is not reachable: {error}") from None
             return self.client
-        # Scheduler and worker logs below errors stay quiet: the CLI draws its own progress.
+        # Scheduler and worker logs below errors stay quiet: the CLI draws its own progress. No
+        # dashboard; the scheduler's HTTP server takes a free port (on the default 8787, taken by
+        # another cluster, Dask warns "Port 8787 is already in use").
         self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
                                     dashboard_address=None, host="127.0.0.1",
+                                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                                     silence_logs=logging.ERROR)  # fmt: skip
         self.client = Client(self.cluster, set_as_default=False)
         return self.client
@@ -468,6 +514,7 @@ def write_layouts(spec: CohortSpec, out: Path, rows: list[dict]) -> Path:
     """nnU-Net v2 raw folder, datalist.json, cases.csv and manifest.json for the finished cases."""
     out = Path(out)
     ok = [r for r in rows if r["status"] == "ok"]
+    record = config_record(spec)
     labels_names: dict[str, int] = {}
     with staged_directory(out / spec.folder_name, "nnunet", overwrite=True) as stage:
         for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
@@ -482,27 +529,59 @@ def write_layouts(spec: CohortSpec, out: Path, rows: list[dict]) -> Path:
             write_nifti(target, mapped, volume.grid(), np.uint8)
         if not labels_names:
             labels_names = label_map(np.zeros((1, 1, 1), np.uint8), spec.label_set)[1]
-        write_json(stage / "dataset.json", {
+        meta = {
             "name": spec.name,
             "description": "Synthetic hip CT with exact ground truth for neurogenic HO (nmosim)",
+            "reference": "nmosim",
+            "licence": DATA_LICENCE,
+            "release": record["nmosim_version"],
             "channel_names": {"0": "CT"},
             "labels": labels_names,
             "numTraining": sum(r["split"] == "train" for r in ok),
             "numTest": sum(r["split"] == "test" for r in ok),
             "file_ending": ".nii.gz",
             "label_set": spec.label_set,
-        })  # fmt: skip
-    folder = spec.folder_name
-    datalist = {
-        split_key: [{"image": f"{folder}/images{s}/{r['case_id']}_0000.nii.gz",
-                     "label": f"{folder}/labels{s}/{r['case_id']}.nii.gz"}
-                    for r in ok if r["split"] == split]
-        for split_key, split, s in (("training", "train", "Tr"), ("test", "test", "Ts"))
-    }  # fmt: skip
-    write_json(out / "datalist.json", datalist)
-    write_json(out / "manifest.json", {**config_record(spec), "cases": [_manifest_row(r) for r in rows]})
+            "images": HARD_LINK_NOTE,
+        }
+        if has_sides(spec.label_set):
+            meta["mirroring"] = MIRRORING_NOTE
+        write_json(stage / "dataset.json", meta)
+        write_text(stage / "README.md", card_text(record, rows, spec.folder_name, "../figures/"))
+    write_json(out / "datalist.json", datalist(spec, ok))
+    write_json(out / "manifest.json", {**record, "cases": [_manifest_row(r) for r in rows]})
     _write_cases_csv(out / "cases.csv", rows)
+    write_dataset_card(out, record, rows, spec.folder_name)
     return out
+
+
+def datalist(spec: CohortSpec, ok: list[dict]) -> dict:
+    """datalist.json: MSD properties, ``training`` with ``fold`` keys and ``testing`` (module docstring)."""
+    folder = spec.folder_name
+    names = label_map(np.zeros((1, 1, 1), np.uint8), spec.label_set)[1]
+    train = [r for r in ok if r["split"] == "train"]
+    test = [r for r in ok if r["split"] == "test"]
+    n_folds = max(1, min(N_FOLDS, len(train)))
+
+    def item(row: dict, s: str) -> dict:
+        return {"image": f"{folder}/images{s}/{row['case_id']}_0000.nii.gz",
+                "label": f"{folder}/labels{s}/{row['case_id']}.nii.gz"}  # fmt: skip
+
+    return {
+        "name": spec.name,
+        "description": "Synthetic hip CT with exact ground truth for neurogenic HO (nmosim)",
+        "reference": "nmosim",
+        "licence": DATA_LICENCE,
+        "release": nmosim_version(),
+        "tensorImageSize": "3D",
+        "modality": {"0": "CT"},
+        "labels": {str(v): n for n, v in names.items()},
+        "label_set": spec.label_set,
+        "numTraining": len(train),
+        "numTest": len(test),
+        "numFolds": n_folds,
+        "training": [{**item(r, "Tr"), "fold": k % n_folds} for k, r in enumerate(train)],
+        "testing": [item(r, "Ts") for r in test],
+    }
 
 
 def _spec_dict(spec: CohortSpec) -> dict:
@@ -607,6 +686,7 @@ def build_dataset(
     *,
     overwrite: bool = False,
     regenerate: bool = False,
+    on_stage: Callable[[dict], None] | None = None,
 ) -> Path:
     """Write (or resume) the cohort ``spec`` into ``out``: cases, layouts, tables (module docstring).
 
@@ -639,7 +719,7 @@ def build_dataset(
         recover(out / "cases")
         if changes:
             _forget_changed(spec, previous, out, record)
-        rows = run_cases(spec, out / "cases", client, progress, writer)
+        rows = run_cases(spec, out / "cases", client, progress, writer, on_stage)
     return write_layouts(spec, out, rows)
 
 

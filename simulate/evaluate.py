@@ -13,7 +13,18 @@ For each case folder ``TRUTH/.../<case_id>/`` (a folder holding ``structures.nii
 integers is accepted. Predictions in the label sets of ``nmosim dataset`` (what a network trained
 on its nnU-Net folder writes) are read with ``pred_labels``: "bones_ho" (1 pelvis, 2 femur_right,
 3 femur_left, 4 ho_right, 5 ho_left) or "ho" (1 = HO; the side of each voxel is the sign of its x
-coordinate in the patient frame, x > 0 right). A prediction that is missing, unreadable, of another
+coordinate in the patient frame, x > 0 right).
+
+Which label set (``pred_labels = "auto"``, the default), first that applies: the ``dataset.json`` in
+the prediction folder (nnU-Net's predict copies the training dataset.json there; ``nmosim baseline``
+writes one), then the dataset the truth folder belongs to (``DIR/cases`` or ``DIR``: its
+manifest.json, datalist.json or ``Dataset<NNN>_<name>/dataset.json``), then the values of the
+predictions (any of 6 to 10: structures; only 0 and 1: ho; else bones_ho). The summary records the
+set and where it came from (``pred_labels``, ``pred_labels_source``). A prediction holding a value
+that is no label of that set, or (for structures) only 0 and 1, which is a binary HO mask and no
+structures map, is the case's ``label_set_mismatch`` error: never a silent Dice 0.
+
+A prediction that is missing, unreadable, of another
 shape or affine, or not a label map (RGB, complex, non-integral floats) is reported in the ``status``
 column and scores nothing; so is a case whose truth (structures or truth.json) cannot be read
 (``truth_unreadable``) and any other failure of one case (``error``, the message in ``error``). One
@@ -21,7 +32,11 @@ bad case never stops the evaluation: it always ends with a report.
 
 Metrics, per case and per class (``ho_right``, ``ho_left``, ``ho`` = both, and the bones when present):
 Dice, HD95 (mm), NSD, volumes and volume errors (ml), and lesion detection, with the conventions of
-:mod:`nmosim.simulate.metrics` (empty masks, surfaces, lesion matching).
+:mod:`nmosim.simulate.metrics` (surfaces, lesion matching). Empty masks follow ``empty`` (one of
+``metrics.EMPTY_CONVENTIONS``; default "exclude": a class empty in truth and prediction has no Dice,
+HD95, NSD or lesion F1, its ``empty_both_<class>`` column is true and the summary counts it apart as
+``n_empty_both``; "one" scores it 1 and "monai" leaves every empty-truth class undefined, as MONAI's
+DiceMetric does with and without ``ignore_empty``). The summary names the convention it used.
 
 Brooker grade: the predicted HO is graded with :func:`nmosim.phantoms.grading.grade_hips` on the truth's
 native bones (predictions may lack bones): the truth ``structures`` with its HO removed and the
@@ -48,21 +63,27 @@ from scipy import ndimage
 
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grading import grade_hips
-from nmosim.phantoms.label_sets import PREDICTION_LABEL_SETS, from_label_set
+from nmosim.phantoms.label_sets import PREDICTION_LABEL_SETS, from_label_set, to_label_set
 from nmosim.phantoms.labels import BONE_STRUCTURES, HO_STRUCTURES, STRUCTURE_NAMES, Structure
 from nmosim.simulate.figures import dice_by_plot, grade_confusion_plot
 from nmosim.simulate.io import read_json, read_nifti, write_json
 from nmosim.simulate.metrics import (
+    EMPTY_CONVENTIONS,
     confusion_matrix,
     lesion_detection,
     quadratic_weighted_kappa,
     segmentation_metrics,
+    with_empty_convention,
 )
 from nmosim.simulate.outputs import is_hidden, staged_directory
 
 log = logging.getLogger(__name__)
 
 PRED_LABEL_SETS = PREDICTION_LABEL_SETS  # "structures" is the dataset label set "all" (DESIGN.md 3)
+PRED_LABEL_CHOICES = ("auto", *PRED_LABEL_SETS)
+# The values a prediction in each label set may hold.
+LABEL_VALUES = {"structures": frozenset(STRUCTURE_NAMES), "bones_ho": frozenset(range(6)),
+                "ho": frozenset((0, 1))}  # fmt: skip
 HO_IDS = tuple(int(s) for s in HO_STRUCTURES)
 BONE_IDS = tuple(int(s) for s in BONE_STRUCTURES)
 CLASSES: dict[str, tuple[int, ...]] = {
@@ -158,6 +179,89 @@ def load_prediction(path: Path, case: TruthCase) -> tuple[str, np.ndarray | None
     return "ok", data.astype(np.int64)
 
 
+def label_set_problem(values: np.ndarray, pred_labels: str) -> str | None:
+    """Why a prediction holding ``values`` is not in the label set ``pred_labels``; None when it is."""
+    values = {int(v) for v in values}
+    allowed = LABEL_VALUES[pred_labels]
+    outside = sorted(values - allowed)
+    if outside:
+        shown = ", ".join(str(v) for v in outside[:6]) + (", ..." if len(outside) > 6 else "")
+        span = f"{min(allowed)}..{max(allowed)}"
+        return f"values {shown} are no labels of the label set {pred_labels!r} ({span})"
+    if pred_labels == "structures" and 1 in values and values <= {0, 1}:
+        return "holds only 0 and 1: a binary HO mask (label set 'ho'), no structures map"
+    return None
+
+
+def _set_of_labels(labels: object) -> str | None:
+    """The prediction label set whose label names are ``labels`` (a dataset.json "labels" table)."""
+    if not isinstance(labels, dict):
+        return None
+    for pred_name, set_name in PRED_LABEL_SETS.items():
+        names = to_label_set(np.zeros((1,), np.uint8), set_name)[1]
+        if labels == names:
+            return pred_name
+    return None
+
+
+def _declared(path: Path) -> str | None:
+    """The prediction label set a dataset.json, manifest.json or datalist.json declares, if any."""
+    try:
+        meta = read_json(path)
+    except Exception as error:  # an unreadable description declares nothing
+        log.debug("cannot read %s: %s", path, error)
+        return None
+    if not isinstance(meta, dict):
+        return None
+    declared = meta.get("label_set", (meta.get("config") or {}).get("label_set"))
+    named = {v: k for k, v in PRED_LABEL_SETS.items()}.get(str(declared))
+    return named or _set_of_labels(meta.get("labels"))
+
+
+def dataset_label_set(truth_dir: Path, pred_dir: Path) -> tuple[str, str] | None:
+    """``(label set, the file that declares it)`` from the prediction folder or the truth's dataset."""
+    candidates = [Path(pred_dir) / "dataset.json"]
+    for root in (Path(truth_dir), Path(truth_dir).absolute().parent):
+        nnunet = sorted(root.glob("Dataset*/dataset.json"))
+        candidates += [root / "manifest.json", root / "datalist.json", *nnunet]
+    for path in candidates:
+        if path.is_file():
+            found = _declared(path)
+            if found:
+                return found, str(path)
+    return None
+
+
+def inferred_label_set(pred_dir: Path, case_ids: list[str]) -> str:
+    """The label set that the values of the predictions point to (module docstring)."""
+    values: set[int] = set()
+    for case_id in case_ids:
+        path = Path(pred_dir) / f"{case_id}.nii.gz"
+        try:
+            data = np.asarray(read_nifti(path).data)
+            if data.dtype.kind in LABEL_MAP_KINDS and np.all(np.isfinite(data)):
+                values |= {int(v) for v in np.unique(data)}
+        except Exception as error:  # its own row will say why it cannot be read
+            log.debug("cannot read %s: %s", path, error)
+    if values & set(range(6, 11)):
+        return "structures"
+    if values <= {0, 1}:
+        return "ho" if 1 in values else "structures"
+    return "bones_ho"
+
+
+def resolve_label_set(
+    truth_dir: Path, pred_dir: Path, case_ids: list[str], pred_labels: str
+) -> tuple[str, str]:
+    """``(label set, source)``: the one given, the one a dataset declares, or the one inferred."""
+    if pred_labels != "auto":
+        return pred_labels, "given"
+    found = dataset_label_set(truth_dir, pred_dir)
+    if found:
+        return found
+    return inferred_label_set(pred_dir, case_ids), "inferred from the prediction values"
+
+
 def to_structures(pred: np.ndarray, affine: np.ndarray, pred_labels: str) -> np.ndarray:
     """A prediction in the label set ``pred_labels`` mapped to the structures ids (module docstring)."""
     # x of each column [.., .., i] from the (axis-aligned) affine; +x is the patient's right
@@ -193,6 +297,7 @@ def evaluate_case(
     tolerance_mm: float = 2.0,
     iou_threshold: float = 0.0,
     pred_labels: str = "structures",
+    empty: str = "exclude",
 ) -> dict[str, object]:
     """One row of metrics_per_case.csv: status, metadata, per-class metrics, lesions and grades."""
     row: dict[str, object] = {"case_id": case.case_id, **case_metadata(case)}
@@ -202,20 +307,31 @@ def evaluate_case(
     row["status"] = status
     if pred is None:
         return row
+    problem = label_set_problem(np.unique(pred), pred_labels)
+    if problem:
+        row.update(status="label_set_mismatch", error=problem)
+        return row
     pred = to_structures(pred, case.affine, pred_labels)
     row["bones_scored"] = bool(np.isin(pred, BONE_IDS).any())
     for name, ids in CLASSES.items():
         if name in BONE_CLASSES and not row["bones_scored"]:
             continue
-        metrics = segmentation_metrics(
-            np.isin(case.structures, ids), np.isin(pred, ids), case.spacing_zyx_mm, tolerance_mm
-        )
+        truth_mask, pred_mask = np.isin(case.structures, ids), np.isin(pred, ids)
+        metrics = segmentation_metrics(truth_mask, pred_mask, case.spacing_zyx_mm, tolerance_mm)
+        truth_empty, pred_empty = not truth_mask.any(), not pred_mask.any()
+        metrics = with_empty_convention(metrics, truth_empty, pred_empty, empty)
         row.update({f"{k}_{name}": v for k, v in metrics.items()})
+        row[f"empty_both_{name}"] = truth_empty and pred_empty
     pred_ho = np.isin(pred, CLASSES["ho"])
     truth_instances = case.instances
     if truth_instances is None or truth_instances.shape != pred.shape:
         truth_instances = ndimage.label(np.isin(case.structures, CLASSES["ho"]), structure=_CUBE)[0]
-    row.update(lesion_detection(truth_instances, pred_ho, iou_threshold))
+    lesions = lesion_detection(truth_instances, pred_ho, iou_threshold)
+    if (empty == "exclude" and lesions["lesions_truth"] == lesions["lesions_pred"] == 0) or (
+        empty == "monai" and lesions["lesions_truth"] == 0
+    ):
+        lesions["lesion_f1"] = math.nan
+    row.update(lesions)
     spacing_xyz = case.spacing_zyx_mm[::-1]
     truth_grades = grade_hips(case.structures.astype(np.uint8), spacing_xyz)
     pred_grades = grade_hips(graded_prediction(case.structures, pred), spacing_xyz)
@@ -263,6 +379,7 @@ def summarize(rows: list[dict[str, object]]) -> dict[str, object]:
             continue
         segmentation[name] = {m: _stats([r.get(f"{m}_{name}") for r in ok if f"{m}_{name}" in r])
                               for m in SEGMENTATION_METRICS}  # fmt: skip
+        segmentation[name]["n_empty_both"] = sum(bool(r.get(f"empty_both_{name}")) for r in ok)
     tp = sum(int(r["lesion_tp"]) for r in ok)
     fp = sum(int(r["lesion_fp"]) for r in ok)
     fn = sum(int(r["lesion_fn"]) for r in ok)
@@ -311,7 +428,7 @@ def failed_row(case_id: str, status: str, error: BaseException) -> dict[str, obj
 
 
 def _scored_row(
-    folder: Path, pred_dir: Path, tolerance_mm: float, iou_threshold: float, pred_labels: str
+    folder: Path, pred_dir: Path, tolerance_mm: float, iou_threshold: float, pred_labels: str, empty: str
 ) -> dict[str, object]:
     """One case's row; a case that cannot be read or scored gives a failed row, never an exception."""
     try:
@@ -321,7 +438,7 @@ def _scored_row(
         return failed_row(folder.name, "truth_unreadable", error)
     pred_path = pred_dir / f"{case.case_id}.nii.gz"
     try:
-        return evaluate_case(case, pred_path, tolerance_mm, iou_threshold, pred_labels)
+        return evaluate_case(case, pred_path, tolerance_mm, iou_threshold, pred_labels, empty)
     except Exception as error:  # the report is always written; this case says why it has no scores
         log.debug("cannot score %s: %s", folder, error)
         return {**failed_row(case.case_id, "error", error), **case_metadata(case)}
@@ -333,32 +450,39 @@ def evaluate(
     tolerance_mm: float = 2.0,
     iou_threshold: float = 0.0,
     progress: Callable[[int, int, str], None] | None = None,
-    pred_labels: str = "structures",
+    pred_labels: str = "auto",
+    empty: str = "exclude",
 ) -> tuple[list[dict[str, object]], dict[str, object]]:
     """Score every case under ``truth_dir`` against ``pred_dir/<case_id>.nii.gz``.
 
     Returns the per-case rows and the summary (overall and by phase, mAs and kernel).
-    ``progress(done, total, case_id)`` is called after each case.
+    ``progress(done, total, case_id)`` is called after each case. ``pred_labels`` is a label set or
+    "auto" and ``empty`` one of ``EMPTY_CONVENTIONS`` (module docstring).
     """
     if not (math.isfinite(tolerance_mm) and tolerance_mm >= 0):
         raise SpecError(f"tolerance_mm = {tolerance_mm!r} must be a finite number >= 0")
     if not (0.0 <= iou_threshold < 1.0):
         raise SpecError(f"iou_threshold = {iou_threshold!r} is outside [0, 1)")
-    if pred_labels not in PRED_LABEL_SETS:
-        raise SpecError(f"pred_labels = {pred_labels!r} is not one of {{{', '.join(PRED_LABEL_SETS)}}}")
+    if pred_labels not in PRED_LABEL_CHOICES:
+        raise SpecError(f"pred_labels = {pred_labels!r} is not one of {{{', '.join(PRED_LABEL_CHOICES)}}}")
+    if empty not in EMPTY_CONVENTIONS:
+        raise SpecError(f"empty = {empty!r} is not one of {{{', '.join(EMPTY_CONVENTIONS)}}}")
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise SpecError(f"pred = '{pred_dir}' is not a directory")
     folders = find_truth_cases(truth_dir)
+    pred_labels, source = resolve_label_set(truth_dir, pred_dir, [f.name for f in folders], pred_labels)
     rows = []
     for index, folder in enumerate(folders):
-        rows.append(_scored_row(folder, pred_dir, tolerance_mm, iou_threshold, pred_labels))
+        rows.append(_scored_row(folder, pred_dir, tolerance_mm, iou_threshold, pred_labels, empty))
         if progress:
             progress(index + 1, len(folders), folder.name)
     summary = summarize(rows)
     summary["tolerance_mm"] = tolerance_mm
     summary["iou_threshold"] = iou_threshold
     summary["pred_labels"] = pred_labels
+    summary["pred_labels_source"] = source
+    summary["empty_convention"] = {"name": empty, "meaning": EMPTY_CONVENTIONS[empty]}
     case_ids = {r["case_id"] for r in rows}
     summary["unmatched_predictions"] = sorted(
         p.name for p in pred_dir.glob("*.nii.gz") if p.name[: -len(".nii.gz")] not in case_ids
@@ -397,7 +521,7 @@ def csv_columns(rows: list[dict[str, object]]) -> list[str]:
     """Column order: identity and status, metadata, segmentation per class, lesions, grades."""
     head = ["case_id", "status", "phase", "mas", "kernel", "kvp", "bones_scored"]
     tail = ["error"]
-    seg = [f"{m}_{c}" for c in CLASSES for m in SEGMENTATION_METRICS]
+    seg = [f"{m}_{c}" for c in CLASSES for m in (*SEGMENTATION_METRICS, "empty_both")]
     per_side = ("grade_truth", "grade_pred", "grade_truth_json", "gap_truth_mm", "gap_pred_mm")
     grades = [f"{k}_{s}" for s in ("right", "left") for k in per_side]
     known = head + seg + list(LESION_METRICS) + grades + tail

@@ -13,6 +13,9 @@ Pure functions of arrays and spacings; they read no files, know no case folders 
 - Empty masks: both empty -> Dice 1, HD95 0, NSD 1, relative volume error NaN (undefined);
   one empty -> Dice 0, HD95 NaN, NSD 0. NaNs are written as ``nan`` in the CSV and as null in
   JSON; summaries average over the defined values and count the undefined ones (``n_undefined``).
+  :func:`with_empty_convention` rewrites the empty cases by one of ``EMPTY_CONVENTIONS``: a hip
+  with no HO and none predicted is a perfect score of nothing, and counting it as Dice 1 lifts a
+  mean without saying so (an empty prediction scores 0.75 on a cohort where 1 hip in 4 has HO).
 
 Lesions (HO of both sides together): predicted lesions are the 26-connected components of the
 predicted HO; truth lesions are the instances of ``ho_instances.nii.gz`` (connected components of the
@@ -116,6 +119,35 @@ def segmentation_metrics(
         volume_error_rel=(v_pred - v_truth) / v_truth if v_truth > 0 else math.nan,
     )
     return out
+
+
+EMPTY_CONVENTIONS: dict[str, str] = {
+    "exclude": "truth and prediction both empty: Dice, HD95 and NSD undefined (NaN), counted apart "
+    "(n_empty_both) and left out of means; truth empty, prediction not: Dice 0",
+    "monai": "MONAI DiceMetric(ignore_empty=True): truth empty: Dice, HD95 and NSD undefined (NaN), "
+    "whatever the prediction",
+    "one": "MONAI DiceMetric(ignore_empty=False): both empty: Dice 1, HD95 0, NSD 1; truth empty, "
+    "prediction not: Dice 0",
+}
+_SURFACE_KEYS = ("dice", "hd95_mm", "nsd")
+
+
+def with_empty_convention(
+    metrics: dict[str, float], truth_empty: bool, pred_empty: bool, convention: str = "exclude"
+) -> dict[str, float]:
+    """``metrics`` of :func:`segmentation_metrics` with its empty cases scored by ``convention``.
+
+    >>> with_empty_convention({"dice": 1.0, "hd95_mm": 0.0, "nsd": 1.0}, True, True)["dice"]
+    nan
+    """
+    if convention not in EMPTY_CONVENTIONS:
+        raise ValueError(f"empty convention {convention!r} is not one of {', '.join(EMPTY_CONVENTIONS)}")
+    undefined = (convention == "exclude" and truth_empty and pred_empty) or (
+        convention == "monai" and truth_empty
+    )
+    if not undefined:
+        return dict(metrics)
+    return {**metrics, **{k: math.nan for k in _SURFACE_KEYS if k in metrics}}
 
 
 def lesion_detection(

@@ -79,7 +79,8 @@ def test_baseline_then_evaluate(tmp_path: Path) -> None:
     (tmp_path / "cases" / ".case_0002.partial-1").mkdir()
     write_nifti(tmp_path / "cases" / ".case_0002.partial-1" / "ct.nii.gz", np.rint(hu), GRID, np.int16)
     assert cli.main(["baseline", "--cases", str(tmp_path / "cases"), "--out", str(tmp_path / "pred")]) == 0
-    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == [".nmosim", "case_0001.nii.gz"]
+    written = sorted(p.name for p in (tmp_path / "pred").iterdir())
+    assert written == [".nmosim", "case_0001.nii.gz", "dataset.json"]
     image = nib.load(str(tmp_path / "pred" / "case_0001.nii.gz"))
     assert image.get_data_dtype() == np.uint8
     np.testing.assert_allclose(image.affine, GRID.affine())
@@ -92,3 +93,17 @@ def test_baseline_then_evaluate(tmp_path: Path) -> None:
     assert run_baseline(tmp_path / "cases", tmp_path / "pred2") == (tmp_path / "pred2").absolute()
     with pytest.raises(SpecError, match="no case folder"):
         run_baseline(tmp_path / "pred", tmp_path / "pred3")
+
+
+def test_a_spur_attached_to_the_pelvis_is_found_and_the_bones_are_not() -> None:
+    hu, s = hand_made_ct()
+    # A bridge 4 x 15 mm thick across the 16 mm between the pelvis (to col 27) and the right femur
+    hu[4:9, 12:14, 28:36] = 900.0
+    s[4:9, 12:14, 28:36] = HR
+    pred = detect_ho(hu, GRID)
+    assert np.all(pred[6, 12:14, 31:33] == HR)  # its middle, beyond the margins of both bones' cores
+    assert not np.isin(pred, [HR, HL])[np.isin(s, [3, 4, 5])].any()  # no voxel of native bone
+    # Dropping the largest components whole (the former method) loses the spur with the pelvis
+    assert not detect_ho(hu, GRID, core_mm=0)[4:9, 12:14, 28:36].any()
+    with pytest.raises(SpecError, match="core_mm"):
+        detect_ho(hu, GRID, core_mm=-1)

@@ -7,7 +7,9 @@ import json
 import os
 import re
 import shutil
+import socket
 import time
+import warnings
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -48,8 +50,12 @@ class FakeWriter:
         self.calls: list[int] = []
         self.fail_first = fail_first
 
-    def __call__(self, out, request, preset, protocol_overrides, z_range_mm, threads=None) -> Path:
+    def __call__(
+        self, out, request, preset, protocol_overrides, z_range_mm, threads=None, progress=None
+    ) -> Path:
         self.calls.append(request.case_index)
+        if progress:
+            progress("phantom", 0.5)
         if self.fail_first and len(self.calls) == 1:
             raise PhaseNotMet("cannot")
         s = np.full(GRID.shape, int(Structure.MUSCLE), np.uint8)
@@ -175,9 +181,9 @@ def test_layouts_manifest_and_resume(tmp_path: Path) -> None:
     label = np.asanyarray(nib.load(str(nn / "labelsTs" / f"{test_case}.nii.gz")).dataobj)
     assert label.dtype == np.uint8 and set(np.unique(label)) == {0, 1, 2, 4, 5}
     datalist = json.loads((out / "datalist.json").read_text())
-    assert len(datalist["training"]) == 3 and len(datalist["test"]) == 1
-    for item in datalist["training"] + datalist["test"]:
-        assert set(item) == {"image", "label"}
+    assert len(datalist["training"]) == 3 and len(datalist["testing"]) == 1 and "test" not in datalist
+    for item in datalist["training"] + datalist["testing"]:
+        assert {"image", "label"} <= set(item)
         assert (out / item["image"]).exists() and (out / item["label"]).exists()
     manifest = json.loads((out / "manifest.json").read_text())
     row = manifest["cases"][0]
@@ -309,10 +315,12 @@ class ThreadLoggingWriter(FakeWriter):
         super().__init__()
         self.log = log
 
-    def __call__(self, out, request, preset, protocol_overrides, z_range_mm, threads=None) -> Path:
+    def __call__(
+        self, out, request, preset, protocol_overrides, z_range_mm, threads=None, progress=None
+    ) -> Path:
         with open(self.log, "a") as log:
             log.write(f"{threads}\n")
-        return super().__call__(out, request, preset, protocol_overrides, z_range_mm, threads)
+        return super().__call__(out, request, preset, protocol_overrides, z_range_mm, threads, progress)
 
 
 def test_a_case_in_a_dask_worker_uses_the_worker_threads_only(tmp_path: Path) -> None:
@@ -324,8 +332,15 @@ def test_a_case_in_a_dask_worker_uses_the_worker_threads_only(tmp_path: Path) ->
     log.unlink()
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
         with Client(cluster, set_as_default=False) as client:
+            events: list[dict] = []
             run_cases(spec(n_cases=2, test_fraction=0.0), tmp_path / "worker", client,
-                      writer=ThreadLoggingWriter(log))  # fmt: skip
+                      writer=ThreadLoggingWriter(log), on_stage=events.append)  # fmt: skip
+            for _ in range(100):  # the stage events travel worker -> scheduler -> client
+                if len(events) == 2:
+                    break
+                time.sleep(0.1)
+            assert sorted((e["case_id"], e["stage"], e["seconds"]) for e in events) == [
+                ("case_0000", "phantom", 0.5), ("case_0001", "phantom", 0.5)]  # fmt: skip
     assert log.read_text().split() == ["1", "1"]
 
 
@@ -338,7 +353,7 @@ def _content(out: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_same_bytes_with_one_and_two_workers(tmp_path: Path) -> None:
+def test_same_bytes_with_one_and_two_workers(tmp_path: Path, capsys) -> None:
     config = tmp_path / "tiny.toml"
     config.write_text(
         'name = "Tiny"\nn_cases = 2\nseed = 5\ntest_fraction = 0.5\nz_range_mm = [-20, 20]\n'
@@ -347,7 +362,26 @@ def test_same_bytes_with_one_and_two_workers(tmp_path: Path) -> None:
     )
     one, two = tmp_path / "one", tmp_path / "two"
     assert cli.main(["dataset", str(config), "--out", str(one), "--workers", "1"]) == 0
-    assert cli.main(["dataset", str(config), "--out", str(two), "--workers", "2"]) == 0
+    capsys.readouterr()
+    # Dask's default HTTP port taken, as by another cluster: no port warning reaches the user
+    taken = socket.socket()
+    try:
+        taken.bind(("", 8787))
+        taken.listen()
+    except OSError:  # already taken
+        pass
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main(["dataset", str(config), "--out", str(two), "--workers", "2"]) == 0
+    taken.close()
+    assert not [w for w in caught if "8787" in str(w.message)]
+    err = capsys.readouterr().err
+    assert "\r" not in err and "8787" not in err  # a log: one line per event
+    assert "2 cases on 2 Dask worker(s)" in err
+    for case_id in ("case_0000", "case_0001"):  # every stage, from the workers, before the case is done
+        lines = [line for line in err.splitlines() if case_id in line]
+        assert [line.split("(")[-1].split(")")[0] for line in lines[:7]] == [f"{k}/7" for k in range(1, 8)]
+        assert lines[-1].endswith("done (ok)")
     a, b = _content(one), _content(two)
     assert a == b
     images = {f"Dataset501_Tiny/images{s}/case_{i:04d}_0000.nii.gz" for s in ("Tr", "Ts") for i in (0, 1)}
@@ -402,3 +436,81 @@ def test_a_killed_run_resumes_without_redoing_finished_cases(tmp_path: Path) -> 
     assert [r["case_id"] for r in rows] == cases and all(r["status"] == "ok" for r in rows)
     for name, digest in done_before.items():
         assert sha256(out / "cases" / name / "ct.nii.gz") == digest
+
+
+# --- what MONAI, Auto3DSeg and nnU-Net users read ---------------------------------------------------------
+
+
+def monai_properties(path: Path, keys: tuple[str, ...]) -> dict:
+    """What MONAI's ``load_decathlon_properties`` does: each key or KeyError."""
+    data = json.loads(Path(path).read_text())
+    out = {}
+    for key in keys:
+        if key not in data:
+            raise KeyError(f"key {key} is not in the data property file.")
+        out[key] = data[key]
+    return out
+
+
+def monai_datafold_read(path: Path, basedir: str, fold: int, key: str = "training") -> tuple[list, list]:
+    """What MONAI's ``auto3dseg.utils.datafold_read`` does: paths joined to basedir, fold ``fold``
+    validates, every other item trains."""
+    items = json.loads(Path(path).read_text())[key]
+    for item in items:
+        for k, v in item.items():
+            if isinstance(v, str) and v:
+                item[k] = os.path.join(basedir, v)
+    return [d for d in items if d.get("fold") != fold], [d for d in items if d.get("fold") == fold]
+
+
+def test_datalist_reads_as_monai_and_auto3dseg_read_it(tmp_path: Path) -> None:
+    cohort = spec(n_cases=8, test_fraction=0.25, label_set="ho")
+    out = build_dataset(cohort, tmp_path / "ds", workers=0, writer=FakeWriter())
+    path = out / "datalist.json"
+    keys = ("name", "modality", "labels", "numTraining", "numTest", "tensorImageSize")
+    props = monai_properties(path, keys)
+    assert props["name"] == "Tiny" and props["modality"] == {"0": "CT"}
+    assert props["labels"] == {"0": "background", "1": "ho"}
+    assert (props["numTraining"], props["numTest"]) == (6, 2)
+    data = json.loads(path.read_text())
+    assert "test" not in data and len(data["testing"]) == 2
+    assert [d["fold"] for d in data["training"]] == [0, 1, 2, 3, 4, 0] and data["numFolds"] == 5
+    seen = []
+    for fold in range(5):
+        train, val = monai_datafold_read(path, str(out), fold)
+        assert len(train) + len(val) == 6 and val
+        assert not {d["image"] for d in train} & {d["image"] for d in val}
+        assert all(Path(d["image"]).exists() and Path(d["label"]).exists() for d in train + val)
+        seen += [d["image"] for d in val]
+    assert len(set(seen)) == 6  # every training case validates in exactly one fold
+    # Auto3DSeg's task file points at this datalist with paths relative to the dataset folder
+    yaml = pytest.importorskip("yaml")
+    task = yaml.safe_load((ROOT / "examples" / "auto3dseg_task.yaml").read_text())
+    assert task["modality"].lower() == "ct" and task["datalist"] == "datalist.json"
+    assert task["dataroot"] == "."
+    few = build_dataset(spec(n_cases=3, test_fraction=0.0), tmp_path / "few", workers=0, writer=FakeWriter())
+    assert [d["fold"] for d in json.loads((few / "datalist.json").read_text())["training"]] == [0, 1, 2]
+
+
+def test_dataset_card_and_the_mirroring_note(tmp_path: Path) -> None:
+    out = build_dataset(spec(label_set="bones_ho"), tmp_path / "ds", workers=0, writer=FakeWriter())
+    card = (out / "README.md").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert f"nmosim {manifest['nmosim_version']}" in card and manifest["config_sha256"] in card
+    assert "CC BY 4.0" in card and "@software{nmosim" in card and "hard links" in card
+    assert "| 4 | ho_right | 6 |" in card and "| 0 | background | every other |" in card
+    assert "nnUNetTrainerNoMirroring" in card
+    rows = manifest["cases"]
+    phases = Counter(r["phase"] for r in rows if r["status"] == "ok")
+    assert "cases by phase: " + ", ".join(f"{p}: {phases[p]}" for p in sorted(phases)) in card
+    for name in ("phase.png", "dose_mas.png", "kernel.png"):
+        assert (out / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"](figures/{name})" in card
+    nn = out / "Dataset007_Tiny"
+    assert "](../figures/phase.png)" in (nn / "README.md").read_text()
+    meta = json.loads((nn / "dataset.json").read_text())
+    assert "nnUNetTrainerNoMirroring" in meta["mirroring"] and "hard links" in meta["images"]
+    assert meta["licence"] == "CC BY 4.0" and meta["release"] == manifest["nmosim_version"]
+    ho = build_dataset(spec(label_set="ho"), tmp_path / "ho", workers=0, writer=FakeWriter())
+    assert "mirroring" not in json.loads((ho / "Dataset007_Tiny" / "dataset.json").read_text())
+    assert "nnUNetTrainerNoMirroring" not in (ho / "README.md").read_text()

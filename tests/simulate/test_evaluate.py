@@ -299,3 +299,92 @@ def test_an_unexpected_failure_of_one_case_is_its_error_row(tmp_path: Path, monk
     assert [r["status"] for r in rows] == ["error", "ok"]
     assert rows[0]["error"] == "MemoryError: no room for the distance transform"
     assert rows[0]["phase"] == "b" and summary["by"]["phase"]["b"]["n_cases"] == 2
+
+
+# --- which label set, and empty hips ------------------------------------------------------------------
+
+
+def test_the_label_set_comes_from_the_dataset_never_a_silent_zero(tmp_path: Path) -> None:
+    s, inst = scene()
+    write_case(tmp_path / "ds" / "cases", "case_a", s, inst)
+    write_json(tmp_path / "ds" / "manifest.json", {"nmosim_version": "0", "config": {"label_set": "ho"}})
+    binary = np.isin(s, [HR, HL]).astype(np.uint8)  # what a network trained on the "ho" folder writes
+    write_pred(tmp_path / "pred", "case_a", binary)
+    rows, summary = evaluate(tmp_path / "ds" / "cases", tmp_path / "pred")
+    assert rows[0]["status"] == "ok" and rows[0]["dice_ho"] == 1.0
+    assert summary["pred_labels"] == "ho" and summary["pred_labels_source"].endswith("manifest.json")
+    # Told structures, the same 0/1 mask is the case's error, not Dice 0
+    rows, summary = evaluate(tmp_path / "ds" / "cases", tmp_path / "pred", pred_labels="structures")
+    assert rows[0]["status"] == "label_set_mismatch" and "binary HO mask" in rows[0]["error"]
+    assert "dice_ho" not in rows[0] and summary["n_scored"] == 0
+    # Structures ids against a dataset in the "ho" set: values outside the set are named
+    write_pred(tmp_path / "pred6", "case_a", s)
+    row = evaluate(tmp_path / "ds" / "cases", tmp_path / "pred6")[0][0]
+    assert row["status"] == "label_set_mismatch" and "values 2, 3, 4, 5, 6, 7" in row["error"]
+
+
+def test_the_prediction_folder_dataset_json_wins_and_values_decide_last(tmp_path: Path) -> None:
+    s, inst = scene()
+    write_case(tmp_path / "truth", "case_a", s, inst)
+    lut = np.zeros(256, np.uint8)
+    lut[[P, FR, FL, HR, HL]] = [1, 2, 3, 4, 5]
+    write_pred(tmp_path / "nnunet", "case_a", lut[s])
+    labels = {"background": 0, "pelvis": 1, "femur_right": 2, "femur_left": 3, "ho_right": 4, "ho_left": 5}
+    write_json(tmp_path / "nnunet" / "dataset.json", {"labels": labels, "file_ending": ".nii.gz"})
+    rows, summary = evaluate(tmp_path / "truth", tmp_path / "nnunet")
+    assert summary["pred_labels"] == "bones_ho" and summary["pred_labels_source"].endswith("dataset.json")
+    assert (rows[0]["dice_ho_right"], rows[0]["dice_pelvis"]) == (1.0, 1.0)
+    (tmp_path / "nnunet" / "dataset.json").unlink()
+    summary = evaluate(tmp_path / "truth", tmp_path / "nnunet")[1]
+    assert summary["pred_labels"] == "bones_ho"
+    assert summary["pred_labels_source"] == "inferred from the prediction values"
+    write_pred(tmp_path / "binary", "case_a", np.isin(s, [HR, HL]).astype(np.uint8))
+    assert evaluate(tmp_path / "truth", tmp_path / "binary")[1]["pred_labels"] == "ho"
+    assert evaluate(tmp_path / "truth", tmp_path / "nnunet", pred_labels="ho")[0][0]["status"] == (
+        "label_set_mismatch"
+    )
+
+
+def test_empty_hips_are_counted_apart_and_the_convention_is_named(tmp_path: Path) -> None:
+    s, inst = scene()
+    s[s == HL] = int(Structure.MUSCLE)  # the left hip has no HO
+    inst[inst == 2] = 0
+    write_case(tmp_path / "truth", "case_a", s, inst)
+    write_pred(tmp_path / "pred", "case_a", s)
+    rows, summary = evaluate(tmp_path / "truth", tmp_path / "pred")
+    row = rows[0]
+    assert math.isnan(row["dice_ho_left"]) and math.isnan(row["nsd_ho_left"]) and row["empty_both_ho_left"]
+    assert row["dice_ho_right"] == 1.0 and row["empty_both_ho_right"] is False
+    left = summary["segmentation"]["ho_left"]
+    assert left["n_empty_both"] == 1 and left["dice"]["n"] == 0 and "mean" not in left["dice"]
+    assert summary["empty_convention"]["name"] == "exclude"
+    one = evaluate(tmp_path / "truth", tmp_path / "pred", empty="one")[1]
+    assert one["segmentation"]["ho_left"]["dice"]["mean"] == 1.0 and one["empty_convention"]["name"] == "one"
+    # A false positive on the empty hip: Dice 0 by default, undefined by MONAI's ignore_empty=True
+    fp = s.copy()
+    fp[4:6, 3:5, 7:9] = HL
+    write_pred(tmp_path / "fp", "case_a", fp)
+    assert evaluate(tmp_path / "truth", tmp_path / "fp")[0][0]["dice_ho_left"] == 0.0
+    assert math.isnan(evaluate(tmp_path / "truth", tmp_path / "fp", empty="monai")[0][0]["dice_ho_left"])
+    write_report(tmp_path / "report", rows, summary)
+    saved = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert saved["empty_convention"]["name"] == "exclude"
+    assert "left out of means" in saved["empty_convention"]["meaning"]
+    with pytest.raises(SpecError, match="empty"):
+        evaluate(tmp_path / "truth", tmp_path / "pred", empty="zero")
+
+
+def test_cli_evaluate_names_its_label_set_and_convention(tmp_path: Path, capsys) -> None:
+    from nmosim.simulate.metrics import EMPTY_CONVENTIONS
+
+    assert set(cli.EMPTY_CHOICES) == set(EMPTY_CONVENTIONS)
+    s, inst = scene()
+    write_case(tmp_path / "truth", "case_a", s, inst)
+    write_pred(tmp_path / "pred", "case_a", np.isin(s, [HR, HL]).astype(np.uint8))
+    args = ["evaluate", "--truth", str(tmp_path / "truth"), "--pred", str(tmp_path / "pred")]
+    assert cli.main([*args, "--out", str(tmp_path / "r"), "--empty", "one"]) == 0
+    err = capsys.readouterr().err
+    assert "label set ho (inferred from the prediction values); empty classes: one" in err
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["empty_convention"]["name"] == "one"
+    assert summary["segmentation"]["ho"]["dice"]["mean"] == 1.0
