@@ -34,6 +34,14 @@ def _muscles_near(parts: list[Part], shape: Shape, side: str) -> list[Shape]:
     return out
 
 
+def _oedema_part(name: str, swell: Shape, native: list[Part], side: str) -> Part | None:
+    """Oedematous muscle: the ``side`` muscles of ``native`` within ``swell``; None when none is near."""
+    near = _muscles_near(native, swell, side)
+    if not near:
+        return None
+    return Part(name, Intersection((swell, Union(tuple(near)))), Structure.MUSCLE, Tissue.MUSCLE_OEDEMATOUS)
+
+
 def phantom_at(plan: CasePlan, weeks: float) -> Phantom:
     """The phantom of ``plan`` at ``weeks`` since injury: lesions grown, effects applied.
 
@@ -55,16 +63,9 @@ def phantom_at(plan: CasePlan, weeks: float) -> Phantom:
     for side, centre, radius in plan.oedema_sites:
         if weeks >= course.onset_weeks - OEDEMA_LEAD_WEEKS:
             swell = Ellipsoid(centre, (radius, 0.8 * radius, 1.3 * radius))
-            near = _muscles_near(native, swell, side)
-            if near:
-                extra.append(
-                    Part(
-                        f"oedema_{side}",
-                        Intersection((swell, Union(tuple(near)))),
-                        Structure.MUSCLE,
-                        Tissue.MUSCLE_OEDEMATOUS,
-                    )
-                )
+            part = _oedema_part(f"oedema_{side}", swell, native, side)
+            if part is not None:
+                extra.append(part)
                 oedema = True
     ho: list[Part] = []
     for lesion in plan.lesions:
@@ -73,17 +74,9 @@ def phantom_at(plan: CasePlan, weeks: float) -> Phantom:
         if -OEDEMA_LEAD_WEEKS <= after < OEDEMA_UNTIL_WEEKS:  # DOMAIN.md 2.9: oedema around the site
             core = lesion.geometry.shape(max(scale, 0.6))
             margin = 12.0 * (1.0 - max(after, 0.0) / OEDEMA_UNTIL_WEEKS) + 4.0
-            swell = Offset(core, margin)
-            near = _muscles_near(native, swell, lesion.side)
-            if near:
-                extra.append(
-                    Part(
-                        f"oedema_ho_{lesion.instance}",
-                        Intersection((swell, Union(tuple(near)))),
-                        Structure.MUSCLE,
-                        Tissue.MUSCLE_OEDEMATOUS,
-                    )
-                )
+            part = _oedema_part(f"oedema_ho_{lesion.instance}", Offset(core, margin), native, lesion.side)
+            if part is not None:
+                extra.append(part)
                 oedema = True
         shape = lesion.geometry.shape(scale) if after > 0 else None
         if shape is not None:
