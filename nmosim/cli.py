@@ -18,6 +18,7 @@ from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.label_sets import PREDICTION_LABEL_SETS
 from nmosim.phantoms.lesions import PhaseNotMet
 from nmosim.phantoms.progression import AETIOLOGIES, PHASES
+from nmosim.phantoms.rasterize import MAX_SUPERSAMPLING
 from nmosim.phantoms.spec import SEXES
 from nmosim.simulate.scanner import PRESETS
 
@@ -63,16 +64,17 @@ def _number(name: str, minimum: float | None = None):
     return parse
 
 
-def _count(name: str):
-    """Option type: an integer >= 0."""
+def _count(name: str, low: int = 0, high: int | None = None):
+    """Option type: an integer in [low, high] (no upper bound when ``high`` is None)."""
+    allowed = f"[{low}, {'inf)' if high is None else f'{high}]'}"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} = {text!r} is not an integer >= 0") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{name} = {value} is outside [0, inf)")
+            raise argparse.ArgumentTypeError(f"{name} = {text!r} is not an integer in {allowed}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{name} = {value} is outside {allowed}")
         return value
 
     return parse
@@ -126,7 +128,7 @@ def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -
     )
     p.add_argument(
         "--supersampling",
-        type=int,
+        type=_count("supersampling", 1, MAX_SUPERSAMPLING),
         default=2,
         help="sub-samples per voxel edge for partial volume, 1 to 8; default 2",
     )
@@ -533,8 +535,6 @@ def run_case(args: argparse.Namespace) -> Path:
 
     spec = _spec(args)
     protocol = nmosim.protocol(args.preset, **_scanner_overrides(args.scanner))
-    if not 1 <= args.supersampling <= 8:
-        raise SpecError(f"supersampling = {args.supersampling} is outside [1, 8]")
     # a forced but absent GPU, or a cone-beam geometry without one, is reported before any work
     device = nmosim.select_device(protocol=protocol)
     start = time.perf_counter()
