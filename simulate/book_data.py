@@ -9,7 +9,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
@@ -17,6 +16,7 @@ from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Structure
 from nmosim.phantoms.progression import STAGES
+from nmosim.simulate.io import read_json, read_nifti
 
 SIDES = ("right", "left")
 _HO = {"right": int(Structure.HO_RIGHT), "left": int(Structure.HO_LEFT)}
@@ -40,12 +40,8 @@ class CaseFolder:
 
 
 def _read_volume(path: Path) -> tuple[np.ndarray, Grid]:
-    image = nib.load(str(path))
-    affine = image.affine
-    if not np.allclose(affine[:3, :3], np.diag(np.diag(affine)[:3])) or np.any(np.diag(affine)[:3] <= 0):
-        raise SpecError(f"{path} has an affine that is not an axis-aligned RAS grid")
-    data = np.asarray(image.dataobj).transpose(2, 1, 0)  # NIfTI [x, y, z] -> [z, y, x]
-    return data, Grid(data.shape, tuple(np.diag(affine)[:3]), tuple(affine[:3, 3]))
+    volume = read_nifti(path)
+    return volume.data, volume.grid()
 
 
 def is_case_folder(path: Path) -> bool:
@@ -58,7 +54,7 @@ def read_case_folder(path: Path) -> CaseFolder:
     path = Path(path)
     if not is_case_folder(path):
         raise SpecError(f"case = '{path}' is not a case folder (no truth.json and structures.nii.gz)")
-    truth = json.loads((path / "truth.json").read_text(encoding="utf-8"))
+    truth = read_json(path / "truth.json")
     structures, grid = _read_volume(path / "structures.nii.gz")
     instances, _ = _read_volume(path / "ho_instances.nii.gz")
     tissues, _ = _read_volume(path / "tissues.nii.gz")
@@ -87,12 +83,12 @@ def series_folders(path: Path) -> list[Path]:
         raise SpecError(f"series = '{path}' holds no case folder")
 
     def weeks(p: Path) -> float:
-        value = json.loads((p / "truth.json").read_text(encoding="utf-8")).get("weeks_since_injury")
+        value = read_json(p / "truth.json").get("weeks_since_injury")
         return float(value) if value is not None else 0.0
 
     patients = set()
     for p in found:
-        truth = json.loads((p / "truth.json").read_text(encoding="utf-8"))
+        truth = read_json(p / "truth.json")
         # One patient over time shares seed and disease course (onset, growth), whatever the week.
         course = json.dumps(truth.get("generation", {}).get("course"), sort_keys=True)
         patients.add((truth.get("seed"), truth.get("case_index"), course))

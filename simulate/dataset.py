@@ -79,7 +79,7 @@ from nmosim.simulate.dataset_card import (
     has_sides,
     write_dataset_card,
 )
-from nmosim.simulate.io import read_nifti, write_json, write_nifti, write_text
+from nmosim.simulate.io import read_json, read_nifti, write_json, write_nifti, write_text
 from nmosim.simulate.outputs import (
     check_free_space,
     check_output_dir,
@@ -395,7 +395,7 @@ def worker_threads() -> int | None:
 
 def case_row(folder: Path) -> dict:
     """Grades, gaps, volumes, dose, kernel and file checksums (as recorded when written) of a case."""
-    truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
+    truth = read_json(folder / "truth.json")
     scanner = truth.get("scanner", {})
     row: dict[str, object] = {
         "case_index_used": truth.get("case_index"),
