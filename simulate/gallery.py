@@ -14,6 +14,7 @@ import numpy as np
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.lesions import PhaseNotMet
+from nmosim.phantoms.progression import PHASES
 from nmosim.simulate import ct, scanner
 from nmosim.simulate.case_spec import CaseSpec, build_phantom
 from nmosim.simulate.pipeline import basis_maps, case_grids, fit_protocol
@@ -52,8 +53,8 @@ def rebuild_phantom(truth: dict):
     spec = CaseSpec(
         seed=int(truth["seed"]),
         case_index=int(truth.get("case_index", 0)),
-        phase=phase if phase in ("none", "a", "b", "c", "d") else None,
-        weeks=None if phase in ("a", "b", "c", "d") else truth.get("weeks_since_injury"),
+        phase=phase if phase in PHASES else None,
+        weeks=None if phase in PHASES[1:] else truth.get("weeks_since_injury"),  # a phase fixes its weeks
         aetiology=generation.get("aetiology", "sci"),
     )
     try:
