@@ -18,92 +18,36 @@ from nmosim.phantoms.shapes import (
     Capsule,
     Difference,
     Ellipsoid,
+    HalfSpace,
     Intersection,
     MirrorX,
     Offset,
-    Plate,
     Shape,
     Sphere,
     Union,
-    rotation_matrix,
     tube,
 )
+from nmosim.phantoms.skeleton import SIDES, HipLandmarks, hip_landmarks, skeleton
 from nmosim.phantoms.spec import AnatomySpec
 
+__all__ = ["HipLandmarks", "hip_landmarks"]
+
+BLADDER_WALL_MM = 3.0  # distended bladder wall 2-3 mm (clinical ultrasound/CT norm)
 SKIN_MM = 2.0  # DOMAIN.md 3: dermis 1.5-3 mm
 PELVIS_CORTEX_MM = 1.5  # DOMAIN.md 4.1: thin cortices (acetabulum) read 600-1200 HU
 HEAD_CORTEX_MM = 1.0  # DOMAIN.md 3: subchondral cortex 0.5-1.5 mm
-BONE_CLEARANCE_MM = 4.0  # pelvis is kept this far from the femur: bones never touch natively
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    return np.asarray(v, float) / np.linalg.norm(v)
+def _own_frame(lm: HipLandmarks, side: str) -> HipLandmarks:
+    """``lm`` (given in the right-side frame) back in the patient frame of ``side``."""
+    if side == "right":
+        return lm
+    flip = np.array([-1.0, 1.0, 1.0])
+    return HipLandmarks(**{k: (v * flip if isinstance(v, np.ndarray) else v) for k, v in vars(lm).items()})
 
 
-@dataclass(frozen=True)
-class HipLandmarks:
-    """Key points of the right hip (mm, patient frame); the left hip is their mirror image.
-
-    ``neck_axis`` points from the neck base toward the head centre; ``acetabular_axis`` is
-    the outward normal of the acetabular opening.
-    """
-
-    head_center: np.ndarray
-    head_radius: float
-    neck_axis: np.ndarray
-    neck_base: np.ndarray
-    shaft_top: np.ndarray
-    shaft_axis: np.ndarray
-    shaft_radius: float
-    greater_trochanter: np.ndarray
-    lesser_trochanter: np.ndarray
-    acetabular_axis: np.ndarray
-    aiis: np.ndarray
-    asis: np.ndarray
-    ischial_tuberosity: np.ndarray
-    pelvic_scale: float
-
-    def to_dict(self) -> dict:
-        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()}
-
-
-def hip_landmarks(spec: AnatomySpec) -> HipLandmarks:
-    """Landmarks of the right hip computed from ``spec`` (DOMAIN.md section 3)."""
-    h = spec.inter_hip_distance_mm / 2.0
-    ps = spec.inter_hip_distance_mm / 175.0  # pelvic points below are drawn for a 175 mm hip
-    head = np.array([h, 0.0, 0.0])
-    r = spec.head_radius_mm
-    a = np.deg2rad(spec.neck_shaft_angle_deg)
-    v = np.deg2rad(spec.femoral_anteversion_deg)
-    # Neck axis (base -> head): the neck-shaft angle opens medially between this axis and the
-    # distal shaft; anteversion turns the head forward (+y). Right side, so medial is -x.
-    neck_axis = np.array([-np.sin(a) * np.cos(v), np.sin(a) * np.sin(v), -np.cos(a)])
-    neck_base = head - (r + spec.neck_length_mm - 4.0) * neck_axis  # neck meets the shaft axis
-    rs = spec.shaft_outer_diameter_mm / 2.0
-    inc = np.deg2rad(spec.acetabular_inclination_deg)
-    ant = np.deg2rad(spec.acetabular_anteversion_deg)
-    # Radiographic definitions (Murray): inclination from the body axis in the coronal plane,
-    # anteversion out of the coronal plane.
-    acetabular_axis = np.array([np.sin(inc) * np.cos(ant), np.sin(ant), -np.cos(inc) * np.cos(ant)])
-    return HipLandmarks(
-        head_center=head,
-        head_radius=r,
-        neck_axis=neck_axis,
-        neck_base=neck_base,
-        shaft_top=neck_base + np.array([0.0, 0.0, 8.0]),
-        shaft_axis=np.array([0.0, 0.0, -1.0]),
-        shaft_radius=rs,
-        # DOMAIN.md 3: tip 0-10 mm above the head centre, 55-70 mm lateral, posterolateral.
-        greater_trochanter=np.array([neck_base[0] + 0.55 * rs + 5.0, neck_base[1] - 7.0, -10.0]),
-        # DOMAIN.md 3: 50-65 mm distal to the head centre, posteromedial.
-        lesser_trochanter=np.array([neck_base[0] - 0.8 * rs, neck_base[1] - 0.55 * rs, -57.0]),
-        acetabular_axis=acetabular_axis,
-        # DOMAIN.md 3: AIIS 30-40 mm superior-anterior-lateral of the head; ASIS per Bell 1989.
-        aiis=head + np.array([18.0, 34.0, 36.0]) * ps,
-        asis=head + np.array([34.0, 53.0, 72.0]) * ps,
-        ischial_tuberosity=np.array([62.0, -30.0, -66.0]) * ps,
-        pelvic_scale=ps,
-    )
+def _to_right_frame(shape: Shape, side: str) -> Shape:
+    return shape if side == "right" else MirrorX(shape)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -111,119 +55,52 @@ def hip_landmarks(spec: AnatomySpec) -> HipLandmarks:
 # ----------------------------------------------------------------------------------------------
 
 
-def femur_shape(spec: AnatomySpec, lm: HipLandmarks) -> Shape:
-    """Outer surface of the right femur: head, neck, trochanters and shaft."""
-    head, proximal = _femur_pieces(spec, lm)
-    return Union((head, proximal), smooth_mm=5.0)
+def femur_shape(spec: AnatomySpec, side: str = "right") -> Shape:
+    """Outer surface of ``side``'s femur (LLP26), in the right-side frame (the left one mirrored)."""
+    return _to_right_frame(skeleton(spec).femur(side), side)
 
 
-def _femur_pieces(spec: AnatomySpec, lm: HipLandmarks) -> tuple[Shape, Shape]:
-    """The femoral head, and the rest of the femur (neck, trochanters, shaft)."""
-    r, rs = lm.head_radius, lm.shaft_radius
-    d = 2 * r
-    head = Sphere(lm.head_center, r)
-    neck = Capsule(lm.head_center - 0.35 * r * lm.neck_axis, lm.neck_base, 0.30 * d, 0.40 * d)
-    lt_z = lm.lesser_trochanter[2]
-    axis_xy = lm.neck_base[:2]
-    shaft = tube(
-        [lm.shaft_top, [*axis_xy, lt_z - 22.0], [*axis_xy, -260.0]],
-        [0.42 * d, rs, rs],
-    )
-    greater = Ellipsoid(
-        lm.greater_trochanter, (12.0, 17.0, 22.0), rotation_matrix((0, 1, 0), -12.0)
-    )
-    lesser = Capsule(
-        [*axis_xy, lt_z + 6.0], lm.lesser_trochanter + np.array([0.0, 0.0, -3.0]), 7.0, 5.0
-    )
-    intertrochanteric = Capsule(lm.greater_trochanter, lm.lesser_trochanter, 8.0, 7.0)
-    proximal = Union((neck, shaft, greater, lesser, intertrochanteric), smooth_mm=10.0)
-    return head, proximal
+def hip_bone_shape(spec: AnatomySpec, side: str = "right") -> Shape:
+    """The pelvis with ``side``'s socket carved, in the right-side frame (mirrored for the left).
+
+    The pelvis is one bone here (both hip bones and the sacrum); code that works about one hip
+    reads it near that hip.
+    """
+    return _to_right_frame(pelvis_shape(spec), side)
+
+
+def socket_shape(spec: AnatomySpec, lm: HipLandmarks) -> Shape:
+    """Space carved out of the pelvis around the head: the head grown by the joint space.
+
+    The shape model's heads overlap their acetabula a little; carving sets the joint space."""
+    return Sphere(lm.head_center, lm.head_radius + spec.joint_space_mm)
+
+
+def pelvis_shape(spec: AnatomySpec) -> Shape:
+    """The pelvis (LLP26: both hip bones and the sacrum) with both sockets carved, patient frame."""
+    sk = skeleton(spec)
+    sockets = tuple(socket_shape(spec, _own_frame(sk.landmarks[s], s)) for s in SIDES)
+    return Difference(sk.pelvis, Union(sockets))
 
 
 def femur_cortex_depth(spec: AnatomySpec, lm: HipLandmarks):
-    """Cortical thickness (mm) as a function of position: thin at the head, full in the shaft."""
-    lt_z = lm.lesser_trochanter[2]
+    """Cortical thickness (mm) as a function of position in ``lm``'s frame: thin over the head and
+    neck, full in the shaft (DOMAIN.md 3: subchondral 0.5-1.5 mm, neck 1.6-3.9 mm, shaft 5-8 mm)."""
+    lesser, axis = lm.lesser_trochanter, lm.shaft_axis
     t = spec.shaft_cortical_thickness_mm
 
     def depth(points: np.ndarray) -> np.ndarray:
-        # DOMAIN.md 3: subchondral 0.5-1.5 mm, neck 1.6-3.9 mm, shaft 5-8 mm.
-        return np.interp(points[:, 2], [lt_z - 30.0, lt_z + 5.0], [t, HEAD_CORTEX_MM + 0.5])
+        below = (points - lesser) @ axis  # mm distal of the lesser trochanter
+        return np.interp(below, [-5.0, 30.0], [HEAD_CORTEX_MM + 0.5, t])
 
     return depth
 
 
-def shaft_canal_shape(spec: AnatomySpec, lm: HipLandmarks) -> Shape:
-    """Marrow canal of the femoral diaphysis (yellow marrow)."""
-    lt_z = lm.lesser_trochanter[2]
-    axis_xy = lm.neck_base[:2]
-    inner = lm.shaft_radius - spec.shaft_cortical_thickness_mm
-    return Capsule([*axis_xy, lt_z - 12.0], [*axis_xy, -300.0], inner)
-
-
-def hip_bone_shape(spec: AnatomySpec, lm: HipLandmarks) -> Shape:
-    """Outer surface of the right hip bone (ilium, acetabulum, ischium, pubis), without socket."""
-    ps = lm.pelvic_scale
-    r = lm.head_radius
-    hc = lm.head_center
-
-    def p(x: float, y: float, z: float) -> np.ndarray:
-        return np.array([x, y, z]) * ps
-
-    acetabular_mass = Ellipsoid(hc + np.array([-7.0, -4.0, 8.0]), (r + 11, r + 12, r + 15))
-    # Ilium wing: a strip of plates between the crest and the line just above the acetabulum.
-    crest = [lm.asis, p(132, 30, 97), p(140, 0, 108), p(118, -42, 114), p(58, -88, 92)]
-    base = [lm.aiis, p(82, 20, 30), p(80, -14, 30), p(70, -44, 40), p(48, -78, 50)]
-    plates = []
-    for i in range(len(crest) - 1):
-        plates.append(Plate(crest[i], crest[i + 1], base[i], 6.5))
-        plates.append(Plate(crest[i + 1], base[i + 1], base[i], 6.5))
-    crest_rim = tube(crest, [5.5, 7.0, 6.5, 7.0, 8.0])
-    anterior_border = tube([lm.asis, lm.aiis, p(90, 26, 18)], [5.0, 7.0, 10.0])
-    pillar = tube([p(80, -6, 22), p(128, 2, 100)], [11.0, 6.0])  # iliac pillar to tubercle
-    posterior_column = tube([p(72, -40, 38), p(70, -34, 0), lm.ischial_tuberosity], [11, 12, 10])
-    tuberosity = Ellipsoid(lm.ischial_tuberosity + p(0, 0, -2), (13 * ps, 17 * ps, 15 * ps))
-    ischial_ramus = tube([lm.ischial_tuberosity, p(40, 6, -72), p(14, 44, -52)], [10, 7, 8])
-    superior_ramus = tube([p(74, 16, -4), p(40, 44, -10), p(12, 58, -24)], [12.0, 9.0, 10.0])
-    pubic_body = Ellipsoid(p(14, 56, -34), (10 * ps, 11 * ps, 20 * ps))
-    spine = Capsule(p(62, -46, -12), p(50, -58, -14), 6.0, 3.0)  # ischial spine
-    return Union(
-        (
-            acetabular_mass,
-            *plates,
-            crest_rim,
-            anterior_border,
-            pillar,
-            posterior_column,
-            tuberosity,
-            ischial_ramus,
-            superior_ramus,
-            pubic_body,
-            spine,
-        ),
-        smooth_mm=8.0,
-    )
-
-
-def sacrum_shape(lm: HipLandmarks) -> Shape:
-    """Sacrum and coccyx on the midline, joined to both ilia at the sacro-iliac joints."""
-    ps = lm.pelvic_scale
-
-    def p(x: float, y: float, z: float) -> np.ndarray:
-        return np.array([x, y, z]) * ps
-
-    tilt = rotation_matrix((1, 0, 0), -35.0)  # sacral slope: the base faces antero-superiorly
-    body = Ellipsoid(p(0, -70, 80), (46 * ps, 20 * ps, 44 * ps), tilt)
-    base = Ellipsoid(p(0, -56, 112), (24 * ps, 18 * ps, 12 * ps), tilt)
-    lower = Ellipsoid(p(0, -86, 32), (26 * ps, 14 * ps, 24 * ps), rotation_matrix((1, 0, 0), -20))
-    coccyx = tube([p(0, -88, 10), p(0, -78, -12)], [9.0, 5.0])
-    return Union((body, base, lower, coccyx), smooth_mm=8.0)
-
-
-def socket_shape(spec: AnatomySpec, lm: HipLandmarks) -> Shape:
-    """Space carved out of the hip bone for the head: joint space plus the acetabular opening."""
-    outer = lm.head_radius + spec.joint_space_mm
-    opening = Capsule(lm.head_center, lm.head_center + 90.0 * lm.acetabular_axis, 0.86 * outer)
-    return Union((Sphere(lm.head_center, outer), opening))
+def shaft_canal_shape(spec: AnatomySpec, femur: Shape, lm: HipLandmarks) -> Shape:
+    """Marrow canal of the femoral diaphysis (yellow marrow): the shaft inside its cortex, from
+    12 mm below the lesser trochanter down."""
+    top = lm.lesser_trochanter + 12.0 * lm.shaft_axis
+    return Intersection((Offset(femur, -spec.shaft_cortical_thickness_mm), HalfSpace(top, -lm.shaft_axis)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -393,9 +270,7 @@ def _muscles_right(lm: HipLandmarks) -> list[MuscleDef]:
             ((hx - 24, -42, -6), (hx + 8, -34, -10), (gx - 8, gy - 8, gz)),
             (8, 9, 7),
         ),
-        MuscleDef(
-            "quadratus_femoris", ((tx - 2, ty - 4, tz + 16), (gx - 14, gy - 16, gz - 34)), (11, 11)
-        ),
+        MuscleDef("quadratus_femoris", ((tx - 2, ty - 4, tz + 16), (gx - 14, gy - 16, gz - 34)), (11, 11)),
         MuscleDef(
             "obturator_externus",
             ((hx - 52, 26, -36), (hx - 24, 4, -40), (gx - 20, gy - 12, gz - 10)),
@@ -421,9 +296,7 @@ def _muscles_right(lm: HipLandmarks) -> list[MuscleDef]:
             ((lx + 2, ly + 26, lz - 10), (sx - 24, 26, -150), (sx - 26, 26, -260)),
             (9, 16, 20),
         ),
-        MuscleDef(
-            "erector_spinae", ((30, -118, 220), (30, -112, 120), (22, -106, 70)), (30, 28, 14)
-        ),
+        MuscleDef("erector_spinae", ((30, -118, 220), (30, -112, 120), (22, -106, 70)), (30, 28, 14)),
         MuscleDef("rectus_abdominis", ((38, 104, 240), (36, 100, 80), (18, 84, -10)), (10, 10, 7)),
     ]
 
@@ -473,6 +346,7 @@ def _viscera(lm: HipLandmarks, rng: np.random.Generator | None) -> list[Part]:
             Ellipsoid(np.array([0, 38, -2]) * ps, (36, 26, 28)),
             Structure.SOFT_TISSUE,
             soft,
+            layers=(Layer(BLADDER_WALL_MM, Tissue.URINE),),
         ),
         Part(
             "rectum",
@@ -511,11 +385,6 @@ def _viscera(lm: HipLandmarks, rng: np.random.Generator | None) -> list[Part]:
     return parts
 
 
-def _sides(shape: Shape) -> tuple[Shape, Shape]:
-    """A right-side shape and its mirror image on the left."""
-    return shape, MirrorX(shape)
-
-
 def build_anatomy(
     spec: AnatomySpec, rng: np.random.Generator | None = None, lesions: Sequence[Part] = ()
 ) -> list[Part]:
@@ -526,7 +395,7 @@ def build_anatomy(
     ``lesions`` (heterotopic bone, confounders) are painted over muscle and fat but under
     vessels, nerves, the joint space and native bone, so they never overlap those.
     """
-    lm = hip_landmarks(spec)
+    sk = skeleton(spec)
     parts: list[Part] = []
     body = body_shape(spec)
     parts.append(
@@ -539,56 +408,53 @@ def build_anatomy(
         )
     )
     inner = lean_shape(spec)
-    parts.extend(_viscera(lm, rng))
+    parts.extend(_viscera(sk.landmarks["right"], rng))
 
-    for muscle in _muscles_right(lm):
-        right, left = _sides(_muscle_shape(muscle, spec.muscle_bulk, inner))
-        parts.append(Part(f"{muscle.name}_right", right, Structure.MUSCLE, Tissue.MUSCLE))
-        parts.append(Part(f"{muscle.name}_left", left, Structure.MUSCLE, Tissue.MUSCLE))
+    muscles = {side: _muscles_right(sk.landmarks[side]) for side in SIDES}
+    for right, left in zip(muscles["right"], muscles["left"], strict=True):
+        for side, muscle in (("right", right), ("left", left)):
+            shape = _to_right_frame(
+                _muscle_shape(muscle, spec.muscle_bulk, _to_right_frame(inner, side)), side
+            )
+            parts.append(Part(f"{muscle.name}_{side}", shape, Structure.MUSCLE, Tissue.MUSCLE))
     parts.extend(lesions)
-    for name, shape, structure in _vessels_nerves_right(lm):
-        right, left = _sides(shape)
-        parts.append(Part(f"{name}_right", right, structure, Tissue.SOFT_TISSUE_OTHER))
-        parts.append(Part(f"{name}_left", left, structure, Tissue.SOFT_TISSUE_OTHER))
+    for side in SIDES:
+        for name, shape, structure in _vessels_nerves_right(sk.landmarks[side]):
+            tissue = Tissue.BLOOD if structure == Structure.VESSEL else Tissue.NERVE
+            parts.append(Part(f"{name}_{side}", _to_right_frame(shape, side), structure, tissue))
 
-    femur = femur_shape(spec, lm)
-    socket = socket_shape(spec, lm)
-    # Joint space: cartilage of head and acetabulum fills the socket around the head.
-    cartilage = Intersection((socket, Sphere(lm.head_center, lm.head_radius + spec.joint_space_mm)))
-    for side, (cart, fem) in zip(
-        ("right", "left"), zip(_sides(cartilage), _sides(femur), strict=True), strict=True
-    ):
+    # Joint space: cartilage of head and acetabulum fills the socket between the head and the
+    # acetabulum (not the open side of the head).
+    for side in SIDES:
+        lm = _own_frame(sk.landmarks[side], side)
+        near_pelvis = Offset(sk.pelvis, spec.joint_space_mm + 2.0)
+        cartilage = Intersection((socket_shape(spec, lm), near_pelvis))
         parts.append(
-            Part(f"joint_space_{side}", cart - fem, Structure.SOFT_TISSUE, Tissue.SOFT_TISSUE_OTHER)
+            Part(
+                f"joint_space_{side}",
+                cartilage - sk.femur(side),
+                Structure.SOFT_TISSUE,
+                Tissue.SOFT_TISSUE_OTHER,
+            )
         )
 
-    # Pelvis: both hip bones and the sacrum, socket carved, kept clear of the femurs.
-    hip_bone = Difference(hip_bone_shape(spec, lm), socket)
-    # Around the head the socket sets the joint space (which narrows in ankylosis); elsewhere
-    # the hip bone keeps a fixed clearance from the femur.
-    clearance = Offset(_femur_pieces(spec, lm)[1], BONE_CLEARANCE_MM)
-    hip_bone = Difference(hip_bone, clearance)
-    right_hip, left_hip = _sides(hip_bone)
-    pelvis = Union((right_hip, left_hip, sacrum_shape(lm)))
     parts.append(
         Part(
             "pelvis",
-            pelvis,
+            pelvis_shape(spec),
             Structure.PELVIS,
             Tissue.CORTICAL_BONE,
             layers=(Layer(PELVIS_CORTEX_MM, Tissue.TRABECULAR_BONE),),
         )
     )
-
-    cortex = Layer(femur_cortex_depth(spec, lm), Tissue.TRABECULAR_BONE)
-    canal = shaft_canal_shape(spec, lm)
     for side, structure in (("right", Structure.FEMUR_RIGHT), ("left", Structure.FEMUR_LEFT)):
-        mirror = (lambda s: s) if side == "right" else MirrorX
-        # The cortex depth depends on height only, so it reads the same on both sides.
+        lm = _own_frame(sk.landmarks[side], side)
+        femur = sk.femur(side)
+        cortex = Layer(femur_cortex_depth(spec, lm), Tissue.TRABECULAR_BONE)
+        parts.append(Part(f"femur_{side}", femur, structure, Tissue.CORTICAL_BONE, layers=(cortex,)))
         parts.append(
-            Part(f"femur_{side}", mirror(femur), structure, Tissue.CORTICAL_BONE, layers=(cortex,))
+            Part(f"femur_{side}_canal", shaft_canal_shape(spec, femur, lm), structure, Tissue.MARROW_YELLOW)
         )
-        parts.append(Part(f"femur_{side}_canal", mirror(canal), structure, Tissue.MARROW_YELLOW))
     return parts
 
 

@@ -102,7 +102,6 @@ class LesionSpec:
         }
 
 
-
 @dataclass
 class CasePlan:
     """Everything drawn for one patient; phantoms at any time are built from it."""
@@ -121,7 +120,6 @@ class CasePlan:
     viscera_seed: int
     fatty_draws: dict[str, float]
     oedema_sites: list[tuple[str, np.ndarray, float]] = field(default_factory=list)
-
 
 
 def _choice(rng: np.random.Generator, prior: dict[str, float]) -> str:
@@ -184,15 +182,15 @@ def plan_case(
 
     ankylosed = grade == 4
     ref_anatomy = adjusted_anatomy(base, course, weeks, ankylosed)
-    lm = hip_landmarks(ref_anatomy)
-    sites = hip_sites(ref_anatomy, lm)
-    bones = [hip_bone_shape(ref_anatomy, lm), femur_shape(ref_anatomy, lm)]
     lesions: list[LesionSpec] = []
     attempts = {"right": 0, "left": 0}
     for side in SIDES:
         if not requested[side]:
             continue
-        crop = side_crop(ref_anatomy, lm, side, honour_spacing_mm, threads)
+        side_lm = hip_landmarks(ref_anatomy, side)
+        sites = hip_sites(ref_anatomy, side_lm, side)
+        bones = [hip_bone_shape(ref_anatomy, side), femur_shape(ref_anatomy, side)]
+        crop = side_crop(ref_anatomy, side_lm, side, honour_spacing_mm, threads)
         if side == index_side:
             plans, geometries, n = honour_side(
                 r_lesion, crop, sites, bones, side, requested[side], side_location[side], max_attempts
@@ -221,7 +219,7 @@ def plan_case(
             )
     if confounders is None:
         confounders = bool(r_conf.random() < 0.3)
-    conf = sample_confounders(r_conf, ref_anatomy, lm) if confounders else []
+    conf = sample_confounders(r_conf, ref_anatomy) if confounders else []
     muscles = [p.name for p in build_anatomy(base, None) if p.structure == Structure.MUSCLE]
     fatty = {name: float(streams.soft_tissue.random()) for name in muscles}
     viscera_seed = int(streams.soft_tissue.integers(2**63))
@@ -230,6 +228,7 @@ def plan_case(
         # DOMAIN.md 2.9: swelling precedes calcification at the future lesion site.
         loc = _choice(r_oedema, LOCATION_PRIOR[aetiology])
         loc = loc if loc != "circumferential" else "anterior"
+        sites = hip_sites(ref_anatomy, hip_landmarks(ref_anatomy, index_side), index_side)
         control = bowed_path(
             sites, sites.pelvic[loc], sites.femoral[loc], sites.head_radius + SPUR_CLEARANCE_MM
         )
@@ -251,4 +250,3 @@ def plan_case(
         fatty_draws=fatty,
         oedema_sites=oedema_sites,
     )
-

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nmosim.phantoms.anatomy import HipLandmarks, femur_shape
+from nmosim.phantoms.anatomy import HipLandmarks, femur_shape, hip_landmarks
 from nmosim.phantoms.labels import Structure, Tissue
 from nmosim.phantoms.ossification import point_at_depth, unit
 from nmosim.phantoms.rasterize import Part
@@ -119,7 +119,7 @@ def calcific_tendinitis(
     rng: np.random.Generator, spec: AnatomySpec, lm: HipLandmarks, side: str
 ) -> Confounder:
     """A homogeneous 3-20 mm deposit at the gluteus medius insertion on the greater trochanter."""
-    femur = femur_shape(spec, lm)
+    femur = femur_shape(spec, side)
     gt = lm.greater_trochanter
     outward = unit(np.array([0.6, rng.uniform(-0.3, 0.3), 0.8]))
     surface = point_at_depth(femur, gt + 40.0 * outward, gt, 0.0)
@@ -157,11 +157,12 @@ def rim_osteophytes(
 
 
 def sample_confounders(
-    rng: np.random.Generator, spec: AnatomySpec, lm: HipLandmarks, kinds: tuple[str, ...] | None = None
+    rng: np.random.Generator, spec: AnatomySpec, kinds: tuple[str, ...] | None = None
 ) -> list[Confounder]:
     """Draw confounders of ``kinds`` (all of :data:`KINDS` by default; at least one kind is kept).
 
-    Each kind appears with probability 0.6 (the first drawn kind always), on one side or both.
+    Each kind appears with probability 0.6 (the first drawn kind always), on one side or both,
+    placed about that side's own landmarks.
     """
     kinds = KINDS if kinds is None else kinds
     chosen = [k for k in kinds if rng.random() < 0.6]
@@ -172,6 +173,7 @@ def sample_confounders(
         r = rng.random()
         sides = ("right", "left") if r < 0.4 else (("right",) if r < 0.7 else ("left",))
         for side in sides:
+            lm = hip_landmarks(spec, side)
             if kind == "phlebolith":
                 out += phleboliths(rng, lm, side, int(rng.integers(1, 5)))
             elif kind == "vascular":

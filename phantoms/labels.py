@@ -41,6 +41,9 @@ class Tissue(IntEnum):
     HO_TRABECULAR = 11
     SOFT_TISSUE_OTHER = 12
     CALCIFICATION = 13
+    URINE = 14
+    BLOOD = 15
+    NERVE = 16
 
 
 STRUCTURE_NAMES: dict[int, str] = {int(s): s.name.lower() for s in Structure}

@@ -104,6 +104,9 @@ YELLOW_MARROW = _percent("yellow_marrow", 0.98,
 CARTILAGE = _percent("cartilage", 1.10,
                      H=9.6, C=9.9, N=2.2, O=74.4, Na=0.5, P=2.2, S=0.9, Cl=0.3)
 # fmt: on
+# Urine: water with dissolved salts and urea, specific gravity 1.005-1.030 (clinical urinalysis
+# range); 1.012 reads ~10 HU, inside simple fluid's 0-20 HU (DOMAIN.md 4.1).
+URINE = WATER.with_density(1.012, "urine")
 # DOMAIN.md 4.2: hydroxyapatite Ca10(PO4)6(OH)2, 3.16 g/cm3, the bone-mineral surrogate of HO.
 HYDROXYAPATITE = _from_formula("hydroxyapatite", 3.16, {"Ca": 10, "P": 6, "O": 26, "H": 2})
 
@@ -261,4 +264,9 @@ def tissue_materials(
         Tissue.CALCIFICATION: mix_by_mass(
             "calcification", [(soft_other, 1.0 - ha_conf), (HYDROXYAPATITE, ha_conf)]
         ),
+        Tissue.URINE: URINE,
+        Tissue.BLOOD: BLOOD,
+        # Peripheral nerve: fascicles in epineurial fat. DOMAIN.md gives no value; modelled as
+        # skin-like connective tissue with 20 % fat by volume, between fat and muscle on CT.
+        Tissue.NERVE: mix_by_volume("nerve", [(SKIN, 0.8), (fat, 0.2)]),
     }

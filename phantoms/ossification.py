@@ -68,23 +68,23 @@ class Sites:
     head_radius: float
 
 
-def hip_sites(spec: AnatomySpec, lm: HipLandmarks) -> Sites:
-    """Where HO of each location starts and ends on the right hip (DOMAIN.md 1.4-1.5).
+def hip_sites(spec: AnatomySpec, lm: HipLandmarks, side: str = "right") -> Sites:
+    """Where HO of each location starts and ends on ``side``'s hip, in the right-side frame
+    (DOMAIN.md 1.4-1.5); ``lm`` are that hip's landmarks (see :func:`hip_landmarks`).
 
-    Anterior: AIIS/anterior rim to the anterior intertrochanteric line; anteromedial: superior
-    pubic ramus to the lesser trochanter; lateral: supra-acetabular ilium to the greater
-    trochanter; posterior: posterior column/ischium to the posterior intertrochanteric crest.
+    Anterior: AIIS to the anterior intertrochanteric line; anteromedial: superior pubic ramus to
+    the lesser trochanter; lateral: supra-acetabular ilium to the greater trochanter; posterior:
+    posterior column above the ischium to the intertrochanteric crest. Each anchor is found by
+    walking from a point outside the bone toward a landmark until the bone is ``ANCHOR_DEPTH_MM``
+    deep.
     """
-    ps, hc, r = lm.pelvic_scale, lm.head_center, lm.head_radius
-    pelvis, femur = hip_bone_shape(spec, lm), femur_shape(spec, lm)
+    hc, r = lm.head_center, lm.head_radius
+    pelvis, femur = hip_bone_shape(spec, side), femur_shape(spec, side)
     d = ANCHOR_DEPTH_MM
-    nb, gt, lt = lm.neck_base, lm.greater_trochanter, lm.lesser_trochanter
-    it = 0.5 * (gt + lt)  # middle of the intertrochanteric region
-    ramus = (
-        np.array([74.0, 16.0, -4.0]) * ps
-        + 0.5 * (np.array([40.0, 44.0, -10.0]) - np.array([74.0, 16.0, -4.0])) * ps
-    )
-    column = np.array([71.0, -37.0, 22.0]) * ps  # axis of the posterior column, above the ischium
+    nb, gt, lt, crest = lm.neck_base, lm.greater_trochanter, lm.lesser_trochanter, lm.intertrochanteric_crest
+    ramus = 0.5 * (lm.acetabular_center + lm.pubic_tubercle)  # superior pubic ramus, mid-way
+    column = 0.5 * (lm.acetabular_center + lm.ischial_spine)  # posterior column, behind the socket
+    anterior_line = nb + 0.5 * (lt - nb) + [0.0, 6.0, 0.0]  # intertrochanteric line, anterior face
     pelvic = {
         "anterior": point_at_depth(pelvis, lm.aiis + [0.0, 25.0, -15.0], lm.aiis - [0.0, 4.0, -2.0], d),
         "anteromedial": point_at_depth(pelvis, ramus + [0.0, 25.0, -25.0], ramus, d),
@@ -92,10 +92,10 @@ def hip_sites(spec: AnatomySpec, lm: HipLandmarks) -> Sites:
         "posterior": point_at_depth(pelvis, column + [15.0, -30.0, 0.0], column, d),
     }
     femoral = {
-        "anterior": point_at_depth(femur, nb + [8.0, 45.0, -15.0], nb + [4.0, 0.0, -15.0], d),
+        "anterior": point_at_depth(femur, anterior_line + [0, 45.0, 0], anterior_line - [0, 6.0, 0], d),
         "anteromedial": point_at_depth(femur, lt + [-25.0, 22.0, -4.0], lt, d),
         "lateral": point_at_depth(femur, gt + [20.0, 0.0, 30.0], gt, d),
-        "posterior": point_at_depth(femur, it + [4.0, -40.0, 6.0], it, d),
+        "posterior": point_at_depth(femur, crest + [4.0, -40.0, 6.0], crest, d),
     }
     return Sites(pelvic, femoral, hc, unit(lm.neck_axis), r)
 

@@ -13,10 +13,11 @@ import numpy as np
 
 from nmosim.phantoms.errors import SpecError, check_range
 from nmosim.phantoms.grid import Grid
-from nmosim.phantoms.labels import BONE_STRUCTURES, STRUCTURE_NAMES, Structure
+from nmosim.phantoms.labels import BONE_STRUCTURES, STRUCTURE_NAMES, Structure, Tissue
 from nmosim.phantoms.materials import tissue_materials
 from nmosim.phantoms.phantom import Phantom
 from nmosim.phantoms.rasterize import Rasterization
+from nmosim.phantoms.texture import trabecular_texture
 from nmosim.simulate import backend, budget, ct, physics, scanner
 from nmosim.simulate.provenance import stream_seed
 from nmosim.simulate.radiograph import Radiograph, RadiographGeometry, simulate_radiograph
@@ -102,10 +103,29 @@ def basis_maps(
     phantom: Phantom, labels: Rasterization, spectrum: physics.Spectrum
 ) -> tuple[np.ndarray, np.ndarray]:
     """Water- and bone-equivalent volume fractions (float32) of rasterized ``labels`` of
-    ``phantom``, fitted over ``spectrum``; the phantom's bone density sets its trabecular bone."""
-    materials = tissue_materials(trabecular_density_scale=phantom.anatomy.bone_density_scale)
+    ``phantom``, fitted over ``spectrum``; the phantom's bone density sets its trabecular bone,
+    which carries the anatomy's texture (:func:`nmosim.phantoms.texture.trabecular_texture`)."""
+    scale = phantom.anatomy.bone_density_scale
+    materials = tissue_materials(trabecular_density_scale=scale)
     coefficients = physics.basis_coefficients(materials, spectrum)
-    return labels.weighted_sum(coefficients[:, 0]), labels.weighted_sum(coefficients[:, 1])
+    water, bone = labels.weighted_sum(coefficients[:, 0]), labels.weighted_sum(coefficients[:, 1])
+    # Trabecular bone is a volume mix of spongiosa and red marrow, linear in the spongiosa fraction
+    # s: the texture scales s about its mean, which moves the coefficients along that line.
+    lo, hi = 0.4, 1.0
+    per_unit = (
+        physics.basis_coefficients(tissue_materials(trabecular_density_scale=hi), spectrum)
+        - physics.basis_coefficients(tissue_materials(trabecular_density_scale=lo), spectrum)
+    )[Tissue.TRABECULAR_BONE] / (hi - lo)
+    fraction = labels.tissue_fraction(Tissue.TRABECULAR_BONE).reshape(-1)
+    index = np.flatnonzero(fraction)
+    if index.size:
+        points = labels.grid.index_to_mm(np.stack(np.unravel_index(index, labels.grid.shape), axis=1))
+        change = (
+            fraction[index] * scale * (trabecular_texture(points, phantom.anatomy.bone_texture_seed) - 1.0)
+        )
+        water.reshape(-1)[index] += change * per_unit[0]
+        bone.reshape(-1)[index] += change * per_unit[1]
+    return water, bone
 
 
 def ap_radiograph(

@@ -22,7 +22,10 @@ COMPONENTS = ("anatomy", "soft_tissue", "lesions", "imaging", "radiograph")
 def software_versions() -> dict[str, str]:
     """Versions of nmosim and of the libraries that shape its output."""
     out = {}
-    for dist in ("nmosim", "numpy", "scipy", "astra-toolbox", "odl", "nibabel", "spekpy", "xraylib"):
+    for dist in (
+        "nmosim", "numpy", "scipy", "astra-toolbox", "odl", "nibabel", "spekpy", "xraylib",
+        "musculoskeletal-models", "edt",
+    ):  # fmt: skip
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

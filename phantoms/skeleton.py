@@ -1,0 +1,206 @@
+"""The bones of one hip as shapes: LLP26 meshes sized, placed and turned into signed distances.
+
+Takes an :class:`AnatomySpec`'s bone parameters (mode weights, inter-hip distance), asks the shape
+model for the meshes and landmarks (:mod:`nmosim.phantoms.llp26`) and makes each bone a
+:class:`~nmosim.phantoms.mesh_shape.MeshShape`. Built once per set of bone parameters and cached:
+the joint space, cortex and canal that change with time are cheap shapes laid over these.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from nmosim.phantoms.llp26 import HipBones, hip_bones
+from nmosim.phantoms.mesh import TriangleMesh
+from nmosim.phantoms.mesh_shape import MeshShape, mesh_shape
+from nmosim.phantoms.spec import BONE_MODE_LIMIT_SD, N_BONE_MODES, AnatomySpec
+
+SIDES = ("right", "left")
+MESH_RESOLUTION_MM = 1.0  # spacing of the signed-distance grids of the bones
+REFERENCE_INTER_HIP_MM = 175.0  # the hip size that pelvic_scale 1 stands for (DOMAIN.md 3)
+_FLIP_X = np.array([-1.0, 1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class HipLandmarks:
+    """Key points of one hip (mm, patient frame), given as if it were the right hip.
+
+    The left hip's landmarks are mirrored through x = 0 (see :func:`hip_landmarks`), so code that
+    places things about a hip works on the right-side frame and mirrors its result for the left.
+    ``neck_axis`` points from the neck base toward the head centre, ``shaft_axis`` distally and
+    ``acetabular_axis`` along the outward normal of the acetabular opening.
+    """
+
+    head_center: np.ndarray
+    head_radius: float
+    neck_axis: np.ndarray
+    neck_base: np.ndarray
+    shaft_axis: np.ndarray
+    shaft_radius: float
+    greater_trochanter: np.ndarray
+    lesser_trochanter: np.ndarray
+    intertrochanteric_crest: np.ndarray
+    acetabular_center: np.ndarray
+    acetabular_axis: np.ndarray
+    aiis: np.ndarray
+    asis: np.ndarray
+    psis: np.ndarray
+    pubic_tubercle: np.ndarray
+    ischial_tuberosity: np.ndarray
+    ischial_spine: np.ndarray
+    knee_center: np.ndarray
+    pelvic_scale: float
+
+    def to_dict(self) -> dict:
+        return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()}
+
+
+@dataclass(frozen=True, eq=False)
+class Skeleton:
+    """The pelvis and both femurs as shapes, their meshes and the landmarks of each hip."""
+
+    pelvis: MeshShape
+    femurs: dict[str, MeshShape]
+    bones: HipBones
+    landmarks: dict[str, HipLandmarks]  # per side, in the right-side frame (left mirrored)
+
+    def femur(self, side: str) -> MeshShape:
+        return self.femurs[side]
+
+
+def _weights(values: tuple[float, ...]) -> np.ndarray:
+    w = np.zeros(N_BONE_MODES)
+    w[: len(values)] = values
+    return w
+
+
+def _scaled(bones: HipBones, factor: float) -> HipBones:
+    """``bones`` scaled about the origin by ``factor`` (positions and radii; axes unchanged)."""
+    m = np.eye(3) * factor
+    zero = np.zeros(3)
+
+    def mesh(x):
+        if isinstance(x, TriangleMesh):
+            return x.transformed(m, zero)
+        return tuple(mesh(p) for p in x)
+
+    marks = {}
+    for key, value in bones.landmarks.items():
+        is_axis = "_axis_" in key or key.endswith("_axis")
+        marks[key] = np.asarray(value, float) if is_axis else np.asarray(value, float) * factor
+    return HipBones(
+        pelvis=mesh(bones.pelvis),
+        femur_right=mesh(bones.femur_right),
+        femur_left=mesh(bones.femur_left),
+        landmarks=marks,
+        weights_sd=bones.weights_sd,
+        model=bones.model,
+    )
+
+
+def _pelvis_mesh(pelvis) -> TriangleMesh:
+    """One mesh of the pelvis, whether the model gives it whole or in parts."""
+    if isinstance(pelvis, TriangleMesh):
+        return pelvis
+    parts = list(pelvis)
+    offsets = np.cumsum([0] + [len(p.vertices) for p in parts[:-1]])
+    return TriangleMesh(
+        np.concatenate([p.vertices for p in parts]),
+        np.concatenate([p.faces + o for p, o in zip(parts, offsets, strict=True)]),
+    )
+
+
+def _shaft_radius(femur: MeshShape, head: np.ndarray, lesser: np.ndarray, axis: np.ndarray) -> float:
+    """Mean outer radius (mm) of the shaft 40 mm below the lesser trochanter, by bisection along
+    eight rays from a point on the shaft's axis."""
+    level = lesser + 40.0 * axis
+    # The shaft's axis passes below the neck base; take the centre of the section by averaging.
+    e1 = np.cross(axis, [0.0, 1.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(axis, e1)
+    centre = level.copy()
+    for _ in range(2):
+        ends = []
+        for t in np.linspace(0, 2 * np.pi, 8, endpoint=False):
+            ends.append(_surface_along(femur, centre, np.cos(t) * e1 + np.sin(t) * e2))
+        centre = np.mean(ends, axis=0)
+    return float(np.mean([np.linalg.norm(e - centre) for e in ends]))
+
+
+def _surface_along(
+    shape: MeshShape, start: np.ndarray, direction: np.ndarray, far: float = 40.0
+) -> np.ndarray:
+    lo, hi = 0.0, far
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        if shape.sdf((start + mid * direction)[None])[0] < 0:
+            lo = mid
+        else:
+            hi = mid
+    return start + lo * direction
+
+
+def _side_landmarks(bones: HipBones, side: str, femur: MeshShape, pelvic_scale: float) -> HipLandmarks:
+    m = bones.landmarks
+
+    def point(name: str) -> np.ndarray:
+        return np.asarray(m[f"{name}_{side}"], float)
+
+    head, lesser = point("head_centre"), point("lesser_trochanter")
+    shaft_axis = point("shaft_axis")
+    marks = HipLandmarks(
+        head_center=head,
+        head_radius=float(m[f"head_radius_{side}"]),
+        neck_axis=point("neck_axis"),
+        neck_base=point("neck_base"),
+        shaft_axis=shaft_axis,
+        shaft_radius=_shaft_radius(femur, head, lesser, shaft_axis),
+        greater_trochanter=point("greater_trochanter"),
+        lesser_trochanter=lesser,
+        intertrochanteric_crest=point("intertrochanteric_crest"),
+        acetabular_center=point("acetabular_centre"),
+        acetabular_axis=point("acetabular_axis"),
+        aiis=point("aiis"),
+        asis=point("asis"),
+        psis=point("psis"),
+        pubic_tubercle=point("pubic_tubercle"),
+        ischial_tuberosity=point("ischial_tuberosity"),
+        ischial_spine=point("ischial_spine"),
+        knee_center=point("knee_centre"),
+        pelvic_scale=pelvic_scale,
+    )
+    if side == "right":
+        return marks
+    return HipLandmarks(
+        **{k: (v * _FLIP_X if isinstance(v, np.ndarray) else v) for k, v in vars(marks).items()}
+    )
+
+
+def skeleton(spec: AnatomySpec) -> Skeleton:
+    """The bones of ``spec``: same bone parameters, same (cached) skeleton."""
+    return _skeleton(spec.bone_modes_sd, spec.right_femur_deviation_sd, spec.inter_hip_distance_mm)
+
+
+@functools.lru_cache(maxsize=8)
+def _skeleton(modes: tuple[float, ...], deviation: tuple[float, ...], inter_hip_mm: float) -> Skeleton:
+    shared = _weights(modes)
+    right = np.clip(shared + _weights(deviation), -BONE_MODE_LIMIT_SD, BONE_MODE_LIMIT_SD) - shared
+    bones = hip_bones(shared, right)
+    heads = [np.asarray(bones.landmarks[f"head_centre_{s}"], float) for s in SIDES]
+    bones = _scaled(bones, inter_hip_mm / float(np.linalg.norm(heads[0] - heads[1])))
+    femurs = {
+        "right": mesh_shape(bones.femur_right, MESH_RESOLUTION_MM),
+        "left": mesh_shape(bones.femur_left, MESH_RESOLUTION_MM),
+    }
+    pelvis = mesh_shape(_pelvis_mesh(bones.pelvis), MESH_RESOLUTION_MM)
+    scale = inter_hip_mm / REFERENCE_INTER_HIP_MM
+    landmarks = {s: _side_landmarks(bones, s, femurs[s], scale) for s in SIDES}
+    return Skeleton(pelvis=pelvis, femurs=femurs, bones=bones, landmarks=landmarks)
+
+
+def hip_landmarks(spec: AnatomySpec, side: str = "right") -> HipLandmarks:
+    """Landmarks of ``side``'s hip in the right-side frame (the left hip mirrored through x = 0)."""
+    return skeleton(spec).landmarks[side]
