@@ -93,7 +93,9 @@ def _sub_grid(element_type: str, level: int) -> tuple[np.ndarray, np.ndarray]:
         xi = np.array([(i / n, j / n) for j in range(n + 1) for i in range(n + 1)])
         idx = np.arange((n + 1) ** 2).reshape(n + 1, n + 1)  # [j, i]
         a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, 1:], idx[1:, :-1]
-        tris = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
+        tris = np.concatenate(
+            [np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)]
+        )
         return xi, tris
     pts = [(i, j) for j in range(n + 1) for i in range(n + 1 - j)]
     index = {p: k for k, p in enumerate(pts)}
@@ -217,17 +219,20 @@ def triangulate(mesh: LagrangeMesh, level: int, reference_nodes: np.ndarray) -> 
     faces are oriented consistently and outward for ``reference_nodes`` (N, 3) per closed component."""
     if level < 1:
         raise ValueError(f"level = {level} is outside [1, inf)")
-    rows: list[np.ndarray] = []
     vertex_of: dict[tuple, int] = {}
     weights_rows: list[tuple[np.ndarray, np.ndarray]] = []
     vertex_element: list[int] = []
     faces: list[np.ndarray] = []
     corners: list[list[int]] = []
     cache: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]] = {}
-    for e, (etype, nodes) in enumerate(zip(mesh.element_types, mesh.element_nodes)):
+    for e, (etype, nodes) in enumerate(zip(mesh.element_types, mesh.element_nodes, strict=True)):
         if etype not in cache:
             xi, tris = _sub_grid(etype, level)
-            corner_xi = [(0, 0), (1, 0), (1, 1), (0, 1)] if ELEMENT_TYPES[etype][0] == "quad" else [(0, 0), (1, 0), (0, 1)]
+            corner_xi = (
+                [(0, 0), (1, 0), (1, 1), (0, 1)]
+                if ELEMENT_TYPES[etype][0] == "quad"
+                else [(0, 0), (1, 0), (0, 1)]
+            )
             corner_k = [int(np.flatnonzero(np.all(np.isclose(xi, c), axis=1))[0]) for c in corner_xi]
             cache[etype] = (xi, tris, basis(etype, xi), corner_k)
         xi, tris, phi, corner_k = cache[etype]
@@ -250,7 +255,6 @@ def triangulate(mesh: LagrangeMesh, level: int, reference_nodes: np.ndarray) -> 
             local_to_vertex[k] = v
         faces.append(local_to_vertex[tris])
         corners.append([int(local_to_vertex[k]) for k in corner_k] + [-1] * (4 - len(corner_k)))
-    del rows
     indptr = np.cumsum([0] + [len(c) for c, _ in weights_rows])
     T = sp.csr_matrix(
         (np.concatenate([w for _, w in weights_rows]), np.concatenate([c for c, _ in weights_rows]), indptr),
@@ -258,7 +262,9 @@ def triangulate(mesh: LagrangeMesh, level: int, reference_nodes: np.ndarray) -> 
     )
     all_faces = np.concatenate(faces).astype(np.int64)
     all_faces = all_faces[
-        (all_faces[:, 0] != all_faces[:, 1]) & (all_faces[:, 1] != all_faces[:, 2]) & (all_faces[:, 0] != all_faces[:, 2])
+        (all_faces[:, 0] != all_faces[:, 1])
+        & (all_faces[:, 1] != all_faces[:, 2])
+        & (all_faces[:, 0] != all_faces[:, 2])
     ]
     all_faces = _orient_consistently(all_faces)
     vertices = np.asarray(T @ reference_nodes)

@@ -1,0 +1,173 @@
+"""LLP26 hip bones: closed outward surfaces, node reading, placement and adult measurements."""
+
+import numpy as np
+import pytest
+
+from nmosim.phantoms import bone_measures as measures
+from nmosim.phantoms import lagrange_mesh, llp26
+
+LEVEL = 4
+
+
+@pytest.fixture(scope="module")
+def mean_bones() -> llp26.HipBones:
+    return llp26.hip_bones(np.zeros(26), np.zeros(26), level=LEVEL)
+
+
+def _meshes(bones):
+    return {
+        "right hip": bones.pelvis[0],
+        "left hip": bones.pelvis[1],
+        "sacrum": bones.pelvis[2],
+        "right femur": bones.femur_right,
+        "left femur": bones.femur_left,
+    }
+
+
+def _edges(faces):
+    return np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+
+
+def test_every_bone_is_watertight_and_outward(mean_bones):
+    for name, mesh in _meshes(mean_bones).items():
+        directed = _edges(mesh.faces)
+        undirected, counts = np.unique(np.sort(directed, axis=1), axis=0, return_counts=True)
+        assert np.all(counts == 2), name
+        # consistent orientation: every directed edge occurs once (its twin runs the other way)
+        assert len(np.unique(directed, axis=0)) == len(directed), name
+        assert lagrange_mesh.signed_volume(mesh.vertices, mesh.faces) > 1e4, name  # mm^3, outward
+
+
+def test_outward_normals_point_away_from_the_femoral_shaft(mean_bones):
+    f = mean_bones.femur_left
+    tri = f.vertices[f.faces]
+    centres = tri.mean(axis=1)
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    mid = np.abs(centres[:, 2] - np.median(f.vertices[:, 2])) < 30  # mid-shaft band
+    axis_point = centres[mid].mean(axis=0)
+    radial = centres[mid] - axis_point
+    radial[:, 2] = 0
+    assert np.mean(np.einsum("ij,ij->i", normals[mid], radial) > 0) > 0.95
+
+
+def test_matrix_reproduces_geof_nodes_at_element_corners():
+    import musculoskeletal.models as mm
+
+    for part in ("pelvis", "left", "right"):
+        mesh_name, geof = llp26._MESHES[part]
+        base = "atlas_meshes/"
+        mesh = lagrange_mesh.read_mesh(
+            mm.get_model_path(base + mesh_name + ".mesh"), mm.get_model_path(base + mesh_name + ".ens")
+        )
+        nodes = lagrange_mesh.read_nodes(mm.get_model_path(base + geof + ".geof"))
+        tri = llp26.triangulation(part, LEVEL)
+        vertices = tri.vertices(nodes)
+        for e, (etype, element_nodes) in enumerate(zip(mesh.element_types, mesh.element_nodes, strict=True)):
+            n1, n2 = lagrange_mesh.ELEMENT_TYPES[etype][1:]
+            if etype.startswith("quad"):
+                corner_nodes = element_nodes[[0, n1, (n1 + 1) * (n2 + 1) - 1, (n1 + 1) * n2]]
+            else:
+                corner_nodes = element_nodes[[0, n1, len(element_nodes) - 1]]
+            corners = tri.corner_vertices[e][: len(corner_nodes)]
+            np.testing.assert_allclose(vertices[corners], nodes[corner_nodes], atol=1e-9)
+
+
+def test_shape_model_mean_equals_geof_nodes():
+    import musculoskeletal.models as mm
+
+    mean = llp26.nodes(np.zeros(26), "left")
+    geof = lagrange_mesh.read_nodes(
+        mm.get_model_path("atlas_meshes/pelvis_combined_cubic_mean_rigid_LLP26.geof")
+    )
+    np.testing.assert_allclose(mean[llp26.PELVIS_NODES], geof, atol=1e-9)
+
+
+def test_shared_edges_have_no_cracks():
+    # every vertex is made once: no two distinct vertices of one bone lie at the same place
+    from scipy.spatial import cKDTree
+
+    for part in ("pelvis", "left"):
+        tri = llp26.triangulation(part, LEVEL)
+        side = "left"
+        vertices = tri.vertices(
+            llp26.nodes(np.full(26, 0.5), side)[llp26.PELVIS_NODES if part == "pelvis" else llp26.FEMUR_NODES]
+        )
+        assert not cKDTree(vertices).query_pairs(1e-6)
+
+
+def test_mean_measurements_are_adult(mean_bones):
+    for side in ("right", "left"):
+        assert 40 < measures.head_diameter_mm(mean_bones, side) < 54  # DOMAIN.md 3: 42-52 mm
+        assert 115 < measures.neck_shaft_angle_deg(mean_bones, side) < 140  # DOMAIN.md 3: 122-133 deg
+        assert 0 < measures.anteversion_deg(mean_bones, side) < 30  # DOMAIN.md 3: 10-15 (-24..49) deg
+        assert 380 < measures.femoral_length_mm(mean_bones, side) < 520
+    assert 240 < measures.pelvic_width_mm(mean_bones) < 320  # DOMAIN.md 3: 260-300 mm
+    assert 200 < measures.inter_asis_mm(mean_bones) < 280  # DOMAIN.md 3: 220-260 mm
+    assert 150 < measures.inter_head_mm(mean_bones) < 200  # DOMAIN.md 3: 160-190 mm
+
+
+def test_patient_frame_is_ras(mean_bones):
+    lm = mean_bones.landmarks
+    np.testing.assert_allclose(lm["head_centre_right"] + lm["head_centre_left"], 0, atol=1e-9)
+    assert lm["head_centre_right"][0] > 50 and lm["greater_trochanter_right"][0] > lm["head_centre_right"][0]
+    assert lm["asis_right"][1] > lm["psis_right"][1]  # anterior is +y
+    assert lm["pubic_symphysis"][1] > lm["sacral_promontory"][1]
+    assert lm["asis_right"][2] > 0 > lm["knee_centre_right"][2]  # superior is +z
+    assert lm["shaft_axis_left"][2] < -0.9
+
+
+def test_weights_are_clipped_and_reproducible():
+    w = llp26.sample_mode_weights(np.random.default_rng(1), clip_sd=2.5)
+    big = llp26.sample_mode_weights(np.random.default_rng(1), clip_sd=0.1)
+    assert w.shape == (26,) and np.abs(w).max() <= 2.5 and np.abs(big).max() == pytest.approx(0.1)
+    assert np.array_equal(w, llp26.sample_mode_weights(np.random.default_rng(1)))
+    a = llp26.hip_bones(w, 0.25 * w[::-1], level=LEVEL)
+    b = llp26.hip_bones(w.copy(), 0.25 * w[::-1], level=LEVEL)
+    for ma, mb in zip(_meshes(a).values(), _meshes(b).values(), strict=True):
+        assert ma.vertices.tobytes() == mb.vertices.tobytes()
+        assert ma.faces.tobytes() == mb.faces.tobytes()
+
+
+def test_left_and_right_femur_differ_beyond_mirroring():
+    rng = np.random.default_rng(3)
+    w = llp26.sample_mode_weights(rng)
+    bones = llp26.hip_bones(w, 0.25 * rng.standard_normal(26), level=LEVEL)
+    mirrored = bones.femur_left.vertices * np.array([-1.0, 1.0, 1.0])
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(mirrored).query(bones.femur_right.vertices)
+    assert dist.max() > 1.0  # mm
+    same = llp26.hip_bones(np.zeros(26), np.zeros(26), level=LEVEL)
+    d0, _ = cKDTree(same.femur_left.vertices * np.array([-1.0, 1.0, 1.0])).query(same.femur_right.vertices)
+    assert d0.max() < 1e-3  # the mean is symmetric (to the files' 1e-4 mm): the difference is the deviation
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_heads_sit_in_their_acetabula(seed):
+    w = llp26.sample_mode_weights(np.random.default_rng(seed))
+    bones = llp26.hip_bones(w, 0.25 * np.random.default_rng(seed + 10).standard_normal(26), level=LEVEL)
+    lm = bones.landmarks
+    for side, hip in (("right", bones.pelvis[0]), ("left", bones.pelvis[1])):
+        assert np.linalg.norm(lm[f"head_centre_{side}"] - lm[f"acetabular_centre_{side}"]) < 5.0
+        # the head does not go through the cup: hip-bone vertices stay outside the head sphere
+        gap = np.linalg.norm(hip.vertices - lm[f"head_centre_{side}"], axis=1) - lm[f"head_radius_{side}"]
+        assert gap.min() > -3.0
+
+
+def test_hip_bones_have_an_obturator_foramen(mean_bones):
+    for name in ("right hip", "left hip"):
+        mesh = _meshes(mean_bones)[name]
+        edges = np.unique(np.sort(_edges(mesh.faces), axis=1), axis=0)
+        euler = len(mesh.vertices) - len(edges) + len(mesh.faces)
+        assert euler < 2, name
+    sacrum = mean_bones.pelvis[2]
+    edges = np.unique(np.sort(_edges(sacrum.faces), axis=1), axis=0)
+    assert len(sacrum.vertices) - len(edges) + len(sacrum.faces) == 2
+
+
+def test_scale_multiplies_about_the_origin(mean_bones):
+    big = llp26.hip_bones(np.zeros(26), np.zeros(26), scale=1.1, level=LEVEL)
+    np.testing.assert_allclose(big.femur_left.vertices, 1.1 * mean_bones.femur_left.vertices, atol=1e-9)
+    assert measures.head_diameter_mm(big, "left") == pytest.approx(
+        1.1 * measures.head_diameter_mm(mean_bones, "left")
+    )
