@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from nmosim.phantoms.lagrange_mesh import Triangulation, cached_triangulation, face_components
 from nmosim.phantoms.mesh import TriangleMesh
@@ -197,20 +198,14 @@ def _placement_sets(
     head_l = _head_set(femur_left)
     head_r = _head_set(femur_right_leftlike)
     centre, radius = fit_sphere(femur_left[head_l])
-    # the right acetabulum: start from the left head centre mirrored across the pelvis's mean x
     mid_x = 0.5 * (pelvis[parts["left"], 0].mean() + pelvis[parts["right"], 0].mean())
-    mirrored = centre * np.array([-1.0, 1.0, 1.0]) + np.array([2 * mid_x, 0.0, 0.0])
-    acet_l = _cup_set(pelvis, parts["left"], centre, radius)
-    acet_r = _cup_set(pelvis, parts["right"], mirrored, radius)
+    # left cup: hip-bone vertices in a shell around the (articulated) left head; right cup: the
+    # right hip-bone vertices nearest to the left cup mirrored across the pelvis's mean x
+    left_hip = pelvis[parts["left"]]
+    acet_l = parts["left"][np.abs(np.linalg.norm(left_hip - centre, axis=1) - radius - 1.0) < 3.0]
+    mirrored_cup = pelvis[acet_l] * np.array([-1.0, 1.0, 1.0]) + np.array([2 * mid_x, 0.0, 0.0])
+    acet_r = np.unique(parts["right"][cKDTree(pelvis[parts["right"]]).query(mirrored_cup)[1]])
     return {"head_left": head_l, "head_right": head_r, "acetabulum_left": acet_l, "acetabulum_right": acet_r}
-
-
-def _cup_set(pelvis: np.ndarray, hip: np.ndarray, guess: np.ndarray, radius: float) -> np.ndarray:
-    """Hip-bone vertices of the acetabular cup: within ``radius`` + 4 mm of its sphere centre."""
-    for _ in range(4):
-        cup = hip[np.linalg.norm(pelvis[hip] - guess, axis=1) < radius + 4.0]
-        guess, _ = fit_sphere(pelvis[cup])
-    return cup
 
 
 # ------------------------------------------------------------------ patient frame and landmarks
