@@ -129,12 +129,8 @@ def _femur_pieces(spec: AnatomySpec, lm: HipLandmarks) -> tuple[Shape, Shape]:
         [lm.shaft_top, [*axis_xy, lt_z - 22.0], [*axis_xy, -260.0]],
         [0.42 * d, rs, rs],
     )
-    greater = Ellipsoid(
-        lm.greater_trochanter, (12.0, 17.0, 22.0), rotation_matrix((0, 1, 0), -12.0)
-    )
-    lesser = Capsule(
-        [*axis_xy, lt_z + 6.0], lm.lesser_trochanter + np.array([0.0, 0.0, -3.0]), 7.0, 5.0
-    )
+    greater = Ellipsoid(lm.greater_trochanter, (12.0, 17.0, 22.0), rotation_matrix((0, 1, 0), -12.0))
+    lesser = Capsule([*axis_xy, lt_z + 6.0], lm.lesser_trochanter + np.array([0.0, 0.0, -3.0]), 7.0, 5.0)
     intertrochanteric = Capsule(lm.greater_trochanter, lm.lesser_trochanter, 8.0, 7.0)
     proximal = Union((neck, shaft, greater, lesser, intertrochanteric), smooth_mm=10.0)
     return head, proximal
@@ -393,9 +389,7 @@ def _muscles_right(lm: HipLandmarks) -> list[MuscleDef]:
             ((hx - 24, -42, -6), (hx + 8, -34, -10), (gx - 8, gy - 8, gz)),
             (8, 9, 7),
         ),
-        MuscleDef(
-            "quadratus_femoris", ((tx - 2, ty - 4, tz + 16), (gx - 14, gy - 16, gz - 34)), (11, 11)
-        ),
+        MuscleDef("quadratus_femoris", ((tx - 2, ty - 4, tz + 16), (gx - 14, gy - 16, gz - 34)), (11, 11)),
         MuscleDef(
             "obturator_externus",
             ((hx - 52, 26, -36), (hx - 24, 4, -40), (gx - 20, gy - 12, gz - 10)),
@@ -421,9 +415,7 @@ def _muscles_right(lm: HipLandmarks) -> list[MuscleDef]:
             ((lx + 2, ly + 26, lz - 10), (sx - 24, 26, -150), (sx - 26, 26, -260)),
             (9, 16, 20),
         ),
-        MuscleDef(
-            "erector_spinae", ((30, -118, 220), (30, -112, 120), (22, -106, 70)), (30, 28, 14)
-        ),
+        MuscleDef("erector_spinae", ((30, -118, 220), (30, -112, 120), (22, -106, 70)), (30, 28, 14)),
         MuscleDef("rectus_abdominis", ((38, 104, 240), (36, 100, 80), (18, 84, -10)), (10, 10, 7)),
     ]
 
@@ -558,9 +550,7 @@ def build_anatomy(
     for side, (cart, fem) in zip(
         ("right", "left"), zip(_sides(cartilage), _sides(femur), strict=True), strict=True
     ):
-        parts.append(
-            Part(f"joint_space_{side}", cart - fem, Structure.SOFT_TISSUE, Tissue.SOFT_TISSUE_OTHER)
-        )
+        parts.append(Part(f"joint_space_{side}", cart - fem, Structure.SOFT_TISSUE, Tissue.SOFT_TISSUE_OTHER))
 
     # Pelvis: both hip bones and the sacrum, socket carved, kept clear of the femurs.
     hip_bone = Difference(hip_bone_shape(spec, lm), socket)
@@ -585,9 +575,7 @@ def build_anatomy(
     for side, structure in (("right", Structure.FEMUR_RIGHT), ("left", Structure.FEMUR_LEFT)):
         mirror = (lambda s: s) if side == "right" else MirrorX
         # The cortex depth depends on height only, so it reads the same on both sides.
-        parts.append(
-            Part(f"femur_{side}", mirror(femur), structure, Tissue.CORTICAL_BONE, layers=(cortex,))
-        )
+        parts.append(Part(f"femur_{side}", mirror(femur), structure, Tissue.CORTICAL_BONE, layers=(cortex,)))
         parts.append(Part(f"femur_{side}_canal", mirror(canal), structure, Tissue.MARROW_YELLOW))
     return parts
 

@@ -25,15 +25,22 @@ def neck_shaft_angle_deg(bones: HipBones, side: str) -> float:
     return float(np.degrees(np.arccos(np.clip(lm[f"neck_axis_{side}"] @ lm[f"shaft_axis_{side}"], -1, 1))))
 
 
-def anteversion_deg(bones: HipBones, side: str) -> float:
-    """Femoral anteversion, degrees: the neck axis against the epicondylar axis (lateral to medial),
-    both projected on the plane perpendicular to the shaft; positive when the neck points anteriorly
-    (+y) of the epicondylar axis."""
+def anteversion_deg(bones: HipBones, side: str, reference: str = "posterior_condyle") -> float:
+    """Femoral anteversion, degrees: the neck axis against the knee axis (lateral to medial), both
+    projected on the plane perpendicular to the shaft; positive when the neck points anteriorly (+y)
+    of the knee axis. ``reference`` is "posterior_condyle" (the posterior condylar axis, as in most
+    CT studies) or "epicondyle" (the transepicondylar axis)."""
     lm = bones.landmarks
     shaft = lm[f"shaft_axis_{side}"]
     plane = np.eye(3) - np.outer(shaft, shaft)
     neck = _unit(plane @ lm[f"neck_axis_{side}"])
-    condyles = _unit(plane @ (lm[f"medial_epicondyle_{side}"] - lm[f"lateral_epicondyle_{side}"]))
+    if reference == "posterior_condyle":
+        knee_axis = lm[f"posterior_condyle_medial_{side}"] - lm[f"posterior_condyle_lateral_{side}"]
+    elif reference == "epicondyle":
+        knee_axis = lm[f"medial_epicondyle_{side}"] - lm[f"lateral_epicondyle_{side}"]
+    else:
+        raise ValueError(f"reference = {reference!r} is not one of 'posterior_condyle', 'epicondyle'")
+    condyles = _unit(plane @ knee_axis)
     anterior = plane @ np.array([0.0, 1.0, 0.0])
     anterior = _unit(anterior - (anterior @ condyles) * condyles)
     return float(np.degrees(np.arctan2(neck @ anterior, neck @ condyles)))

@@ -102,7 +102,6 @@ class LesionSpec:
         }
 
 
-
 @dataclass
 class CasePlan:
     """Everything drawn for one patient; phantoms at any time are built from it."""
@@ -121,7 +120,6 @@ class CasePlan:
     viscera_seed: int
     fatty_draws: dict[str, float]
     oedema_sites: list[tuple[str, np.ndarray, float]] = field(default_factory=list)
-
 
 
 def _choice(rng: np.random.Generator, prior: dict[str, float]) -> str:
@@ -251,4 +249,3 @@ def plan_case(
         fatty_draws=fatty,
         oedema_sites=oedema_sites,
     )
-

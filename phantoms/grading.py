@@ -171,9 +171,7 @@ def grade_hips(
 
 def _check_structures(structures: object) -> np.ndarray:
     if not isinstance(structures, np.ndarray):
-        raise SpecError(
-            f"structures = {type(structures).__name__} must be a numpy integer array [z, y, x]"
-        )
+        raise SpecError(f"structures = {type(structures).__name__} must be a numpy integer array [z, y, x]")
     if structures.ndim != 3 or not np.issubdtype(structures.dtype, np.integer):
         raise SpecError(
             f"structures = array of shape {structures.shape} and dtype {structures.dtype} "
@@ -365,9 +363,7 @@ def _gap_mm(
         pad = np.ceil(margin_mm / spacing_zyx).astype(int)
         lo = np.maximum(spur_lo - pad, 0)
         hi = np.minimum(spur_hi + pad, shape)
-        found = _nearest_in_box(
-            structures, spacing_zyx, comps, spur_ids, bone_label, opposing_ids, lo, hi
-        )
+        found = _nearest_in_box(structures, spacing_zyx, comps, spur_ids, bone_label, opposing_ids, lo, hi)
         # Every voxel outside [lo, hi) lies at least `sure` mm (centre to centre) from every spur.
         sure = math.inf
         for axis in range(3):

@@ -230,4 +230,3 @@ def honour_other_side(
         return plans, geometries, spent + n
     requested[side] = 0
     return [], [], spent
-

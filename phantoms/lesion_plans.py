@@ -52,7 +52,6 @@ class LesionPlan:
         return lobulated_mass(rng, self.control, self.u_start, self.u_end, self.thickness, seed)
 
 
-
 def _arc_length(control: np.ndarray, u0: float = 0.0, u1: float = 1.0) -> float:
     pts = bezier(control, np.linspace(u0, u1, 64))
     return float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum())
@@ -183,4 +182,3 @@ def draw_side(
         if island is not None:
             plans.append(island)
     return plans
-

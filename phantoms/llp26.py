@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 
 import numpy as np
+from scipy.optimize import least_squares
 from scipy.spatial import cKDTree
 
 from nmosim.phantoms.lagrange_mesh import Triangulation, cached_triangulation, face_components
@@ -144,16 +145,33 @@ def _raw(weights_sd: np.ndarray, right_weights_sd: np.ndarray, level: int, sets:
     femur_right[:, 0] = 2 * _RIGHT_MODEL_MIRROR_X_MM - femur_right[:, 0]
     if sets is None:
         sets = _placement_sets(pelvis, femur_left, femur_right, level)
-    head_l, _ = fit_sphere(femur_left[sets["head_left"]])
-    head_u, _ = fit_sphere(femur_right[sets["head_right"]])
-    acet_l, _ = fit_sphere(pelvis[sets["acetabulum_left"]])
-    acet_r, _ = fit_sphere(pelvis[sets["acetabulum_right"]])
-    # mirror the left-like femur across the plane bisecting the two acetabular centres, then put its
-    # head where the left head sits relative to the left acetabulum, mirrored
+    head_l, radius_l = fit_sphere(femur_left[sets["head_left"]])
+    head_u, radius_r = fit_sphere(femur_right[sets["head_right"]])
+    acet_l = _seat(pelvis[sets["acetabulum_left"]], radius_l)
+    acet_r = _seat(pelvis[sets["acetabulum_right"]], radius_r)
+    # Seat the heads: the modes also carry each training subject's hip pose, and a sum of clipped
+    # modes moves the head up to ~9 mm off the centre of its cup (1.5 mm at the mean). Each femur is
+    # translated (never rotated) so that its head centre is the seat found by _seat.
+    femur_left = femur_left + (acet_l - head_l)
+    # the right femur: the left-like femur mirrored across the plane bisecting the two acetabular
+    # centres, its head centred in the right cup
     mirror = _reflection(acet_r - acet_l)
     matrix = mirror @ np.diag([-1.0, 1.0, 1.0])  # net proper rotation of the right model's femur
-    placed = (femur_right - head_u) @ mirror.T + acet_r + mirror @ (head_l - acet_l)
+    placed = (femur_right - head_u) @ mirror.T + acet_r
     return _Raw(pelvis, femur_left, placed, matrix)
+
+
+def _seat(cup: np.ndarray, radius: float, clearance_mm: float = 0.5) -> np.ndarray:
+    """Head centre (3,) for a head of ``radius`` mm in the cup vertices (K, 3): the centre of the
+    sphere fitted to the cup, moved the least so that no cup vertex comes closer than ``radius`` +
+    ``clearance_mm`` (the left cup of the LLP26 mean bulges ~5 mm into a centred head)."""
+    centre, _ = fit_sphere(cup)
+
+    def residuals(shift: np.ndarray) -> np.ndarray:
+        gap = np.linalg.norm(cup - centre - shift, axis=1) - radius - clearance_mm
+        return np.concatenate([0.05 * shift, np.minimum(gap, 0.0)])
+
+    return centre + least_squares(residuals, np.zeros(3), xtol=1e-10, ftol=1e-10).x
 
 
 def _near_sphere(points: np.ndarray, centre: np.ndarray, radius: float, band_mm: float) -> np.ndarray:
@@ -219,10 +237,13 @@ def _frame(head_right: np.ndarray, head_left: np.ndarray) -> tuple[np.ndarray, n
     return np.stack([x, np.cross(z, x), z]), 0.5 * (head_right + head_left)
 
 
-def _argmax(points: np.ndarray, candidates: np.ndarray, score: np.ndarray) -> np.ndarray:
+def _argmax(
+    points: np.ndarray, candidates: np.ndarray, score: np.ndarray, within_mm: float = 0.0
+) -> np.ndarray:
+    """The candidates whose score is within ``within_mm`` of the highest (at least the best one)."""
     if candidates.size == 0:
         raise RuntimeError("empty landmark region on the LLP26 mean")
-    return candidates[[int(np.argmax(score))]]
+    return candidates[score >= score.max() - within_mm]
 
 
 def _femur_rules(f: np.ndarray, head: np.ndarray, sign: float) -> dict[str, np.ndarray]:
@@ -240,11 +261,19 @@ def _femur_rules(f: np.ndarray, head: np.ndarray, sign: float) -> dict[str, np.n
     rules = {
         "head": head,
         "shaft": shaft,
-        "medial_epicondyle": _argmax(f, distal, -lateral[distal]),
-        "lateral_epicondyle": _argmax(f, distal, lateral[distal]),
+        # epicondyles: the most medial / lateral distal vertices, averaged over the top 2 mm so the
+        # point does not hop between neighbouring vertices
+        "medial_epicondyle": _argmax(f, distal, -lateral[distal], 2.0),
+        "lateral_epicondyle": _argmax(f, distal, lateral[distal], 2.0),
         "greater_trochanter": _argmax(f, gt, z[gt]),
         "lesser_trochanter": _argmax(f, band, (f[band] - shaft_centre) @ posteromedial),
     }
+    # posterior condyles: the most posterior distal vertices on either side of the knee centre
+    knee = 0.5 * (f[rules["medial_epicondyle"]].mean(axis=0) + f[rules["lateral_epicondyle"]].mean(axis=0))
+    side_of_knee = sign * (f[:, 0] - knee[0])
+    for name, half in (("medial", side_of_knee < -10.0), ("lateral", side_of_knee > 10.0)):
+        cond = distal[half[distal]]
+        rules[f"posterior_condyle_{name}"] = _argmax(f, cond, -f[cond, 1], 1.0)
     gt_p, lt_p = f[rules["greater_trochanter"][0]], f[rules["lesser_trochanter"][0]]
     mid = 0.5 * (gt_p + lt_p)
     lo, hi = sorted((sign * gt_p[0], sign * lt_p[0]))
@@ -375,6 +404,8 @@ def _femur_landmarks(
         "intertrochanteric_crest",
         "medial_epicondyle",
         "lateral_epicondyle",
+        "posterior_condyle_medial",
+        "posterior_condyle_lateral",
     ):
         out[name] = f[rules[name]].mean(axis=0)
     out["knee_centre"] = 0.5 * (out["medial_epicondyle"] + out["lateral_epicondyle"])

@@ -190,11 +190,7 @@ def _triangle_distance(p: Points, a: np.ndarray, b: np.ndarray, c: np.ndarray) -
     ba, cb, ac = b - a, c - b, a - c
     pa, pb, pc = p - a, p - b, p - c
     nor = np.cross(ba, ac)
-    s = (
-        np.sign(pa @ np.cross(ba, nor))
-        + np.sign(pb @ np.cross(cb, nor))
-        + np.sign(pc @ np.cross(ac, nor))
-    )
+    s = np.sign(pa @ np.cross(ba, nor)) + np.sign(pb @ np.cross(cb, nor)) + np.sign(pc @ np.cross(ac, nor))
 
     def edge(pv: np.ndarray, e: np.ndarray) -> np.ndarray:
         t = np.clip(pv @ e / (e @ e), 0.0, 1.0)
@@ -320,9 +316,7 @@ class Union(Shape):
     @staticmethod
     def _stand_in(columns: np.ndarray, lo: np.ndarray, hi: np.ndarray, pad: float) -> np.ndarray:
         """max(distance to the box ``lo``-``hi``, pad) for points given as (3, N) columns."""
-        gaps = [
-            np.maximum(np.maximum(lo[a] - columns[a], columns[a] - hi[a]), 0.0) for a in range(3)
-        ]
+        gaps = [np.maximum(np.maximum(lo[a] - columns[a], columns[a] - hi[a]), 0.0) for a in range(3)]
         d = np.sqrt(gaps[0] * gaps[0] + gaps[1] * gaps[1] + gaps[2] * gaps[2])
         return np.maximum(d, pad, out=d)
 
@@ -420,13 +414,9 @@ class MirrorX(Shape):
         return np.minimum(a, b), np.maximum(a, b)
 
 
-def tube(
-    points: Sequence[Sequence[float]], radii: Sequence[float], smooth_mm: float = 0.0
-) -> Shape:
+def tube(points: Sequence[Sequence[float]], radii: Sequence[float], smooth_mm: float = 0.0) -> Shape:
     """A tapered tube through ``points`` (mm) with ``radii`` (mm) at each point."""
     if len(points) != len(radii) or len(points) < 2:
         raise ValueError("a tube needs at least two points and one radius per point")
-    segments = [
-        Capsule(points[i], points[i + 1], radii[i], radii[i + 1]) for i in range(len(points) - 1)
-    ]
+    segments = [Capsule(points[i], points[i + 1], radii[i], radii[i + 1]) for i in range(len(points) - 1)]
     return segments[0] if len(segments) == 1 else Union(tuple(segments), smooth_mm)

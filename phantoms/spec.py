@@ -81,9 +81,7 @@ class AnatomySpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise SpecError(
-                f"anatomy parameter {unknown[0]!r} is unknown; allowed: {sorted(known)}"
-            )
+            raise SpecError(f"anatomy parameter {unknown[0]!r} is unknown; allowed: {sorted(known)}")
         return cls(**values)
 
 
