@@ -298,7 +298,10 @@ def _hip_rules(p: np.ndarray, hip: np.ndarray, cup: np.ndarray, sign: float) -> 
         "psis": pick(z > a[2] + 20.0, -y),
         "ischial_tuberosity": pick(np.ones_like(z, bool), -z),
         "ischial_spine": pick((y < a[1] - 15.0) & (z > a[2] - 35.0) & (z < a[2] + 5.0), medial),
-        "symphysis_face": pick((y > a[1]) & (z < a[2]), medial),
+        # the anterior-superior corner of the symphyseal face: within 4 mm of the most medial point
+        "symphysis_face": pick(
+            (y > a[1]) & (z < a[2]) & (medial > medial[(y > a[1]) & (z < a[2])].max() - 4.0), y + z
+        ),
         "pubic_tubercle": pick((np.abs(x) > 15.0) & (np.abs(x) < 35.0) & (z < a[2]) & (y > a[1]), y),
     }
 
