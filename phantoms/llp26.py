@@ -174,6 +174,11 @@ def _seat(cup: np.ndarray, radius: float, clearance_mm: float = 0.5) -> np.ndarr
     return centre + least_squares(residuals, np.zeros(3), xtol=1e-10, ftol=1e-10).x
 
 
+def _shell(points: np.ndarray, subset: np.ndarray, centre: np.ndarray, radius: float) -> np.ndarray:
+    """The ``subset`` indices within [radius - 2, radius + 4] mm of ``centre``."""
+    return subset[np.abs(np.linalg.norm(points[subset] - centre, axis=1) - radius - 1.0) < 3.0]
+
+
 def _near_sphere(points: np.ndarray, centre: np.ndarray, radius: float, band_mm: float) -> np.ndarray:
     return np.flatnonzero(np.abs(np.linalg.norm(points - centre, axis=1) - radius) < band_mm)
 
@@ -217,12 +222,12 @@ def _placement_sets(
     head_r = _head_set(femur_right_leftlike)
     centre, radius = fit_sphere(femur_left[head_l])
     mid_x = 0.5 * (pelvis[parts["left"], 0].mean() + pelvis[parts["right"], 0].mean())
-    # left cup: hip-bone vertices in a shell around the (articulated) left head; right cup: the
-    # right hip-bone vertices nearest to the left cup mirrored across the pelvis's mean x
-    left_hip = pelvis[parts["left"]]
-    acet_l = parts["left"][np.abs(np.linalg.norm(left_hip - centre, axis=1) - radius - 1.0) < 3.0]
+    # left cup: hip-bone vertices in a shell around the (articulated) left head; right cup: the same
+    # shell around the seat found for the right hip-bone vertices nearest to the mirrored left cup
+    acet_l = _shell(pelvis, parts["left"], centre, radius)
     mirrored_cup = pelvis[acet_l] * np.array([-1.0, 1.0, 1.0]) + np.array([2 * mid_x, 0.0, 0.0])
-    acet_r = np.unique(parts["right"][cKDTree(pelvis[parts["right"]]).query(mirrored_cup)[1]])
+    first = np.unique(parts["right"][cKDTree(pelvis[parts["right"]]).query(mirrored_cup)[1]])
+    acet_r = _shell(pelvis, parts["right"], _seat(pelvis[first], radius), radius)
     return {"head_left": head_l, "head_right": head_r, "acetabulum_left": acet_l, "acetabulum_right": acet_r}
 
 
