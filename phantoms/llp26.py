@@ -86,6 +86,21 @@ def sample_mode_weights(rng: np.random.Generator, n_modes: int = N_MODES, clip_s
     return weights
 
 
+def sample_right_deviation(rng: np.random.Generator, sd: float = 0.25, n_modes: int = N_MODES) -> np.ndarray:
+    """Deviation (26,) of the right femur's mode weights from the left's, SD units: N(0, ``sd``) in the
+    first ``n_modes`` modes, so the two hips differ as a person's do."""
+    deviation = np.zeros(N_MODES)
+    deviation[:n_modes] = sd * rng.standard_normal(n_modes)
+    return deviation
+
+
+def _weights(weights_sd: np.ndarray, name: str) -> np.ndarray:
+    w = np.asarray(weights_sd, float)
+    if w.shape != (N_MODES,) or not np.all(np.isfinite(w)):
+        raise ValueError(f"{name} must be {N_MODES} finite mode weights, got shape {w.shape}")
+    return w.copy()
+
+
 def nodes(weights_sd: np.ndarray, side: str = "left") -> np.ndarray:
     """All 3225 model nodes (3225, 3), atlas frame, mm, of the ``side`` model at ``weights_sd``."""
     mean, modes, sd = load_model(side)
@@ -449,8 +464,8 @@ def hip_bones(
     coordinates about the origin (body size). ``level`` subdivisions per element edge."""
     if not scale > 0:
         raise ValueError(f"scale = {scale} is outside (0, inf)")
-    w = np.asarray(weights_sd, float).copy()
-    w_right = w + np.asarray(right_deviation_sd, float)
+    w = _weights(weights_sd, "weights_sd")
+    w_right = w + _weights(right_deviation_sd, "right_deviation_sd")
     rules = _rules(level)
     raw = _raw(w, w_right, level, rules.sets)
     rot, origin = _frame(

@@ -176,3 +176,38 @@ def test_scale_multiplies_about_the_origin(mean_bones):
     assert measures.head_diameter_mm(big, "left") == pytest.approx(
         1.1 * measures.head_diameter_mm(mean_bones, "left")
     )
+
+
+def test_vertices_are_convex_combinations_of_nodes():
+    # Lagrange bases sum to one: a translation of every node moves every vertex by the same amount
+    tri = llp26.triangulation("left", LEVEL)
+    np.testing.assert_allclose(np.asarray(tri.T.sum(axis=1)).ravel(), 1.0, atol=1e-12)
+    shift = np.array([3.0, -2.0, 5.0])
+    nodes = llp26.nodes(np.zeros(26), "left")[llp26.FEMUR_NODES]
+    np.testing.assert_allclose(
+        tri.vertices(nodes + shift) - tri.vertices(nodes), np.tile(shift, (tri.T.shape[0], 1))
+    )
+
+
+def test_bad_weights_are_refused():
+    with pytest.raises(ValueError, match="26 finite"):
+        llp26.hip_bones(np.zeros(5), np.zeros(26), level=LEVEL)
+    with pytest.raises(ValueError, match="26 finite"):
+        llp26.hip_bones(np.zeros(26), np.full(26, np.nan), level=LEVEL)
+
+
+def test_concatenated_pelvis_stays_closed(mean_bones):
+    from nmosim.phantoms.mesh import concatenate
+
+    pelvis = concatenate(mean_bones.pelvis)
+    _, counts = np.unique(np.sort(_edges(pelvis.faces), axis=1), axis=0, return_counts=True)
+    assert np.all(counts == 2)
+    volume = lagrange_mesh.signed_volume(pelvis.vertices, pelvis.faces)
+    parts = sum(lagrange_mesh.signed_volume(m.vertices, m.faces) for m in mean_bones.pelvis)
+    assert volume == pytest.approx(parts)
+
+
+def test_right_deviation_is_small_and_seeded():
+    a = llp26.sample_right_deviation(np.random.default_rng(4))
+    b = llp26.sample_right_deviation(np.random.default_rng(4))
+    assert np.array_equal(a, b) and 0.1 < a.std() < 0.4
