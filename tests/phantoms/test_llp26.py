@@ -211,3 +211,42 @@ def test_right_deviation_is_small_and_seeded():
     a = llp26.sample_right_deviation(np.random.default_rng(4))
     b = llp26.sample_right_deviation(np.random.default_rng(4))
     assert np.array_equal(a, b) and 0.1 < a.std() < 0.4
+
+
+def _max_fold_deg(mesh) -> float:
+    v, f = mesh.vertices, mesh.faces
+    n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    edges = np.sort(_edges(f), axis=1)
+    face = np.tile(np.arange(len(f)), 3)
+    order = np.lexsort((edges[:, 1], edges[:, 0]))
+    edges, face = edges[order], face[order]
+    pair = np.all(edges[1:] == edges[:-1], axis=1)
+    cosine = np.einsum("ij,ij->i", n[face[:-1][pair]], n[face[1:][pair]])
+    return float(np.degrees(np.arccos(np.clip(cosine, -1, 1))).max())
+
+
+def test_surfaces_do_not_fold_back(mean_bones):
+    # a wrong node order inside the elements crumples the surface: neighbouring faces turn ~180 deg
+    for name, mesh in _meshes(mean_bones).items():
+        assert _max_fold_deg(mesh) < 170, name
+    mesh = lagrange_mesh.read_mesh(
+        llp26._path("atlas_meshes/pelvis_combined_cubic_flat.mesh"),
+        llp26._path("atlas_meshes/pelvis_combined_cubic_flat.ens"),
+    )
+    swapped = np.arange(10)
+    swapped[[4, 5]] = [5, 4]
+    bad = lagrange_mesh.LagrangeMesh(
+        mesh.name,
+        mesh.element_types,
+        tuple(
+            n[swapped] if t == "tri10" else n
+            for t, n in zip(mesh.element_types, mesh.element_nodes, strict=True)
+        ),
+        mesh.number_of_nodes,
+    )
+    nodes = llp26.nodes(np.zeros(26))[llp26.PELVIS_NODES]
+    tri = lagrange_mesh.triangulate(bad, LEVEL, nodes)
+    from nmosim.phantoms.mesh import TriangleMesh
+
+    assert _max_fold_deg(TriangleMesh(tri.vertices(nodes), tri.faces)) > 170
