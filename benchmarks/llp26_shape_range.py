@@ -24,11 +24,14 @@ def main() -> None:
             w = np.zeros(26)
             w[mode] = sd
             b = llp26.hip_bones(w, np.zeros(26))
+            left = "left"
             print(
                 f"mode {mode + 1} {sd:+.1f} SD: pelvic width {measures.pelvic_width_mm(b):.1f} mm, "
-                f"inter-ASIS {measures.inter_asis_mm(b):.1f} mm, femoral length {measures.femoral_length_mm(b, 'left'):.1f} mm, "
-                f"head {measures.head_diameter_mm(b, 'left'):.1f} mm, NSA {measures.neck_shaft_angle_deg(b, 'left'):.1f} deg, "
-                f"anteversion {measures.anteversion_deg(b, 'left'):.1f} deg"
+                f"inter-ASIS {measures.inter_asis_mm(b):.1f} mm, "
+                f"femoral length {measures.femoral_length_mm(b, left):.1f} mm, "
+                f"head {measures.head_diameter_mm(b, left):.1f} mm, "
+                f"NSA {measures.neck_shaft_angle_deg(b, left):.1f} deg, "
+                f"anteversion {measures.anteversion_deg(b, left):.1f} deg"
             )
 
 

@@ -146,11 +146,11 @@ class _Raw:
 
     pelvis: np.ndarray
     femur_left: np.ndarray
-    femur_right: np.ndarray  # already mirrored back and placed in the right acetabulum
-    right_matrix: np.ndarray  # linear part applied to the right femur (det +1)
+    femur_right: np.ndarray  # mirrored back and placed in the right acetabulum (a proper rigid motion)
 
 
 def _raw(weights_sd: np.ndarray, right_weights_sd: np.ndarray, level: int, sets: dict | None) -> _Raw:
+    """Evaluate the two models and seat both femoral heads in their cups (atlas frame, mm)."""
     left = nodes(weights_sd, "left")
     right = nodes(right_weights_sd, "right")
     pelvis = triangulation("pelvis", level).vertices(left[PELVIS_NODES])
@@ -170,10 +170,10 @@ def _raw(weights_sd: np.ndarray, right_weights_sd: np.ndarray, level: int, sets:
     femur_left = femur_left + (acet_l - head_l)
     # the right femur: the left-like femur mirrored across the plane bisecting the two acetabular
     # centres, its head centred in the right cup
+    # (with the mirroring back above, a proper rotation: the faces stay outward)
     mirror = _reflection(acet_r - acet_l)
-    matrix = mirror @ np.diag([-1.0, 1.0, 1.0])  # net proper rotation of the right model's femur
     placed = (femur_right - head_u) @ mirror.T + acet_r
-    return _Raw(pelvis, femur_left, placed, matrix)
+    return _Raw(pelvis, femur_left, placed)
 
 
 def _seat(cup: np.ndarray, radius: float, clearance_mm: float = 0.5) -> np.ndarray:
