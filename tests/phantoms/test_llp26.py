@@ -250,3 +250,21 @@ def test_surfaces_do_not_fold_back(mean_bones):
     from nmosim.phantoms.mesh import TriangleMesh
 
     assert _max_fold_deg(TriangleMesh(tri.vertices(nodes), tri.faces)) > 170
+
+
+def test_all_landmarks_are_present(mean_bones):
+    names = ["head_centre", "asis", "aiis", "psis", "pubic_tubercle", "ischial_tuberosity", "ischial_spine",
+             "greater_trochanter", "lesser_trochanter", "intertrochanteric_crest", "neck_axis", "neck_base",
+             "shaft_axis", "knee_centre", "medial_epicondyle", "lateral_epicondyle", "acetabular_centre",
+             "acetabular_axis"]  # fmt: skip
+    lm = mean_bones.landmarks
+    for side in ("right", "left"):
+        assert lm[f"head_radius_{side}"].shape == ()
+        for name in names:
+            assert lm[f"{name}_{side}"].shape == (3,), name
+        for name in ("neck_axis", "shaft_axis", "acetabular_axis"):
+            assert np.linalg.norm(lm[f"{name}_{side}"]) == pytest.approx(1.0)
+    assert lm["sacral_promontory"].shape == lm["pubic_symphysis"].shape == (3,)
+    # the greater trochanter tip is near the head centre's level and lateral to it (DOMAIN.md 3)
+    assert abs(lm["greater_trochanter_right"][2] - lm["head_centre_right"][2]) < 25
+    assert lm["lesser_trochanter_right"][2] < lm["head_centre_right"][2] - 30
