@@ -46,7 +46,7 @@ class Triangulation:
     """A triangle surface linear in the node coordinates: ``vertices = T @ nodes``.
 
     ``T`` is (V, N) sparse (rows sum to 1), ``faces`` (F, 3) int64 counter-clockwise seen from outside
-    for the node coordinates it was oriented with, ``corner_rows`` the vertex of every element
+    for the node coordinates it was oriented with, ``corner_vertices`` the vertex of every element
     corner (E, 3 or 4; -1 where a triangle has no fourth), ``vertex_element`` the element each vertex
     was first made in."""
 
