@@ -26,3 +26,14 @@ class TriangleMesh:
         vertices = self.vertices @ matrix.T + np.asarray(offset, float)
         faces = self.faces[:, ::-1] if np.linalg.det(matrix) < 0 else self.faces
         return TriangleMesh(np.ascontiguousarray(vertices), np.ascontiguousarray(faces))
+
+
+def concatenate(meshes: tuple[TriangleMesh, ...] | list[TriangleMesh]) -> TriangleMesh:
+    """One mesh holding all the given ones (vertices stacked, faces renumbered); closed parts stay
+    closed and outward-facing."""
+    offsets = np.cumsum([0] + [len(m.vertices) for m in meshes[:-1]])
+    vertices = np.concatenate([m.vertices for m in meshes])
+    faces = np.concatenate([m.faces + offset for m, offset in zip(meshes, offsets, strict=True)])
+    return TriangleMesh(
+        np.ascontiguousarray(vertices, dtype=float), np.ascontiguousarray(faces, dtype=np.int64)
+    )
