@@ -5,6 +5,7 @@ Builds and samples the grid; it does not read mesh files or rasterize.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import edt  # exact Euclidean distance transform (seung-lab, BSD-3-Clause)
@@ -14,7 +15,8 @@ from nmosim.phantoms.mesh import TriangleMesh
 from nmosim.phantoms.shapes import Points, Shape
 
 EXACT_BAND_CELLS = 1.5  # grid points within this many cells of the surface get exact distances
-_PAIR_CHUNK = 2_000_000  # (triangle, grid point) pairs handled at once: bounds the memory
+_PAIR_CHUNK = 1 << 17  # (triangle, grid point) pairs handled at once: small enough to stay in cache
+_THREADS = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,12 +99,20 @@ def _box_distance(points: Points, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", gap, gap))
 
 
-def mesh_shape(mesh: TriangleMesh, resolution_mm: float = 1.0, margin_mm: float | None = None) -> MeshShape:
+def mesh_shape(
+    mesh: TriangleMesh,
+    resolution_mm: float = 1.0,
+    margin_mm: float | None = None,
+    exact_mm: float | None = None,
+) -> MeshShape:
     """The signed-distance shape of a closed, outward-facing ``mesh`` on a grid of ``resolution_mm``.
 
     The grid covers the mesh's box grown by ``margin_mm`` (default 3 cells). Inside and outside
-    come from ray parity along z; distances from exact point-to-triangle distances near the
-    surface and a Euclidean distance transform farther out (see :class:`MeshShape`).
+    come from ray parity along z. Distances are exact point-to-triangle distances at grid points
+    within ``exact_mm`` of the surface (default ``EXACT_BAND_CELLS`` cells); farther out, a lower
+    bound from a Euclidean distance transform of that band, at most sqrt(3) cells short. Layers
+    deeper than the band (a femoral shaft cortex is 5-8 mm, DOMAIN.md 3) see that shortfall:
+    widen ``exact_mm`` to cover them, at a build cost that grows about as its cube.
 
     Examples
     --------
@@ -112,7 +122,9 @@ def mesh_shape(mesh: TriangleMesh, resolution_mm: float = 1.0, margin_mm: float 
     if not np.isfinite(h) or h <= 0:
         raise ValueError(f"resolution_mm = {resolution_mm!r} must be a positive number")
     margin = 3.0 * h if margin_mm is None else float(margin_mm)
-    band = EXACT_BAND_CELLS * h
+    band = EXACT_BAND_CELLS * h if exact_mm is None else float(exact_mm)
+    if not band >= np.sqrt(3.0) / 2.0 * h:
+        raise ValueError(f"exact_mm = {exact_mm!r} is below half a cell diagonal of {resolution_mm} mm")
     if margin < band + h:
         raise ValueError(f"margin_mm = {margin_mm!r} is below {band + h} (exact band + one cell)")
     vertices = np.asarray(mesh.vertices, dtype=float)
@@ -123,13 +135,14 @@ def mesh_shape(mesh: TriangleMesh, resolution_mm: float = 1.0, margin_mm: float 
     shape = (int(counts[2]), int(counts[1]), int(counts[0]))
 
     inside = _parity_inside(vertices, faces, origin, h, shape)
-    near = _near_distances(vertices, faces, origin, h, shape, band)
-    in_band = near <= band
+    frames = _face_frames(vertices[faces])
+    near = _near_distances(vertices, faces, frames, origin, h, shape, band)
+    in_band = np.abs(near) <= band
     # Beyond the band, |d| >= D + band - sqrt(3) h, D the distance to the nearest band point: the
     # path to the surface meets a band point within half a cell diagonal of its depth ``band - h
-    # sqrt(3) / 2``. It is also > band, and at most sqrt(3) h above the true distance.
+    # sqrt(3) / 2``. They are also farther than ``band``.
     if in_band.any():
-        to_band = edt.edt(np.ascontiguousarray(~in_band), anisotropy=(h, h, h), parallel=2)
+        to_band = edt.edt(np.ascontiguousarray(~in_band), anisotropy=(h, h, h), parallel=_THREADS)
     else:
         to_band = np.full(shape, np.inf, dtype=np.float32)
     far = np.maximum(to_band + (band - np.sqrt(3.0) * h), band)
@@ -212,56 +225,54 @@ def _parity_inside(
     return (counts & 1).astype(bool)
 
 
-def _point_triangle_distance(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Distance (mm) from each point ``p[i]`` to the triangle ``a[i] b[i] c[i]`` (rows of (N, 3)).
+def _face_frames(tri: np.ndarray) -> np.ndarray:
+    """Per face, as columns: vertex a, edges ab and ac, unit normal, the dual vectors that give
+    the barycentric coordinates (u, v) of ``p - a``, and the inverse squared edge lengths.
 
-    Closest-point regions as in Ericson, Real-Time Collision Detection (2005), section 5.1.5.
+    A degenerate face (zero area) gets zero dual vectors and normal: it is then judged by its
+    edges alone, which is its true distance.
     """
+    a, ab, ac = tri[:, 0], tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    n = np.cross(ab, ac)
+    nn = np.einsum("ij,ij->i", n, n)
+    inv = np.divide(1.0, nn, out=np.zeros_like(nn), where=nn > 0)[:, None]
+    m1 = np.cross(ac, n) * inv  # u = (p - a) . m1
+    m2 = np.cross(n, ab) * inv  # v = (p - a) . m2
+    unit = n * np.sqrt(inv)
 
-    def dot(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        return np.einsum("ij,ij->i", u, v)
+    def inv_len2(e: np.ndarray) -> np.ndarray:
+        e2 = np.einsum("ij,ij->i", e, e)
+        return np.divide(1.0, e2, out=np.zeros_like(e2), where=e2 > 0)[:, None]
 
-    ab, ac, ap = b - a, c - a, p - a
-    d1, d2 = dot(ab, ap), dot(ac, ap)
-    bp = p - b
-    d3, d4 = dot(ab, bp), dot(ac, bp)
-    cp = p - c
-    d5, d6 = dot(ab, cp), dot(ac, cp)
-    va = d3 * d6 - d5 * d4
-    vb = d5 * d2 - d1 * d6
-    vc = d1 * d4 - d3 * d2
-    # Inside the face region: barycentric (u, v, w) from the three sub-areas.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        denom = va + vb + vc
-        v = vb / denom
-        w = vc / denom
-    q = a + v[:, None] * ab + w[:, None] * ac
-    # Vertex and edge regions in the reverse of Ericson's order: the last that applies wins.
-    regions = [
-        ((va <= 0) & (d4 - d3 >= 0) & (d5 - d6 >= 0), lambda: b + _ratio(d4 - d3, (d4 - d3) + (d5 - d6)) * (c - b)),
-        ((vb <= 0) & (d2 >= 0) & (d6 <= 0), lambda: a + _ratio(d2, d2 - d6) * ac),
-        ((d6 >= 0) & (d5 <= d6), lambda: c),
-        ((vc <= 0) & (d1 >= 0) & (d3 <= 0), lambda: a + _ratio(d1, d1 - d3) * ab),
-        ((d3 >= 0) & (d4 <= d3), lambda: b),
-        ((d1 <= 0) & (d2 <= 0), lambda: a),
-    ]
-    for mask, closest in regions:
-        if mask.any():
-            q[mask] = np.broadcast_to(closest(), q.shape)[mask]
-    r = p - q
-    d = np.sqrt(dot(r, r))
-    return np.where(np.isnan(d), np.inf, d)  # a degenerate triangle: its neighbours' edges count
+    cols = [a, ab, ac, unit, m1, m2, inv_len2(ab), inv_len2(ac), inv_len2(ac - ab)]
+    return np.ascontiguousarray(np.concatenate(cols, axis=1).T)  # (21, F)
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """``num / den`` as a column, 0 where ``den`` is 0."""
-    safe = np.where(den != 0, den, 1.0)
-    return np.where(den != 0, num / safe, 0.0)[:, None]
+def _point_triangle_distance(w: list[np.ndarray], fr: np.ndarray) -> np.ndarray:
+    """Distance (mm) from points ``w = p - a`` (x, y, z arrays) to their faces, whose frames
+    (see :func:`_face_frames`, rows 3 onwards, one column per point) are ``fr``."""
+    wx, wy, wz = w
+    abx, aby, abz, acx, acy, acz = fr[3:9]
+    s = wx * fr[9] + wy * fr[10] + wz * fr[11]
+    u = wx * fr[12] + wy * fr[13] + wz * fr[14]
+    v = wx * fr[15] + wy * fr[16] + wz * fr[17]
+    face = (u >= 0) & (v >= 0) & (u + v <= 1) & (fr[9] ** 2 + fr[10] ** 2 + fr[11] ** 2 > 0)
+
+    def segment(qx: np.ndarray, qy: np.ndarray, qz: np.ndarray, ex, ey, ez, inv2) -> np.ndarray:
+        t = np.clip((qx * ex + qy * ey + qz * ez) * inv2, 0.0, 1.0)
+        rx, ry, rz = qx - t * ex, qy - t * ey, qz - t * ez
+        return rx * rx + ry * ry + rz * rz
+
+    d2 = segment(wx, wy, wz, abx, aby, abz, fr[18])
+    d2 = np.minimum(d2, segment(wx, wy, wz, acx, acy, acz, fr[19]))
+    d2 = np.minimum(d2, segment(wx - abx, wy - aby, wz - abz, acx - abx, acy - aby, acz - abz, fr[20]))
+    return np.where(face, np.abs(s), np.sqrt(d2))
 
 
 def _near_distances(
     vertices: np.ndarray,
     faces: np.ndarray,
+    frames: np.ndarray,
     origin: np.ndarray,
     h: float,
     shape: tuple[int, int, int],
@@ -269,8 +280,9 @@ def _near_distances(
 ) -> np.ndarray:
     """Exact unsigned distance (mm) to the mesh at grid points [z, y, x] within ``band`` of it.
 
-    Other grid points hold +inf. Each triangle visits the grid points of its box grown by
-    ``band``; those farther than ``band`` from its plane are dropped before the exact distance.
+    Other grid points hold +inf or a distance above ``band``. Each triangle visits the grid
+    points of its box grown by ``band``; those farther than ``band`` from its plane are dropped
+    before the exact distance.
     """
     nz, ny, nx = shape
     counts = np.array([nx, ny, nz])
@@ -278,24 +290,30 @@ def _near_distances(
     g = (tri - origin) / h
     start = np.maximum(np.ceil(g.min(axis=1) - band / h).astype(np.int64), 0)
     stop = np.minimum(np.floor(g.max(axis=1) + band / h).astype(np.int64) + 1, counts)
-    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    length = np.linalg.norm(normal, axis=1, keepdims=True)
-    normal = np.divide(normal, length, out=np.zeros_like(normal), where=length > 0)
-    best = np.full(nz * ny * nx, np.inf)
+    frames32 = frames.astype(np.float32)
     cum = np.cumsum(np.prod(np.maximum(stop - start, 0), axis=1))
     total = int(cum[-1]) if cum.size else 0
     cuts = np.searchsorted(cum, np.arange(_PAIR_CHUNK, total, _PAIR_CHUNK), side="right")
     splits = np.unique(np.concatenate([[0], cuts, [faces.shape[0]]]))
-    for f0, f1 in zip(splits[:-1], splits[1:], strict=True):
+
+    def chunk(f0: int, f1: int) -> tuple[np.ndarray, np.ndarray]:
         owner, index = _expand_boxes(start[f0:f1], stop[f0:f1])
         owner += f0
-        p = origin + h * index.astype(float)
-        plane = np.abs(np.einsum("ij,ij->i", p - tri[owner, 0], normal[owner]))
-        keep = (plane <= band) | (length[owner, 0] == 0)
-        owner, index, p = owner[keep], index[keep], p[keep]
-        d = _point_triangle_distance(p, tri[owner, 0], tri[owner, 1], tri[owner, 2])
+        # Offsets from vertex a are small, so float32 keeps them to well under a micrometre.
+        w = [(origin[k] + h * index[:, k] - frames[k, owner]).astype(np.float32) for k in range(3)]
+        # Points farther than the band from a face's plane are farther from the face.
+        plane = w[0] * frames32[9, owner] + w[1] * frames32[10, owner] + w[2] * frames32[11, owner]
+        keep = np.flatnonzero(np.abs(plane) <= band)
+        owner, index = owner[keep], index[keep]
+        d = _point_triangle_distance([x[keep] for x in w], frames32[:, owner])
         flat = (index[:, 2] * ny + index[:, 1]) * nx + index[:, 0]
-        np.minimum.at(best, flat, d)
+        return flat, d
+
+    best = np.full(nz * ny * nx, np.inf, dtype=np.float32)
+    # The minimum does not depend on the order in which chunks arrive.
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+        for flat, d in pool.map(chunk, splits[:-1], splits[1:]):
+            np.minimum.at(best, flat, d)
     return best.reshape(shape)
 
 
