@@ -169,3 +169,59 @@ def test_bad_resolution_or_margin_is_refused(sphere):
         mesh_shape(sphere, resolution_mm=0.0)
     with pytest.raises(ValueError, match="margin_mm"):
         mesh_shape(sphere, resolution_mm=1.0, margin_mm=1.0)
+
+
+def box_mesh(lo, hi) -> TriangleMesh:
+    """An axis-aligned box as 12 triangles, counter-clockwise seen from outside."""
+    x0, y0, z0 = lo
+    x1, y1, z1 = hi
+    v = np.array(
+        [
+            [x0, y0, z0],
+            [x1, y0, z0],
+            [x1, y1, z0],
+            [x0, y1, z0],
+            [x0, y0, z1],
+            [x1, y0, z1],
+            [x1, y1, z1],
+            [x0, y1, z1],
+        ],
+        dtype=float,
+    )
+    f = [[0, 2, 1], [0, 3, 2], [4, 5, 6], [4, 6, 7], [0, 1, 5], [0, 5, 4]]
+    f += [[2, 3, 7], [2, 7, 6], [1, 2, 6], [1, 6, 5], [3, 0, 4], [3, 4, 7]]
+    return TriangleMesh(v, np.array(f, dtype=np.int64))
+
+
+def test_rays_through_vertices_and_edges_still_count_crossings_right():
+    # Corners on whole millimetres: with a 1 mm grid, columns run exactly through the box's
+    # vertices, along its edges and through its square faces' diagonals.
+    lo, hi = np.array([-4.0, -3.0, -5.0]), np.array([4.0, 5.0, 2.0])
+    mesh = box_mesh(lo, hi)
+    assert is_watertight(mesh)
+    assert mesh_volume_mm3(mesh) == pytest.approx(np.prod(hi - lo))
+    shape = mesh_shape(mesh, resolution_mm=1.0)
+    nz, ny, nx = shape.values.shape
+    k, j, i = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
+    points = shape.origin_mm + np.stack([i, j, k], -1).reshape(-1, 3) * 1.0
+    q = np.abs(points - (lo + hi) / 2) - (hi - lo) / 2
+    true = np.linalg.norm(np.maximum(q, 0), axis=1) + np.minimum(q.max(axis=1), 0)
+    d = shape.values.reshape(-1)
+    strict = np.abs(true) > 1e-9
+    assert np.all(np.sign(d[strict]) == np.sign(true[strict]))
+    near = np.abs(true) <= 1.5
+    np.testing.assert_allclose(np.abs(d[near]), np.abs(true[near]), atol=1e-5)
+
+
+def test_a_moved_and_mirrored_mesh_moves_its_distances(torus):
+    matrix = np.diag([-1.0, 1.0, 1.0]) @ np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
+    offset = np.array([3.0, -7.0, 11.0])
+    moved = torus.transformed(matrix, offset)
+    assert is_watertight(moved)
+    assert mesh_volume_mm3(moved) == pytest.approx(mesh_volume_mm3(torus))
+    shape = mesh_shape(moved, resolution_mm=1.0)
+    rng = np.random.default_rng(5)
+    local = torus.vertices[rng.choice(len(torus.vertices), 500)] + rng.normal(0, 0.3, (500, 3))
+    d = shape.sdf(local @ matrix.T + offset)
+    close = np.abs(torus_sdf(local)) < 0.4
+    np.testing.assert_allclose(d[close], torus_sdf(local[close]), atol=0.1)
