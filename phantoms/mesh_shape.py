@@ -107,7 +107,7 @@ def mesh_shape(
 ) -> MeshShape:
     """The signed-distance shape of a closed, outward-facing ``mesh`` on a grid of ``resolution_mm``.
 
-    The grid covers the mesh's box grown by ``margin_mm`` (default 3 cells). Inside and outside
+    The grid covers the mesh's box grown by ``margin_mm`` (default: exact band + 2 cells). Inside and outside
     come from ray parity along z. Distances are exact point-to-triangle distances at grid points
     within ``exact_mm`` of the surface (default ``EXACT_BAND_CELLS`` cells); farther out, a lower
     bound from a Euclidean distance transform of that band, at most sqrt(3) cells short. Layers
@@ -121,10 +121,10 @@ def mesh_shape(
     h = float(resolution_mm)
     if not np.isfinite(h) or h <= 0:
         raise ValueError(f"resolution_mm = {resolution_mm!r} must be a positive number")
-    margin = 3.0 * h if margin_mm is None else float(margin_mm)
     band = EXACT_BAND_CELLS * h if exact_mm is None else float(exact_mm)
     if not band >= np.sqrt(3.0) / 2.0 * h:
         raise ValueError(f"exact_mm = {exact_mm!r} is below half a cell diagonal of {resolution_mm} mm")
+    margin = band + 2.0 * h if margin_mm is None else float(margin_mm)
     if margin < band + h:
         raise ValueError(f"margin_mm = {margin_mm!r} is below {band + h} (exact band + one cell)")
     vertices = np.asarray(mesh.vertices, dtype=float)
