@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import edt  # exact Euclidean distance transform (seung-lab, BSD-3-Clause)
 import numpy as np
+from scipy.spatial import cKDTree
 
 from nmosim.phantoms.mesh import TriangleMesh
 from nmosim.phantoms.shapes import Points, Shape
@@ -17,6 +18,7 @@ from nmosim.phantoms.shapes import Points, Shape
 EXACT_BAND_CELLS = 1.5  # grid points within this many cells of the surface get exact distances
 _PAIR_CHUNK = 1 << 17  # (triangle, grid point) pairs handled at once: small enough to stay in cache
 _THREADS = 2
+_LEVELS = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,15 +74,25 @@ class MeshShape(Shape):
         base = (i0[:, 2] * ny + i0[:, 1]) * nx + i0[:, 0]
         tx, ty, tz = t[:, 0], t[:, 1], t[:, 2]
         interp = np.zeros(idx.size)
+        lowest = np.full(idx.size, np.inf)  # smallest corner |value|
+        signs = np.zeros(idx.size)
         for dz, wz in ((0, 1.0 - tz), (1, tz)):
             for dy, wy in ((0, 1.0 - ty), (1, ty)):
-                wzy = wz * wy
                 row = base + (dz * ny + dy) * nx
-                interp += wzy * ((1.0 - tx) * flat[row] + tx * flat[row + 1])
-        err = h * np.sqrt(np.einsum("ij,ij->i", t, 1.0 - t))
+                v0, v1 = flat[row], flat[row + 1]
+                interp += wz * wy * ((1.0 - tx) * v0 + tx * v1)
+                lowest = np.minimum(lowest, np.minimum(np.abs(v0), np.abs(v1)))
+                signs += np.sign(v0) + np.sign(v1)
+        err2 = np.einsum("ij,ij->i", t, 1.0 - t) * h * h
+        err = np.sqrt(err2)  # Lipschitz bound on the overstatement
+        # Semiconcavity: over a cell at least m from the surface (same sign at all corners),
+        # the overstatement is at most err^2 / (2 m).
+        m = np.where(np.abs(signs) == 8, lowest - 0.5 * np.sqrt(3.0) * h, 0.0)
+        with np.errstate(divide="ignore"):
+            bound = np.where(m > 0, np.minimum(err, err2 / (2.0 * np.maximum(m, 1e-300))), err)
         size = np.abs(interp)
-        ramp = np.clip(size / h - 0.5, 0.0, 1.0)
-        safe = np.maximum(size - err * ramp, 0.25 * size)
+        ramp = np.clip(size / h - 1.0, 0.0, 1.0)
+        safe = np.maximum(size - bound * ramp, 0.25 * size)
         out[idx] = np.copysign(safe, interp)
         return out
 
@@ -146,6 +158,15 @@ def mesh_shape(
     else:
         to_band = np.full(shape, np.inf, dtype=np.float32)
     far = np.maximum(to_band + (band - np.sqrt(3.0) * h), band)
+    # Through a band point g, |d(p)| <= |p - g| + d(g): the distance to the band points below
+    # each of a few levels, plus that level, bounds |d| from above, within a cell or so of it.
+    levels = band * np.arange(1, _LEVELS + 1) / _LEVELS
+    over = to_band + band
+    for level in levels[:-1]:
+        below = np.abs(near) <= level
+        if below.any():
+            over = np.minimum(over, edt.edt(~below, anisotropy=(h, h, h), parallel=_THREADS) + level)
+    far = np.maximum(far, over - band / _LEVELS)
     size = np.where(in_band, near, far).astype(np.float32)
     values = np.where(inside, -size, size).astype(np.float32)
     boundary = min(
@@ -155,6 +176,33 @@ def mesh_shape(
     )
     boundary = max(boundary - 0.5 * np.sqrt(3.0) * h, 0.0)  # anywhere on a boundary face
     return MeshShape(values, origin, h, lower, upper, boundary)
+
+
+def _sample_distance(tri: np.ndarray, points: np.ndarray, h: float) -> np.ndarray:
+    """A lower bound (mm) on the distance from points to the triangles ``tri`` (F, 3, 3), close
+    to the truth farther than a cell from them.
+
+    Each triangle is sampled on a barycentric lattice fine enough that every surface point lies
+    within ``r = h / (2 sqrt(3))`` of a sample (a lattice triangle of longest edge L holds no point
+    farther than L / sqrt(3) from its corners). With D the distance to the nearest sample and the
+    surface flat at the closest point, d >= sqrt(D^2 - r^2); on a curved surface the terms left
+    out are of order r^2 d / R, R its radius of curvature.
+    """
+    spacing = h / 2.0
+    longest = np.linalg.norm(tri - np.roll(tri, 1, axis=1), axis=2).max(axis=1)
+    steps = np.maximum(np.ceil(longest / spacing).astype(np.int64), 1)
+    samples = []
+    for n in np.unique(steps):
+        group = tri[steps == n]
+        i, j = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+        keep = i + j <= n
+        wb, wc = i[keep] / n, j[keep] / n
+        a, b, c = group[:, 0, None], group[:, 1, None], group[:, 2, None]
+        samples.append((a + wb[:, None] * (b - a) + wc[:, None] * (c - a)).reshape(-1, 3))
+    tree = cKDTree(np.concatenate(samples))
+    distance, _ = tree.query(points, workers=_THREADS)
+    r = spacing / np.sqrt(3.0)
+    return np.sqrt(np.maximum(distance * distance - r * r, 0.0))
 
 
 def _expand_boxes(start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
