@@ -25,19 +25,27 @@ _LEVELS = 4
 class MeshShape(Shape):
     """Signed distance (mm, negative inside) to a closed mesh, from a grid of ``resolution_mm``.
 
-    ``values`` [z, y, x] (float32) holds, at grid points, the exact signed distance where it is
-    within ``EXACT_BAND_CELLS`` cells of the surface and a lower bound on its size farther out (at
-    most sqrt(3) cells low). A query point inside the grid gets the trilinear interpolation ``I``
-    of the 8 corner values, made safe for the rasterizer: since the distance is 1-Lipschitz,
-    ``|I| <= |d| + E`` with ``E = sqrt(sum_a h^2 t_a (1 - t_a)) <= h sqrt(3) / 2`` (``t_a`` the
-    fractional position in the cell, so ``E = 0`` at grid points). The value returned is ``I``
-    with ``|I|`` lowered by ``E * ramp(|I|)``, where the ramp goes from 0 at ``|I| = h / 2`` to
-    1 at ``|I| = 3 h / 2``, and never below ``|I| / 4``: its sign is always that of ``I``. Hence
+    ``values`` [z, y, x] (float32) holds at grid points the exact signed distance ``d`` within
+    the exact band (default ``EXACT_BAND_CELLS`` cells) of the surface. Farther out it holds the
+    larger of a strict lower bound (at most sqrt(3) cells low) and ``U - band / 4``, where ``U``
+    is an upper bound through the band points below four levels, ``U <= |d| + band / 4 +
+    s^2 / (2 |d|)`` with ``s`` the sideways offset of the nearest band point (under a cell):
+    within ``band / 4`` of ``|d|`` and, but for that small second-order term, below it.
 
-    - beyond 3/2 cells from the surface, ``|returned| <= |d|``: a lower bound, as the
-      rasterizer's uniform-block test needs;
-    - within half a cell, the interpolation of exact values, accurate to O(h^2 curvature) on a
-      smooth surface (it may overstate by up to ``E`` only next to sharp concave creases).
+    A query point inside the grid gets the trilinear interpolation ``I`` of its cell's corners.
+    With ``t_a`` its fractional position in the cell and ``E^2 = sum_a h^2 t_a (1 - t_a)``
+    (``E <= h sqrt(3) / 2``, 0 at grid points), interpolated exact values overstate ``|d|`` by at
+    most ``E`` (the distance is 1-Lipschitz), and by at most ``E^2 / (2 m)`` when all corners
+    lie on one side at least ``m`` from the surface (a distance function's second derivative is
+    at most ``1 / m`` there). The value returned is ``I`` with ``|I|`` lowered by that bound
+    times a ramp from 0 at ``|I| = h`` to 1 at ``|I| = 2 h``, and never below ``|I| / 4``, so its
+    sign is that of ``I``. Hence
+
+    - two cells or more from the surface ``|returned| <= |d|`` (up to the term above): a lower
+      bound, as the rasterizer's uniform-cell test needs, within about ``band / 4 + E^2 / (2 m)``
+      of the truth, so that layers (a bone's cortex) keep their depth;
+    - within a cell, the interpolation of exact values: on a smooth surface of radius ``R`` it
+      overstates by at most ``3 h^2 / (8 R)``, more only next to sharp creases.
 
     Outside the grid the distance to the grid box plus the smallest boundary bound, or the
     distance to the mesh's box if larger, stands in: a lower bound.
@@ -121,14 +129,19 @@ def mesh_shape(
 
     The grid covers the mesh's box grown by ``margin_mm`` (default: exact band + 2 cells). Inside and outside
     come from ray parity along z. Distances are exact point-to-triangle distances at grid points
-    within ``exact_mm`` of the surface (default ``EXACT_BAND_CELLS`` cells); farther out, a lower
-    bound from a Euclidean distance transform of that band, at most sqrt(3) cells short. Layers
-    deeper than the band (a femoral shaft cortex is 5-8 mm, DOMAIN.md 3) see that shortfall:
-    widen ``exact_mm`` to cover them, at a build cost that grows about as its cube.
+    within ``exact_mm`` of the surface (default ``EXACT_BAND_CELLS`` cells); farther out, bounds
+    from Euclidean distance transforms of that band (see :class:`MeshShape`), within about a
+    quarter of the band of the truth: layers deeper than the band (a femoral shaft cortex is
+    5-8 mm, DOMAIN.md 3) keep their depth to that. A wider band is exact deeper, at a build cost
+    that grows about as its cube.
 
     Examples
     --------
-    >>> from skimage.measure import marching_cubes  # doctest: +SKIP
+    >>> v = np.array([[0, 0, 0], [9, 0, 0], [0, 9, 0], [0, 0, 9]], float)
+    >>> f = np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    >>> s = mesh_shape(TriangleMesh(v, f), resolution_mm=0.5)
+    >>> s.sdf(np.array([[0.25, 1.25, 1.25], [-2.0, 1.0, 1.0]])).round(2)  # a grid point, then outside
+    array([-0.25,  2.  ])
     """
     h = float(resolution_mm)
     if not np.isfinite(h) or h <= 0:
@@ -166,7 +179,7 @@ def mesh_shape(
         below = np.abs(near) <= level
         if below.any():
             over = np.minimum(over, edt.edt(~below, anisotropy=(h, h, h), parallel=_THREADS) + level)
-    far = np.maximum(far, over - band / _LEVELS)
+    far = np.maximum(far, over - band / _LEVELS)  # below |d| but for a second-order term
     size = np.where(in_band, near, far).astype(np.float32)
     values = np.where(inside, -size, size).astype(np.float32)
     boundary = min(
