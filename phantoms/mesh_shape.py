@@ -152,6 +152,10 @@ def mesh_shape(
     margin = band + 2.0 * h if margin_mm is None else float(margin_mm)
     if margin < band + h:
         raise ValueError(f"margin_mm = {margin_mm!r} is below {band + h} (exact band + one cell)")
+    if not is_watertight(mesh):
+        raise ValueError(
+            "the mesh is not closed: an edge is not shared by exactly two faces in opposite directions"
+        )
     vertices = np.asarray(mesh.vertices, dtype=float)
     faces = np.asarray(mesh.faces, dtype=np.int64)
     lower, upper = vertices.min(axis=0), vertices.max(axis=0)

@@ -165,7 +165,9 @@ def test_points_outside_the_grid_get_a_lower_bound(sphere):
     assert np.all(d >= true - 10.0)  # the mesh box: at most its half-diagonal short
 
 
-def test_bad_resolution_or_margin_is_refused(sphere):
+def test_bad_resolution_margin_or_open_mesh_is_refused(sphere):
+    with pytest.raises(ValueError, match="not closed"):
+        mesh_shape(TriangleMesh(sphere.vertices, sphere.faces[1:]))
     with pytest.raises(ValueError, match="resolution_mm"):
         mesh_shape(sphere, resolution_mm=0.0)
     with pytest.raises(ValueError, match="margin_mm"):
