@@ -105,6 +105,9 @@ def main() -> None:
     t, ref = best_of(lambda: rasterize([Part("p", analytic, 1, 2)], grid, supersampling=2), 1)
     ref_volume = ref.tissue_fraction(2).sum() * grid.voxel_volume_mm3
     print(f"analytic shape rasterized: {t:.2f} s, volume {ref_volume / 1e3:.2f} cm3")
+    cored = rasterize([Part("p", analytic, 1, 2, layers=(Layer(args.layer, 3),))], grid, supersampling=2)
+    ref_core = cored.tissue_fraction(3).sum() * grid.voxel_volume_mm3
+    print(f"  core under a {args.layer} mm layer (union of exact distances): {ref_core / 1e3:.2f} cm3")
     mesh_volume = mesh_volume_mm3(mesh)
     shapes = {}
     for h in args.resolution:
@@ -124,7 +127,10 @@ def main() -> None:
         part = Part("p", shape, 1, 2, layers=(Layer(args.layer, 3),))
         t_l, r = best_of(lambda p=part: rasterize([p], grid, supersampling=2), 1)
         core = r.tissue_fraction(3).sum() * grid.voxel_volume_mm3
-        print(f"  with a {args.layer} mm cortex layer: {t_l:.2f} s, core {core / 1e3:.2f} cm3")
+        print(
+            f"  with a {args.layer} mm cortex layer: {t_l:.2f} s, core {core / 1e3:.2f} cm3 "
+            f"({100 * (core / ref_core - 1):+.2f} % vs analytic)"
+        )
         # The core boundary lies beyond the exact band: compare with a band that covers it.
         t_w, wide = best_of(lambda h=h: mesh_shape(mesh, resolution_mm=h, exact_mm=args.layer + 2 * h), 1)
         r = rasterize([Part("p", wide, 1, 2, layers=(Layer(args.layer, 3),))], grid, supersampling=2)

@@ -5,6 +5,7 @@ Builds and samples the grid; it does not read mesh files or rasterize.
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from nmosim.phantoms.shapes import Points, Shape
 
 EXACT_BAND_CELLS = 1.5  # grid points within this many cells of the surface get exact distances
 _PAIR_CHUNK = 1 << 17  # (triangle, grid point) pairs handled at once: small enough to stay in cache
-_THREADS = 2
+_THREADS = os.cpu_count() or 1  # results do not depend on it
 _LEVELS = 4
 
 
