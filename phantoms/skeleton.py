@@ -113,37 +113,16 @@ def _pelvis_mesh(pelvis) -> TriangleMesh:
     )
 
 
-def _shaft_radius(femur: MeshShape, head: np.ndarray, lesser: np.ndarray, axis: np.ndarray) -> float:
-    """Mean outer radius (mm) of the shaft 40 mm below the lesser trochanter, by bisection along
-    eight rays from a point on the shaft's axis."""
-    level = lesser + 40.0 * axis
-    # The shaft's axis passes below the neck base; take the centre of the section by averaging.
-    e1 = np.cross(axis, [0.0, 1.0, 0.0])
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(axis, e1)
-    centre = level.copy()
-    for _ in range(2):
-        ends = []
-        for t in np.linspace(0, 2 * np.pi, 8, endpoint=False):
-            ends.append(_surface_along(femur, centre, np.cos(t) * e1 + np.sin(t) * e2))
-        centre = np.mean(ends, axis=0)
-    return float(np.mean([np.linalg.norm(e - centre) for e in ends]))
+def _shaft_radius(femur: TriangleMesh, lesser: np.ndarray, axis: np.ndarray) -> float:
+    """Mean outer radius (mm) of the shaft 40 mm below the lesser trochanter: the mean distance of
+    the surface vertices in a 4 mm slab there from their centroid."""
+    height = (femur.vertices - lesser) @ axis
+    ring = femur.vertices[np.abs(height - 40.0) < 2.0]
+    ring = ring - ((ring - lesser) @ axis)[:, None] * axis  # onto one plane
+    return float(np.mean(np.linalg.norm(ring - ring.mean(axis=0), axis=1)))
 
 
-def _surface_along(
-    shape: MeshShape, start: np.ndarray, direction: np.ndarray, far: float = 40.0
-) -> np.ndarray:
-    lo, hi = 0.0, far
-    for _ in range(30):
-        mid = 0.5 * (lo + hi)
-        if shape.sdf((start + mid * direction)[None])[0] < 0:
-            lo = mid
-        else:
-            hi = mid
-    return start + lo * direction
-
-
-def _side_landmarks(bones: HipBones, side: str, femur: MeshShape, pelvic_scale: float) -> HipLandmarks:
+def _side_landmarks(bones: HipBones, side: str, pelvic_scale: float) -> HipLandmarks:
     m = bones.landmarks
 
     def point(name: str) -> np.ndarray:
@@ -157,7 +136,7 @@ def _side_landmarks(bones: HipBones, side: str, femur: MeshShape, pelvic_scale: 
         neck_axis=point("neck_axis"),
         neck_base=point("neck_base"),
         shaft_axis=shaft_axis,
-        shaft_radius=_shaft_radius(femur, head, lesser, shaft_axis),
+        shaft_radius=_shaft_radius(getattr(bones, f"femur_{side}"), lesser, shaft_axis),
         greater_trochanter=point("greater_trochanter"),
         lesser_trochanter=lesser,
         intertrochanteric_crest=point("intertrochanteric_crest"),
@@ -197,7 +176,7 @@ def _skeleton(modes: tuple[float, ...], deviation: tuple[float, ...], inter_hip_
     }
     pelvis = mesh_shape(_pelvis_mesh(bones.pelvis), MESH_RESOLUTION_MM)
     scale = inter_hip_mm / REFERENCE_INTER_HIP_MM
-    landmarks = {s: _side_landmarks(bones, s, femurs[s], scale) for s in SIDES}
+    landmarks = {s: _side_landmarks(bones, s, scale) for s in SIDES}
     return Skeleton(pelvis=pelvis, femurs=femurs, bones=bones, landmarks=landmarks)
 
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from nmosim.phantoms.errors import SpecError
-from nmosim.phantoms.spec import RANGES, AnatomySpec, sample_anatomy
+from nmosim.phantoms.spec import BONE_MODE_LIMIT_SD, N_BONE_MODES, RANGES, AnatomySpec, sample_anatomy
 
 
 def test_out_of_range_value_names_parameter_value_and_range():
-    with pytest.raises(SpecError, match=r"neck_shaft_angle_deg = 200 is outside \[110, 145\]"):
-        AnatomySpec(neck_shaft_angle_deg=200)
+    with pytest.raises(SpecError, match=r"inter_hip_distance_mm = 230 is outside \[150, 200\]"):
+        AnatomySpec(inter_hip_distance_mm=230)
 
 
 def test_unknown_parameter_and_bad_sex_are_rejected():
@@ -20,12 +20,17 @@ def test_unknown_parameter_and_bad_sex_are_rejected():
     with pytest.raises(SpecError, match="sex"):
         AnatomySpec(sex="other")
     with pytest.raises(SpecError, match="not a number"):
-        AnatomySpec(neck_length_mm="long")
+        AnatomySpec(joint_space_mm="wide")
 
 
-def test_cortex_that_fills_the_shaft_is_rejected():
-    with pytest.raises(SpecError, match="shaft_cortical_thickness_mm"):
-        AnatomySpec(shaft_outer_diameter_mm=24, shaft_cortical_thickness_mm=9.5)
+def test_mode_weights_are_checked_one_by_one():
+    with pytest.raises(SpecError, match=r"bone_modes_sd\[1\] = 3.0 is outside \[-2.5, 2.5\]"):
+        AnatomySpec(bone_modes_sd=(0.0, 3.0))
+    with pytest.raises(SpecError, match="at most 26"):
+        AnatomySpec(bone_modes_sd=(0.0,) * 27)
+    with pytest.raises(SpecError, match="not a list of numbers"):
+        AnatomySpec(right_femur_deviation_sd="big")
+    assert AnatomySpec(bone_modes_sd=[1, -1]).bone_modes_sd == (1.0, -1.0)  # lists from JSON/TOML
 
 
 def test_same_seed_same_anatomy_and_different_seeds_differ():
@@ -34,6 +39,7 @@ def test_same_seed_same_anatomy_and_different_seeds_differ():
     c = sample_anatomy(np.random.default_rng(43))
     assert a == b
     assert a != c
+    assert hash(a) == hash(b)  # cached skeletons are keyed on the spec's bone parameters
 
 
 def test_samples_stay_in_range_and_follow_sex_dependent_priors():
@@ -43,16 +49,20 @@ def test_samples_stay_in_range_and_follow_sex_dependent_priors():
     for spec in males + females:
         for name, (lo, hi) in RANGES.items():
             assert lo <= getattr(spec, name) <= hi
-    head_m = np.mean([s.femoral_head_diameter_mm for s in males])
-    head_f = np.mean([s.femoral_head_diameter_mm for s in females])
-    assert 48 <= head_m <= 52 and 42 <= head_f <= 46  # DOMAIN.md 3
-    nsa = np.mean([s.neck_shaft_angle_deg for s in males + females])
-    assert 122 <= nsa <= 133  # DOMAIN.md 3
-    assert np.std([s.neck_shaft_angle_deg for s in males]) > 2  # a population, not one hip
+        assert len(spec.bone_modes_sd) == N_BONE_MODES
+        assert max(abs(w) for w in spec.bone_modes_sd) <= BONE_MODE_LIMIT_SD
+    hip_m = np.mean([s.inter_hip_distance_mm for s in males])
+    hip_f = np.mean([s.inter_hip_distance_mm for s in females])
+    assert 160 <= hip_f < hip_m <= 190  # DOMAIN.md 3, larger in men
+    modes = np.array([s.bone_modes_sd for s in males + females])
+    assert np.all(np.abs(modes.mean(axis=0)) < 0.2)  # standard normal modes
+    assert np.all(np.abs(modes.std(axis=0) - 1.0) < 0.15)
+    deviation = np.array([s.right_femur_deviation_sd for s in males])
+    assert 0.15 < deviation.std() < 0.35  # the right femur's own small deviation
 
 
 def test_overrides_win_and_round_trip_through_a_dict():
-    spec = sample_anatomy(np.random.default_rng(1), neck_shaft_angle_deg=125.0, sex="female")
-    assert spec.neck_shaft_angle_deg == 125.0 and spec.sex == "female"
+    spec = sample_anatomy(np.random.default_rng(1), inter_hip_distance_mm=171.0, sex="female")
+    assert spec.inter_hip_distance_mm == 171.0 and spec.sex == "female"
     assert AnatomySpec.from_dict(spec.to_dict()) == spec
     assert {f.name for f in dataclasses.fields(AnatomySpec)} == set(spec.to_dict())
