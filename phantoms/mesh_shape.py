@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import edt  # exact Euclidean distance transform (seung-lab, BSD-3-Clause)
 import numpy as np
-from scipy.spatial import cKDTree
 
 from nmosim.phantoms.mesh import TriangleMesh
 from nmosim.phantoms.shapes import Points, Shape
@@ -19,7 +18,7 @@ from nmosim.phantoms.shapes import Points, Shape
 EXACT_BAND_CELLS = 1.5  # grid points within this many cells of the surface get exact distances
 _PAIR_CHUNK = 1 << 17  # (triangle, grid point) pairs handled at once: small enough to stay in cache
 _THREADS = os.cpu_count() or 1  # results do not depend on it
-_LEVELS = 4
+_LEVELS = 4  # levels of the band whose distance transforms bound the far field
 
 
 @dataclass(frozen=True, eq=False)
@@ -194,33 +193,6 @@ def mesh_shape(
     )
     boundary = max(boundary - 0.5 * np.sqrt(3.0) * h, 0.0)  # anywhere on a boundary face
     return MeshShape(values, origin, h, lower, upper, boundary)
-
-
-def _sample_distance(tri: np.ndarray, points: np.ndarray, h: float) -> np.ndarray:
-    """A lower bound (mm) on the distance from points to the triangles ``tri`` (F, 3, 3), close
-    to the truth farther than a cell from them.
-
-    Each triangle is sampled on a barycentric lattice fine enough that every surface point lies
-    within ``r = h / (2 sqrt(3))`` of a sample (a lattice triangle of longest edge L holds no point
-    farther than L / sqrt(3) from its corners). With D the distance to the nearest sample and the
-    surface flat at the closest point, d >= sqrt(D^2 - r^2); on a curved surface the terms left
-    out are of order r^2 d / R, R its radius of curvature.
-    """
-    spacing = h / 2.0
-    longest = np.linalg.norm(tri - np.roll(tri, 1, axis=1), axis=2).max(axis=1)
-    steps = np.maximum(np.ceil(longest / spacing).astype(np.int64), 1)
-    samples = []
-    for n in np.unique(steps):
-        group = tri[steps == n]
-        i, j = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
-        keep = i + j <= n
-        wb, wc = i[keep] / n, j[keep] / n
-        a, b, c = group[:, 0, None], group[:, 1, None], group[:, 2, None]
-        samples.append((a + wb[:, None] * (b - a) + wc[:, None] * (c - a)).reshape(-1, 3))
-    tree = cKDTree(np.concatenate(samples))
-    distance, _ = tree.query(points, workers=_THREADS)
-    r = spacing / np.sqrt(3.0)
-    return np.sqrt(np.maximum(distance * distance - r * r, 0.0))
 
 
 def _expand_boxes(start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
