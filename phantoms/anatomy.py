@@ -27,10 +27,10 @@ from nmosim.phantoms.shapes import (
     Union,
     tube,
 )
-from nmosim.phantoms.skeleton import SIDES, HipLandmarks, hip_landmarks, skeleton
+from nmosim.phantoms.skeleton import SCENE_Z_MM, SIDES, HipLandmarks, hip_landmarks, skeleton
 from nmosim.phantoms.spec import AnatomySpec
 
-__all__ = ["HipLandmarks", "hip_landmarks"]
+__all__ = ["SCENE_Z_MM", "HipLandmarks", "hip_landmarks"]
 
 BLADDER_WALL_MM = 3.0  # distended bladder wall 2-3 mm (clinical ultrasound/CT norm)
 SKIN_MM = 2.0  # DOMAIN.md 3: dermis 1.5-3 mm
@@ -458,7 +458,6 @@ def build_anatomy(
     return parts
 
 
-SCENE_Z_MM = (-140.0, 135.0)  # from below the lesser trochanters to above the iliac crests
 
 
 def scene_bounds(spec: AnatomySpec) -> tuple[np.ndarray, np.ndarray]:

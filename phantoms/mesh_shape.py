@@ -124,6 +124,7 @@ def mesh_shape(
     resolution_mm: float = 1.0,
     margin_mm: float | None = None,
     exact_mm: float | None = None,
+    z_min_mm: float | None = None,
 ) -> MeshShape:
     """The signed-distance shape of a closed, outward-facing ``mesh`` on a grid of ``resolution_mm``.
 
@@ -133,7 +134,8 @@ def mesh_shape(
     from Euclidean distance transforms of that band (see :class:`MeshShape`), within about a
     quarter of the band of the truth: layers deeper than the band (a femoral shaft cortex is
     5-8 mm, DOMAIN.md 3) keep their depth to that. A wider band is exact deeper, at a build cost
-    that grows about as its cube.
+    that grows about as its cube. ``z_min_mm`` ends the grid there (a femur below the scanned
+    hip): below it the shape reads as outside, so keep it below every grid the shape is drawn on.
 
     Examples
     --------
@@ -159,6 +161,8 @@ def mesh_shape(
     vertices = np.asarray(mesh.vertices, dtype=float)
     faces = np.asarray(mesh.faces, dtype=np.int64)
     lower, upper = vertices.min(axis=0), vertices.max(axis=0)
+    if z_min_mm is not None and z_min_mm > lower[2]:
+        lower[2] = float(z_min_mm)  # parity still counts the crossings below the grid
     origin = lower - margin
     counts = np.ceil((upper + margin - origin) / h).astype(int) + 1  # (nx, ny, nz)
     shape = (int(counts[2]), int(counts[1]), int(counts[0]))

@@ -20,6 +20,11 @@ from nmosim.phantoms.spec import BONE_MODE_LIMIT_SD, N_BONE_MODES, AnatomySpec
 
 SIDES = ("right", "left")
 MESH_RESOLUTION_MM = 1.0  # spacing of the signed-distance grids of the bones
+# The scene spans these heights (mm): from below the lesser trochanters to above the iliac crests
+# of the largest pelvis drawn. The femurs' distance grids end 30 mm lower: below that the femur
+# reads as absent, and no grid of the scene reaches there.
+SCENE_Z_MM = (-150.0, 180.0)
+FEMUR_GRID_BOTTOM_MM = SCENE_Z_MM[0] - 30.0
 REFERENCE_INTER_HIP_MM = 175.0  # the hip size that pelvic_scale 1 stands for (DOMAIN.md 3)
 _FLIP_X = np.array([-1.0, 1.0, 1.0])
 
@@ -171,8 +176,8 @@ def _skeleton(modes: tuple[float, ...], deviation: tuple[float, ...], inter_hip_
     heads = [np.asarray(bones.landmarks[f"head_centre_{s}"], float) for s in SIDES]
     bones = _scaled(bones, inter_hip_mm / float(np.linalg.norm(heads[0] - heads[1])))
     femurs = {
-        "right": mesh_shape(bones.femur_right, MESH_RESOLUTION_MM),
-        "left": mesh_shape(bones.femur_left, MESH_RESOLUTION_MM),
+        side: mesh_shape(getattr(bones, f"femur_{side}"), MESH_RESOLUTION_MM, z_min_mm=FEMUR_GRID_BOTTOM_MM)
+        for side in SIDES
     }
     pelvis = mesh_shape(_pelvis_mesh(bones.pelvis), MESH_RESOLUTION_MM)
     scale = inter_hip_mm / REFERENCE_INTER_HIP_MM

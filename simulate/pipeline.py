@@ -26,7 +26,7 @@ from nmosim.simulate.truth import phantom_truth
 
 # Scan range along z (mm) per preset. DOMAIN.md 4.3: iliac crest to below the lesser trochanter;
 # the quick preset keeps the hip joints, trochanters and AIIS, where hip HO lies (DOMAIN.md 1.5).
-SCAN_RANGE_MM = {"quick": (-100.0, 80.0), "clinical": (-130.0, 125.0)}
+SCAN_RANGE_MM = {"quick": (-100.0, 80.0), "clinical": (-130.0, 170.0)}
 FOV_MARGIN_MM = 12.0
 HU_RANGE = (-1024, 3071)  # what int16 CT stores; air outside the scan field reads the minimum
 
