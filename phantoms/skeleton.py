@@ -120,9 +120,9 @@ def _pelvis_mesh(pelvis) -> TriangleMesh:
 
 def _shaft_radius(femur: TriangleMesh, lesser: np.ndarray, axis: np.ndarray) -> float:
     """Mean outer radius (mm) of the shaft 40 mm below the lesser trochanter: the mean distance of
-    the surface vertices in a 4 mm slab there from their centroid."""
+    the surface vertices in a 16 mm slab there from their centroid (the shaft is near straight)."""
     height = (femur.vertices - lesser) @ axis
-    ring = femur.vertices[np.abs(height - 40.0) < 2.0]
+    ring = femur.vertices[np.abs(height - 40.0) < 8.0]
     ring = ring - ((ring - lesser) @ axis)[:, None] * axis  # onto one plane
     return float(np.mean(np.linalg.norm(ring - ring.mean(axis=0), axis=1)))
 

@@ -5,9 +5,9 @@ import pytest
 from scipy import ndimage
 from skimage.measure import euler_number
 
+from nmosim.phantoms.bone_measures import head_diameter_mm, neck_shaft_angle_deg, pelvic_width_mm
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import N_TISSUES, Structure, Tissue
-from nmosim.phantoms.bone_measures import head_diameter_mm, neck_shaft_angle_deg, pelvic_width_mm
 from nmosim.phantoms.phantom import build_phantom
 from nmosim.phantoms.skeleton import skeleton
 from nmosim.phantoms.spec import sample_anatomy

@@ -148,7 +148,7 @@ def test_series_grows_monotonically_and_keeps_identities():
         assert base == last.metadata["base_anatomy"]
         for name, value in phantom.anatomy.to_dict().items():
             if name not in TIME_EFFECT_FIELDS:
-                assert value == getattr(last.anatomy, name)
+                assert value == last.anatomy.to_dict()[name]
         r = phantom.rasterize(grid, 1)
         volumes.append(int(np.isin(r.structures, HO).sum()))
         stages.append({d["instance"]: STAGES.index(d["maturity"]) for d in phantom.metadata["lesions"]})

@@ -74,7 +74,7 @@ def test_effects_change_only_time_fields_within_domain_ranges():
     late = adjusted_anatomy(spec, course, 104.0, ankylosed=True)
     for name, value in spec.to_dict().items():
         if name not in TIME_EFFECT_FIELDS:
-            assert getattr(late, name) == value
+            assert late.to_dict()[name] == value
     assert late.muscle_bulk < early.muscle_bulk <= spec.muscle_bulk
     assert 0.4 <= late.muscle_bulk / spec.muscle_bulk <= 0.7  # DOMAIN.md 2.8: CSA -30..-60 %
     assert 0.45 <= late.bone_density_scale <= 0.8  # DOMAIN.md 2.10 (x 0.9 with ankylosis)
