@@ -166,7 +166,7 @@ def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="fix one anatomy parameter, e.g. neck_shaft_angle_deg=125 (mm, degrees); "
+        help="fix one anatomy parameter, e.g. inter_hip_distance_mm=172 (mm); "
         "repeatable; names and ranges in phantoms/spec.py",
     )
 

@@ -45,7 +45,7 @@ def test_readme_tour_runs_and_reaches_a_ct_case_in_six_lines(tmp_path, monkeypat
         ({"phase": "e"}, "phase = 'e' is not one of"),
         ({"phase": "d", "weeks": 2.0}, "weeks = 2.0 is too early for phase 'd'"),
         ({"aetiology": "stroke"}, "aetiology = 'stroke' is not one of"),
-        ({"anatomy_overrides": {"neck_shaft_angle_deg": 200}}, "neck_shaft_angle_deg = 200 is outside"),
+        ({"anatomy_overrides": {"inter_hip_distance_mm": 230}}, "inter_hip_distance_mm = 230 is outside"),
         ({"anatomy_overrides": {"tail_length_mm": 3}}, "anatomy parameter 'tail_length_mm' is unknown"),
         ({"anatomy_overrides": {"sex": "other"}}, "sex = 'other' is not one of"),
     ],

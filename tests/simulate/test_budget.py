@@ -73,8 +73,8 @@ def test_workers_multiply_the_memory_of_a_case(monkeypatch) -> None:
         ((0.0, math.inf), "must be two finite numbers"),
         ((math.nan, 10.0), "must be two finite numbers"),
         ((10.0, 10.0), "is empty"),
-        ((1000.0, 1010.0), r"misses the body, which spans z in \[-140, 135\] mm"),
-        ((-400.0, -140.0), "misses the body"),
+        ((1000.0, 1010.0), r"misses the body, which spans z in \[-150, 180\] mm"),
+        ((-400.0, -150.0), "misses the body"),
     ],
 )
 def test_z_ranges_that_cannot_scan_the_body_are_refused(z_range, needle) -> None:

@@ -33,7 +33,7 @@ PHANTOM_OPTIONS = {
     "--supersampling": ["1", "0", "9", "-2", "1.5", "x"],
     "--phase": ["none", "a", "d", "e", ""],
     "--weeks": ["4", "30", "-3", "nan", "600", "1e9", "inf"],
-    "--anatomy": ["neck_shaft_angle_deg=125", "neck_shaft_angle_deg=200", "foo", "=3", "sex=other",
+    "--anatomy": ["inter_hip_distance_mm=172", "inter_hip_distance_mm=230", "foo", "=3", "sex=other",
                   "body_scale=nan", "body_scale=", "muscle_bulk=1e308"],  # fmt: skip
     "--sex": ["male", "x"],
     "--aetiology": ["sci", "brain", "flu"],

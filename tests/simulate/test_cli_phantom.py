@@ -66,7 +66,7 @@ def test_same_seed_same_bytes(written, tmp_path):
     ("extra", "needle"),
     [
         (["--spacing", "-1"], "spacing_mm = -1.0 is outside"),
-        (["--anatomy", "neck_shaft_angle_deg=200"], "neck_shaft_angle_deg = 200.0 is outside [110, 145]"),
+        (["--anatomy", "inter_hip_distance_mm=230"], "inter_hip_distance_mm = 230.0 is outside [150, 200]"),
         (["--colour", "red"], "unrecognized arguments: --colour"),
         (["--supersampling", "0"], "supersampling = 0 is outside"),
         (["--phase", "e"], "argument --phase: invalid choice: 'e'"),

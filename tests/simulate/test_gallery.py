@@ -42,6 +42,6 @@ def test_noise_falls_as_the_dose_rises_and_the_scan_matches_the_case(case):
 def test_a_truth_the_seed_does_not_reproduce_is_refused(case):
     truth = json.loads((case / "truth.json").read_text())
     rebuild_phantom(truth)  # the recorded case rebuilds
-    truth["anatomy"]["neck_shaft_angle_deg"] += 5.0  # as if made with an anatomy override
+    truth["anatomy"]["inter_hip_distance_mm"] += 5.0  # as if made with an anatomy override
     with pytest.raises(GalleryUnavailable):
         rebuild_phantom(truth)
