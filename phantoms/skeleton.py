@@ -102,7 +102,7 @@ def _scaled(bones: HipBones, factor: float) -> HipBones:
         femur_left=mesh(bones.femur_left),
         landmarks=marks,
         weights_sd=bones.weights_sd,
-        model=bones.model,
+        model={**bones.model, "scale": round(float(bones.model.get("scale", 1.0)) * factor, 6)},
     )
 
 

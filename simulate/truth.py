@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from nmosim.phantoms import bone_measures as measures
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Structure
 from nmosim.phantoms.lesions import lesion_truth
 from nmosim.phantoms.phantom import Phantom
 from nmosim.phantoms.progression import GRADE_PHASE
 from nmosim.phantoms.rasterize import Rasterization
+from nmosim.phantoms.skeleton import hip_landmarks, skeleton
+from nmosim.phantoms.spec import AnatomySpec
 from nmosim.simulate.provenance import TRUTH_SCHEMA_VERSION, software_versions
 
 TRUTH_SPACING_MM = 1.0  # grid on which grades, gaps and volumes of truth.json are measured
@@ -30,6 +33,36 @@ def truth_labels(phantom: Phantom, threads: int | None = None) -> Rasterization:
     hi = np.array([head[0], 110.0, 95.0]) + TRUTH_MARGIN_MM * [1, 0, 0]
     grid = Grid.covering(tuple(lo), tuple(hi), TRUTH_SPACING_MM)
     return phantom.rasterize(grid, supersampling=1, threads=threads)
+
+
+def bone_truth(anatomy: AnatomySpec) -> dict:
+    """The shape model the bones come from (name, package, version, licence, mode weights) and the
+    morphology measured on its meshes: head diameter, neck-shaft angle and anteversion per side,
+    pelvic width and inter-ASIS distance (mm, degrees)."""
+    bones = skeleton(anatomy).bones
+    sides = {
+        side: {
+            "head_diameter_mm": round(measures.head_diameter_mm(bones, side), 2),
+            "neck_shaft_angle_deg": round(measures.neck_shaft_angle_deg(bones, side), 2),
+            "anteversion_deg": round(measures.anteversion_deg(bones, side), 2),
+            "femoral_length_mm": round(measures.femoral_length_mm(bones, side), 1),
+        }
+        for side in ("right", "left")
+    }
+    return {
+        "model": dict(bones.model),
+        "weights_sd": {k: [round(float(w), 4) for w in v] for k, v in bones.weights_sd.items()},
+        "pelvic_width_mm": round(measures.pelvic_width_mm(bones), 1),
+        "inter_asis_mm": round(measures.inter_asis_mm(bones), 1),
+        **sides,
+    }
+
+
+def left_landmarks(anatomy: AnatomySpec) -> dict:
+    """Landmarks of the left hip in the patient frame (mm; the left hip at x < 0)."""
+    marks = hip_landmarks(anatomy, "left").to_dict()
+    flip = {k: [-v[0], v[1], v[2]] for k, v in marks.items() if isinstance(v, list)}
+    return {**marks, **flip}
 
 
 def _measured_phase(measured: dict, index_side: str | None) -> str:
@@ -66,7 +99,9 @@ def phantom_truth(
             for side, s in (("right", Structure.HO_RIGHT), ("left", Structure.HO_LEFT))
         },
         "anatomy": phantom.anatomy.to_dict(),
+        "bones": bone_truth(phantom.anatomy),
         "landmarks_right_mm": phantom.landmarks.to_dict(),
+        "landmarks_left_mm": left_landmarks(phantom.anatomy),
         "grid": labels.grid.to_dict(),
         "supersampling": labels.supersampling,
         "generation": meta,
