@@ -152,7 +152,7 @@ def grid_taper(limit_lp_mm: float, freq_lp_mm: np.ndarray) -> np.ndarray:
     f = np.abs(np.asarray(freq_lp_mm, dtype=float))
     start = GRID_TAPER_START * limit_lp_mm
     phase = np.clip((f - start) / (limit_lp_mm - start), 0.0, 1.0)
-    return np.cos(0.5 * np.pi * phase) ** 2
+    return np.where(phase < 1.0, np.cos(0.5 * np.pi * phase) ** 2, 0.0)
 
 
 def effective_mtf(kernel: str, chain: ResolutionChain, freq_lp_mm: np.ndarray) -> np.ndarray:
