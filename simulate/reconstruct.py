@@ -5,6 +5,9 @@ Works at the line-integral level (values per mm in, values per mm out); no physi
 FBP rebins the fan data to parallel beams (each parallel ray is the average of the fan ray
 and its conjugate, linearly interpolated in view and bin), filters with the ramp times the
 kernel's window, and backprojects over 180 degrees, pixel-driven with linear interpolation.
+A kernel is its target system MTF (:data:`KERNEL_MTF`); the window is that MTF over the MTF the
+rest of the chain has (:func:`chain_mtf`), tapered off at the limit of the voxel grid
+(:func:`grid_taper`), so an image has the kernel's MTF at any voxel size up to that limit.
 On a GPU with CuPy the same steps run on the device through the array API (one model on both;
 without CuPy the backprojection falls back to ASTRA's). ASTRA's CPU FBP handles only parallel
 beams; rebinning also halves the backprojection work compared with a 360 degree fan-beam
