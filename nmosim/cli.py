@@ -180,6 +180,65 @@ def _add_spacing(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_scanner_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default="quick",
+        help="scanner protocol: quick (1.5 mm voxels, 360 views) or clinical "
+        "(0.75 mm in-plane, 1 mm slices, 1152 views); default quick",
+    )
+    p.add_argument(
+        "--scanner",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override one protocol parameter, e.g. kvp=100, mas=50, kernel=bone, "
+        "n_views=720, recon_method=sirt; repeatable; see simulate/scanner.py",
+    )
+
+
+def _add_qa_parser(sub) -> None:
+    qa = sub.add_parser(
+        "qa",
+        help="a CT quality-assurance phantom through the scanner: HU, noise, NPS, MTF, uniformity",
+        description="Scan a water cylinder with inserts (air, fat, acrylic, bone, mature HO) twice with "
+        "the protocol of nmosim case and write qa.json (HU per insert against the expected HU, noise SD, "
+        "NPS and its peak, MTF50/MTF10 from the air insert's edge, uniformity, the protocol) and "
+        "ct.nii.gz, ct_repeat.nii.gz (float32 HU, the two noise realizations).",
+    )
+    _add_scanner_options(qa)
+    qa.add_argument(
+        "--diameter",
+        type=_number("diameter_mm"),
+        default=200.0,
+        choices=(200.0, 320.0),
+        metavar="200|320",
+        help="water cylinder diameter in mm, 200 or 320; default 200",
+    )
+    qa.add_argument(
+        "--slices", type=_count("slices", 1, 64), default=3, help="reconstructed slices, 1 to 64; default 3"
+    )
+    qa.add_argument(
+        "--seed", type=_seed, default=0, help="random seed of the noise, in [0, 2**63); default 0"
+    )
+    _add_out(qa, "output folder: a new one, created when complete (see --overwrite)")
+
+
+def run_qa(args: argparse.Namespace) -> Path:
+    from nmosim.simulate import qa
+    from nmosim.simulate.scanner import make_protocol
+
+    protocol = make_protocol(args.preset, **_scanner_overrides(args.scanner))
+    start = time.perf_counter()
+
+    def progress(stage: str) -> None:
+        print(f"  {stage:<14} {time.perf_counter() - start:6.1f} s", file=sys.stderr, flush=True)
+
+    scan = qa.scan_qa(protocol, args.diameter, args.slices, args.seed, progress=progress)
+    return qa.write_qa(scan, qa.qa_report(scan, args.seed, args.preset), args.out, overwrite=args.overwrite)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="nmosim",
@@ -223,21 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         "CUDA GPU; NMOSIM_DEVICE=cpu|cuda forces one.",
     )
     _add_phantom_options(case)
-    case.add_argument(
-        "--preset",
-        choices=tuple(PRESETS),
-        default="quick",
-        help="scanner protocol: quick (1.5 mm voxels, 360 views) or clinical "
-        "(0.75 mm in-plane, 1 mm slices, 1152 views); default quick",
-    )
-    case.add_argument(
-        "--scanner",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="override one protocol parameter, e.g. kvp=100, mas=50, kernel=bone, "
-        "n_views=720, recon_method=sirt; repeatable; see simulate/scanner.py",
-    )
+    _add_scanner_options(case)
     case.add_argument(
         "--z-range",
         type=_number("z_range_mm"),
@@ -260,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluation_parsers(sub)
     _add_dataset_parser(sub)
     _add_book_parser(sub)
+    _add_qa_parser(sub)
     return parser
 
 
@@ -572,12 +618,12 @@ def run_book(args: argparse.Namespace) -> Path:
 
 
 COMMANDS = {"phantom": run_phantom, "case": run_case, "series": run_series, "evaluate": run_evaluate,
-            "baseline": run_baseline, "dataset": run_dataset, "book": run_book}  # fmt: skip
+            "baseline": run_baseline, "dataset": run_dataset, "book": run_book, "qa": run_qa}  # fmt: skip
 
 
 # What each command writes, for nmosim's marker in its output folder.
 KINDS = {"phantom": "phantom", "series": "series", "case": "case", "dataset": "dataset",
-         "evaluate": "evaluate", "baseline": "baseline", "book": "book"}  # fmt: skip
+         "evaluate": "evaluate", "baseline": "baseline", "book": "book", "qa": "qa"}  # fmt: skip
 _INPUTS = {"dataset": ("config",), "evaluate": ("truth", "pred"), "baseline": ("cases",), "book": ("source",)}
 
 

@@ -12,7 +12,7 @@ from nmosim.phantoms.errors import SpecError, check_range
 from nmosim.phantoms.labels import Tissue
 
 # Standard atomic weights (IUPAC 2021, abridged), g/mol: only what the formulas below need.
-_ATOMIC_WEIGHT = {"H": 1.008, "O": 15.999, "P": 30.974, "Ca": 40.078}
+_ATOMIC_WEIGHT = {"H": 1.008, "C": 12.011, "O": 15.999, "P": 30.974, "Ca": 40.078}
 
 # Tolerance on the sum of a table's mass fractions (tables are rounded to 0.1 %).
 _SUM_TOLERANCE = 2e-3
@@ -109,12 +109,15 @@ CARTILAGE = _percent("cartilage", 1.10,
 URINE = WATER.with_density(1.012, "urine")
 # DOMAIN.md 4.2: hydroxyapatite Ca10(PO4)6(OH)2, 3.16 g/cm3, the bone-mineral surrogate of HO.
 HYDROXYAPATITE = _from_formula("hydroxyapatite", 3.16, {"Ca": 10, "P": 6, "O": 26, "H": 2})
+# Acrylic (PMMA, (C5H8O2)n), 1.19 g/cm3 (ICRU 44; NIST XCOM/ESTAR material tables, public domain):
+# the plastic of CT quality-assurance phantoms (about +120 HU).
+PMMA = _from_formula("pmma", 1.19, {"C": 5, "H": 8, "O": 2})
 
 BASE_MATERIALS: dict[str, Material] = {
     m.name: m
     for m in (
         WATER, AIR, ADIPOSE, MUSCLE, SKIN, BLOOD, CORTICAL_BONE, SPONGIOSA, RED_MARROW,
-        YELLOW_MARROW, CARTILAGE, HYDROXYAPATITE,
+        YELLOW_MARROW, CARTILAGE, HYDROXYAPATITE, PMMA,
     )
 }  # fmt: skip
 

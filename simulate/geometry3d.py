@@ -193,7 +193,8 @@ def kernel_window_columns(protocol: ScannerProtocol) -> tuple[int, np.ndarray]:
     frequencies taken at the iso-centre, so a kernel means what it means for fan2d."""
     n_fft = scipy.fft.next_fast_len(2 * protocol.n_bins, real=True)
     freq = scipy.fft.rfftfreq(n_fft, d=protocol.iso_bin_width_mm)
-    return n_fft, reconstruct.kernel_window(protocol.kernel, freq).astype(np.float32)
+    chain = reconstruct.resolution_chain(protocol)
+    return n_fft, reconstruct.kernel_window(protocol.kernel, freq, chain).astype(np.float32)
 
 
 # --- ASTRA 3D on the GPU --------------------------------------------------------------------

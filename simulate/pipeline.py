@@ -18,7 +18,7 @@ from nmosim.phantoms.materials import tissue_materials
 from nmosim.phantoms.phantom import Phantom
 from nmosim.phantoms.rasterize import Rasterization
 from nmosim.phantoms.texture import trabecular_texture
-from nmosim.simulate import backend, budget, ct, physics, scanner
+from nmosim.simulate import backend, budget, ct, physics, reconstruct, scanner
 from nmosim.simulate.provenance import stream_seed
 from nmosim.simulate.radiograph import Radiograph, RadiographGeometry, simulate_radiograph
 from nmosim.simulate.scanner import ScannerProtocol
@@ -210,6 +210,7 @@ def simulate_ct(
     truth["scanner"] = {
         "preset": preset,
         **protocol.to_dict(),
+        "kernel_mtf": reconstruct.kernel_resolution(protocol),
         "scan_range_mm": list(z_range),
         "reconstruction_grid": recon.to_dict(),
         "imaging_grid": imaging.to_dict(),

@@ -5,6 +5,9 @@ Works at the line-integral level (values per mm in, values per mm out); no physi
 FBP rebins the fan data to parallel beams (each parallel ray is the average of the fan ray
 and its conjugate, linearly interpolated in view and bin), filters with the ramp times the
 kernel's window, and backprojects over 180 degrees, pixel-driven with linear interpolation.
+A kernel is its target system MTF (:data:`KERNEL_MTF`); the window is that MTF over the MTF the
+rest of the chain has (:func:`chain_mtf`), tapered off at the limit of the voxel grid
+(:func:`grid_taper`), so an image has the kernel's MTF at any voxel size up to that limit.
 On a GPU with CuPy the same steps run on the device through the array API (one model on both;
 without CuPy the backprojection falls back to ASTRA's). ASTRA's CPU FBP handles only parallel
 beams; rebinning also halves the backprojection work compared with a 360 degree fan-beam
@@ -14,6 +17,7 @@ backprojection. TV reconstruction runs through ODL (:mod:`nmosim.simulate.tv`).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -25,23 +29,184 @@ from nmosim.phantoms.grid import Grid
 from nmosim.simulate import arrays, backend
 from nmosim.simulate.scanner import KERNELS, ScannerProtocol
 
-# Windows on the ramp, in absolute spatial frequency (line pairs per mm at the iso-centre), so a
-# kernel means the same on any detector. DOMAIN.md 4.4: MTF50 about 0.35-0.45 lp/mm (soft) and
-# 0.6-0.9 lp/mm (bone). The Hann window is 0.5 at half its cutoff; 'bone' lifts high
-# frequencies (edge enhancement) and rolls off only past the usual detector Nyquist.
-_HANN_CUTOFF_LP_MM = {"soft": 0.8, "standard": 1.2, "bone": 2.4}
-_BONE_BOOST = 0.8  # relative gain added at 1 lp/mm, growing as f**2 (about +13 % net there)
+
+# --- kernels defined by their MTF -----------------------------------------------------------
+@dataclass(frozen=True)
+class KernelMTF:
+    """Target in-plane system MTF of a kernel: ``mtf50_lp_mm`` and ``mtf10_lp_mm`` (lp/mm at the
+    iso-centre, where the MTF last falls to 0.5 and 0.1) and an edge enhancement that lifts the
+    MTF by ``edge_gain`` (relative) at ``edge_peak_lp_mm``."""
+
+    mtf50_lp_mm: float
+    mtf10_lp_mm: float
+    edge_gain: float = 0.0
+    edge_peak_lp_mm: float = 0.4
 
 
-def kernel_window(kernel: str, freq_lp_mm: np.ndarray) -> np.ndarray:
-    """Window multiplying the ramp filter for ``kernel`` at frequencies ``freq_lp_mm`` (lp/mm)."""
+# DOMAIN.md 4.4: MTF50 about 0.35-0.45 lp/mm (soft) and 0.6-0.9 lp/mm (bone), PSF FWHM 0.6-1.2 mm,
+# edge ringing on sharp kernels. MTF10 and the standard kernel are engineering values [K] between
+# them (a Gaussian-like MTF has MTF10 about 1.6-1.8 times its MTF50). The bone kernel overshoots
+# (MTF up to about 1.2 near 0.4 lp/mm), as clinical bone kernels do.
+KERNEL_MTF: dict[str, KernelMTF] = {
+    "soft": KernelMTF(0.40, 0.65),
+    "standard": KernelMTF(0.50, 0.80),
+    "bone": KernelMTF(0.75, 1.10, edge_gain=0.3, edge_peak_lp_mm=0.45),
+}
+
+# The grid carries a kernel up to the Nyquist frequency of the reconstruction voxel (or of the
+# detector sampling at the iso-centre, whichever is lower): the effective MTF is the target,
+# tapered (cos**2) from this fraction of that limit to zero at the limit.
+GRID_TAPER_START = 0.8
+# The filter boosts what the rest of the chain blurs by at most this factor.
+_MAX_CHAIN_GAIN = 8.0
+
+
+def _edge(spec: KernelMTF, f: np.ndarray) -> np.ndarray:
+    x2 = (f / spec.edge_peak_lp_mm) ** 2
+    return 1.0 + spec.edge_gain * x2 * np.exp(1.0 - x2)
+
+
+@lru_cache(maxsize=8)
+def _shape(kernel: str) -> tuple[float, float]:
+    """Scale (lp/mm) and power of ``exp(-ln 2 (f / scale)**power)``, the kernel's MTF before its
+    edge enhancement, solved so the product meets MTF50 and MTF10 exactly."""
+    spec = KERNEL_MTF[kernel]
+    f50, f10 = spec.mtf50_lp_mm, spec.mtf10_lp_mm
+    a = -math.log2(0.5 / float(_edge(spec, np.float64(f50))))
+    b = -math.log2(0.1 / float(_edge(spec, np.float64(f10))))
+    power = math.log(b / a) / math.log(f10 / f50)
+    return f50 / a ** (1.0 / power), power
+
+
+def target_mtf(kernel: str, freq_lp_mm: np.ndarray) -> np.ndarray:
+    """The kernel's target system MTF (dimensionless, 1 at f = 0) at ``freq_lp_mm`` (lp/mm)."""
     check_choice("kernel", kernel, KERNELS)
     f = np.abs(np.asarray(freq_lp_mm, dtype=float))
-    cutoff = _HANN_CUTOFF_LP_MM[kernel]
-    window = np.where(f < cutoff, 0.5 * (1.0 + np.cos(np.pi * f / cutoff)), 0.0)
-    if kernel == "bone":
-        window = window * (1.0 + _BONE_BOOST * f**2)
-    return window
+    scale, power = _shape(kernel)
+    return np.exp(-math.log(2.0) * (f / scale) ** power) * _edge(KERNEL_MTF[kernel], f)
+
+
+@dataclass(frozen=True)
+class ResolutionChain:
+    """What blurs an image before and besides the kernel (all mm at the iso-centre).
+
+    ``imaging_pixel_mm``: pixel of the imaging grid (the object's area-fraction raster, a box, then
+    represented as pixels, another box); ``t_step_mm``: rebinned detector step (linear
+    interpolation at rebinning and again at backprojection); ``voxel_mm``: reconstruction voxel
+    (it sets the grid's limit, points are sampled without a box); the focal spot and the detector
+    cell as ``samples`` points across a box of ``blur_mm`` (one point: no blur).
+    """
+
+    imaging_pixel_mm: float
+    t_step_mm: float
+    voxel_mm: float
+    focal_blur_mm: float = 0.0
+    focal_samples: int = 1
+    cell_blur_mm: float = 0.0
+    cell_samples: int = 1
+
+    @property
+    def limit_lp_mm(self) -> float:
+        """Highest frequency the voxel grid and the detector sampling carry (lp/mm)."""
+        return 0.5 / max(self.voxel_mm, self.t_step_mm)
+
+
+def resolution_chain(protocol: ScannerProtocol, voxel_mm: float | None = None) -> ResolutionChain:
+    """The protocol's :class:`ResolutionChain`; ``voxel_mm`` defaults to ``recon_pixel_mm``.
+
+    Focal spot and cell blur count only when the protocol samples them with sub-rays (fields
+    ``focal_spot_*``, ``cell_*``; absent fields mean one central ray per reading).
+    """
+    _, t_step, _ = parallel_sampling(protocol)
+    d_si, d_sd = protocol.source_to_iso_mm, protocol.source_to_detector_mm
+    focal = float(getattr(protocol, "focal_spot_mm", 0.0)) * (d_sd - d_si) / d_sd
+    cell = float(getattr(protocol, "cell_aperture", 1.0)) * protocol.bin_width_mm * d_si / d_sd
+    return ResolutionChain(
+        imaging_pixel_mm=protocol.recon_pixel_mm / protocol.imaging_oversampling,
+        t_step_mm=float(t_step),
+        voxel_mm=float(protocol.recon_pixel_mm if voxel_mm is None else voxel_mm),
+        focal_blur_mm=focal,
+        focal_samples=int(getattr(protocol, "focal_spot_samples", 1)),
+        cell_blur_mm=cell,
+        cell_samples=int(getattr(protocol, "cell_samples", 1)),
+    )
+
+
+def _points_mtf(width_mm: float, samples: int, f: np.ndarray) -> np.ndarray:
+    """MTF of ``samples`` equal points at the midpoints of equal parts of a ``width_mm`` box."""
+    x = ((np.arange(samples) + 0.5) / samples - 0.5) * width_mm
+    return np.cos(2.0 * np.pi * f[..., None] * x).mean(axis=-1)
+
+
+def chain_mtf(chain: ResolutionChain, freq_lp_mm: np.ndarray) -> np.ndarray:
+    """MTF of everything but the kernel (dimensionless) at ``freq_lp_mm`` (lp/mm): the imaging
+    pixel twice (sinc**2), linear interpolation twice (sinc**2 each), focal spot and cell points."""
+    f = np.abs(np.asarray(freq_lp_mm, dtype=float))
+    mtf = np.sinc(f * chain.imaging_pixel_mm) ** 2 * np.sinc(f * chain.t_step_mm) ** 4
+    if chain.focal_samples > 1:
+        mtf = mtf * _points_mtf(chain.focal_blur_mm, chain.focal_samples, f)
+    if chain.cell_samples > 1:
+        mtf = mtf * _points_mtf(chain.cell_blur_mm, chain.cell_samples, f)
+    return mtf
+
+
+def grid_taper(limit_lp_mm: float, freq_lp_mm: np.ndarray) -> np.ndarray:
+    """1 up to ``GRID_TAPER_START * limit``, cos**2 down to 0 at ``limit_lp_mm``, 0 beyond."""
+    f = np.abs(np.asarray(freq_lp_mm, dtype=float))
+    start = GRID_TAPER_START * limit_lp_mm
+    phase = np.clip((f - start) / (limit_lp_mm - start), 0.0, 1.0)
+    return np.where(phase < 1.0, np.cos(0.5 * np.pi * phase) ** 2, 0.0)
+
+
+def effective_mtf(kernel: str, chain: ResolutionChain, freq_lp_mm: np.ndarray) -> np.ndarray:
+    """The MTF a kernel gives on ``chain``'s grid: its target, capped by :func:`grid_taper`."""
+    return target_mtf(kernel, freq_lp_mm) * grid_taper(chain.limit_lp_mm, freq_lp_mm)
+
+
+def kernel_window(kernel: str, freq_lp_mm: np.ndarray, chain: ResolutionChain | None = None) -> np.ndarray:
+    """Window multiplying the ramp filter for ``kernel`` at ``freq_lp_mm`` (lp/mm, iso-centre).
+
+    With ``chain``: the effective MTF over the chain's own MTF (the boost limited to
+    ``_MAX_CHAIN_GAIN``), so the reconstructed image has the kernel's MTF up to the grid's limit;
+    without it, the bare target MTF.
+    """
+    if chain is None:
+        return target_mtf(kernel, freq_lp_mm)
+    own = np.maximum(chain_mtf(chain, freq_lp_mm), 1.0 / _MAX_CHAIN_GAIN)
+    return effective_mtf(kernel, chain, freq_lp_mm) / own
+
+
+def _falls_to(freq: np.ndarray, mtf: np.ndarray, level: float) -> float:
+    """Frequency where ``mtf`` last falls through ``level`` (linear interpolation)."""
+    above = np.flatnonzero(mtf >= level)
+    i = int(above[-1]) if above.size else 0
+    if i + 1 >= freq.size:
+        return float(freq[-1])
+    return float(freq[i] + (mtf[i] - level) / (mtf[i] - mtf[i + 1]) * (freq[i + 1] - freq[i]))
+
+
+def kernel_resolution(protocol: ScannerProtocol, voxel_mm: float | None = None) -> dict:
+    """The protocol kernel's target and effective (grid-capped) MTF50 and MTF10 in lp/mm, the
+    grid's limit and whether it capped the kernel, for the record (truth.json, qa.json)."""
+    chain = resolution_chain(protocol, voxel_mm)
+    f = np.linspace(0.0, 3.0, 6001)
+    target = target_mtf(protocol.kernel, f)
+    effective = effective_mtf(protocol.kernel, chain, f)
+    spec = KERNEL_MTF[protocol.kernel]
+    out = {
+        "kernel": protocol.kernel,
+        "target_mtf50_lp_mm": spec.mtf50_lp_mm,
+        "target_mtf10_lp_mm": spec.mtf10_lp_mm,
+        "target_peak_mtf": round(float(target.max()), 4),
+        "grid_limit_lp_mm": round(chain.limit_lp_mm, 4),
+        "effective_mtf50_lp_mm": round(_falls_to(f, effective, 0.5), 4),
+        "effective_mtf10_lp_mm": round(_falls_to(f, effective, 0.1), 4),
+    }
+    out["capped"] = bool(
+        out["effective_mtf50_lp_mm"] < spec.mtf50_lp_mm - 1e-3
+        or out["effective_mtf10_lp_mm"] < spec.mtf10_lp_mm - 1e-3
+    )
+    return out
 
 
 # --- fan -> parallel rebinning ----------------------------------------------------------------
@@ -123,8 +288,11 @@ def rebin_to_parallel(sinogram: np.ndarray, protocol: ScannerProtocol) -> np.nda
 
 # --- filtering ------------------------------------------------------------------------------
 @lru_cache(maxsize=16)
-def _filter_response(n_t: int, t_step_mm: float, kernel: str) -> tuple[int, np.ndarray]:
-    """FFT length and frequency response (ramp times window) for rows of ``n_t`` samples.
+def _filter_response(
+    n_t: int, t_step_mm: float, kernel: str, chain: ResolutionChain | None = None
+) -> tuple[int, np.ndarray]:
+    """FFT length and frequency response (ramp times :func:`kernel_window`) for rows of ``n_t``
+    samples; the one filter of the CPU and the array-API paths.
 
     The ramp is the band-limited one sampled in space (Kak & Slaney eq. 3.61: h(0) = 1/(4 d^2),
     h(n odd) = -1/(n pi d)^2), which avoids the DC error of a sampled |f|; the factor ``d``
@@ -139,13 +307,16 @@ def _filter_response(n_t: int, t_step_mm: float, kernel: str) -> tuple[int, np.n
     h[odd] = -1.0 / (np.pi * n[odd] * t_step_mm) ** 2
     ramp = t_step_mm * np.real(scipy.fft.rfft(h))
     freq = scipy.fft.rfftfreq(n_fft, d=t_step_mm)
-    return n_fft, (ramp * kernel_window(kernel, freq)).astype(np.complex64)
+    return n_fft, (ramp * kernel_window(kernel, freq, chain)).astype(np.complex64)
 
 
-def filter_parallel(rows: np.ndarray, t_step_mm: float, kernel: str) -> np.ndarray:
-    """Ramp-filter ``rows`` (``[..., n_t]``, bins ``t_step_mm`` apart) with ``kernel``'s window."""
+def filter_parallel(
+    rows: np.ndarray, t_step_mm: float, kernel: str, chain: ResolutionChain | None = None
+) -> np.ndarray:
+    """Ramp-filter ``rows`` (``[..., n_t]``, bins ``t_step_mm`` apart) with ``kernel``'s window
+    (on ``chain``, see :func:`kernel_window`)."""
     n_t = rows.shape[-1]
-    n_fft, response = _filter_response(n_t, float(t_step_mm), kernel)
+    n_fft, response = _filter_response(n_t, float(t_step_mm), kernel, chain)
     spectrum = scipy.fft.rfft(rows, n=n_fft, axis=-1, workers=1)
     return scipy.fft.irfft(spectrum * response, n=n_fft, axis=-1, workers=1)[..., :n_t]
 
@@ -155,9 +326,14 @@ def _check_sinogram(sinogram: np.ndarray, grid: Grid, protocol: ScannerProtocol)
     expected = (grid.shape[0], protocol.n_views, protocol.n_bins)
     if sinogram.ndim != 3 or tuple(sinogram.shape) != expected:
         raise ValueError(
-            f"sinogram shape {sinogram.shape} does not match (grid slices, n_views, n_bins) "
-            f"= {expected}"
+            f"sinogram shape {sinogram.shape} does not match (grid slices, n_views, n_bins) = {expected}"
         )
+
+
+def grid_chain(protocol: ScannerProtocol, grid: Grid) -> ResolutionChain:
+    """:func:`resolution_chain` of ``protocol`` for reconstruction onto ``grid`` (its coarser
+    in-plane spacing sets the voxel)."""
+    return resolution_chain(protocol, float(max(grid.spacing_mm[0], grid.spacing_mm[1])))
 
 
 def fbp(
@@ -177,7 +353,8 @@ def fbp(
         :func:`nmosim.simulate.backend.forward_project` (value times mm).
     grid : target grid; its slices match the sinogram's and its pixels may differ from those
         of the grid that was projected (and be off-centre or non-square).
-    kernel : 'soft', 'standard' or 'bone' (default: ``protocol.kernel``).
+    kernel : 'soft', 'standard' or 'bone' (default: ``protocol.kernel``): the image gets the
+        kernel's MTF (:data:`KERNEL_MTF`) up to the limit of ``grid``'s voxel (:func:`grid_taper`).
     threads, device : as for :func:`nmosim.simulate.backend.forward_project`.
 
     Returns
@@ -194,14 +371,13 @@ def fbp(
     angles, t_step, n_t = parallel_sampling(protocol)
     matrix = _rebin_matrix(_geometry(protocol))
     scale = np.float32(np.pi / angles.size)  # f(x) = integral over [0, pi) of q(theta, t(x))
+    chain = grid_chain(protocol, grid)
 
     def filtered(k: int) -> np.ndarray:
         rebinned = (matrix @ sinogram[k].ravel().astype(np.float32)).reshape(angles.size, n_t)
-        return (filter_parallel(rebinned, t_step, kernel) * scale).astype(np.float32)
+        return (filter_parallel(rebinned, t_step, kernel, chain) * scale).astype(np.float32)
 
-    return backend.backproject_parallel(
-        filtered, grid, angles, t_step, n_t, device=device, threads=threads
-    )
+    return backend.backproject_parallel(filtered, grid, angles, t_step, n_t, device=device, threads=threads)
 
 
 # --- the same FBP through the array API (numpy or CuPy) --------------------------------------
@@ -241,9 +417,7 @@ def _cupy_backprojector():
     return cupy.RawKernel(_BP_KERNEL, "backproject")
 
 
-def backproject_array_api(
-    xp, rows, x_mm: np.ndarray, y_mm: np.ndarray, angles: np.ndarray, t_step_mm: float
-):
+def backproject_array_api(xp, rows, x_mm: np.ndarray, y_mm: np.ndarray, angles: np.ndarray, t_step_mm: float):
     """``out[z, y, x] = sum_theta rows[z, theta, t(x, y)]``, ``t = x cos theta - y sin theta``,
     linear interpolation, zero beyond the detector: the model of the CPU backprojection, for
     ``rows`` ``[nz, n_theta, n_t]`` float32 of namespace ``xp``. On CuPy one fused kernel."""
@@ -288,7 +462,7 @@ def fbp_array_api(
     CuPy), ``block`` slices at a time; returns a host ``[nz, ny, nx]`` float32 array."""
     angles, t_step, n_t = parallel_sampling(protocol)
     matrix = _rebin_matrix_on(xp, _geometry(protocol))
-    n_fft, response = _filter_response(n_t, float(t_step), kernel)
+    n_fft, response = _filter_response(n_t, float(t_step), kernel, grid_chain(protocol, grid))
     response = xp.asarray(response * np.float32(np.pi / angles.size))
     x_mm, y_mm = grid.voxel_centers_axis(0), grid.voxel_centers_axis(1)
     out = np.empty(grid.shape, dtype=np.float32)
@@ -328,8 +502,15 @@ def _iterative(
 
     out = np.empty(grid.shape, dtype=np.float32)
     return backend.run_slices(
-        method, grid.shape[0], data, out, backend.volume_geometry(grid), proj_geom,
-        device=device, threads=threads, iterations=int(iterations),
+        method,
+        grid.shape[0],
+        data,
+        out,
+        backend.volume_geometry(grid),
+        proj_geom,
+        device=device,
+        threads=threads,
+        iterations=int(iterations),
     )
 
 

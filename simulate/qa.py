@@ -1,0 +1,196 @@
+"""``nmosim qa``: the QA phantom through the scanner, its image quality measured and written.
+
+Scans :mod:`.qa_phantom` twice with one protocol (two noise realizations from one seeded
+generator) through :func:`nmosim.simulate.ct.simulate_ct`, the code that scans a case, measures
+with :mod:`.image_quality` and writes ``qa.json``, ``ct.nii.gz`` and ``ct_repeat.nii.gz``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nmosim.phantoms.errors import SpecError
+from nmosim.phantoms.grid import Grid
+from nmosim.simulate import backend, ct, geometry3d, image_quality, qa_phantom, reconstruct
+from nmosim.simulate.io import write_json, write_nifti
+from nmosim.simulate.outputs import nmosim_version, staged_directory
+from nmosim.simulate.scanner import ScannerProtocol
+
+QA_FORMAT = 1
+# Reported pass band for an insert's mean HU against its expected HU (``ct.reference_hu``: the
+# monochromatic value at the beam's effective energy behind the phantom's water): 5 % of the
+# expected contrast to water plus 10 HU. Bone inserts read low by beam hardening, which the water
+# correction leaves (DOMAIN.md 4.4: beam-hardening bands of -20 to -80 HU).
+HU_TOLERANCE_FRACTION = 0.05
+HU_TOLERANCE_HU = 10.0
+INSERT_ROI_FRACTION = 0.6  # ROI radius over insert radius
+PERIPHERY_ROI_MM = 8.0
+MAX_SLICES = 64
+
+
+@dataclass(frozen=True)
+class QAScan:
+    """Two noise realizations ``first`` and ``second`` (HU, ``[nz, ny, nx]``) of ``phantom`` on
+    ``grid``, scanned with ``protocol``."""
+
+    first: np.ndarray
+    second: np.ndarray
+    grid: Grid
+    phantom: qa_phantom.QAPhantom
+    protocol: ScannerProtocol
+
+
+def scan_qa(
+    protocol: ScannerProtocol,
+    diameter_mm: float = qa_phantom.DIAMETERS_MM[0],
+    n_slices: int = 3,
+    seed: int = 0,
+    *,
+    device: str | None = None,
+    threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> QAScan:
+    """Scan the QA phantom twice (``np.random.default_rng(seed)`` drawn in order) with ``protocol``."""
+    if isinstance(n_slices, bool) or not 1 <= int(n_slices) <= MAX_SLICES or int(n_slices) != n_slices:
+        raise SpecError(f"n_slices = {n_slices!r} is outside [1, {MAX_SLICES}]")
+    phantom = qa_phantom.qa_phantom(diameter_mm)
+    device = backend.select_device(device, protocol)
+    margin = 0.0 if protocol.geometry == "fan2d" else geometry3d.scan_margin_mm(protocol)
+    water, bone, fine, rec = qa_phantom.phantom_maps(
+        phantom, protocol, ct.protocol_spectrum(protocol), int(n_slices), z_margin_mm=margin
+    )
+    rng = np.random.default_rng(seed)
+    scans = []
+    for name in ("first", "second"):
+        scans.append(ct.simulate_ct(water, bone, fine, rec, protocol, rng, threads=threads, device=device))
+        if progress is not None:
+            progress(f"scan {name}")
+    return QAScan(scans[0], scans[1], rec, phantom, protocol)
+
+
+def _xy(grid: Grid) -> tuple[tuple[int, int], float, tuple[float, float]]:
+    return grid.shape[1:], float(grid.spacing_mm[0]), (float(grid.origin_mm[0]), float(grid.origin_mm[1]))
+
+
+def _insert_rows(scan: QAScan) -> list[dict]:
+    shape, pixel, origin = _xy(scan.grid)
+    water_cm = scan.phantom.diameter_mm / 10.0
+    rows = []
+    for insert in scan.phantom.inserts:
+        mask = image_quality.disc_mask(shape, pixel, insert.center_xy_mm,
+                                       INSERT_ROI_FRACTION * insert.diameter_mm / 2.0, origin)  # fmt: skip
+        stats = image_quality.roi_stats(scan.first, mask)
+        expected = ct.reference_hu(insert.material, scan.protocol, water_cm=water_cm)
+        tolerance = HU_TOLERANCE_HU + HU_TOLERANCE_FRACTION * abs(expected)
+        difference = stats.mean - expected
+        rows.append({
+            "name": insert.name, "material": insert.material.name, "center_xy_mm": list(insert.center_xy_mm),
+            "mean_hu": round(stats.mean, 2), "sd_hu": round(stats.sd, 2), "n_pixels": stats.n,
+            "expected_hu": round(expected, 2), "difference_hu": round(difference, 2),
+            "tolerance_hu": round(tolerance, 2), "within_tolerance": bool(abs(difference) <= tolerance),
+        })  # fmt: skip
+    return rows
+
+
+def _nps(noise: np.ndarray, grid: Grid) -> dict:
+    """NPS of the central square inside the uniform centre, every slice one ROI."""
+    shape, pixel, _ = _xy(grid)
+    side = int(np.sqrt(2.0) * (qa_phantom.uniform_radius_mm() - 2.0) / pixel)
+    if side < 8:
+        raise SpecError(f"recon_pixel_mm = {pixel:g} leaves a noise ROI of {side} pixels; give a finer one")
+    # the pixel nearest the axis, then the square around it
+    iy, ix = (int(np.argmin(np.abs(grid.voxel_centers_axis(a)))) for a in (1, 0))
+    lo_y, lo_x = iy - side // 2, ix - side // 2
+    rois = noise[:, lo_y : lo_y + side, lo_x : lo_x + side]
+    fx, fy, nps = image_quality.nps_2d(rois, pixel)
+    f, radial = image_quality.radial_nps(fx, fy, nps)
+    step = (fx[1] - fx[0]) * (fy[1] - fy[0])
+    return {
+        "roi_side_pixels": side,
+        "n_rois": int(rois.shape[0]),
+        "peak_lp_mm": round(image_quality.nps_peak_lp_mm(f, radial), 4),
+        "mean_frequency_lp_mm": round(float((f * radial).sum() / radial.sum()), 4),
+        "variance_from_nps_hu2": round(float(nps.sum() * step), 2),
+        "radial_frequency_lp_mm": np.round(f, 4).tolist(),
+        "radial_nps_hu2_mm2": np.round(radial, 3).tolist(),
+    }
+
+
+def _mtf(image: np.ndarray, scan: QAScan) -> dict:
+    shape, pixel, origin = _xy(scan.grid)
+    edge = next(i for i in scan.phantom.inserts if i.name == qa_phantom.EDGE_INSERT)
+    offsets, esf = image_quality.disc_edge_profile(image, pixel, edge.center_xy_mm, edge.diameter_mm / 2.0,
+                                                   half_width_mm=8.0, origin_xy_mm=origin)  # fmt: skip
+    freq, mtf = image_quality.mtf_from_esf(esf, offsets[1] - offsets[0])
+    keep = freq <= 1.5
+    return {
+        "edge": f"rim of the {edge.name} insert (circular edge), both realizations averaged",
+        "mtf50_lp_mm": round(image_quality.mtf_at(freq, mtf, 0.5), 4),
+        "mtf10_lp_mm": round(image_quality.mtf_at(freq, mtf, 0.1), 4),
+        "peak_mtf": round(float(mtf[keep].max()), 4),
+        "frequency_lp_mm": np.round(freq[keep][::4], 4).tolist(),
+        "mtf": np.round(mtf[keep][::4], 4).tolist(),
+    }
+
+
+def measure_qa(scan: QAScan) -> dict:
+    """The image-quality report of ``scan`` (the content of qa.json but the header)."""
+    shape, pixel, origin = _xy(scan.grid)
+    centre = image_quality.disc_mask(shape, pixel, (0.0, 0.0), qa_phantom.uniform_radius_mm() - 5.0, origin)
+    noise = image_quality.noise_only(scan.first, scan.second)
+    uniform = image_quality.roi_stats(scan.first, centre)
+    periphery = []
+    centres = qa_phantom.periphery_centers_mm(scan.phantom, PERIPHERY_ROI_MM)
+    for name, xy in zip(("anterior", "right", "posterior", "left"), centres, strict=True):
+        mask = image_quality.disc_mask(shape, pixel, xy, PERIPHERY_ROI_MM, origin)
+        stats = image_quality.roi_stats(scan.first, mask)
+        periphery.append({"position": name, "center_xy_mm": list(xy), "mean_hu": round(stats.mean, 2),
+                          "difference_to_centre_hu": round(stats.mean - uniform.mean, 2)})  # fmt: skip
+    return {
+        "inserts": _insert_rows(scan),
+        "noise": {
+            "roi": f"central disc of radius {qa_phantom.uniform_radius_mm() - 5.0:g} mm",
+            "sd_hu": round(uniform.sd, 3),
+            "sd_noise_only_hu": round(image_quality.roi_stats(noise, centre).sd, 3),
+            "noise_only": "(first - second) / sqrt(2) of two realizations",
+        },
+        "nps": _nps(noise, scan.grid),
+        "mtf": _mtf(0.5 * (scan.first + scan.second), scan),
+        "uniformity": {
+            "centre_mean_hu": round(uniform.mean, 2),
+            "periphery": periphery,
+            "max_abs_difference_hu": round(max(abs(p["difference_to_centre_hu"]) for p in periphery), 2),
+        },
+    }
+
+
+def qa_report(scan: QAScan, seed: int, preset: str | None = None) -> dict:
+    """qa.json: header (version, seed, protocol with the kernel's MTF, phantom, grid) and measures."""
+    return {
+        "format": QA_FORMAT,
+        "nmosim_version": nmosim_version(),
+        "seed": int(seed),
+        "scanner": {
+            "preset": preset,
+            **scan.protocol.to_dict(),
+            "kernel_mtf": reconstruct.kernel_resolution(scan.protocol, float(scan.grid.spacing_mm[0])),
+        },
+        "phantom": scan.phantom.to_dict(),
+        "reconstruction_grid": scan.grid.to_dict(),
+        "hu_tolerance": f"{HU_TOLERANCE_HU:g} HU + {100 * HU_TOLERANCE_FRACTION:g} % of |expected HU|",
+        **measure_qa(scan),
+    }
+
+
+def write_qa(scan: QAScan, report: dict, out: Path, overwrite: bool = False) -> Path:
+    """Write ``qa.json``, ``ct.nii.gz`` and ``ct_repeat.nii.gz`` (float32 HU) into folder ``out``,
+    staged and marked as every nmosim output (:func:`nmosim.simulate.outputs.staged_directory`)."""
+    with staged_directory(Path(out), "qa", overwrite) as stage:
+        write_nifti(stage / "ct.nii.gz", scan.first, scan.grid, np.float32)
+        write_nifti(stage / "ct_repeat.nii.gz", scan.second, scan.grid, np.float32)
+        write_json(stage / "qa.json", report)
+    return Path(out)
