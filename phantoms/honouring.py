@@ -23,7 +23,7 @@ from nmosim.phantoms.grading import SideGrade, grade_side
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Structure
 from nmosim.phantoms.lesion_plans import ISLAND_CLEARANCE_MM, LesionPlan, draw_side
-from nmosim.phantoms.ossification import LesionGeometry, Sites, lesion_part, mirror
+from nmosim.phantoms.ossification import SINGLE_LOCATIONS, LesionGeometry, Sites, lesion_part, mirror
 from nmosim.phantoms.rasterize import Part, rasterize
 from nmosim.phantoms.shapes import Ellipsoid, Shape
 from nmosim.phantoms.spec import AnatomySpec
@@ -187,10 +187,17 @@ def honour_side(
     """Draw lesions for ``side`` until their measured grade is ``grade``; returns plans and attempts."""
     plans: list[LesionPlan] = []
     adjustments = 0
+    draws = 0
+    # After two drawn layouts at the asked location fail, the others are tried in turn: in some
+    # hips one location cannot hold the grade (bones too near for a gap, a spur that meets the
+    # other bone wherever it stops), and the grade comes first.
+    others = [loc for loc in SINGLE_LOCATIONS if loc != category]
     for attempt in range(1, max_attempts + 1):
         if not plans or adjustments >= 3:
-            plans = draw_side(rng, sites, bones, grade, category)
+            where = category if draws < 2 else others[(draws - 2) % len(others)]
+            plans = draw_side(rng, sites, bones, grade, where)
             adjustments = 0
+            draws += 1
         if not plans:
             continue
         right = [p.geometry() for p in plans]

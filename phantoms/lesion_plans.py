@@ -160,10 +160,18 @@ def draw_side(
     else:
         aim = float(rng.uniform(*GAP_AIM_MM[grade]))
         first = "pelvis" if rng.random() < 0.5 else "femur"
-        for attachment in (first, "femur" if first == "pelvis" else "pelvis"):
-            spur = _spur_plan(rng, sites, bones, main, attachment, aim)
-            if spur is not None:
-                plans.append(spur)
+        # Where the two bones lie too near each other for the aimed gap at the drawn location (a
+        # narrow hip), the spur goes to the next location that has room: the grade comes first.
+        others = [loc for loc in SINGLE_LOCATIONS if loc != main]
+        others = [others[i] for i in rng.permutation(len(others))]
+        for location in (main, *others):
+            for attachment in (first, "femur" if first == "pelvis" else "pelvis"):
+                spur = _spur_plan(rng, sites, bones, location, attachment, aim)
+                if spur is not None:
+                    plans.append(spur)
+                    break
+            if plans:
+                main = location
                 break
         if not plans:
             return plans

@@ -79,6 +79,19 @@ def test_requested_phase_is_the_measured_grade_many_seeds(phase, seed):
     check_case(phase, seed)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", ["a", "b", "c", "d"])
+@pytest.mark.parametrize("seed", range(100))
+def test_every_seed_meets_every_phase_through_the_case_spec(phase, seed):
+    """The path datasets take (CaseSpec seeds and streams): no seed may lose a case."""
+    import nmosim
+
+    phantom = nmosim.build_phantom(nmosim.CaseSpec(phase=phase, seed=seed), threads=1)
+    meta = phantom.metadata
+    assert meta["phase"] == phase
+    assert meta["requested_grade"][meta["index_side"]] == PHASE_GRADE[phase]
+
+
 def test_phase_none_has_no_ho():
     phantom = build_case_phantom(np.random.default_rng(3), phase="none", confounders=False)
     assert not [p for p in phantom.parts if p.structure in HO]
