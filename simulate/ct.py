@@ -111,8 +111,7 @@ def expected_readings(
     spectrum = projection_spectrum(protocol)
     bw, bb = bowtie.basis_lines_cm(protocol, spectrum)
     if xp is not None:
-        lw, lb = xp.asarray(lines_water_cm) + xp.asarray(bw), xp.asarray(lines_bone_cm) + xp.asarray(bb)
-        return physics.expected_counts_array_api(xp, lw, lb, spectrum, **geometry)
+        return physics.expected_counts_array_api(xp, lines_water_cm + bw, lines_bone_cm + bb, spectrum, **geometry)
     return physics.expected_counts(lines_water_cm + bw, lines_bone_cm + bb, spectrum, threads=threads, **geometry)
 
 
