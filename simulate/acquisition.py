@@ -99,9 +99,7 @@ def _bowtie_key(protocol: ScannerProtocol) -> ScannerProtocol:
     return dataclasses.replace(protocol, mas=100.0, electronic_noise_photons=0.0, n_views=1)
 
 
-def air_readings(
-    protocol: ScannerProtocol, spectrum: physics.Spectrum, **geometry: float
-) -> np.ndarray:
+def air_readings(protocol: ScannerProtocol, spectrum: physics.Spectrum, **geometry: float) -> np.ndarray:
     """Expected air reading of each column through the bowtie (photon equivalents, ``[n_bins]``)."""
     bw, bb = bowtie.basis_lines_cm(protocol, spectrum)
     return physics.expected_counts(bw, bb, spectrum, **geometry).mean

@@ -31,14 +31,17 @@ def _fit(spectrum: physics.Spectrum) -> tuple[np.ndarray, float, float]:
     correction = physics.fit_water_correction(spectrum)
     mu_w_ref = correction.mu_ref_per_cm
     energy = physics.effective_energy_kev(spectrum)
-    ratio = physics.linear_attenuation_per_cm(CORTICAL_BONE, [energy])[0] / physics.linear_attenuation_per_cm(
-        WATER, [energy]
-    )[0]
+    ratio = (
+        physics.linear_attenuation_per_cm(CORTICAL_BONE, [energy])[0]
+        / physics.linear_attenuation_per_cm(WATER, [energy])[0]
+    )
     mu_b_ref = float(mu_w_ref * ratio)
     lw, lb = np.meshgrid(np.linspace(0.0, 50.0, 41), np.linspace(0.0, 8.0, 33), indexing="ij")
     lw, lb = lw.ravel(), lb.ravel()
     q = spectrum.photons_per_mas_mm2 * physics.detector_weights(spectrum)
-    mu_w, mu_b = (physics.linear_attenuation_per_cm(m, spectrum.energies_kev) for m in physics.BASIS_MATERIALS)
+    mu_w, mu_b = (
+        physics.linear_attenuation_per_cm(m, spectrum.energies_kev) for m in physics.BASIS_MATERIALS
+    )
     transmission = np.exp(-(np.outer(lw, mu_w) + np.outer(lb, mu_b))) @ q / q.sum()
     p_wc = correction(-np.log(transmission)).astype(np.float64)
     target = mu_w_ref * lw + mu_b_ref * lb
@@ -90,5 +93,7 @@ def correct_sinogram(
     fraction = bone_fraction(first, spectrum)
     if not fraction.any():
         return sinogram
-    bone_cm = backend.forward_project(fraction, grid, protocol, threads=threads, device=device) / np.float32(10.0)
+    bone_cm = backend.forward_project(fraction, grid, protocol, threads=threads, device=device) / np.float32(
+        10.0
+    )
     return (sinogram + projection_error(sinogram, bone_cm, spectrum)).astype(np.float32)

@@ -67,7 +67,9 @@ def basis_lines_cm(protocol: ScannerProtocol, spectrum: physics.Spectrum) -> tup
 def column_spectra_weights(protocol: ScannerProtocol, spectrum: physics.Spectrum) -> np.ndarray:
     """Transmission of the bowtie per column and energy bin, ``[n_bins, n_energies]``."""
     lw, lb = basis_lines_cm(protocol, spectrum)
-    mu_w, mu_b = (physics.linear_attenuation_per_cm(m, spectrum.energies_kev) for m in physics.BASIS_MATERIALS)
+    mu_w, mu_b = (
+        physics.linear_attenuation_per_cm(m, spectrum.energies_kev) for m in physics.BASIS_MATERIALS
+    )
     return np.exp(-(np.outer(lw, mu_w) + np.outer(lb, mu_b)))
 
 

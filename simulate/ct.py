@@ -15,7 +15,16 @@ from nmosim.phantoms.errors import SpecError, check_range
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Tissue
 from nmosim.phantoms.materials import Material, tissue_materials
-from nmosim.simulate import acquisition, arrays, backend, beam_hardening, bowtie, geometry3d, physics, reconstruct
+from nmosim.simulate import (
+    acquisition,
+    arrays,
+    backend,
+    beam_hardening,
+    bowtie,
+    geometry3d,
+    physics,
+    reconstruct,
+)
 from nmosim.simulate.scanner import ScannerProtocol, imaging_grid, recon_grid
 
 # Water cylinder used for the HU calibration (DESIGN.md 7), mm; smaller if the FOV is small.
@@ -111,8 +120,12 @@ def expected_readings(
     spectrum = projection_spectrum(protocol)
     bw, bb = bowtie.basis_lines_cm(protocol, spectrum)
     if xp is not None:
-        return physics.expected_counts_array_api(xp, lines_water_cm + bw, lines_bone_cm + bb, spectrum, **geometry)
-    return physics.expected_counts(lines_water_cm + bw, lines_bone_cm + bb, spectrum, threads=threads, **geometry)
+        return physics.expected_counts_array_api(
+            xp, lines_water_cm + bw, lines_bone_cm + bb, spectrum, **geometry
+        )
+    return physics.expected_counts(
+        lines_water_cm + bw, lines_bone_cm + bb, spectrum, threads=threads, **geometry
+    )
 
 
 def measured_projections(
@@ -188,8 +201,8 @@ def _reconstruct_mu(
         lo = int(min(g.min() for g in members))
         hi = int(max(g.max() for g in members)) + 1
         sub = _sub_grid(imaging, lo, hi)
-        counts = _sub_ray_counts(water_map[lo:hi], bone_map[lo:hi], sub, imaging, protocol, device, gpu_counts,
-                                 n_threads, cpu_threads)  # fmt: skip
+        maps = (water_map[lo:hi], bone_map[lo:hi])
+        counts = _sub_ray_counts(*maps, sub, imaging, protocol, device, gpu_counts, n_threads, cpu_threads)
         sinogram = np.empty((len(members), protocol.n_views, protocol.n_bins), dtype=np.float32)
         for i, g in enumerate(members):
             own = physics.Counts(counts.mean[g - lo], counts.variance[g - lo])
@@ -200,8 +213,12 @@ def _reconstruct_mu(
         stop = start + len(members)
         slab_grid = _sub_grid(recon, start, stop)
         if protocol.bone_correction:
-            sinogram = beam_hardening.correct_sinogram(sinogram, slab_grid, protocol, threads=n_threads, device=device)
-        out[start:stop] = reconstruct.reconstruct(sinogram, slab_grid, protocol, threads=n_threads, device=device)
+            sinogram = beam_hardening.correct_sinogram(
+                sinogram, slab_grid, protocol, threads=n_threads, device=device
+            )
+        out[start:stop] = reconstruct.reconstruct(
+            sinogram, slab_grid, protocol, threads=n_threads, device=device
+        )
         if progress is not None:
             progress(stop, n_rec)
     return out
@@ -232,7 +249,9 @@ def _sub_ray_counts(
                 lines.append(np.zeros((grid.shape[0], protocol.n_views, protocol.n_bins), dtype=np.float32))
                 continue
             # Volume fractions times path length in mm; / 10 gives cm.
-            projected = backend.forward_project(chunk, grid, protocol, threads=n_threads, device=device, sub_ray=ray)
+            projected = backend.forward_project(
+                chunk, grid, protocol, threads=n_threads, device=device, sub_ray=ray
+            )
             lines.append(projected / np.float32(10.0))
         xp = arrays.namespace("cuda") if gpu_counts else None  # the polychromatic sums on the GPU
         counts = expected_readings(lines[0], lines[1], protocol, geometry, threads=cpu_threads, xp=xp)

@@ -91,7 +91,9 @@ def scatter_signal(
 ) -> np.ndarray:
     """Expected scatter (photon equivalents, float32) on each reading of ``primary``
     (``[..., n_bins]`` expected primary signal; ``i0`` the air reading per bin)."""
-    return (_unit_scatter(primary, i0, protocol) * np.float32(amplitude(protocol, spectrum))).astype(np.float32)
+    return (_unit_scatter(primary, i0, protocol) * np.float32(amplitude(protocol, spectrum))).astype(
+        np.float32
+    )
 
 
 def correct(

@@ -67,8 +67,14 @@ def _edge_width_mm(protocol) -> float:
 
 
 def test_focal_spot_and_cell_aperture_widen_an_edge():
-    fine = {"recon_pixel_mm": 0.4, "recon_fov_mm": 80.0, "n_bins": 400, "bin_width_mm": 0.55, "kernel": "bone",
-            "n_views": 360, "view_samples": 1, "bowtie": "none", "scatter": "none"}  # fmt: skip
+    fine = {
+        "recon_pixel_mm": 0.4,
+        "recon_fov_mm": 80.0,
+        "n_bins": 400,
+        "bin_width_mm": 0.55,
+        "kernel": "bone",
+    }
+    fine.update(n_views=360, view_samples=1, bowtie="none", scatter="none")
     point = _edge_width_mm(small(**fine, focal_spot_mm=0.0, focal_spot_samples=1, cell_samples=1))
     blurred = _edge_width_mm(
         small(**fine, focal_spot_mm=2.5, focal_spot_samples=4, cell_aperture=1.0, cell_samples=2)
@@ -116,8 +122,11 @@ def test_scatter_to_primary_is_about_15_percent_behind_35_cm_of_water():
         clean = acquisition.detect(ct.physics.Counts(primary, primary), i0, small(water_correction=False,
                                    scatter="none"), spectrum, None)  # fmt: skip
         with_scatter = acquisition.detect(
-            ct.physics.Counts(primary, primary), i0, small(water_correction=False, scatter_correction=False),
-            spectrum, None,
+            ct.physics.Counts(primary, primary),
+            i0,
+            small(water_correction=False, scatter_correction=False),
+            spectrum,
+            None,
         )
         centre = p.n_bins // 2
         ratios[diameter] = float(np.exp(clean[centre] - with_scatter[centre]) - 1.0)
@@ -171,9 +180,9 @@ def test_ctdi_vol_scales_with_mas_and_inverse_pitch():
     base = dose.ctdi_vol_mgy(make_protocol("quick", mas=100.0))
     assert dose.ctdi_vol_mgy(make_protocol("quick", mas=300.0)) == pytest.approx(3 * base, rel=1e-9)
     helical = dose.ctdi_vol_mgy(make_protocol("quick", mas=100.0, geometry="helical", pitch=1.0))
-    assert dose.ctdi_vol_mgy(make_protocol("quick", mas=100.0, geometry="helical", pitch=0.5)) == pytest.approx(
-        2 * helical, rel=1e-9
-    )
+    assert dose.ctdi_vol_mgy(
+        make_protocol("quick", mas=100.0, geometry="helical", pitch=0.5)
+    ) == pytest.approx(2 * helical, rel=1e-9)
     # DOMAIN.md 4.3: abdomen-pelvis CTDIvol 10-20 mGy at 150-250 mAs; the body phantom's centre
     # receives less than its periphery
     assert 3.0 < base < 12.0
@@ -198,7 +207,10 @@ def test_same_seed_same_bytes_with_every_effect_on():
         ({"bowtie": "head"}, "bowtie = 'head' is not one of {none, body}"),
         ({"scatter": "mc"}, "scatter = 'mc'"),
         ({"bone_correction": "yes"}, "bone_correction = 'yes'"),
-        ({"geometry": "axial", "view_samples": 2}, "view_samples = 2 is not one of {1} for geometry = 'axial'"),
+        (
+            {"geometry": "axial", "view_samples": 2},
+            "view_samples = 2 is not one of {1} for geometry = 'axial'",
+        ),
     ],
 )
 def test_bad_acquisition_settings_name_the_parameter(overrides, fragment):

@@ -114,7 +114,9 @@ def test_air_readings_have_the_protocols_photon_count():
     # tube charge of one view, the pixel (bin pitch x slice magnified onto the detector) and the
     # inverse square to the detector; the integrating detector's excess variance <E^2>/<E>^2. The
     # cell's active fraction of the pitch and the detection efficiency scale the photons counted.
-    protocol = small(mas=20.0, electronic_noise_photons=0.0, water_correction=False, bowtie="none", scatter="none")
+    protocol = small(
+        mas=20.0, electronic_noise_photons=0.0, water_correction=False, bowtie="none", scatter="none"
+    )
     spectrum = ct.projection_spectrum(protocol)
     e, n = spectrum.energies_kev, spectrum.photons_per_mas_mm2
     area = protocol.bin_width_mm * protocol.slice_thickness_mm * protocol.source_to_detector_mm
