@@ -300,10 +300,12 @@ def simulate_ct(
     threads, device : as for :func:`nmosim.simulate.backend.forward_project`.
     progress : called as ``progress(done, total)`` after each slab of reconstructed slices.
 
-    Steps: each basis map is forward projected once (line integrals in mm, converted to cm); per
-    fine slice the expected polychromatic signal and its variance are summed over grouped energy
-    bins; the fine slices of a reconstructed slice are added in the intensity domain; noise, log,
-    optional water beam-hardening correction; reconstruction; HU from a water-cylinder
+    Steps: each basis map is forward projected once per sub-ray (focal-spot point, cell point,
+    sub-view; :mod:`nmosim.simulate.acquisition`; line integrals in mm, converted to cm); per fine
+    slice the expected polychromatic signal behind the bowtie and its variance are summed over
+    grouped energy bins and averaged over the sub-rays; the fine slices of a reconstructed slice
+    are added in the intensity domain; scatter, noise, scatter correction, log, optional water
+    beam-hardening correction per column; optional bone correction; reconstruction; HU from a water-cylinder
     calibration of the same protocol (:func:`water_calibration`). The axial and helical
     geometries scan the maps as a multi-row cone beam on the GPU instead
     (:mod:`nmosim.simulate.geometry3d`); asking for them without a GPU raises SpecError before
