@@ -5,9 +5,9 @@ Model: the body bowtie is a parametric shape, not a vendor's drawing. Its alumin
 makes up ``BODY_COMPENSATION`` of the water missing from a ray's chord through a 32 cm body
 cylinder (the CTDI body phantom), zero on the central ray (the protocol's added filtration is
 the centre's), capped at ``BODY_MAX_AL_MM`` beyond the cylinder. This follows the design rule of
-body bowties (thin at the centre, thick where the patient is thin; Boone JM, Med Phys
-2010;37:40-48, "Method for evaluating bow tie filter angle-dependent attenuation in CT", which
-measured edge attenuations of 10 to 30 mm aluminium equivalent). Aluminium is written in the
+body bowties (thin at the centre, thick where the patient is thin; see Boone JM, Med Phys
+2010;37:40-48, "Method for evaluating bow tie filter angle-dependent attenuation in CT"); the
+compensation fraction and the cap are this model's choices, not measured values. Aluminium is written in the
 two-material basis (water, cortical bone) of the projector, fitted over the protocol's spectrum.
 """
 

@@ -8,8 +8,9 @@ signal times its attenuation, ``P * (-ln(P / I0))`` (the first-order scatter of 
 and that source spreads across the detector by a broad Gaussian kernel (the anti-scatter grid
 and the geometry leave a smooth scatter profile). The amplitude is set per protocol so a 35 cm
 water cylinder has a scatter-to-primary ratio of ``SPR_35CM_WATER`` on its central ray, the
-value of XCIST's kernel model and of measurements behind 1D grids for 40 mm collimation
-(Engel KJ et al., Med Phys 2008;35:318-332: 10-20 %).
+order of XCIST's kernel model for such a cylinder behind a 1D anti-scatter grid; the
+kernel width ``KERNEL_SIGMA_MM`` is this model's choice (broad enough that scatter cups a
+uniform cylinder, as measured scatter does).
 """
 
 from __future__ import annotations
