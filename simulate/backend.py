@@ -98,23 +98,35 @@ def volume_geometry(grid: Grid) -> dict:
     )
 
 
-def fan_rays(protocol: ScannerProtocol) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source, detector centre and bin step vectors in patient (x, y) mm, each ``[n_views, 2]``."""
-    b = protocol.view_angles_rad()
+def fan_rays(
+    protocol: ScannerProtocol, sub_ray: tuple[float, float, float] = (0.0, 0.0, 0.0)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source, detector centre and bin step vectors in patient (x, y) mm, each ``[n_views, 2]``.
+
+    ``sub_ray = (source_mm, cell_mm, angle_rad)`` moves the source point across the focal spot
+    and the detector point across the cell, both along the bin direction (mm), and turns the
+    view by ``angle_rad``: one sub-ray of every reading (see :mod:`nmosim.simulate.acquisition`).
+    """
+    source_mm, cell_mm, angle_rad = sub_ray
+    b = protocol.view_angles_rad() + angle_rad
     toward_source = np.stack([np.sin(b), np.cos(b)], axis=1)
     along_bins = np.stack([np.cos(b), -np.sin(b)], axis=1)
-    source = protocol.source_to_iso_mm * toward_source
+    source = protocol.source_to_iso_mm * toward_source + source_mm * along_bins
     detector = -(protocol.source_to_detector_mm - protocol.source_to_iso_mm) * toward_source
+    detector = detector + cell_mm * along_bins
     return source, detector, protocol.bin_width_mm * along_bins
 
 
-def fan_geometry(grid: Grid, protocol: ScannerProtocol) -> tuple[dict, np.ndarray | None]:
+def fan_geometry(
+    grid: Grid, protocol: ScannerProtocol, sub_ray: tuple[float, float, float] = (0.0, 0.0, 0.0)
+) -> tuple[dict, np.ndarray | None]:
     """ASTRA ``fanflat_vec`` geometry for ``grid`` and the per-ray path-length factor.
 
     The factor (``[n_views, n_bins]``) converts lengths in ASTRA's stretched frame back to mm;
-    it is ``None`` for square pixels, where the frames agree up to a mirror.
+    it is ``None`` for square pixels, where the frames agree up to a mirror. ``sub_ray``: see
+    :func:`fan_rays`.
     """
-    source, detector, step = fan_rays(protocol)
+    source, detector, step = fan_rays(protocol, sub_ray)
     m = _stretch(grid)
     vectors = np.concatenate([source @ m, detector @ m, step @ m], axis=1)
     geometry = astra.create_proj_geom("fanflat_vec", protocol.n_bins, vectors)
@@ -244,6 +256,7 @@ def forward_project(
     *,
     threads: int | None = None,
     device: str | None = None,
+    sub_ray: tuple[float, float, float] = (0.0, 0.0, 0.0),
 ) -> np.ndarray:
     """Fan-beam line integrals of every axial slice.
 
@@ -254,6 +267,7 @@ def forward_project(
     protocol : scan geometry (``n_views``, ``n_bins``, distances, bin pitch).
     threads : worker threads (default: all cores on CPU, one on CUDA).
     device : 'cpu' or 'cuda' (default: :func:`select_device`).
+    sub_ray : offsets of the rays from the bin-centre rays, see :func:`fan_rays`.
 
     Returns
     -------
@@ -263,7 +277,7 @@ def forward_project(
     _check_volume(volume, grid)
     device = select_device(device)
     threads = resolve_threads(threads, device)
-    proj_geom, factor = fan_geometry(grid, protocol)
+    proj_geom, factor = fan_geometry(grid, protocol, sub_ray)
     out = np.empty((grid.shape[0], protocol.n_views, protocol.n_bins), dtype=np.float32)
     run_slices(
         "FP", grid.shape[0], lambda k: volume[k], out, volume_geometry(grid), proj_geom,

@@ -15,7 +15,16 @@ from nmosim.phantoms.errors import SpecError, check_range
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Tissue
 from nmosim.phantoms.materials import Material, tissue_materials
-from nmosim.simulate import arrays, backend, geometry3d, physics, reconstruct
+from nmosim.simulate import (
+    acquisition,
+    arrays,
+    backend,
+    beam_hardening,
+    bowtie,
+    geometry3d,
+    physics,
+    reconstruct,
+)
 from nmosim.simulate.scanner import ScannerProtocol, imaging_grid, recon_grid
 
 # Water cylinder used for the HU calibration (DESIGN.md 7), mm; smaller if the FOV is small.
@@ -82,13 +91,41 @@ def _check_map(name: str, volume: np.ndarray, grid: Grid) -> np.ndarray:
 
 
 def reading_geometry(protocol: ScannerProtocol, fine_slice_mm: float) -> dict:
-    """Tube charge per view (mAs), pixel area (mm2) and distance (mm) of a fine slice's reading."""
+    """Tube charge per view (mAs), effective pixel area (mm2) and distance (mm) of a fine slice's
+    reading.
+
+    The area is the cell's active width (``cell_aperture`` times the bin pitch) times the slice
+    thickness magnified onto the detector, times ``detector_efficiency`` (the fraction of the
+    photons reaching it that are detected): the photons counted are those of that area.
+    """
+    width = protocol.bin_width_mm * protocol.cell_aperture
     return {
         "mas": protocol.mas / protocol.n_views,
-        # A fine slice's reading: bin pitch times the slice thickness magnified onto the detector.
-        "pixel_area_mm2": protocol.bin_width_mm * fine_slice_mm * protocol.magnification,
+        "pixel_area_mm2": width * fine_slice_mm * protocol.magnification * protocol.detector_efficiency,
         "source_to_detector_mm": protocol.source_to_detector_mm,
     }
+
+
+def expected_readings(
+    lines_water_cm: np.ndarray,
+    lines_bone_cm: np.ndarray,
+    protocol: ScannerProtocol,
+    geometry: dict,
+    *,
+    threads: int | None = None,
+    xp=None,
+) -> physics.Counts:
+    """Expected primary signal and variance behind basis line integrals ``[..., n_bins]`` (cm)
+    and the protocol's bowtie; ``xp``: an array namespace to compute in (e.g. CuPy)."""
+    spectrum = projection_spectrum(protocol)
+    bw, bb = bowtie.basis_lines_cm(protocol, spectrum)
+    if xp is not None:
+        return physics.expected_counts_array_api(
+            xp, lines_water_cm + bw, lines_bone_cm + bb, spectrum, **geometry
+        )
+    return physics.expected_counts(
+        lines_water_cm + bw, lines_bone_cm + bb, spectrum, threads=threads, **geometry
+    )
 
 
 def measured_projections(
@@ -106,12 +143,14 @@ def measured_projections(
     ``lines_water_cm`` and ``lines_bone_cm`` are ``[k, n_views, n_bins]`` basis line integrals
     (cm) of the ``k`` fine slices, each ``fine_slice_mm`` thick, that make the slice. Their
     expected signals and variances add (intensity domain) before noise; ``rng=None`` gives the
-    noiseless expectation. The water correction is applied if the protocol asks for it.
+    noiseless expectation. Bowtie, scatter and the corrections as the protocol asks
+    (:func:`nmosim.simulate.acquisition.detect`).
 
     Detector: one energy-integrating reading per view, bin and reconstructed slice, so electronic
-    noise is added once per reading. Every bin sees the same air fluence (no bowtie filter, heel
-    effect or oblique incidence) and no scatter; readings are floored at 0.5 photon before the log.
-    ``counts``: the fine slices' expected counts if already computed (e.g. on the GPU).
+    noise is added once per reading. The air fluence of a bin is shaped by the bowtie (no heel
+    effect or oblique incidence); readings are floored at 0.5 photon before the log.
+    ``counts``: the fine slices' expected counts if already computed (e.g. averaged over
+    sub-rays, or on the GPU).
     """
     if np.ndim(lines_water_cm) != 3 or np.shape(lines_water_cm) != np.shape(lines_bone_cm):
         raise SpecError(
@@ -121,12 +160,10 @@ def measured_projections(
     spectrum = projection_spectrum(protocol)
     geometry = reading_geometry(protocol, fine_slice_mm)
     if counts is None:
-        counts = physics.expected_counts(lines_water_cm, lines_bone_cm, spectrum, threads=threads, **geometry)
+        counts = expected_readings(lines_water_cm, lines_bone_cm, protocol, geometry, threads=threads)
     expected = physics.Counts(counts.mean.sum(axis=0), counts.variance.sum(axis=0))
-    i0 = physics.flat_field(spectrum, **geometry) * lines_water_cm.shape[0]
-    return physics.measured_projections(
-        expected, i0, rng, protocol.electronic_noise_photons, spectrum, protocol.water_correction
-    )
+    i0 = acquisition.air_readings(protocol, spectrum, **geometry) * lines_water_cm.shape[0]
+    return acquisition.detect(expected, i0, protocol, spectrum, rng)
 
 
 def _reconstruct_mu(
@@ -164,36 +201,68 @@ def _reconstruct_mu(
         lo = int(min(g.min() for g in members))
         hi = int(max(g.max() for g in members)) + 1
         sub = _sub_grid(imaging, lo, hi)
-        lines = []
-        for volume in (water_map, bone_map):
-            chunk = np.ascontiguousarray(volume[lo:hi], dtype=np.float32)
-            if not chunk.any():  # e.g. no bone in this slab: nothing to project
-                lines.append(np.zeros((hi - lo, protocol.n_views, protocol.n_bins), dtype=np.float32))
-                continue
-            # Volume fractions times path length in mm; / 10 gives cm.
-            projected = backend.forward_project(chunk, sub, protocol, threads=n_threads, device=device)
-            lines.append(projected / np.float32(10.0))
-        counts = None
-        if gpu_counts:  # the polychromatic sums of the whole slab at once, on the GPU
-            geometry = reading_geometry(protocol, imaging.spacing_mm[2])
-            counts = physics.expected_counts_array_api(
-                arrays.namespace("cuda"), lines[0], lines[1], projection_spectrum(protocol), **geometry
-            )
+        maps = (water_map[lo:hi], bone_map[lo:hi])
+        counts = _sub_ray_counts(*maps, sub, imaging, protocol, device, gpu_counts, n_threads, cpu_threads)
         sinogram = np.empty((len(members), protocol.n_views, protocol.n_bins), dtype=np.float32)
         for i, g in enumerate(members):
-            own = None if counts is None else physics.Counts(counts.mean[g - lo], counts.variance[g - lo])
+            own = physics.Counts(counts.mean[g - lo], counts.variance[g - lo])
             sinogram[i] = measured_projections(
-                lines[0][g - lo], lines[1][g - lo], imaging.spacing_mm[2], protocol, rng, threads=cpu_threads,
-                counts=own,
-            )  # fmt: skip
-        del lines
+                counts.mean[g - lo], counts.mean[g - lo], imaging.spacing_mm[2], protocol, rng, counts=own
+            )
+        del counts
         stop = start + len(members)
+        slab_grid = _sub_grid(recon, start, stop)
+        if protocol.bone_correction:
+            sinogram = beam_hardening.correct_sinogram(
+                sinogram, slab_grid, protocol, threads=n_threads, device=device
+            )
         out[start:stop] = reconstruct.reconstruct(
-            sinogram, _sub_grid(recon, start, stop), protocol, threads=n_threads, device=device
+            sinogram, slab_grid, protocol, threads=n_threads, device=device
         )
         if progress is not None:
             progress(stop, n_rec)
     return out
+
+
+def _sub_ray_counts(
+    water: np.ndarray,
+    bone: np.ndarray,
+    grid: Grid,
+    imaging: Grid,
+    protocol: ScannerProtocol,
+    device: str,
+    gpu_counts: bool,
+    n_threads: int,
+    cpu_threads: int,
+) -> physics.Counts:
+    """Expected readings ``[k, n_views, n_bins]`` of the ``k`` fine slices of ``water`` and
+    ``bone`` (volume fractions on ``grid``), each the mean over the protocol's sub-rays of their
+    polychromatic signal (intensities, not line integrals, are averaged; variances likewise)."""
+    geometry = reading_geometry(protocol, imaging.spacing_mm[2])
+    rays = acquisition.sub_rays(protocol)
+    mean = variance = None
+    for ray in rays:
+        lines = []
+        for volume in (water, bone):
+            chunk = np.ascontiguousarray(volume, dtype=np.float32)
+            if not chunk.any():  # e.g. no bone in this slab: nothing to project
+                lines.append(np.zeros((grid.shape[0], protocol.n_views, protocol.n_bins), dtype=np.float32))
+                continue
+            # Volume fractions times path length in mm; / 10 gives cm.
+            projected = backend.forward_project(
+                chunk, grid, protocol, threads=n_threads, device=device, sub_ray=ray
+            )
+            lines.append(projected / np.float32(10.0))
+        xp = arrays.namespace("cuda") if gpu_counts else None  # the polychromatic sums on the GPU
+        counts = expected_readings(lines[0], lines[1], protocol, geometry, threads=cpu_threads, xp=xp)
+        del lines
+        if mean is None:
+            mean, variance = counts.mean, counts.variance
+        else:
+            mean += counts.mean
+            variance += counts.variance
+    scale = np.float32(1.0 / len(rays))
+    return physics.Counts(mean * scale, variance * scale)
 
 
 def hounsfield(mu_per_mm: np.ndarray, mu_water_per_mm: float, mu_air_per_mm: float) -> np.ndarray:
@@ -231,10 +300,12 @@ def simulate_ct(
     threads, device : as for :func:`nmosim.simulate.backend.forward_project`.
     progress : called as ``progress(done, total)`` after each slab of reconstructed slices.
 
-    Steps: each basis map is forward projected once (line integrals in mm, converted to cm); per
-    fine slice the expected polychromatic signal and its variance are summed over grouped energy
-    bins; the fine slices of a reconstructed slice are added in the intensity domain; noise, log,
-    optional water beam-hardening correction; reconstruction; HU from a water-cylinder
+    Steps: each basis map is forward projected once per sub-ray (focal-spot point, cell point,
+    sub-view; :mod:`nmosim.simulate.acquisition`; line integrals in mm, converted to cm); per fine
+    slice the expected polychromatic signal behind the bowtie and its variance are summed over
+    grouped energy bins and averaged over the sub-rays; the fine slices of a reconstructed slice
+    are added in the intensity domain; scatter, noise, scatter correction, log, optional water
+    beam-hardening correction per column; optional bone correction; reconstruction; HU from a water-cylinder
     calibration of the same protocol (:func:`water_calibration`). The axial and helical
     geometries scan the maps as a multi-row cone beam on the GPU instead
     (:mod:`nmosim.simulate.geometry3d`); asking for them without a GPU raises SpecError before

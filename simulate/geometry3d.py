@@ -24,7 +24,7 @@ import scipy.fft
 
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
-from nmosim.simulate import arrays, backend, physics, reconstruct
+from nmosim.simulate import acquisition, arrays, backend, bowtie, physics, reconstruct
 from nmosim.simulate.scanner import ScannerProtocol
 
 
@@ -269,23 +269,26 @@ def detector_projections(
     rng: np.random.Generator | None,
 ) -> np.ndarray:
     """``-log(I / I0)`` of every detector cell (``[rows, views, bins]`` float32) from basis line
-    integrals (cm): polychromatic signal, quantum and electronic noise (``rng=None``: none), the
-    water correction if asked for. One cell is ``bin_width_mm`` by ``row_pitch_mm``."""
+    integrals (cm): the bowtie of each column, polychromatic signal, scatter, quantum and
+    electronic noise (``rng=None``: none) and the corrections the protocol asks for
+    (:func:`nmosim.simulate.acquisition.detect`; scatter spreads along each row). A cell's
+    counted area is ``cell_aperture * bin_width_mm`` by ``row_pitch_mm`` times
+    ``detector_efficiency``; one central ray per cell."""
     spectrum = physics.tube_spectrum(protocol.kvp, protocol.filtration_mm_al).rebinned(
         physics.PROJECTION_BIN_KEV
     )
     geometry = {
         "mas": protocol.mas / protocol.n_views,
-        "pixel_area_mm2": protocol.bin_width_mm * protocol.row_pitch_mm,
+        "pixel_area_mm2": protocol.bin_width_mm * protocol.cell_aperture * protocol.row_pitch_mm
+        * protocol.detector_efficiency,
         "source_to_detector_mm": protocol.source_to_detector_mm,
-    }
-    xp = arrays.namespace("cuda")
-    counts = physics.expected_counts_array_api(xp, lines_water_cm, lines_bone_cm, spectrum, **geometry)
-    i0 = physics.flat_field(spectrum, **geometry)
-    projections = physics.measured_projections(
-        counts, i0, rng, protocol.electronic_noise_photons, spectrum, protocol.water_correction
-    )
-    return projections.astype(np.float32, copy=False)
+    }  # fmt: skip
+    bw, bb = bowtie.basis_lines_cm(protocol, spectrum)
+    lw = arrays.to_numpy(lines_water_cm) + bw
+    lb = arrays.to_numpy(lines_bone_cm) + bb
+    counts = physics.expected_counts_array_api(arrays.namespace("cuda"), lw, lb, spectrum, **geometry)
+    i0 = acquisition.air_readings(protocol, spectrum, **geometry)
+    return acquisition.detect(counts, i0, protocol, spectrum, rng).astype(np.float32, copy=False)
 
 
 def _scan(

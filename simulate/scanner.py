@@ -38,6 +38,31 @@ ROW_CONVENTION = (
     "helical: z_k = z_0 + k*table_feed_mm/n_views, view angles continuing from rotation to rotation"
 )
 
+# --- acquisition physics: focal spot, detector cell, view blur, bowtie, scatter, corrections ---
+BOWTIES = ("none", "body")
+SCATTER_MODELS = ("none", "kernel")
+# Settings of a third-generation scanner (see ScannerProtocol): a 1.0 mm focal spot in the fan
+# plane (IEC 60336 nominal 0.7-1.2 mm for body scanning), cells 90 % active across their pitch,
+# 85 % of the primary photons reaching a cell detected (scintillator absorption about 0.95 times
+# the anti-scatter grid's primary transmission about 0.9), a body bowtie, kernel scatter with
+# its correction on, no bone correction. The sample counts trade accuracy for time: each
+# multiplies the projection work (see the README, "Acquisition").
+ACQUISITION_DEFAULTS: dict[str, object] = {
+    "focal_spot_mm": 1.0,
+    "focal_spot_samples": 2,
+    "cell_aperture": 0.9,
+    "cell_samples": 2,
+    "view_samples": 1,
+    "detector_efficiency": 0.85,
+    "bowtie": "body",
+    "scatter": "kernel",
+    "scatter_correction": True,
+    "bone_correction": False,
+}
+# The fields above that the cone-beam geometries (axial, helical) do not model: one ray per cell,
+# no bone correction. make_protocol sets them so for those geometries unless they are given.
+_FAN2D_ONLY = {"focal_spot_samples": 1, "cell_samples": 1, "view_samples": 1, "bone_correction": False}
+
 # DOMAIN.md 4.3: 120 kVp, 150-250 mAs, DFOV 340-420 mm at 0.66-0.82 mm pixels, 0.6-1.25 mm slices.
 # Geometry of a typical third-generation scanner: source-iso 595 mm, source-detector 1085.6 mm,
 # a fan covering a 500 mm scan field of view. 'quick' bins channel pairs (2.2 mm) to halve the
@@ -71,6 +96,8 @@ PRESETS: dict[str, dict[str, object]] = {
         "row_pitch_mm": 1.14,
         "pitch": 1.0,
         "tv_weight": 1e-4,
+        # one ray per reading: sub-rays multiply the projection time, the bulk of a quick case's
+        **{**ACQUISITION_DEFAULTS, "focal_spot_samples": 1, "cell_samples": 1, "view_samples": 1},
     },
     "clinical": {
         "kvp": 120.0,
@@ -96,6 +123,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "row_pitch_mm": 1.14,
         "pitch": 1.0,
         "tv_weight": 1e-4,
+        **ACQUISITION_DEFAULTS,
     },
 }
 
@@ -128,6 +156,7 @@ _RANGES = {
     "source_to_detector_mm": (100.0, 4000.0),
     "recon_fov_mm": (10.0, 1000.0),
     "electronic_noise_photons": (0.0, 1e4),
+    "focal_spot_mm": (0.0, 3.0),
 }
 _POSITIVE = {
     "mas": 1000.0,
@@ -137,6 +166,8 @@ _POSITIVE = {
     "row_pitch_mm": 5.0,
     "pitch": 1.0,
     "tv_weight": 1.0,
+    "cell_aperture": 1.0,
+    "detector_efficiency": 1.0,
 }
 _INTEGERS = {
     "n_views": (1, 10000),
@@ -145,6 +176,9 @@ _INTEGERS = {
     "imaging_oversampling": (1, 8),
     "imaging_oversampling_z": (1, 8),
     "detector_rows": (1, 512),
+    "focal_spot_samples": (1, 16),
+    "cell_samples": (1, 16),
+    "view_samples": (1, 16),
 }
 
 
@@ -191,6 +225,19 @@ class ScannerProtocol:
     pitch : helical table feed per rotation over the collimation, (0, 1].
     tv_weight : weight of the total variation for ``recon_method = tv``, relative to the data
         term (dimensionless), (0, 1].
+    focal_spot_mm : width of the focal spot across the fan (mm, as seen from the detector), [0, 3].
+    focal_spot_samples, cell_samples, view_samples : sub-rays per reading, [1, 16] each: points
+        across the focal spot, across the cell's active width, and sub-views across the angle the
+        gantry turns during one view (view blur); a reading averages the intensities of all
+        their combinations (fan2d; the cone-beam geometries take 1).
+    cell_aperture : active width of a detector cell over its pitch, (0, 1].
+    detector_efficiency : fraction of the primary photons reaching a cell's active area that are
+        detected (anti-scatter grid transmission times scintillator absorption), (0, 1].
+    bowtie : beam-shaping filter, none or body (:mod:`nmosim.simulate.bowtie`).
+    scatter : none, or kernel (scatter from the primary by a detector kernel,
+        :mod:`nmosim.simulate.scatter`); ``scatter_correction`` subtracts the scanner's estimate.
+    bone_correction : two-pass bone beam-hardening correction (fan2d;
+        :mod:`nmosim.simulate.beam_hardening`).
     """
 
     kvp: float
@@ -216,6 +263,17 @@ class ScannerProtocol:
     row_pitch_mm: float = 1.14
     pitch: float = 1.0
     tv_weight: float = 1e-4
+    # acquisition physics (see ACQUISITION_DEFAULTS)
+    focal_spot_mm: float = 1.0
+    focal_spot_samples: int = 2
+    cell_aperture: float = 0.9
+    cell_samples: int = 2
+    view_samples: int = 1
+    detector_efficiency: float = 0.85
+    bowtie: str = "body"
+    scatter: str = "kernel"
+    scatter_correction: bool = True
+    bone_correction: bool = False
 
     def __post_init__(self) -> None:
         for name, (lo, hi) in _RANGES.items():
@@ -235,10 +293,20 @@ class ScannerProtocol:
             )
         if self.geometry == "axial" and self.recon_method == "tv":
             raise SpecError("recon_method = 'tv' is not one of {fbp, sirt, cgls} for geometry = 'axial'")
-        if not isinstance(self.water_correction, (bool, np.bool_)):
-            value = self.water_correction
-            raise SpecError(f"water_correction = {value!r} is not one of {{True, False}}")
-        object.__setattr__(self, "water_correction", bool(self.water_correction))
+        for name in ("water_correction", "scatter_correction", "bone_correction"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise SpecError(f"{name} = {value!r} is not one of {{True, False}}")
+            object.__setattr__(self, name, bool(value))
+        check_choice("bowtie", self.bowtie, BOWTIES)
+        check_choice("scatter", self.scatter, SCATTER_MODELS)
+        if self.geometry in GEOMETRIES_3D:
+            for name, only in _FAN2D_ONLY.items():
+                if getattr(self, name) != only:
+                    raise SpecError(
+                        f"{name} = {getattr(self, name)!r} is not one of {{{only!r}}} for geometry = "
+                        f"{self.geometry!r} (the cone-beam scan takes one ray per cell, no bone correction)"
+                    )
         if self.source_to_detector_mm <= self.source_to_iso_mm:
             raise SpecError(
                 f"source_to_detector_mm = {self.source_to_detector_mm:g} must exceed "
@@ -329,6 +397,9 @@ class ScannerProtocol:
                 table_feed_mm=self.table_feed_mm,
             )
         d["recon_voxel_mm"] = [self.recon_pixel_mm, self.recon_pixel_mm, self.slice_thickness_mm]
+        from nmosim.simulate.dose import ctdi_vol_mgy  # dose imports this module
+
+        d["ctdi_vol_mgy"] = round(ctdi_vol_mgy(self), 3)
         return d
 
 
@@ -339,6 +410,9 @@ def make_protocol(preset: str = "quick", **overrides: object) -> ScannerProtocol
     --------
     >>> make_protocol("clinical", kernel="bone").kernel
     'bone'
+
+    For the cone-beam geometries the fan2d-only acquisition settings (sample counts, bone
+    correction) take their single-ray values unless given.
     """
     if preset not in PRESETS:
         raise SpecError(f"preset = {preset!r} is not one of {{{', '.join(PRESETS)}}}")
@@ -348,7 +422,10 @@ def make_protocol(preset: str = "quick", **overrides: object) -> ScannerProtocol
         raise SpecError(
             f"unknown scanner parameter {unknown[0]!r}; allowed parameters: {', '.join(names)}"
         )
-    return ScannerProtocol(**{**PRESETS[preset], **overrides})
+    settings = {**PRESETS[preset], **overrides}
+    if settings.get("geometry") in GEOMETRIES_3D:
+        settings = {**settings, **{k: v for k, v in _FAN2D_ONLY.items() if k not in overrides}}
+    return ScannerProtocol(**settings)
 
 
 def recon_grid(
