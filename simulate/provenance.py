@@ -11,7 +11,7 @@ import numpy as np
 
 # 1.1: every component draws from its own stream (anatomy, soft tissue, lesions, imaging,
 # radiograph); the same seed draws other numbers than under 1.0.
-TRUTH_SCHEMA_VERSION = "1.1"
+TRUTH_SCHEMA_VERSION = "1.2"
 # The stream of each component: the spawn key of its child of ``SeedSequence((seed, case_index))``.
 # Keys are fixed once given: a component added later takes a new key and leaves the others' draws
 # as they were. Key 4 belongs to the cohort's per-case draws (phase, dose, kernel, split).
