@@ -33,16 +33,34 @@ def stage_seconds(phantom, module, geometry, repeats: int) -> float:
     return best
 
 
+def projection_cost(phantom) -> None:
+    """Seconds of one cone projection of the water map at 1.0 and 0.5 mm pitch, extrapolated to
+    0.15 mm by the pixel count (the cost is one interpolation per pixel and plane)."""
+    geometry = radiograph.RadiographGeometry()
+    grid = phantom.grid(2.0)
+    labels = phantom.rasterize(grid, supersampling=1)
+    water, _ = pipeline.basis_maps(phantom, labels, pipeline.physics.tube_spectrum(geometry.kvp, 2.5))
+    for pitch in (1.0, 0.5):
+        t0 = time.perf_counter()
+        radiograph.cone_projection(water, grid, geometry, pitch)
+        seconds = time.perf_counter() - t0
+        fine = seconds * (pitch / 0.15) ** 2
+        print(f"one projection at {pitch} mm: {seconds:.2f} s; at 0.15 mm ~{fine:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--phase", default="d")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline", default=None)
+    parser.add_argument("--pitch-cost", action="store_true", help="time one projection at 1.0 and 0.5 mm")
     args = parser.parse_args()
     phantom = nmosim.build_phantom(nmosim.CaseSpec(seed=args.seed, phase=args.phase))
     new = stage_seconds(phantom, radiograph, radiograph.RadiographGeometry(), args.repeats)
     print(f"radiograph stage, this code: {new:.2f} s")
+    if args.pitch_cost:
+        projection_cost(phantom)
     if args.baseline:
         spec = importlib.util.spec_from_file_location("baseline_radiograph", args.baseline)
         old = importlib.util.module_from_spec(spec)

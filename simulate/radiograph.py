@@ -217,9 +217,9 @@ def simulate_radiograph(
         spectrum, mas=geometry.mas, pixel_area_mm2=area, source_to_detector_mm=geometry.source_to_detector_mm
     )
     primary_coarse = np.maximum(counts.mean, 1e-12)
-    gain = to_output(counts.variance / primary_coarse, geometry, order=1)
+    gain = to_output(counts.variance / primary_coarse, geometry)
     # Interpolate the log (smooth) rather than the counts; then the primary on output pixels.
-    primary = i0 * np.exp(-to_output(np.log(i0 / primary_coarse), geometry, order=3))
+    primary = i0 * np.exp(-to_output(np.log(i0 / primary_coarse), geometry))
     primary = apply_mtf(primary, geometry.pixel_mm, focal_and_binning_mtf(geometry))
     scatter = scatter_image(primary_coarse, line_water_cm + line_bone_cm, geometry)
     tp, ts = (
@@ -233,8 +233,7 @@ def simulate_radiograph(
     readings = np.maximum(apply_mtf(readings, geometry.pixel_mm, detector_mtf(geometry)), 0.5)
     image = physics.log_projections(readings, tp * i0)
     projected = {
-        name: to_output(cone_projection(mask.astype(np.float32), grid, geometry, coarse), geometry, order=1)
-        >= 0.5
+        name: to_output(cone_projection(mask.astype(np.float32), grid, geometry, coarse), geometry) >= 0.5
         for name, mask in masks.items()
     }
     return Radiograph(image=image, masks=projected, geometry=geometry, processed=process(image, geometry))
@@ -255,15 +254,28 @@ def antialias(lines: np.ndarray, grid: Grid, geometry: RadiographGeometry) -> np
     return ndimage.gaussian_filter(lines, sigma_mm / geometry.projection_mm, mode="nearest", truncate=3.0)
 
 
-def to_output(coarse: np.ndarray, geometry: RadiographGeometry, order: int) -> np.ndarray:
-    """An image on the ``projection_mm`` grid resampled to the output pixels (spline ``order``)."""
+def to_output(coarse: np.ndarray, geometry: RadiographGeometry) -> np.ndarray:
+    """An image on the ``projection_mm`` grid linearly interpolated to the output pixels (edge
+    values held beyond the outermost centres)."""
     uc, vc = geometry.detector_coordinates(geometry.projection_mm)
     u, v = geometry.detector_coordinates()
-    cols = (u - uc[0]) / geometry.projection_mm
-    rows = (v - vc[0]) / geometry.projection_mm
-    rr, cc = np.meshgrid(rows, cols, indexing="ij")
-    out = ndimage.map_coordinates(coarse.astype(np.float64), [rr, cc], order=order, mode="nearest")
-    return out.astype(np.float32)
+    return resample(coarse, (v - vc[0]) / geometry.projection_mm, (u - uc[0]) / geometry.projection_mm)
+
+
+def resample(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``image`` linearly interpolated at fractional ``rows`` x ``cols`` (index units, clipped to
+    the image): separable, one gather and blend per axis (float32)."""
+
+    def weights(f: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        f = np.clip(f, 0.0, n - 1.0)
+        i0 = np.minimum(np.floor(f).astype(np.intp), max(n - 2, 0))
+        return i0, np.minimum(i0 + 1, n - 1), (f - i0).astype(np.float32)
+
+    image = image.astype(np.float32)
+    r0, r1, wr = weights(rows, image.shape[0])
+    c0, c1, wc = weights(cols, image.shape[1])
+    blended = image[r0] * (1 - wr)[:, None] + image[r1] * wr[:, None]
+    return blended[:, c0] * (1 - wc) + blended[:, c1] * wc
 
 
 def _frequencies(shape: tuple[int, int], pixel_mm: float) -> np.ndarray:
@@ -320,7 +332,7 @@ def scatter_image(
     source = primary_coarse * geometry.scatter_spr_per_cm * thickness_cm
     sigma = geometry.scatter_kernel_mm / geometry.projection_mm
     spread = ndimage.gaussian_filter(source.astype(np.float64), sigma, mode="constant", truncate=3.0)
-    return to_output(spread, geometry, order=1)
+    return to_output(spread, geometry)
 
 
 def low_pass(image: np.ndarray, sigma_mm: float, pixel_mm: float) -> np.ndarray:
@@ -335,8 +347,7 @@ def low_pass(image: np.ndarray, sigma_mm: float, pixel_mm: float) -> np.ndarray:
     small = ndimage.gaussian_filter(small, sigma_px / k, mode="nearest", truncate=3.0)
     rows = (np.arange(image.shape[0]) + 0.5) / k - 0.5
     cols = (np.arange(image.shape[1]) + 0.5) / k - 0.5
-    rr, cc = np.meshgrid(rows, cols, indexing="ij")
-    return ndimage.map_coordinates(small, [rr, cc], order=1, mode="nearest").astype(np.float32)
+    return resample(small, rows, cols)
 
 
 def process(image: np.ndarray, geometry: RadiographGeometry) -> np.ndarray:
