@@ -27,6 +27,14 @@ to the nearest voxel of ``B`` dilated by the 3x3x3 cube, which an exact Euclidea
 transform (``scipy.ndimage.distance_transform_edt`` with the voxel spacing) gives, evaluated on a
 box around the spur that is widened until no voxel outside it could be nearer.
 
+What counts as HO bone. Brooker grades a radiograph: islands, spurs and bridges of *bone*
+(DOMAIN.md 1.1). Amorphous calcifying tissue (early calcification, ~100-300 HU, DOMAIN.md 2.6) is
+faint floccular mineral, not yet bone; woven (immature), cortical and trabecular HO are bone
+(DOMAIN.md 2.4: trabeculated bone from 2-5 weeks; 2.5: the ossified rim). So when a ``tissues``
+volume is given, only HO voxels of :data:`COUNTED_HO_TISSUES` are HO for the grade; the rest of the
+HO label is treated as soft tissue. Without ``tissues`` (a predicted label map has no tissue classes)
+every voxel of the HO label counts: a predicted HO label is a claim of counted bone.
+
 ``gap_mm`` is 0.0 for grade IV (the bones touch through HO), None for grades 0 and I (there is no
 spur, DESIGN.md section 5: null when undefined), and None for grade II when the opposing bone is
 absent from the volume altogether (possible in a predicted segmentation; no finite gap exists).
@@ -42,13 +50,17 @@ import numpy as np
 from scipy import ndimage
 
 from nmosim.phantoms.errors import SpecError, check_choice
-from nmosim.phantoms.labels import Structure
+from nmosim.phantoms.labels import TISSUE_NAMES, Structure, Tissue
 
 BROOKER_GAP_MM = 10.0  # DOMAIN.md 1.1: 1 cm between opposing bone surfaces separates II from III
 # Float noise of the distance transform; far below any voxel, so exactly 10 mm stays grade II
 # (DOMAIN.md 1.2: "treat exactly 10 mm as grade II").
 GAP_TOLERANCE_MM = 1e-6
 SIDES = ("right", "left")
+# HO tissues dense enough to read as bone on a radiograph (DOMAIN.md 1.1, 2.4-2.6); HO_CALCIFYING
+# (amorphous early mineral, ~150 HU) is not counted.
+COUNTED_HO_TISSUES = (Tissue.HO_IMMATURE, Tissue.HO_CORTEX, Tissue.HO_TRABECULAR)
+COUNTED_HO_TISSUE_NAMES = tuple(TISSUE_NAMES[int(t)] for t in COUNTED_HO_TISSUES)
 ATTACHMENTS = ("island", "pelvis", "femur", "bridge")
 
 _SIDE_LABELS = {
@@ -126,6 +138,7 @@ def grade_side(
     spacing_mm: Sequence[float],
     side: str,
     origin_mm: Sequence[float] = (0.0, 0.0, 0.0),
+    tissues: np.ndarray | None = None,
 ) -> SideGrade:
     """Brooker grade of one hip from a ``structures`` volume.
 
@@ -135,6 +148,8 @@ def grade_side(
     spacing_mm : voxel size (x, y, z) in mm; anisotropic allowed.
     side : "right" (femur_right, ho_right) or "left" (femur_left, ho_left).
     origin_mm : centre of voxel ``[0, 0, 0]`` (x, y, z) in mm; only moves ``centroid_mm``.
+    tissues : optional tissue-id volume of the same shape; when given, only HO voxels whose tissue
+        is in :data:`COUNTED_HO_TISSUES` count as HO (the grade and every count and volume).
 
     Examples
     --------
@@ -148,22 +163,42 @@ def grade_side(
     spacing = _check_triple("spacing_mm", spacing_mm, positive=True)
     origin = _check_triple("origin_mm", origin_mm, positive=False)
     check_choice("side", side, SIDES)
-    return _grade_side(volume, spacing, origin, side)
+    return _grade_side(counted_structures(volume, tissues), spacing, origin, side)
 
 
 def grade_hips(
     structures: np.ndarray,
     spacing_mm: Sequence[float],
     origin_mm: Sequence[float] = (0.0, 0.0, 0.0),
+    tissues: np.ndarray | None = None,
 ) -> dict[str, SideGrade]:
     """Brooker grade of both hips: ``{"right": SideGrade, "left": SideGrade}``.
 
     Arguments as in :func:`grade_side`.
     """
-    volume = _check_structures(structures)
+    volume = counted_structures(_check_structures(structures), tissues)
     spacing = _check_triple("spacing_mm", spacing_mm, positive=True)
     origin = _check_triple("origin_mm", origin_mm, positive=False)
     return {side: _grade_side(volume, spacing, origin, side) for side in SIDES}
+
+
+def counted_structures(structures: np.ndarray, tissues: np.ndarray | None) -> np.ndarray:
+    """``structures`` with HO voxels whose tissue is not counted as bone set to 0 (soft tissue).
+
+    Returns ``structures`` itself when ``tissues`` is None (every HO voxel counts).
+    """
+    if tissues is None:
+        return structures
+    tissues = np.asarray(tissues)
+    if tissues.shape != structures.shape:
+        raise SpecError(f"tissues shape = {tissues.shape} must equal the structures shape {structures.shape}")
+    ho = (structures == Structure.HO_RIGHT) | (structures == Structure.HO_LEFT)
+    dropped = ho & ~np.isin(tissues, [int(t) for t in COUNTED_HO_TISSUES])
+    if not dropped.any():
+        return structures
+    out = structures.copy()
+    out[dropped] = 0
+    return out
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -171,9 +206,7 @@ def grade_hips(
 
 def _check_structures(structures: object) -> np.ndarray:
     if not isinstance(structures, np.ndarray):
-        raise SpecError(
-            f"structures = {type(structures).__name__} must be a numpy integer array [z, y, x]"
-        )
+        raise SpecError(f"structures = {type(structures).__name__} must be a numpy integer array [z, y, x]")
     if structures.ndim != 3 or not np.issubdtype(structures.dtype, np.integer):
         raise SpecError(
             f"structures = array of shape {structures.shape} and dtype {structures.dtype} "
@@ -365,9 +398,7 @@ def _gap_mm(
         pad = np.ceil(margin_mm / spacing_zyx).astype(int)
         lo = np.maximum(spur_lo - pad, 0)
         hi = np.minimum(spur_hi + pad, shape)
-        found = _nearest_in_box(
-            structures, spacing_zyx, comps, spur_ids, bone_label, opposing_ids, lo, hi
-        )
+        found = _nearest_in_box(structures, spacing_zyx, comps, spur_ids, bone_label, opposing_ids, lo, hi)
         # Every voxel outside [lo, hi) lies at least `sure` mm (centre to centre) from every spur.
         sure = math.inf
         for axis in range(3):

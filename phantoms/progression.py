@@ -28,8 +28,10 @@ OEDEMA_LEAD_WEEKS = 2.0  # DOMAIN.md 2.4/2.9: swelling precedes first calcificat
 # of swelling (islands), trabeculated bone 2-5 weeks, growth fastest over the first 1-3 months
 # (spurs that approach the opposing bone), ankylosis only once a bridge has grown and ossified
 # (months; Garland 1980 ankylosis in 16 % of TBI hips, late). The earliest weeks since injury of a
-# phase is the earliest onset (3 weeks) plus this lead.
-MIN_WEEKS_AFTER_ONSET = {"none": 0.0, "a": 1.0, "b": 3.0, "c": 5.0, "d": 10.0}
+# phase is the earliest onset (3 weeks) plus this lead. Phase a waits for the immature stage
+# (STAGE_STARTS_WEEKS, 2 weeks): the Brooker grade counts only HO dense enough to read as bone, not
+# the amorphous calcifying tissue that comes first (grading.COUNTED_HO_TISSUES, DOMAIN.md 1.1, 2.4).
+MIN_WEEKS_AFTER_ONSET = {"none": 0.0, "a": 2.0, "b": 3.0, "c": 5.0, "d": 10.0}
 EARLIEST_WEEKS = {
     p: (0.0 if p == "none" else ONSET_WEEKS[0] + lead) for p, lead in MIN_WEEKS_AFTER_ONSET.items()
 }

@@ -143,7 +143,8 @@ def write_case(
 
             write_dicom(folder / DICOM_FOLDER, ct, case_id)
         save_radiograph(folder / "radiograph_ap.npz", ct.radiograph)
-        shown = ct.radiograph.image[::-1, ::-1]  # superior up, patient's right on the viewer's left
+        display = ct.radiograph.image if ct.radiograph.processed is None else ct.radiograph.processed
+        shown = display[::-1, ::-1]  # superior up, patient's right on the viewer's left
         title = f"{case_id}: AP pelvis, {ct.radiograph.geometry.kvp:g} kV (patient's right on the left)"
         radiograph_preview(folder / "radiograph_ap.png", shown, title)
         radiograph_overlay(
@@ -188,8 +189,10 @@ def _exact_grid(grid: Grid, truth: dict) -> Grid:
 
 
 def save_radiograph(path: Path, radiograph: Radiograph) -> None:
-    """The raw radiograph and its projected masks, for programs (npz)."""
+    """The raw radiograph, its processed display image and its projected masks, for programs (npz)."""
     arrays = {"image": radiograph.image, **{f"mask_{k}": v for k, v in radiograph.masks.items()}}
+    if radiograph.processed is not None:
+        arrays["processed"] = radiograph.processed
     write_npz(path, {**arrays, "geometry_json": np.array(json.dumps(radiograph.geometry.to_dict()))})
 
 
@@ -199,9 +202,13 @@ def load_radiograph(path: Path) -> Radiograph:
         geometry = json.loads(str(saved["geometry_json"]))
         names = {f.name for f in dataclasses.fields(RadiographGeometry)}
         masks = {key.removeprefix("mask_"): saved[key] for key in saved.files if key.startswith("mask_")}
+        if "detector_pitch_mm" not in geometry:  # written before the detector model: one pitch
+            geometry |= {"detector_pitch_mm": geometry["pixel_mm"], "projection_mm": geometry["pixel_mm"]}
+        processed = saved["processed"] if "processed" in saved.files else None
         return Radiograph(
             image=saved["image"], masks=masks,
             geometry=RadiographGeometry(**{k: v for k, v in geometry.items() if k in names}),
+            processed=processed,
         )  # fmt: skip
 
 

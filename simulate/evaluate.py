@@ -40,8 +40,11 @@ DiceMetric does with and without ``ignore_empty``). The summary names the conven
 
 Brooker grade: the predicted HO is graded with :func:`nmosim.phantoms.grading.grade_hips` on the truth's
 native bones (predictions may lack bones): the truth ``structures`` with its HO removed and the
-predicted HO painted on every voxel that is not native bone. The reference grade is that of the truth
-labels on the same grid (so a perfect prediction scores accuracy 1); the grade in truth.json
+predicted HO painted on every voxel that is not native bone. A prediction has no tissue classes, so
+every predicted HO voxel counts as HO bone (predicted HO label = counted bone). The reference grade is
+that of the truth labels on the same grid, counting as truth.json does only the HO tissues of
+``grading.COUNTED_HO_TISSUES`` when the case folder holds tissues.nii.gz (so a prediction of the counted
+HO scores accuracy 1; one that also labels calcifying HO may grade higher); the grade in truth.json
 (measured on a finer grid) is kept in the CSV as ``grade_truth_json_<side>``. Accuracy, the 5x5
 confusion matrix (rows truth, columns prediction, grades 0-4) and quadratic weighted Cohen's kappa
 pool both hips of every scored case.
@@ -117,6 +120,7 @@ class TruthCase:
     affine: np.ndarray
     spacing_zyx_mm: tuple[float, float, float]
     truth: dict
+    tissues: np.ndarray | None = None  # tissue ids, when the folder holds tissues.nii.gz
 
 
 def find_truth_cases(truth_dir: Path) -> list[Path]:
@@ -150,10 +154,14 @@ def load_truth_case(folder: Path) -> TruthCase:
     instances = None
     if (folder / "ho_instances.nii.gz").exists():
         instances = read_nifti(folder / "ho_instances.nii.gz").data.astype(np.int64)
+    tissues = None
+    if (folder / "tissues.nii.gz").exists():
+        tissues = read_nifti(folder / "tissues.nii.gz").data
+        tissues = tissues.astype(np.uint8) if tissues.shape == structures.data.shape else None
     truth = read_json(folder / "truth.json") if (folder / "truth.json").exists() else {}
     return TruthCase(
         folder.name, folder, structures.data.astype(np.int64), instances, structures.affine,
-        structures.spacing_zyx_mm, truth,
+        structures.spacing_zyx_mm, truth, tissues,
     )  # fmt: skip
 
 
@@ -333,7 +341,7 @@ def evaluate_case(
         lesions["lesion_f1"] = math.nan
     row.update(lesions)
     spacing_xyz = case.spacing_zyx_mm[::-1]
-    truth_grades = grade_hips(case.structures.astype(np.uint8), spacing_xyz)
+    truth_grades = grade_hips(case.structures.astype(np.uint8), spacing_xyz, tissues=case.tissues)
     pred_grades = grade_hips(graded_prediction(case.structures, pred), spacing_xyz)
     for side in ("right", "left"):
         row[f"grade_truth_{side}"] = truth_grades[side].grade
@@ -402,8 +410,14 @@ def summarize(rows: list[dict[str, object]]) -> dict[str, object]:
         "status_counts": _counts([str(r["status"]) for r in rows]),
         "segmentation": segmentation,
         "lesions": {
-            "tp": tp, "fp": fp, "fn": fn, "truth_lesions": n_truth, "pred_lesions": n_pred,
-            "recall": recall, "precision": precision, "f1": f1,
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "truth_lesions": n_truth,
+            "pred_lesions": n_pred,
+            "recall": recall,
+            "precision": precision,
+            "f1": f1,
             "fp_per_case": fp / len(ok) if ok else math.nan,
             "per_case_f1": _stats([r["lesion_f1"] for r in ok]),
         },  # fmt: skip
@@ -557,4 +571,3 @@ def _json_ready(value: object) -> object:
     if isinstance(value, np.integer):
         return int(value)
     return value
-

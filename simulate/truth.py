@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from nmosim.phantoms import bone_measures as measures
+from nmosim.phantoms.grading import COUNTED_HO_TISSUE_NAMES
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Structure
 from nmosim.phantoms.lesions import lesion_truth
@@ -91,6 +92,8 @@ def phantom_truth(
         "phase": _measured_phase(measured, meta.get("index_side")),
         "requested_phase": meta.pop("phase", "none"),
         "weeks_since_injury": meta.pop("weeks_since_injury", None),
+        # The tissue classes that the Brooker grade counts as HO bone (grading.py, DOMAIN.md 1.1, 2.6).
+        "brooker_counted_tissues": list(COUNTED_HO_TISSUE_NAMES),
         "right": measured["right"],
         "left": measured["left"],
         "truth_grid": {**fine.grid.to_dict(), "supersampling": fine.supersampling},

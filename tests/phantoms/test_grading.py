@@ -13,7 +13,7 @@ from scipy import ndimage
 from nmosim.phantoms import grading
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grading import BROOKER_GAP_MM, SideGrade, grade_hips, grade_side
-from nmosim.phantoms.labels import Structure
+from nmosim.phantoms.labels import Structure, Tissue
 
 PELVIS = Structure.PELVIS
 FEMUR_R, FEMUR_L = Structure.FEMUR_RIGHT, Structure.FEMUR_LEFT
@@ -414,3 +414,52 @@ def test_grade_hips_validates_and_returns_both_sides():
     out = grade_hips(bar_hip(), ISO)
     assert list(out) == ["right", "left"]
     assert all(isinstance(g, SideGrade) and g.side == k for k, g in out.items())
+
+
+# --- what counts as HO bone ----------------------------------------------------------------------
+
+T = Tissue
+
+
+def bridge_with_tissues(*runs: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A right HO bar joining the pelvis (x < 4) to the femur (x >= 30), its tissue set per x run
+    ``(from, to, tissue)``; the slabs are native bone tissue."""
+    s = bar_hip()
+    s[2, 2, 4:30] = HO_R
+    t = np.where(s > 0, int(T.CORTICAL_BONE), 0).astype(np.uint8)
+    for lo, hi, tissue in runs:
+        t[2, 2, lo:hi] = int(tissue)
+    return s, t
+
+
+def test_a_calcifying_bridge_is_not_bone_and_grades_0():
+    s, t = bridge_with_tissues((4, 30, T.HO_CALCIFYING))
+    assert grade_side(s, ISO, "right").grade == 4  # labels alone: every HO voxel counts
+    g = grade_side(s, ISO, "right", tissues=t)
+    assert (g.grade, g.ho_voxels, g.ho_volume_mm3) == (0, 0, 0.0)
+
+
+@pytest.mark.parametrize("tissue", [T.HO_IMMATURE, T.HO_CORTEX, T.HO_TRABECULAR])
+def test_an_immature_or_mature_bridge_is_brooker_iv(tissue):
+    s, t = bridge_with_tissues((4, 30, tissue))
+    g = grade_side(s, ISO, "right", tissues=t)
+    assert (g.grade, g.n_bridges, g.ho_voxels) == (4, 1, 26)
+
+
+def test_a_calcifying_middle_leaves_two_spurs_and_its_length_as_the_gap():
+    # Ossified at both ends (6 voxels each), amorphous mineral over the 14 voxels between.
+    s, t = bridge_with_tissues((4, 10, T.HO_IMMATURE), (10, 24, T.HO_CALCIFYING), (24, 30, T.HO_CORTEX))
+    g = grade_hips(s, ISO, tissues=t)["right"]
+    assert (g.grade, g.gap_mm, g.n_pelvic_spurs, g.n_femoral_spurs) == (2, 14.0, 1, 1)
+    s, t = bridge_with_tissues((4, 12, T.HO_IMMATURE), (12, 18, T.HO_CALCIFYING), (18, 30, T.HO_CORTEX))
+    assert (grade_side(s, ISO, "right", tissues=t).grade, grade_side(s, ISO, "right", tissues=t).gap_mm) == (
+        3,
+        6.0,
+    )
+
+
+def test_counted_tissues_are_the_ossified_ho_classes_and_tissue_shape_is_checked():
+    assert set(grading.COUNTED_HO_TISSUE_NAMES) == {"ho_immature", "ho_cortex", "ho_trabecular"}
+    s, t = bridge_with_tissues((4, 30, T.HO_IMMATURE))
+    with pytest.raises(SpecError, match="tissues shape"):
+        grade_side(s, ISO, "right", tissues=t[:, :, :10])

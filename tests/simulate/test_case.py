@@ -135,6 +135,19 @@ def test_truth_grade_is_measured_and_matches_the_labels(case):
     assert truth[index]["ho_volume_ml"] > 0
 
 
+def test_truth_records_the_tissues_that_the_grade_counts(case):
+    truth = json.loads((case / "truth.json").read_text())
+    assert truth["schema_version"] == "1.2"
+    assert truth["brooker_counted_tissues"] == ["ho_immature", "ho_cortex", "ho_trabecular"]
+    for side in ("right", "left"):
+        hip = truth[side]
+        counted = sum(
+            v for k, v in hip["ho_volume_ml_by_tissue"].items() if k in truth["brooker_counted_tissues"]
+        )
+        assert hip["graded_ho_volume_ml"] == pytest.approx(counted, abs=1e-3)
+        assert hip["graded_ho_volume_ml"] <= hip["ho_volume_ml"] + 1e-9
+
+
 def test_bad_scanner_values_are_one_line_errors(tmp_path):
     for extra, needle in (
         (["--scanner", "n_views=0"], "n_views = 0 is outside"),
@@ -186,4 +199,3 @@ def test_supersampling_reaches_the_labels(tmp_path):
     assert truth["supersampling"] == 1  # the label grid was sampled once per voxel, as asked
     assert main(["case", *tiny, "--supersampling", "9", "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
-

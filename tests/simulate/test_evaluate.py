@@ -13,7 +13,7 @@ import pytest
 from nmosim import cli
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
-from nmosim.phantoms.labels import Structure
+from nmosim.phantoms.labels import Structure, Tissue
 from nmosim.simulate.evaluate import evaluate, write_report
 from nmosim.simulate.io import write_json, write_nifti
 
@@ -125,6 +125,24 @@ def test_bridging_prediction_is_graded_iv_on_the_truth_bones(tmp_path: Path) -> 
     confusion = np.array(summary["grading"]["confusion_matrix_truth_rows_pred_cols"])
     assert confusion[2, 4] == 1 and confusion[1, 0] == 1 and confusion.sum() == 2
     assert summary["grading"]["accuracy"] == 0.0
+
+
+def test_truth_grade_counts_only_ossified_ho_and_a_predicted_ho_label_counts_as_bone(tmp_path: Path) -> None:
+    s, inst = scene()
+    s[3:9, 2:8, 20:34] = HR  # the spur continued to the femur: a bridge by labels
+    inst[3:9, 2:8, 20:34] = 1
+    tissues = np.where(s == HR, int(Tissue.HO_CALCIFYING), int(Tissue.MUSCLE)).astype(np.uint8)
+    tissues[3:9, 2:8, 18:20] = int(Tissue.HO_IMMATURE)  # only the spur's base has ossified
+    tissues[s == HL] = int(Tissue.HO_CORTEX)
+    folder = write_case(tmp_path / "truth", "case_a", s, inst)
+    write_nifti(folder / "tissues.nii.gz", tissues, GRID, np.uint8)
+    write_pred(tmp_path / "pred", "case_a", np.where((s == HR) | (s == HL), s, 0).astype(np.uint8))
+    rows, _ = evaluate(tmp_path / "truth", tmp_path / "pred")
+    # Truth: the calcifying bar is not bone, the immature base is a spur 14 mm from the femur (II).
+    assert (rows[0]["grade_truth_right"], rows[0]["gap_truth_mm_right"]) == (2, 14.0)
+    assert rows[0]["grade_truth_left"] == 1
+    # The prediction labels the whole bar as HO, which a label map claims as bone: a bridge (IV).
+    assert (rows[0]["grade_pred_right"], rows[0]["grade_pred_left"]) == (4, 1)
 
 
 # --- robustness and report ------------------------------------------------------------------------------
