@@ -12,8 +12,8 @@ import numpy as np
 # 1.1: every component draws from its own stream (anatomy, soft tissue, lesions, imaging,
 # radiograph); the same seed draws other numbers than under 1.0.
 # 1.2: bones from the LLP26 shape model: "bones" (model, mode weights, measured morphology) and
-# "landmarks_left_mm" added, anatomy parameters of the analytic bones removed; "grade_counts"
-# names the HO tissue classes the Brooker grade counts.
+# "landmarks_left_mm" added, anatomy parameters of the analytic bones removed; a per-hip key
+# ("brooker_counted_tissues") names the HO tissue classes the Brooker grade counts.
 TRUTH_SCHEMA_VERSION = "1.2"
 # The stream of each component: the spawn key of its child of ``SeedSequence((seed, case_index))``.
 # Keys are fixed once given: a component added later takes a new key and leaves the others' draws
