@@ -111,15 +111,21 @@ class ResolutionChain:
         return 0.5 / max(self.voxel_mm, self.t_step_mm)
 
 
+KERNEL_DESIGN_FOCAL_SPOT_MM = 1.0  # the presets' focal spot (simulate/scanner.py)
+
+
 def resolution_chain(protocol: ScannerProtocol, voxel_mm: float | None = None) -> ResolutionChain:
     """The protocol's :class:`ResolutionChain`; ``voxel_mm`` defaults to ``recon_pixel_mm``.
 
     Focal spot and cell blur count only when the protocol samples them with sub-rays (fields
-    ``focal_spot_*``, ``cell_*``; absent fields mean one central ray per reading).
+    ``focal_spot_*``, ``cell_*``; absent fields mean one central ray per reading). Kernels are
+    designed for the scanner's nominal focal spot (:data:`KERNEL_DESIGN_FOCAL_SPOT_MM`): a larger
+    spot blurs the image beyond the kernel's MTF, as it does on a scanner.
     """
     _, t_step, _ = parallel_sampling(protocol)
     d_si, d_sd = protocol.source_to_iso_mm, protocol.source_to_detector_mm
-    focal = float(getattr(protocol, "focal_spot_mm", 0.0)) * (d_sd - d_si) / d_sd
+    spot = min(float(getattr(protocol, "focal_spot_mm", 0.0)), KERNEL_DESIGN_FOCAL_SPOT_MM)
+    focal = spot * (d_sd - d_si) / d_sd
     cell = float(getattr(protocol, "cell_aperture", 1.0)) * protocol.bin_width_mm * d_si / d_sd
     return ResolutionChain(
         imaging_pixel_mm=protocol.recon_pixel_mm / protocol.imaging_oversampling,
