@@ -185,20 +185,23 @@ def standin_landmarks(spec) -> dict[str, np.ndarray]:
 def _closest(points: np.ndarray, path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distance (mm) from each point to the polyline ``path`` and the unit vector from the
     nearest path point to the point."""
-    best, vec = None, None
-    for a, b in zip(path[:-1], path[1:], strict=True):
-        ab = b - a
-        t = np.clip((points - a) @ ab / max(ab @ ab, 1e-12), 0.0, 1.0)
-        q = points - a - t[:, None] * ab
-        d2 = np.einsum("ij,ij->i", q, q)
-        if best is None:
-            best, vec = d2, q
-        else:
-            closer = d2 < best
-            best = np.where(closer, d2, best)
-            vec = np.where(closer[:, None], q, vec)
-    d = np.sqrt(best)
-    return d, vec / np.maximum(d, 1e-9)[:, None]
+    starts, dirs = path[:-1], np.diff(path, axis=0)
+    inv = 1.0 / np.maximum(np.einsum("ij,ij->i", dirs, dirs), 1e-12)
+    best = np.full(points.shape[0], np.inf)
+    which = np.zeros(points.shape[0], np.intp)
+    for k in range(len(dirs)):
+        rel = points - starts[k]
+        t = np.clip(rel @ dirs[k] * inv[k], 0.0, 1.0)
+        rel -= t[:, None] * dirs[k]
+        d2 = np.einsum("ij,ij->i", rel, rel)
+        closer = d2 < best
+        best[closer] = d2[closer]
+        which[closer] = k
+    rel = points - starts[which]
+    t = np.clip(np.einsum("ij,ij->i", rel, dirs[which]) * inv[which], 0.0, 1.0)
+    rel -= t[:, None] * dirs[which]
+    d = np.sqrt(np.einsum("ij,ij->i", rel, rel))
+    return d, rel / np.maximum(d, 1e-9)[:, None]
 
 
 def _segment_distance(points: np.ndarray, path: np.ndarray) -> np.ndarray:
@@ -321,16 +324,23 @@ class MuscleField:
             use = np.flatnonzero(near - 1.0 - radii < e.max() + planes)
             if use.size == 0:
                 continue
-            st, di, iv, ra, pl = starts[use], dirs[use], inv[use], radii[use], planes[use]
-            rel = [p[:, a : a + 1] - st[None, :, a] for a in range(3)]
+            f4 = np.float32
+            st, di, iv = starts[use].astype(f4), dirs[use].astype(f4), inv[use].astype(f4)
+            pc, uc = p.astype(f4), u.astype(f4)
+            rel = [pc[:, a : a + 1] - st[:, a] for a in range(3)]
             t = (rel[0] * di[:, 0] + rel[1] * di[:, 1] + rel[2] * di[:, 2]) * iv
             np.clip(t, 0.0, 1.0, out=t)
             q = [rel[a] - t * di[:, a] for a in range(3)]
             d = np.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2])
-            cos = (q[0] * u[:, 0:1] + q[1] * u[:, 1:2] + q[2] * u[:, 2:3]) / np.maximum(d, 1e-9)
-            half_gap = np.sqrt(np.maximum(0.5 - 0.5 * cos, 0.0))  # |u_i - u_s| / 2
-            term = 0.5 * (e[:, None] - (d - ra)) + 0.5 * pl * half_gap
-            out[group] = np.maximum(out[group], term.max(axis=1))
+            qu = q[0] * uc[:, 0:1] + q[1] * uc[:, 1:2] + q[2] * uc[:, 2:3]
+            # |u_i - u_s| / 2 = sqrt((1 - cos) / 2), cos = q . u_i / |q|
+            half_gap = np.sqrt(np.maximum(0.5 - 0.5 * qu / np.maximum(d, f4(1e-6)), 0.0))
+            term = (half_gap * (0.5 * planes[use]).astype(f4) - 0.5 * d + (0.5 * radii[use]).astype(f4)).max(
+                axis=1
+            )
+            # float32 rounding (< 1e-4 mm here) is far below the slack
+            term = term.astype(float) + 0.5 * e
+            out[group] = np.maximum(out[group], term)
         return out / LIPSCHITZ_SLACK
 
 
