@@ -35,7 +35,7 @@ TILE_MM = 40.0  # points are grouped in cubes of this edge to pick the segments 
 TILE_POINTS = 4000  # ... when a call brings at least this many
 # The fat-plane term turns with the direction to the paths; dividing by this keeps the
 # territory bound below the true distance where it turns fastest, near converging paths.
-LIPSCHITZ_SLACK = 1.1
+LIPSCHITZ_SLACK = 1.2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -384,6 +384,13 @@ def cavity_shape(landmarks: Mapping[str, np.ndarray]) -> Shape:
     return Union((lesser, abdomen), smooth_mm=20.0 * s)
 
 
+def _group(name: str) -> str:
+    """The muscle a part belongs to: parts of one muscle meet without a fat plane. Iliacus and
+    psoas share one tendon onto the lesser trochanter (iliopsoas)."""
+    name = name.rstrip("_0123456789")
+    return "iliopsoas" if name in ("iliacus", "psoas") else name
+
+
 def muscle_field(landmarks: Mapping[str, np.ndarray], lean: Shape, bulk: float = 1.0) -> MuscleField:
     """Every muscle of both sides, sized for ``bulk`` (1 healthy; 0.5 half the cross-section)."""
     if not 0.05 <= bulk <= 1.5:
@@ -398,9 +405,12 @@ def muscle_field(landmarks: Mapping[str, np.ndarray], lean: Shape, bulk: float =
             # PCSA = F_max / specific tension, scaled by bulk and by the registration's area scale.
             radii.append(np.sqrt(bulk * m.pcsa_mm2 / np.pi) * pelvis.scale)
             cavity.append(m.name in g.CAVITY_MUSCLES)
-            groups.append(f"{m.name.rstrip('_0123456789')}_{side}")
+            groups.append(f"{_group(m.name)}_{side}")
     radii = np.asarray(radii)
-    reaches = np.maximum(REACH_RADII * radii, REACH_MIN_MM * np.sqrt(bulk))
+    # Wasting shrinks the reach as bulk squared: measured on the proximal thigh, muscle area
+    # then falls to 0.88 of healthy at bulk 0.7 and 0.39 at bulk 0.4 (DOMAIN.md 2.8: CSA -30
+    # to -60 % after spinal cord injury), fat taking its place.
+    reaches = np.maximum(REACH_RADII * radii / np.sqrt(bulk), REACH_MIN_MM) * bulk**2.0
     return MuscleField(
         tuple(names),
         tuple(paths),
