@@ -25,11 +25,13 @@ def main() -> None:
     t0 = time.perf_counter()
     parts = muscle_parts(standin_landmarks(spec), lean_shape(spec), bulk)
     t1 = time.perf_counter()
+    c1 = time.process_time()
     body = Part("body", body_shape(spec), Structure.SOFT_TISSUE, Tissue.FAT)
     r = rasterize([body, *parts], grid, supersampling=2, threads=threads)
     t2 = time.perf_counter()
+    c2 = time.process_time()
     print(f"grid {grid.shape} at 1.5 mm, {len(parts)} muscles, bulk {bulk}, {threads} threads")
-    print(f"build {t1 - t0:.2f} s, rasterize {t2 - t1:.2f} s")
+    print(f"build {t1 - t0:.2f} s, rasterize {t2 - t1:.2f} s wall, {c2 - c1:.2f} s CPU")
     zs = grid.origin_mm[2] + np.arange(grid.shape[0]) * grid.spacing_mm[2]
     for z0, z1 in ((-130, -100), (-60, -30), (0, 30), (60, 90), (100, 130)):
         sl = (zs >= z0) & (zs <= z1)

@@ -12,6 +12,7 @@ from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Structure, Tissue
 from nmosim.phantoms.muscles import (
     FAT_PLANE_MM,
+    Territory,
     fit_similarity,
     muscle_field,
     muscle_parts,
@@ -298,3 +299,31 @@ def test_cavities_hold_only_the_muscles_that_line_them(field):
 def test_bulk_outside_its_range_is_refused(landmarks):
     with pytest.raises(ValueError, match="bulk"):
         muscle_parts(landmarks, lean_shape(SPEC), bulk=0.0)
+
+
+def test_marbling_streaks_run_along_the_fibres(field):
+    from nmosim.phantoms.marbling import marbling_part
+
+    i = field.names.index("vastus_lateralis_right")
+    muscle = Territory(field, i)
+    path = field.paths[i]
+    part = marbling_part("vastus_lateralis_right", muscle, path, 30.0, 0.2, np.random.default_rng(7))
+    again = marbling_part("vastus_lateralis_right", muscle, path, 30.0, 0.2, np.random.default_rng(7))
+    assert part.tissue == Tissue.FAT and part.structure == Structure.MUSCLE
+    rng = np.random.default_rng(0)
+    a, b = path[0], path[2]
+    axis = (b - a) / np.linalg.norm(b - a)
+    pts = a + rng.uniform(0.2, 0.8, (20000, 1)) * (b - a) + rng.normal(0.0, 12.0, (20000, 3))
+    pts = pts[muscle.sdf(pts) < 0]
+    fat = part.shape.sdf(pts) < 0
+    assert np.array_equal(fat, again.shape.sdf(pts) < 0)  # same generator, same streaks
+    assert 0.08 < fat.mean() < 0.35  # about the 20 % asked for
+    assert np.all(muscle.sdf(pts[fat]) < 0)  # streaks stay inside the muscle
+    # Streaks: a fat point's neighbour 5 mm along the fibres is much more often fat than
+    # its neighbour 5 mm across them.
+    across = np.cross(axis, [1.0, 0.0, 0.0])
+    across /= np.linalg.norm(across)
+    seed = pts[fat]
+    along_fat = part.shape.sdf(seed + 5.0 * axis) < 0
+    across_fat = part.shape.sdf(seed + 5.0 * across) < 0
+    assert along_fat.mean() > 1.5 * across_fat.mean()
