@@ -70,3 +70,12 @@ def marbling_part(
     if streaks is None:
         return None
     return Part(f"{name}_marbling", Intersection((streaks, muscle)), Structure.MUSCLE, Tissue.FAT)
+
+
+def marbling_for(muscle: Part, fraction: float, rng: np.random.Generator) -> Part | None:
+    """:func:`marbling_part` for a Part made by ``muscles.muscle_parts``: its path and size come
+    from the part's territory; the streaks spread over up to three PCSA radii of its path."""
+    territory = muscle.shape
+    field, i = territory.muscles, territory.index
+    spread = float(min(field.reaches[i], 3.0 * field.radii[i]))
+    return marbling_part(muscle.name, territory, field.paths[i], spread, fraction, rng)

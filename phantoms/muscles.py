@@ -31,6 +31,7 @@ FAT_PLANE_MM = 1.5
 # radii) leaves fat between them (DOMAIN.md 2.8).
 REACH_RADII = 4.5
 REACH_MIN_MM = 20.0  # small muscles still reach the bone they lie on
+CAVITY_REACH_RADII = 2.0  # reach of the muscles that line the cavities (iliacus, psoas, ...)
 TILE_MM = 40.0  # points are grouped in cubes of this edge to pick the segments that matter
 TILE_POINTS = 4000  # ... when a call brings at least this many
 # The fat-plane term turns with the direction to the paths; dividing by this keeps the
@@ -379,7 +380,7 @@ def cavity_shape(landmarks: Mapping[str, np.ndarray]) -> Shape:
     z = np.cross(x, y)
     rot = np.stack([x, y, z], axis=1)
     s = np.linalg.norm(hr - hl) / 175.0
-    lesser = Ellipsoid(o + rot @ (np.array([0.0, -12.0, 8.0]) * s), np.array([42.0, 70.0, 58.0]) * s, rot)
+    lesser = Ellipsoid(o + rot @ (np.array([0.0, -10.0, 8.0]) * s), np.array([42.0, 76.0, 58.0]) * s, rot)
     abdomen = Ellipsoid(o + rot @ (np.array([0.0, 0.0, 150.0]) * s), np.array([92.0, 62.0, 128.0]) * s, rot)
     return Union((lesser, abdomen), smooth_mm=20.0 * s)
 
@@ -411,6 +412,9 @@ def muscle_field(landmarks: Mapping[str, np.ndarray], lean: Shape, bulk: float =
     # then falls to 0.88 of healthy at bulk 0.7 and 0.39 at bulk 0.4 (DOMAIN.md 2.8: CSA -30
     # to -60 % after spinal cord injury), fat taking its place.
     reaches = np.maximum(REACH_RADII * radii / np.sqrt(bulk), REACH_MIN_MM) * bulk**2.0
+    # Inside the cavities nothing bounds the iliopsoas but its own size: a shorter reach there.
+    lining = np.asarray(cavity)
+    reaches[lining] = np.minimum(reaches[lining], CAVITY_REACH_RADII * radii[lining])
     return MuscleField(
         tuple(names),
         tuple(paths),
