@@ -32,6 +32,7 @@ FAT_PLANE_MM = 1.5
 REACH_RADII = 4.5
 REACH_MIN_MM = 20.0  # small muscles still reach the bone they lie on
 CAVITY_REACH_RADII = 2.0  # reach of the muscles that line the cavities (iliacus, psoas, ...)
+CAVITY_CORE_RADII = 1.3  # ... and how far from their path they fill the cavity itself
 TILE_MM = 40.0  # points are grouped in cubes of this edge to pick the segments that matter
 TILE_POINTS = 4000  # ... when a call brings at least this many
 # The fat-plane term turns with the direction to the paths; dividing by this keeps the
@@ -286,7 +287,11 @@ class MuscleField:
         if keep.size:
             q = p[keep]
             lean = self.lean.sdf(q)
-            if not self.in_cavity[i]:
+            if self.in_cavity[i]:
+                # Inside a cavity only the muscle's own belly: within CAVITY_CORE_RADII radii.
+                core = d_own[todo[keep]] - CAVITY_CORE_RADII * self.radii[i]
+                lean = np.maximum(lean, np.minimum(-self.cavity.sdf(q), core))
+            else:
                 lean = np.maximum(lean, -self.cavity.sdf(q))
             res[keep] = np.maximum(res[keep], lean)
         out[todo] = res
