@@ -9,6 +9,13 @@ belly than to any other, nearness measured from a tube of its PCSA's radius (an 
 weighted Voronoi rule), within a reach of its path that grows with its size, and outside the
 pelvic and abdominal cavities unless it lines them (iliacus, psoas, obturator internus). Thin fat
 planes separate neighbours.
+
+The scene builder replaces its hand-placed tubes with::
+
+    parts += muscle_parts(landmarks, lean_shape(spec), bulk=spec.muscle_bulk)
+
+painted after the body and before lesions, vessels, nerves, joint spaces and bones, with
+``landmarks`` from the bone model (or :func:`standin_landmarks` for the analytic hip).
 """
 
 from __future__ import annotations

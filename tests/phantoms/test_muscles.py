@@ -11,6 +11,7 @@ from nmosim.phantoms.anatomy import body_shape, femur_shape, hip_landmarks, lean
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Structure, Tissue
 from nmosim.phantoms.muscles import (
+    CAVITY_CORE_RADII,
     FAT_PLANE_MM,
     Territory,
     fit_similarity,
@@ -170,7 +171,7 @@ def test_territories_follow_the_weighted_nearest_rule(field):
             margin[k] > 2 * FAT_PLANE_MM
             and d[i, k] < field.reaches[i] - 1
             and lean[k] < -1
-            and (field.in_cavity[i] or cavity[k] > 1)
+            and (cavity[k] > 1 or (field.in_cavity[i] and d[i, k] < CAVITY_CORE_RADII * field.radii[i] - 1))
         )
         if clear:
             checked += 1
