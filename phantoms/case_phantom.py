@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nmosim.phantoms.anatomy import build_anatomy
+from nmosim.phantoms.anatomy import muscle_shapes
 from nmosim.phantoms.case_plan import CasePlan, CaseStreams, plan_case
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.honouring import HONOUR_SPACING_MM, MAX_ATTEMPTS
@@ -22,19 +22,19 @@ from nmosim.phantoms.shapes import Ellipsoid, Intersection, Offset, Shape, Union
 OEDEMA_UNTIL_WEEKS = 8.0  # DOMAIN.md 2.6: oedema persists while calcifying, fades while immature
 
 
-def _muscles_near(parts: list[Part], shape: Shape, side: str) -> list[Shape]:
+def _muscles_near(muscles: dict[str, Shape], shape: Shape, side: str) -> list[Shape]:
     lo, hi = shape.bounds()
     out = []
-    for p in parts:
-        if p.structure != Structure.MUSCLE or not p.name.endswith(side):
+    for name, muscle in muscles.items():
+        if not name.endswith(side):
             continue
-        plo, phi = p.shape.bounds()
+        plo, phi = muscle.bounds()
         if np.all(plo <= hi) and np.all(phi >= lo):
-            out.append(p.shape)
+            out.append(muscle)
     return out
 
 
-def _oedema_part(name: str, swell: Shape, native: list[Part], side: str) -> Part | None:
+def _oedema_part(name: str, swell: Shape, native: dict[str, Shape], side: str) -> Part | None:
     """Oedematous muscle: the ``side`` muscles of ``native`` within ``swell``; None when none is near."""
     near = _muscles_near(native, swell, side)
     if not near:
@@ -51,14 +51,13 @@ def phantom_at(plan: CasePlan, weeks: float) -> Phantom:
     weeks = check_weeks(weeks)
     course = plan.course
     anatomy = adjusted_anatomy(plan.base_anatomy, course, weeks, plan.phase == "d")
-    native = build_anatomy(anatomy, None)
+    native = muscle_shapes(anatomy)
     extra: list[Part] = []
     # DOMAIN.md 2.8: fatty infiltration spreads over the months after injury.
     spread = min(1.0, max(0.0, (weeks - 6.0) / 46.0)) * course.fatty_probability
     fatty = sorted(name for name, u in plan.fatty_draws.items() if u < spread)
-    by_name = {p.name: p for p in native}
     for name in fatty:
-        extra.append(Part(f"{name}_fatty", by_name[name].shape, Structure.MUSCLE, Tissue.MUSCLE_ATROPHIC))
+        extra.append(Part(f"{name}_fatty", native[name], Structure.MUSCLE, Tissue.MUSCLE_ATROPHIC))
     oedema = False
     for side, centre, radius in plan.oedema_sites:
         if weeks >= course.onset_weeks - OEDEMA_LEAD_WEEKS:

@@ -20,6 +20,7 @@ painted after the body and before lesions, vessels, nerves, joint spaces and bon
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -45,6 +46,8 @@ TILE_POINTS = 4000  # ... when a call brings at least this many
 # The fat-plane term turns with the direction to the paths; dividing by this keeps the
 # territory bound below the true distance where it turns fastest, near converging paths.
 LIPSCHITZ_SLACK = 1.2
+UNION_TILE_MM = 24.0  # the union of muscles picks the segments that matter per cube of this edge
+UNION_CHUNK = 4096  # ... and takes at most this many points at a time
 
 
 # ----------------------------------------------------------------------------------------------
@@ -240,12 +243,29 @@ class MuscleField:
     groups: tuple[str, ...]  # parts of one muscle (same group) meet without a fat plane
     plane_mm: float = FAT_PLANE_MM
     _boxes: np.ndarray = field(init=False, repr=False)
-    _rivals: tuple[tuple[np.ndarray, ...], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         boxes = np.array([[p.min(axis=0), p.max(axis=0)] for p in self.paths])
         object.__setattr__(self, "_boxes", boxes)
-        object.__setattr__(self, "_rivals", tuple(self._segments_near(i) for i in range(len(self.paths))))
+
+    @functools.cached_property
+    def _rivals(self) -> tuple[tuple[np.ndarray, ...], ...]:
+        return tuple(self._segments_near(i) for i in range(len(self.paths)))
+
+    @functools.cached_property
+    def segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every path segment, muscle by muscle: starts, directions, 1 / length^2 and owners."""
+        starts = np.vstack([p[:-1] for p in self.paths])
+        dirs = np.vstack([np.diff(p, axis=0) for p in self.paths])
+        owner = np.concatenate([np.full(len(p) - 1, i) for i, p in enumerate(self.paths)])
+        inv = 1.0 / np.maximum(np.einsum("ij,ij->i", dirs, dirs), 1e-12)
+        return starts, dirs, inv, owner
+
+    @functools.cached_property
+    def group_ids(self) -> np.ndarray:
+        """One integer per muscle; equal for parts of one muscle (no fat plane between them)."""
+        names = sorted(set(self.groups))
+        return np.array([names.index(gr) for gr in self.groups])
 
     def _segments_near(self, i: int) -> tuple[np.ndarray, ...]:
         """Other muscles' path segments that can compete with muscle ``i`` within its reach:
@@ -371,6 +391,129 @@ class Territory(Shape):
         return self.muscles.bounds(self.index)
 
 
+@dataclass(frozen=True, eq=False)
+class MuscleUnion(Shape):
+    """The union of the muscles ``members`` (indices into ``muscles``) as one Shape, evaluated in
+    one pass over all paths: the same volume as the union of their :class:`Territory` shapes.
+
+    At a point, with 1 the weighted-nearest muscle (least e = distance to path less PCSA radius):
+    the point is muscle if 1 is a member, within its reach, not within a fat plane of a rival,
+    inside the lean body and out of the cavities (:meth:`MuscleField.sdf`'s rule, for muscle 1
+    only). Any other member i lies at least (e_i - e_1) / 2 / LIPSCHITZ_SLACK away (the bisector
+    bound), so the distance bound is the least of muscle 1's and those.
+    """
+
+    muscles: MuscleField
+    members: tuple[int, ...]
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        boxes = [self.muscles.bounds(i) for i in self.members]
+        return np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0)
+
+    def sdf(self, points: np.ndarray) -> np.ndarray:
+        mf = self.muscles
+        pts = np.asarray(points, float).reshape(-1, 3)
+        n = pts.shape[0]
+        g1, others, d1 = np.empty(n), np.empty(n), np.empty(n)
+        first = np.empty(n, np.intp)
+        cells = np.floor(pts / UNION_TILE_MM).astype(np.int64)
+        keys = (cells[:, 0] * 4096 + cells[:, 1]) * 4096 + cells[:, 2]
+        order = np.argsort(keys, kind="stable")
+        cuts = np.flatnonzero(np.diff(keys[order])) + 1
+        groups = np.split(order, cuts)
+        heads = np.array([gr[0] for gr in groups], np.intp).reshape(-1)
+        keep, floor = self._prune((cells[heads] + 0.5) * UNION_TILE_MM, 0.5 * np.sqrt(3.0) * UNION_TILE_MM)
+        for k, group in enumerate(groups):
+            for start in range(0, group.size, UNION_CHUNK):
+                idx = group[start : start + UNION_CHUNK]
+                g1[idx], others[idx], d1[idx], first[idx] = self._tile(pts[idx], keep[k], floor[k])
+        out = np.minimum(g1, others)
+        inside = np.flatnonzero(g1 < 0.0)
+        if inside.size:
+            # Muscle 1's volume: inside the lean body, out of the cavities but for its own belly
+            # where it lines them (MuscleField.sdf).
+            p, i1 = pts[inside], first[inside]
+            cavity = -mf.cavity.sdf(p)
+            lining = mf.in_cavity[i1]
+            core = d1[inside] - CAVITY_CORE_RADII * mf.radii[i1]
+            cavity[lining] = np.minimum(cavity[lining], core[lining])
+            bound = np.maximum(mf.lean.sdf(p), cavity)
+            out[inside] = np.minimum(np.maximum(g1[inside], bound), others[inside])
+        return out
+
+    def _prune(self, centres: np.ndarray, half: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per cube (centre, half-diagonal ``half``, mm): which segments to read (bool, cubes x
+        segments) and a lower bound of each muscle's distance over the others (cubes x muscles)."""
+        mf = self.muscles
+        starts, dirs, inv, owner = mf.segments
+        runs = np.flatnonzero(np.r_[True, np.diff(owner) != 0])
+        rel = centres[:, None, :] - starts[None, :, :]
+        t = np.clip(np.einsum("tsj,sj->ts", rel, dirs) * inv, 0.0, 1.0)
+        q = rel - t[:, :, None] * dirs[None, :, :]
+        dc = np.sqrt(np.einsum("tsj,tsj->ts", q, q))
+        dlo = np.maximum(dc - half, 0.0)
+        # No point of a cube has e_1 (distance less PCSA radius) above ub.
+        ub = (np.minimum.reduceat(dc + half, runs, axis=1) - mf.radii).min(axis=1)
+        near = np.minimum.reduceat(dlo, runs, axis=1) - mf.radii <= ub[:, None]
+        span = np.where(near, mf.reaches - mf.radii, -np.inf).max(axis=1) + mf.plane_mm
+        # Segments beyond this decide no point: not nearest, and a rival s only counts within
+        # R_1 - r_1 + r_s + plane of a point inside muscle 1's reach (MuscleField._segments_near).
+        limit = np.maximum(ub, span)[:, None] + mf.radii[owner] + 1e-6  # rounding
+        keep = dlo <= limit
+        floor = np.minimum.reduceat(np.where(keep, np.inf, dlo), runs, axis=1)
+        return keep, floor
+
+    def _tile(self, p: np.ndarray, keep: np.ndarray, floor: np.ndarray):
+        """Muscle 1's bound, the other members' bound, muscle 1's path distance (mm) and index."""
+        mf = self.muscles
+        starts, dirs, inv, owner = mf.segments
+        keep = np.flatnonzero(keep)
+        m = len(mf.paths)
+        f4 = np.float32
+        pc = p.astype(f4)
+        st, di, iv = starts[keep].astype(f4), dirs[keep].astype(f4), inv[keep].astype(f4)
+        rel3 = [pc[:, a : a + 1] - st[:, a] for a in range(3)]
+        tt = (rel3[0] * di[:, 0] + rel3[1] * di[:, 1] + rel3[2] * di[:, 2]) * iv
+        np.clip(tt, 0.0, 1.0, out=tt)
+        qs = [rel3[a] - tt * di[:, a] for a in range(3)]
+        d = np.sqrt(qs[0] * qs[0] + qs[1] * qs[1] + qs[2] * qs[2])
+        own = owner[keep]
+        n, rows = p.shape[0], np.arange(p.shape[0])
+        e_seg = d - mf.radii[own].astype(f4)
+        nearest = np.argmin(e_seg, axis=1)  # a segment of the weighted-nearest muscle 1
+        first = own[nearest]
+        d1 = d[rows, nearest].astype(float)
+        e1 = d1 - mf.radii[first]
+        # Muscle 1's direction from its path; each rival segment's against it, as in _territory.
+        q1 = [qs[a][rows, nearest][:, None] for a in range(3)]
+        qu = (q1[0] * qs[0] + q1[1] * qs[1] + q1[2] * qs[2]) / np.maximum(d * d[rows, nearest][:, None], 1e-6)
+        half_gap = np.sqrt(np.maximum(0.5 - 0.5 * qu, 0.0))
+        groups = mf.group_ids
+        planes = np.where(groups[own][None, :] != groups[first][:, None], f4(0.5 * mf.plane_mm), f4(0.0))
+        terms = f4(0.5) * (e1[:, None].astype(f4) - e_seg) + planes * half_gap
+        terms[own[None, :] == first[:, None]] = -np.inf
+        territory = np.maximum(terms.max(axis=1), 0.5 * (d1 - mf.reaches[first])) / LIPSCHITZ_SLACK
+        g1 = np.maximum(d1 - mf.reaches[first], territory)
+        # Per muscle, the nearest kept segment or the bound on those left out (runs of ``own``).
+        runs = np.flatnonzero(np.r_[True, np.diff(own) != 0])
+        dist = np.broadcast_to(floor, (n, m)).copy()
+        dist[:, own[runs]] = np.minimum(dist[:, own[runs]], np.minimum.reduceat(d, runs, axis=1))
+        e = dist - mf.radii
+        member = self._member
+        g1[~member[first]] = np.inf
+        # Every other member: beyond its reach or across the bisector with muscle 1.
+        others = np.maximum(dist - mf.reaches, 0.5 * (e - e1[:, None]) / LIPSCHITZ_SLACK)
+        others[rows, first] = np.inf
+        others[:, ~member] = np.inf
+        return g1, others.min(axis=1), d1, first
+
+    @functools.cached_property
+    def _member(self) -> np.ndarray:
+        member = np.zeros(len(self.muscles.paths), bool)
+        member[list(self.members)] = True
+        return member
+
+
 def cavity_shape(landmarks: Mapping[str, np.ndarray]) -> Shape:
     """The pelvic and abdominal cavities (organs, no muscle but those lining them), from the
     landmarks: ellipsoids in a pelvic frame set by the hip centres, ASIS and PSIS.
@@ -437,6 +580,11 @@ def muscle_field(landmarks: Mapping[str, np.ndarray], lean: Shape, bulk: float =
         np.asarray(cavity),
         tuple(groups),
     )
+
+
+def muscle_names() -> tuple[str, ...]:
+    """``f"{muscle}_{side}"`` of every muscle, right side first: the names of :func:`muscle_parts`."""
+    return tuple(f"{m.name}_{side}" for side in SIDES for m in g.MUSCLES)
 
 
 def muscle_parts(landmarks: Mapping[str, np.ndarray], lean: Shape, bulk: float = 1.0) -> list[Part]:
