@@ -7,12 +7,13 @@ import pytest
 from scipy import ndimage
 
 from nmosim.phantoms import gait2392
-from nmosim.phantoms.anatomy import body_shape, femur_shape, hip_landmarks, lean_shape
+from nmosim.phantoms.anatomy import body_shape, lean_shape
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Structure, Tissue
 from nmosim.phantoms.muscles import (
     CAVITY_CORE_RADII,
     FAT_PLANE_MM,
+    MuscleUnion,
     Territory,
     fit_similarity,
     muscle_field,
@@ -23,15 +24,22 @@ from nmosim.phantoms.muscles import (
     standin_landmarks,
 )
 from nmosim.phantoms.rasterize import Part, rasterize
-from nmosim.phantoms.shapes import MirrorX, rotation_matrix
+from nmosim.phantoms.shapes import rotation_matrix
+from nmosim.phantoms.skeleton import skeleton
 from nmosim.phantoms.spec import AnatomySpec
 
 SPEC = AnatomySpec()
 
 
 @pytest.fixture(scope="module")
-def landmarks():
-    return standin_landmarks(SPEC)
+def bones():
+    return skeleton(SPEC)
+
+
+@pytest.fixture(scope="module")
+def landmarks(bones):
+    """The bone model's own landmarks: both sides measured, not mirrored."""
+    return bones.bones.landmarks
 
 
 @pytest.fixture(scope="module")
@@ -80,41 +88,55 @@ def test_registration_of_the_model_onto_itself_is_exact():
         assert np.allclose(pelvis.rotation, rot)
 
 
-def test_registration_residuals_on_the_analytic_hip(landmarks):
+def test_registration_residuals_on_the_bone_model(landmarks):
     for side in ("right", "left"):
         pelvis, femur = register(landmarks, side)
-        # The analytic hip and Gait2392 disagree somewhat (its lesser trochanter sits 20 mm
-        # more lateral), so a few mm to a centimetre or so, never gross.
-        assert pelvis.rms_mm < 8.0
-        assert femur.rms_mm < 15.0
+        # The shape model's mean bones and Gait2392's disagree somewhat (the femur's knee lies
+        # further back), so a few mm to a centimetre or so, never gross.
+        assert pelvis.rms_mm < 12.0
+        assert femur.rms_mm < 16.0
         assert 0.85 < pelvis.scale < 1.2 and 0.9 < femur.scale < 1.2
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
-def test_attachments_lie_on_their_bony_landmarks(landmarks, side):
+def test_attachments_lie_on_their_bones(bones, landmarks, side):
+    # Each attachment near its bony landmark and on the bone's own surface (the meshes' signed
+    # distance), which the registration never sees.
     paths = muscle_paths(landmarks, side)
     lm = {k.removesuffix(f"_{side}"): v for k, v in landmarks.items() if k.endswith(side)}
+    femur, pelvis = bones.femurs[side], bones.pelvis
 
     def path(name):
         return paths[f"{name}_{side}"]
 
+    def on(shape, point, mm):
+        return abs(float(shape.sdf(np.atleast_2d(point))[0])) < mm
+
     gmed = [path(f"gluteus_medius_{k}")[-1] for k in (1, 2, 3)]
     assert _dist(np.mean(gmed, axis=0), lm["greater_trochanter"]) < 15.0
     assert max(_dist(p, lm["greater_trochanter"]) for p in gmed) < 25.0
+    assert all(on(femur, p, 6.0) for p in gmed)
     assert _dist(path("piriformis")[-1], lm["greater_trochanter"]) < 25.0
     for name in ("psoas", "iliacus"):
-        assert _dist(path(name)[-1], lm["lesser_trochanter"]) < 20.0
+        assert _dist(path(name)[-1], lm["lesser_trochanter"]) < 15.0
+        assert on(femur, path(name)[-1], 6.0)
     for name in ("semimembranosus", "semitendinosus", "biceps_femoris_long"):
-        assert _dist(path(name)[0], lm["ischial_tuberosity"]) < 30.0
+        # Gait2392's origins sit on the tuberosity's upper posterior face, the landmark at its
+        # lowest point.
+        assert _dist(path(name)[0], lm["ischial_tuberosity"]) < 45.0
+        assert on(pelvis, path(name)[0], 10.0)
     # The AIIS is not a registration landmark: this checks the registration, not the fit.
-    assert _dist(path("rectus_femoris")[0], lm["aiis"]) < 12.0
+    assert _dist(path("rectus_femoris")[0], lm["aiis"]) < 22.0
+    assert on(pelvis, path("rectus_femoris")[0], 5.0)
     assert _dist(path("sartorius")[0], lm["asis"]) < 20.0
+    assert on(pelvis, path("sartorius")[0], 5.0)
     # Long muscles run down the thigh; the scene's slice 115 mm below the hip crosses them.
     for name in ("vastus_lateralis", "adductor_longus", "semimembranosus", "gracilis"):
         assert path(name)[:, 2].min() < -150.0
 
 
-def test_symmetric_landmarks_give_mirror_paths_and_asymmetric_ones_do_not(landmarks):
+def test_symmetric_landmarks_give_mirror_paths_and_asymmetric_ones_do_not():
+    landmarks = standin_landmarks(SPEC)  # one side and its mirror
     right = muscle_paths(landmarks, "right")
     left = muscle_paths(landmarks, "left")
     flip = np.array([-1.0, 1.0, 1.0])
@@ -177,8 +199,11 @@ def test_territories_follow_the_weighted_nearest_rule(field):
             checked += 1
             assert sdf[i] < 0
     assert checked > 200
-    # Bigger muscles (PCSA) own more: radii follow sqrt(PCSA).
-    assert np.allclose(field.radii / field.radii[0], np.sqrt(pcsa / pcsa[0]), rtol=1e-9)
+    # Bigger muscles (PCSA) own more: radii follow sqrt(PCSA) on each side (each side's own scale).
+    n = len(gait2392.MUSCLES)
+    for side in (slice(0, n), slice(n, 2 * n)):
+        r, a = field.radii[side], pcsa[side]
+        assert np.allclose(r / r[0], np.sqrt(a / a[0]), rtol=1e-9)
 
 
 def _polyline_distance(points: np.ndarray, path: np.ndarray) -> np.ndarray:
@@ -247,22 +272,23 @@ def test_sdf_never_overstates_the_distance(field, name):
 
 
 def _thigh_scene(bulk: float):
-    lm = standin_landmarks(SPEC)
-    hip = hip_landmarks(SPEC)
-    femur = femur_shape(SPEC, hip)
-    parts = [Part("body", body_shape(SPEC), Structure.SOFT_TISSUE, Tissue.FAT)]
-    parts += muscle_parts(lm, lean_shape(SPEC), bulk)
-    parts += [
-        Part("femur_right", femur, Structure.FEMUR_RIGHT, Tissue.CORTICAL_BONE),
-        Part("femur_left", MirrorX(femur), Structure.FEMUR_LEFT, Tissue.CORTICAL_BONE),
+    """Soft tissue and femurs of the proximal thighs, 100-130 mm below the hips, at 2.5 mm."""
+    bones = skeleton(SPEC)
+    lean = lean_shape(SPEC)
+    mf = muscle_field(bones.bones.landmarks, lean, bulk)
+    parts = [
+        Part("body", body_shape(SPEC), Structure.SOFT_TISSUE, Tissue.FAT),
+        Part("muscles", MuscleUnion(mf, tuple(range(len(mf.names)))), Structure.MUSCLE, Tissue.MUSCLE),
+        Part("femur_right", bones.femurs["right"], Structure.FEMUR_RIGHT, Tissue.CORTICAL_BONE),
+        Part("femur_left", bones.femurs["left"], Structure.FEMUR_LEFT, Tissue.CORTICAL_BONE),
     ]
-    grid = Grid.covering((-200.0, -160.0, -121.0), (200.0, 160.0, -109.0), 2.0)
-    return rasterize(parts, grid, supersampling=2, threads=2)
+    grid = Grid((12, 128, 160), (2.5, 2.5, 2.5), (-198.75, -158.75, -128.75))
+    return grid, rasterize(parts, grid, supersampling=2, threads=2)
 
 
 @pytest.fixture(scope="module")
 def thigh():
-    return _thigh_scene(1.0)
+    return _thigh_scene(1.0)[1]
 
 
 def test_muscle_fills_most_of_the_thigh_soft_tissue(thigh):
@@ -272,20 +298,60 @@ def test_muscle_fills_most_of_the_thigh_soft_tissue(thigh):
 
 
 def test_atrophy_leaves_less_muscle(thigh):
-    thin = _thigh_scene(0.4)
+    thin = _thigh_scene(0.4)[1]
     # DOMAIN.md 2.8: cross-sections fall 30-60 % in chronic spinal cord injury.
     assert thin.tissue_fraction(Tissue.MUSCLE).sum() < 0.7 * thigh.tissue_fraction(Tissue.MUSCLE).sum()
 
 
 def test_same_input_same_bytes(thigh):
-    again = _thigh_scene(1.0)
+    again = _thigh_scene(1.0)[1]
     assert again.tissues.tobytes() == thigh.tissues.tobytes()
     assert again.mixed_fractions.tobytes() == thigh.mixed_fractions.tobytes()
 
 
+def test_fat_planes_and_asymmetry_in_the_thigh(thigh):
+    muscle = thigh.tissue_fraction(Tissue.MUSCLE)
+    fat = thigh.tissue_fraction(Tissue.FAT)
+    lean = lean_shape(SPEC)
+    g = Grid((12, 128, 160), (2.5, 2.5, 2.5), (-198.75, -158.75, -128.75))
+    kk, jj, ii = np.meshgrid(*[np.arange(n) for n in g.shape], indexing="ij")
+    centres = g.index_to_mm(np.stack([kk, jj, ii], -1).reshape(-1, 3))
+    deep = (lean.sdf(centres) < -5.0).reshape(g.shape)
+    # Fat planes: fat between the muscles, well inside the lean body, in most thigh slices.
+    assert (fat[deep] > 0.25).mean() > 0.02
+    assert (muscle[deep] > 0.5).mean() > 0.6
+    # The grid is symmetric about x = 0: the hips' own landmarks make the sides differ.
+    assert np.allclose(centres[:, 0].reshape(g.shape)[..., ::-1], -centres[:, 0].reshape(g.shape))
+    differ = np.abs(muscle - muscle[..., ::-1]) > 0.5
+    assert 0.005 < differ[deep].mean() < 0.3
+
+
+@pytest.mark.parametrize("centre", [(70.0, -36.0, -8.0), (-40.0, 60.0, -80.0)])
+def test_union_part_is_the_union_of_the_muscles(field, centre):
+    # The one-pass union: the same volume as the muscles one by one, and its distance bound never
+    # overstates the distance to the other side (nearest node across, on a 0.5 mm lattice).
+    union = MuscleUnion(field, tuple(range(len(field.names))))
+    h = 0.5
+    axes = [np.arange(c - 10.0, c + 10.0, h) for c in centre]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    d = union.sdf(grid)
+    each = np.array([field.sdf(i, grid) for i in range(len(field.names))])
+    np.testing.assert_array_equal(d < 0, (each < 0).any(axis=0))
+    inside = (d < 0).reshape(*(len(a) for a in axes))
+    assert 0.05 < inside.mean() < 0.95
+    to_out = ndimage.distance_transform_edt(inside, sampling=h)
+    to_in = ndimage.distance_transform_edt(~inside, sampling=h)
+    nearest_other = np.where(inside, to_out, to_in).ravel()
+    border = np.min([np.minimum(grid[:, a] - axes[a][0], axes[a][-1] - grid[:, a]) for a in range(3)], axis=0)
+    ok = nearest_other < border
+    assert ok.mean() > 0.1
+    assert np.all(np.abs(d[ok]) <= 1.1 * nearest_other[ok] + 1e-6)
+
+
 def test_cavities_hold_only_the_muscles_that_line_them(field):
-    # Bladder centre and the rectum's axis in the analytic scene (anatomy._viscera).
-    organs = np.array([[0.0, 38.0, -2.0], [0.0, -60.0, 70.0], [0.0, -70.0, 10.0], [0.0, -52.0, -46.0]])
+    # Bladder centre and the upper rectum in the scene (anatomy._viscera); the lower rectum runs
+    # between the buttocks, which the scene paints it over.
+    organs = np.array([[0.0, 38.0, -2.0], [0.0, -60.0, 70.0]])
     for i in range(len(field.names)):
         assert np.all(field.sdf(i, organs) > 0), field.names[i]
     rng = np.random.default_rng(2)
