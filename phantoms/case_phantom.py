@@ -13,13 +13,18 @@ from nmosim.phantoms.case_plan import CasePlan, CaseStreams, plan_case
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.honouring import HONOUR_SPACING_MM, MAX_ATTEMPTS
 from nmosim.phantoms.labels import Structure, Tissue
+from nmosim.phantoms.marbling import marbling_for
+from nmosim.phantoms.muscles import muscle_names
 from nmosim.phantoms.ossification import lesion_part
 from nmosim.phantoms.phantom import Phantom, build_phantom
 from nmosim.phantoms.progression import OEDEMA_LEAD_WEEKS, adjusted_anatomy, check_weeks, maturity_stage
 from nmosim.phantoms.rasterize import Part
 from nmosim.phantoms.shapes import Ellipsoid, Intersection, Offset, Shape, Union
 
-OEDEMA_UNTIL_WEEKS = 8.0  # DOMAIN.md 2.6: oedema persists while calcifying, fades while immature
+OEDEMA_UNTIL_WEEKS = 8.0
+# Fat share of the streaks in a fat-infiltrated muscle: first value at onset, plus the second
+# times the spread of infiltration (0 to 1; DOMAIN.md 2.8: about 6 % at six weeks, far more later).
+MARBLING_FAT = (0.05, 0.25)  # DOMAIN.md 2.6: oedema persists while calcifying, fades while immature
 
 
 def _muscles_near(muscles: dict[str, Shape], shape: Shape, side: str) -> list[Shape]:
@@ -42,6 +47,17 @@ def _oedema_part(name: str, swell: Shape, native: dict[str, Shape], side: str) -
     return Part(name, Intersection((swell, Union(tuple(near)))), Structure.MUSCLE, Tissue.MUSCLE_OEDEMATOUS)
 
 
+def fatty_parts(name: str, muscle: Shape, spread: float, seed: int) -> list[Part]:
+    """Fat-infiltrated muscle ``name`` (a Territory of :func:`anatomy.muscle_shapes`): atrophic
+    muscle marbled with fat streaks (DOMAIN.md 2.8: heterogeneous, not a uniform drop in HU),
+    their share growing with ``spread`` (0 to 1). The streaks come from a generator of the muscle's
+    own, seeded by ``seed`` and the muscle, so they only grow with time."""
+    part = Part(f"{name}_fatty", muscle, Structure.MUSCLE, Tissue.MUSCLE_ATROPHIC)
+    rng = np.random.default_rng([seed, muscle_names().index(name)])
+    streaks = marbling_for(part, MARBLING_FAT[0] + MARBLING_FAT[1] * spread, rng)
+    return [part] if streaks is None else [part, streaks]
+
+
 def phantom_at(plan: CasePlan, weeks: float) -> Phantom:
     """The phantom of ``plan`` at ``weeks`` since injury: lesions grown, effects applied.
 
@@ -57,7 +73,7 @@ def phantom_at(plan: CasePlan, weeks: float) -> Phantom:
     spread = min(1.0, max(0.0, (weeks - 6.0) / 46.0)) * course.fatty_probability
     fatty = sorted(name for name, u in plan.fatty_draws.items() if u < spread)
     for name in fatty:
-        extra.append(Part(f"{name}_fatty", native[name], Structure.MUSCLE, Tissue.MUSCLE_ATROPHIC))
+        extra.extend(fatty_parts(name, native[name], spread, plan.marbling_seed))
     oedema = False
     for side, centre, radius in plan.oedema_sites:
         if weeks >= course.onset_weeks - OEDEMA_LEAD_WEEKS:

@@ -120,6 +120,7 @@ class CasePlan:
     viscera_seed: int
     fatty_draws: dict[str, float]
     oedema_sites: list[tuple[str, np.ndarray, float]] = field(default_factory=list)
+    marbling_seed: int = 0  # fat streaks of the fat-infiltrated muscles
 
 
 def _choice(rng: np.random.Generator, prior: dict[str, float]) -> str:
@@ -222,6 +223,7 @@ def plan_case(
     conf = sample_confounders(r_conf, ref_anatomy) if confounders else []
     fatty = {name: float(streams.soft_tissue.random()) for name in muscle_names()}
     viscera_seed = int(streams.soft_tissue.integers(2**63))
+    marbling_seed = int(streams.soft_tissue.integers(2**63))
     oedema_sites = []
     if grade == 0 and course.onset_weeks - OEDEMA_LEAD_WEEKS <= weeks < course.onset_weeks:
         # DOMAIN.md 2.9: swelling precedes calcification at the future lesion site.
@@ -248,4 +250,5 @@ def plan_case(
         viscera_seed=viscera_seed,
         fatty_draws=fatty,
         oedema_sites=oedema_sites,
+        marbling_seed=marbling_seed,
     )

@@ -47,6 +47,9 @@ TILE_POINTS = 4000  # ... when a call brings at least this many
 # territory bound below the true distance where it turns fastest, near converging paths.
 LIPSCHITZ_SLACK = 1.2
 UNION_TILE_MM = 24.0  # the union of muscles picks the segments that matter per cube of this edge
+# Depth (mm) beyond which the union reports no deeper inside distance: enough for the
+# rasterizer's blocks (8 voxels) to be called uniform on grids of 2 mm or finer.
+UNION_DEPTH_MM = 24.0
 UNION_CHUNK = 4096  # ... and takes at most this many points at a time
 
 
@@ -456,6 +459,9 @@ class MuscleUnion(Shape):
         ub = (np.minimum.reduceat(dc + half, runs, axis=1) - mf.radii).min(axis=1)
         near = np.minimum.reduceat(dlo, runs, axis=1) - mf.radii <= ub[:, None]
         span = np.where(near, mf.reaches - mf.radii, -np.inf).max(axis=1) + mf.plane_mm
+        # Inside values are held above -UNION_DEPTH_MM: a rival s then counts only where
+        # e_s < e_1 + plane + 2 * slack * depth.
+        span = np.minimum(span, ub + mf.plane_mm + 2.0 * LIPSCHITZ_SLACK * UNION_DEPTH_MM)
         # Segments beyond this decide no point: not nearest, and a rival s only counts within
         # R_1 - r_1 + r_s + plane of a point inside muscle 1's reach (MuscleField._segments_near).
         limit = np.maximum(ub, span)[:, None] + mf.radii[owner] + 1e-6  # rounding
@@ -493,7 +499,7 @@ class MuscleUnion(Shape):
         terms = f4(0.5) * (e1[:, None].astype(f4) - e_seg) + planes * half_gap
         terms[own[None, :] == first[:, None]] = -np.inf
         territory = np.maximum(terms.max(axis=1), 0.5 * (d1 - mf.reaches[first])) / LIPSCHITZ_SLACK
-        g1 = np.maximum(d1 - mf.reaches[first], territory)
+        g1 = np.maximum(np.maximum(d1 - mf.reaches[first], territory), -UNION_DEPTH_MM)
         # Per muscle, the nearest kept segment or the bound on those left out (runs of ``own``).
         runs = np.flatnonzero(np.r_[True, np.diff(own) != 0])
         dist = np.broadcast_to(floor, (n, m)).copy()

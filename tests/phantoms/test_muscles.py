@@ -408,3 +408,30 @@ def test_marbling_for_a_muscle_part(landmarks):
     pts = pts[muscle.shape.sdf(pts) < 0]
     assert len(pts) > 1000
     assert 0.04 < (streaks.shape.sdf(pts) < 0).mean() < 0.3
+
+
+def test_fat_infiltrated_muscle_is_marbled_not_uniform():
+    # DOMAIN.md 2.8: wasted muscle reads heterogeneous, fat streaks in it, not one lowered value.
+    from nmosim.phantoms.anatomy import muscle_shapes
+    from nmosim.phantoms.case_phantom import fatty_parts
+
+    name = "vastus_lateralis_right"
+    muscle = muscle_shapes(SPEC)[name]
+    parts = fatty_parts(name, muscle, 0.6, seed=11)
+    assert [p.name for p in parts] == [f"{name}_fatty", f"{name}_fatty_marbling"]
+    assert [p.tissue for p in parts] == [Tissue.MUSCLE_ATROPHIC, Tissue.FAT]
+    centre = _at_height(muscle.muscles.paths[muscle.index], -115.0)  # through the belly
+    grid = Grid.centered((6, 50, 50), (1.0, 1.0, 1.0), tuple(centre))
+    r = rasterize(parts, grid, supersampling=2, threads=2)
+    fat = r.tissue_fraction(Tissue.FAT)
+    held = fat + r.tissue_fraction(Tissue.MUSCLE_ATROPHIC)
+    inside = held > 0.99  # voxels wholly in the muscle
+    assert inside.sum() > 2000
+    share = fat[inside]
+    # Fat-equivalent fractions spread from none to all across the muscle, about the planned share.
+    assert (share == 0).mean() > 0.3 and (share > 0.9).mean() > 0.03
+    assert 0.04 < share.mean() < 0.5 and share.std() > 0.15
+    again = rasterize(fatty_parts(name, muscle, 0.6, seed=11), grid, supersampling=2, threads=2)
+    assert again.tissues.tobytes() == r.tissues.tobytes()
+    other = rasterize(fatty_parts(name, muscle, 0.6, seed=12), grid, supersampling=2, threads=2)
+    assert other.tissues.tobytes() != r.tissues.tobytes()
