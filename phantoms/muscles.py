@@ -474,7 +474,6 @@ class MuscleUnion(Shape):
         mf = self.muscles
         starts, dirs, inv, owner = mf.segments
         keep = np.flatnonzero(keep)
-        m = len(mf.paths)
         f4 = np.float32
         pc = p.astype(f4)
         st, di, iv = starts[keep].astype(f4), dirs[keep].astype(f4), inv[keep].astype(f4)
@@ -484,7 +483,7 @@ class MuscleUnion(Shape):
         qs = [rel3[a] - tt * di[:, a] for a in range(3)]
         d = np.sqrt(qs[0] * qs[0] + qs[1] * qs[1] + qs[2] * qs[2])
         own = owner[keep]
-        n, rows = p.shape[0], np.arange(p.shape[0])
+        rows = np.arange(p.shape[0])
         e_seg = d - mf.radii[own].astype(f4)
         nearest = np.argmin(e_seg, axis=1)  # a segment of the weighted-nearest muscle 1
         first = own[nearest]
@@ -500,18 +499,30 @@ class MuscleUnion(Shape):
         terms[own[None, :] == first[:, None]] = -np.inf
         territory = np.maximum(terms.max(axis=1), 0.5 * (d1 - mf.reaches[first])) / LIPSCHITZ_SLACK
         g1 = np.maximum(np.maximum(d1 - mf.reaches[first], territory), -UNION_DEPTH_MM)
-        # Per muscle, the nearest kept segment or the bound on those left out (runs of ``own``).
-        runs = np.flatnonzero(np.r_[True, np.diff(own) != 0])
-        dist = np.broadcast_to(floor, (n, m)).copy()
-        dist[:, own[runs]] = np.minimum(dist[:, own[runs]], np.minimum.reduceat(d, runs, axis=1))
-        e = dist - mf.radii
         member = self._member
         g1[~member[first]] = np.inf
-        # Every other member: beyond its reach or across the bisector with muscle 1.
-        others = np.maximum(dist - mf.reaches, 0.5 * (e - e1[:, None]) / LIPSCHITZ_SLACK)
-        others[rows, first] = np.inf
-        others[:, ~member] = np.inf
-        return g1, others.min(axis=1), d1, first
+        # Every other member: beyond its reach or across the bisector with muscle 1, from the
+        # nearest kept segment or the bound on those left out (segments run muscle by muscle).
+        runs = np.flatnonzero(np.r_[True, np.diff(own) != 0])
+        read = own[runs]
+        dist = np.minimum(np.minimum.reduceat(d, runs, axis=1), floor[read].astype(f4))
+        others = np.maximum(
+            dist - mf.reaches[read].astype(f4),
+            (dist - mf.radii[read].astype(f4) - e1[:, None].astype(f4)) * f4(0.5 / LIPSCHITZ_SLACK),
+        )
+        others[read[None, :] == first[:, None]] = np.inf
+        others[:, ~member[read]] = np.inf
+        least = others.min(axis=1).astype(float)
+        # Members none of whose segments were read: max(min a_j, min b_j - e_1 / 2.4) bounds
+        # min_j max(a_j, b_j - e_1 / 2.4) from below (a = floor - R, b = (floor - r) / 2.4).
+        unread = member.copy()
+        unread[read] = False
+        if unread.any():
+            a = float((floor - mf.reaches)[unread].min())
+            b = float((floor - mf.radii)[unread].min())
+            least = np.minimum(least, np.maximum(a, 0.5 * (b - e1) / LIPSCHITZ_SLACK))
+        # Never below 0: muscle 1 is the nearest, so no other member holds the point.
+        return g1, np.maximum(least, 0.0), d1, first
 
     @functools.cached_property
     def _member(self) -> np.ndarray:
