@@ -417,9 +417,10 @@ def test_fat_infiltrated_muscle_is_marbled_not_uniform():
 
     name = "vastus_lateralis_right"
     muscle = muscle_shapes(SPEC)[name]
-    parts = fatty_parts(name, muscle, 0.6, seed=11)
+    parts = fatty_parts(name, muscle, 0.6, seed=11, marbled=True)
     assert [p.name for p in parts] == [f"{name}_fatty", f"{name}_fatty_marbling"]
     assert [p.tissue for p in parts] == [Tissue.MUSCLE_ATROPHIC, Tissue.FAT]
+    assert [p.name for p in fatty_parts(name, muscle, 0.6, seed=11, marbled=False)] == [f"{name}_fatty"]
     centre = _at_height(muscle.muscles.paths[muscle.index], -115.0)  # through the belly
     grid = Grid.centered((6, 50, 50), (1.0, 1.0, 1.0), tuple(centre))
     r = rasterize(parts, grid, supersampling=2, threads=2)
@@ -431,7 +432,7 @@ def test_fat_infiltrated_muscle_is_marbled_not_uniform():
     # Fat-equivalent fractions spread from none to all across the muscle, about the planned share.
     assert (share == 0).mean() > 0.3 and (share > 0.9).mean() > 0.03
     assert 0.04 < share.mean() < 0.5 and share.std() > 0.15
-    again = rasterize(fatty_parts(name, muscle, 0.6, seed=11), grid, supersampling=2, threads=2)
+    again = rasterize(fatty_parts(name, muscle, 0.6, seed=11, marbled=True), grid, supersampling=2, threads=2)
     assert again.tissues.tobytes() == r.tissues.tobytes()
-    other = rasterize(fatty_parts(name, muscle, 0.6, seed=12), grid, supersampling=2, threads=2)
+    other = rasterize(fatty_parts(name, muscle, 0.6, seed=12, marbled=True), grid, supersampling=2, threads=2)
     assert other.tissues.tobytes() != r.tissues.tobytes()
