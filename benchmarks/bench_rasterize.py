@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from nmosim.phantoms.anatomy import scene_bounds
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.phantom import build_phantom
 from nmosim.phantoms.spec import AnatomySpec
@@ -28,9 +29,21 @@ def main() -> None:
     parser.add_argument("--supersampling", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
+    start = time.perf_counter()
     phantom = build_phantom(AnatomySpec(), np.random.default_rng(0))
+    cold = time.perf_counter() - start
+    start = time.perf_counter()
+    build_phantom(AnatomySpec(), np.random.default_rng(0))
+    warm = time.perf_counter() - start
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"hip scene: {len(phantom.parts)} parts; {os.cpu_count()} cores; load average {load}")
+    print(f"build: {cold:.2f} s with the bone model cold, {warm:.2f} s cached")
+    lo, hi = scene_bounds(AnatomySpec())
+    grid = Grid.covering(tuple(lo), tuple(hi), 1.5)
+    start, cpu = time.perf_counter(), time.process_time()
+    phantom.rasterize(grid, supersampling=2)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(f"scene grid {grid.shape} at 1.5 mm, supersampling 2: {wall:.2f} s wall, {cpu:.2f} s CPU")
     print(f"{'size':>6} {'ss':>3} {'seconds':>9} {'Mvoxel/s':>9} {'partial %':>9}")
     results = {}
     for s in args.supersampling:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nmosim.phantoms.labels import Structure, Tissue
+from nmosim.phantoms.muscles import MuscleField, MuscleUnion, Territory, muscle_field
 from nmosim.phantoms.rasterize import Layer, Part
 from nmosim.phantoms.shapes import (
     Capsule,
@@ -177,138 +178,24 @@ def body_shape(spec: AnatomySpec) -> Shape:
     return Union(grown, smooth_mm=BODY_BLEND_MM)
 
 
-@dataclass(frozen=True)
-class MuscleDef:
-    name: str
-    points: tuple[tuple[float, float, float], ...]
-    radii: tuple[float, ...]
+def muscle_field_for(spec: AnatomySpec) -> MuscleField:
+    """Gait2392's muscles of both hips registered to the bone model's landmarks, inside the lean
+    body and sized by ``spec.muscle_bulk`` (:mod:`nmosim.phantoms.muscles`)."""
+    return muscle_field(skeleton(spec).bones.landmarks, lean_shape(spec), spec.muscle_bulk)
 
 
-def _muscles_right(lm: HipLandmarks) -> list[MuscleDef]:
-    """Muscle groups of the right hip as tapered tubes (DOMAIN.md 3, 'Muscle groups')."""
-    hx = lm.head_center[0]
-    gx, gy, gz = lm.greater_trochanter
-    lx, ly, lz = lm.lesser_trochanter
-    sx, sy = lm.neck_base[:2]
-    ax, ay, az = lm.aiis
-    px, py, pz = lm.asis
-    tx, ty, tz = lm.ischial_tuberosity
-    return [
-        MuscleDef(
-            "gluteus_maximus",
-            ((52, -104, 78), (hx - 4, -92, 10), (gx + 12, -50, -70), (sx + 28, -22, -150)),
-            (30, 38, 30, 14),
-        ),
-        MuscleDef(
-            "gluteus_maximus_lower",
-            ((32, -100, 20), (hx - 20, -80, -40), (gx + 10, -40, -95)),
-            (24, 30, 18),
-        ),
-        MuscleDef(
-            "gluteus_medius",
-            ((126, -26, 100), (hx + 56, -18, 50), (gx + 6, gy - 4, gz + 22)),
-            (22, 26, 14),
-        ),
-        MuscleDef(
-            "gluteus_minimus",
-            ((112, -10, 72), (hx + 30, -2, 40), (gx - 2, gy + 10, gz + 14)),
-            (12, 16, 9),
-        ),
-        MuscleDef("iliacus", ((118, 6, 92), (hx + 14, 24, 50), (hx - 6, 34, 14)), (18, 24, 17)),
-        MuscleDef(
-            "psoas",
-            ((32, -26, 150), (52, 2, 70), (hx - 18, 34, 6), (lx + 2, ly + 10, lz + 6)),
-            (20, 19, 15, 8),
-        ),
-        MuscleDef(
-            "rectus_femoris",
-            ((ax, ay, az - 2), (hx + 12, 52, -30), (sx + 6, 66, -150), (sx + 4, 68, -260)),
-            (7, 14, 19, 16),
-        ),
-        MuscleDef(
-            "sartorius",
-            ((px, py, pz - 4), (hx + 18, 66, -10), (hx - 20, 58, -120), (hx - 52, 26, -240)),
-            (7, 11, 12, 12),
-        ),
-        MuscleDef(
-            "tensor_fasciae_latae",
-            ((px + 6, py - 12, pz - 8), (hx + 60, 28, -10), (gx + 20, 16, -80)),
-            (10, 16, 10),
-        ),
-        MuscleDef(
-            "pectineus",
-            ((34, 50, -12), (hx - 30, 32, -42), (lx + 4, ly + 14, lz - 10)),
-            (11, 14, 9),
-        ),
-        MuscleDef(
-            "adductor_longus",
-            ((20, 56, -42), (hx - 52, 40, -100), (sx - 20, 24, -220)),
-            (11, 18, 14),
-        ),
-        MuscleDef(
-            "adductor_brevis",
-            ((24, 36, -58), (hx - 48, 14, -100), (sx - 12, 8, -170)),
-            (10, 17, 12),
-        ),
-        MuscleDef(
-            "adductor_magnus",
-            ((tx - 16, ty + 4, tz - 10), (hx - 48, -16, -120), (sx - 18, -10, -260)),
-            (18, 32, 28),
-        ),
-        MuscleDef(
-            "hamstrings",
-            ((tx, ty - 6, tz - 8), (hx - 22, -44, -140), (sx - 8, -48, -260)),
-            (13, 24, 24),
-        ),
-        MuscleDef(
-            "piriformis",
-            ((30, -72, 70), (hx - 10, -46, 28), (gx - 6, gy - 6, gz + 16)),
-            (12, 12, 7),
-        ),
-        MuscleDef(
-            "obturator_internus_gemelli",
-            ((hx - 24, -42, -6), (hx + 8, -34, -10), (gx - 8, gy - 8, gz)),
-            (8, 9, 7),
-        ),
-        MuscleDef("quadratus_femoris", ((tx - 2, ty - 4, tz + 16), (gx - 14, gy - 16, gz - 34)), (11, 11)),
-        MuscleDef(
-            "obturator_externus",
-            ((hx - 52, 26, -36), (hx - 24, 4, -40), (gx - 20, gy - 12, gz - 10)),
-            (12, 11, 6),
-        ),
-        MuscleDef(
-            "obturator_internus_pelvic",
-            ((hx - 42, 14, -8), (hx - 44, -24, -24), (hx - 34, -38, -40)),
-            (9, 11, 8),
-        ),
-        MuscleDef(
-            "vastus_lateralis",
-            ((gx + 2, gy + 6, gz - 40), (sx + 34, 2, -120), (sx + 30, 8, -260)),
-            (14, 26, 26),
-        ),
-        MuscleDef(
-            "vastus_intermedius",
-            ((sx + 8, sy + 20, lz + 10), (sx + 6, 24, -140), (sx + 4, 24, -260)),
-            (12, 19, 19),
-        ),
-        MuscleDef(
-            "vastus_medialis",
-            ((lx + 2, ly + 26, lz - 10), (sx - 24, 26, -150), (sx - 26, 26, -260)),
-            (9, 16, 20),
-        ),
-        MuscleDef("erector_spinae", ((30, -118, 220), (30, -112, 120), (22, -106, 70)), (30, 28, 14)),
-        MuscleDef("rectus_abdominis", ((38, 104, 240), (36, 100, 80), (18, 84, -10)), (10, 10, 7)),
-    ]
+def muscle_shapes(spec: AnatomySpec) -> dict[str, Shape]:
+    """Each muscle's own volume, ``f"{muscle}_{side}"`` -> Shape (patient frame, mm): for the
+    overlays that change one muscle (fatty infiltration, oedema). The scene paints the muscles
+    as one part, ``muscles``, whose volume is the union of these."""
+    mf = muscle_field_for(spec)
+    return {name: Territory(mf, i) for i, name in enumerate(mf.names)}
 
 
-# The tube radii below are drawn for slender bellies; this factor fills the space between the
-# bones and the subcutaneous fat as a healthy adult's muscles do, leaving thin fat planes.
-MUSCLE_RADIUS_SCALE = 1.4
-
-
-def _muscle_shape(m: MuscleDef, bulk: float, inner: Shape) -> Shape:
-    radii = [MUSCLE_RADIUS_SCALE * r * np.sqrt(bulk) for r in m.radii]  # bulk scales the area
-    return Intersection((tube(m.points, radii, smooth_mm=6.0), inner))
+def _muscle_part(mf: MuscleField) -> Part:
+    """Every muscle of both hips as one part, ``muscles``: the union of :func:`muscle_shapes`,
+    evaluated in one pass over all paths (far cheaper than a part per muscle)."""
+    return Part("muscles", MuscleUnion(mf, tuple(range(len(mf.names)))), Structure.MUSCLE, Tissue.MUSCLE)
 
 
 def _vessels_nerves_right(lm: HipLandmarks) -> list[tuple[str, Shape, Structure]]:
@@ -388,7 +275,9 @@ def _viscera(lm: HipLandmarks, rng: np.random.Generator | None) -> list[Part]:
 def build_anatomy(
     spec: AnatomySpec, rng: np.random.Generator | None = None, lesions: Sequence[Part] = ()
 ) -> list[Part]:
-    """The labelled parts of the hip, in painting order (later parts cover earlier ones).
+    """The labelled parts of the hip, in painting order (later parts cover earlier ones): body,
+    muscles (one part, see :func:`muscle_shapes`), viscera, lesions, vessels and nerves,
+    joint spaces, bones.
 
     ``rng`` only places loops of bowel (left out without it); the same spec and generator state
     give the same scene.
@@ -407,16 +296,9 @@ def build_anatomy(
             layers=(Layer(SKIN_MM, Tissue.FAT),),
         )
     )
-    inner = lean_shape(spec)
+    parts.append(_muscle_part(muscle_field_for(spec)))
+    # Bowel loops and the rectum lie where the iliopsoas and the buttock muscles reach: over them.
     parts.extend(_viscera(sk.landmarks["right"], rng))
-
-    muscles = {side: _muscles_right(sk.landmarks[side]) for side in SIDES}
-    for right, left in zip(muscles["right"], muscles["left"], strict=True):
-        for side, muscle in (("right", right), ("left", left)):
-            shape = _to_right_frame(
-                _muscle_shape(muscle, spec.muscle_bulk, _to_right_frame(inner, side)), side
-            )
-            parts.append(Part(f"{muscle.name}_{side}", shape, Structure.MUSCLE, Tissue.MUSCLE))
     parts.extend(lesions)
     for side in SIDES:
         for name, shape, structure in _vessels_nerves_right(sk.landmarks[side]):
@@ -456,8 +338,6 @@ def build_anatomy(
             Part(f"femur_{side}_canal", shaft_canal_shape(spec, femur, lm), structure, Tissue.MARROW_YELLOW)
         )
     return parts
-
-
 
 
 def scene_bounds(spec: AnatomySpec) -> tuple[np.ndarray, np.ndarray]:

@@ -8,38 +8,59 @@ from __future__ import annotations
 
 import numpy as np
 
-from nmosim.phantoms.anatomy import build_anatomy
+from nmosim.phantoms.anatomy import muscle_shapes
 from nmosim.phantoms.case_plan import CasePlan, CaseStreams, plan_case
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.honouring import HONOUR_SPACING_MM, MAX_ATTEMPTS
 from nmosim.phantoms.labels import Structure, Tissue
+from nmosim.phantoms.marbling import marbling_for
+from nmosim.phantoms.muscles import muscle_names
 from nmosim.phantoms.ossification import lesion_part
 from nmosim.phantoms.phantom import Phantom, build_phantom
 from nmosim.phantoms.progression import OEDEMA_LEAD_WEEKS, adjusted_anatomy, check_weeks, maturity_stage
 from nmosim.phantoms.rasterize import Part
 from nmosim.phantoms.shapes import Ellipsoid, Intersection, Offset, Shape, Union
 
-OEDEMA_UNTIL_WEEKS = 8.0  # DOMAIN.md 2.6: oedema persists while calcifying, fades while immature
+OEDEMA_UNTIL_WEEKS = 8.0
+# Fat share of the streaks in a fat-infiltrated muscle: first value at onset, plus the second
+# times the spread of infiltration (0 to 1; DOMAIN.md 2.8: about 6 % at six weeks, far more later).
+MARBLING_FAT = (0.05, 0.25)
+# Off in the scene for now: streaks are unions of up to 160 tubes each, and a late case has dozens
+# of fat-infiltrated muscles, which multiplies the labelling time several-fold.
+MARBLING = False  # DOMAIN.md 2.6: oedema persists while calcifying, fades while immature
 
 
-def _muscles_near(parts: list[Part], shape: Shape, side: str) -> list[Shape]:
+def _muscles_near(muscles: dict[str, Shape], shape: Shape, side: str) -> list[Shape]:
     lo, hi = shape.bounds()
     out = []
-    for p in parts:
-        if p.structure != Structure.MUSCLE or not p.name.endswith(side):
+    for name, muscle in muscles.items():
+        if not name.endswith(side):
             continue
-        plo, phi = p.shape.bounds()
+        plo, phi = muscle.bounds()
         if np.all(plo <= hi) and np.all(phi >= lo):
-            out.append(p.shape)
+            out.append(muscle)
     return out
 
 
-def _oedema_part(name: str, swell: Shape, native: list[Part], side: str) -> Part | None:
+def _oedema_part(name: str, swell: Shape, native: dict[str, Shape], side: str) -> Part | None:
     """Oedematous muscle: the ``side`` muscles of ``native`` within ``swell``; None when none is near."""
     near = _muscles_near(native, swell, side)
     if not near:
         return None
     return Part(name, Intersection((swell, Union(tuple(near)))), Structure.MUSCLE, Tissue.MUSCLE_OEDEMATOUS)
+
+
+def fatty_parts(name: str, muscle: Shape, spread: float, seed: int, marbled: bool = MARBLING) -> list[Part]:
+    """Fat-infiltrated muscle ``name`` (a Territory of :func:`anatomy.muscle_shapes`): atrophic
+    muscle, marbled with fat streaks when ``marbled`` (DOMAIN.md 2.8: heterogeneous, not a uniform
+    drop in HU), their share growing with ``spread`` (0 to 1). The streaks come from a generator of
+    the muscle's own, seeded by ``seed`` and the muscle, so they only grow with time."""
+    part = Part(f"{name}_fatty", muscle, Structure.MUSCLE, Tissue.MUSCLE_ATROPHIC)
+    if not marbled:
+        return [part]
+    rng = np.random.default_rng([seed, muscle_names().index(name)])
+    streaks = marbling_for(part, MARBLING_FAT[0] + MARBLING_FAT[1] * spread, rng)
+    return [part] if streaks is None else [part, streaks]
 
 
 def phantom_at(plan: CasePlan, weeks: float) -> Phantom:
@@ -51,14 +72,13 @@ def phantom_at(plan: CasePlan, weeks: float) -> Phantom:
     weeks = check_weeks(weeks)
     course = plan.course
     anatomy = adjusted_anatomy(plan.base_anatomy, course, weeks, plan.phase == "d")
-    native = build_anatomy(anatomy, None)
+    native = muscle_shapes(anatomy)
     extra: list[Part] = []
     # DOMAIN.md 2.8: fatty infiltration spreads over the months after injury.
     spread = min(1.0, max(0.0, (weeks - 6.0) / 46.0)) * course.fatty_probability
     fatty = sorted(name for name, u in plan.fatty_draws.items() if u < spread)
-    by_name = {p.name: p for p in native}
     for name in fatty:
-        extra.append(Part(f"{name}_fatty", by_name[name].shape, Structure.MUSCLE, Tissue.MUSCLE_ATROPHIC))
+        extra.extend(fatty_parts(name, native[name], spread, plan.marbling_seed))
     oedema = False
     for side, centre, radius in plan.oedema_sites:
         if weeks >= course.onset_weeks - OEDEMA_LEAD_WEEKS:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nmosim.phantoms.anatomy import build_anatomy, femur_shape, hip_bone_shape, hip_landmarks
+from nmosim.phantoms.anatomy import femur_shape, hip_bone_shape, hip_landmarks
 from nmosim.phantoms.confounders import Confounder, sample_confounders
 from nmosim.phantoms.grading import SIDES
 from nmosim.phantoms.honouring import (
@@ -24,8 +24,8 @@ from nmosim.phantoms.honouring import (
     honour_side,
     side_crop,
 )
-from nmosim.phantoms.labels import Structure
 from nmosim.phantoms.lesion_plans import SPUR_CLEARANCE_MM
+from nmosim.phantoms.muscles import muscle_names
 from nmosim.phantoms.ossification import LOCATION_PRIOR, LesionGeometry, bezier, bowed_path, hip_sites
 from nmosim.phantoms.progression import (
     GRADE_PHASE,
@@ -120,6 +120,7 @@ class CasePlan:
     viscera_seed: int
     fatty_draws: dict[str, float]
     oedema_sites: list[tuple[str, np.ndarray, float]] = field(default_factory=list)
+    marbling_seed: int = 0  # fat streaks of the fat-infiltrated muscles
 
 
 def _choice(rng: np.random.Generator, prior: dict[str, float]) -> str:
@@ -220,9 +221,9 @@ def plan_case(
     if confounders is None:
         confounders = bool(r_conf.random() < 0.3)
     conf = sample_confounders(r_conf, ref_anatomy) if confounders else []
-    muscles = [p.name for p in build_anatomy(base, None) if p.structure == Structure.MUSCLE]
-    fatty = {name: float(streams.soft_tissue.random()) for name in muscles}
+    fatty = {name: float(streams.soft_tissue.random()) for name in muscle_names()}
     viscera_seed = int(streams.soft_tissue.integers(2**63))
+    marbling_seed = int(streams.soft_tissue.integers(2**63))
     oedema_sites = []
     if grade == 0 and course.onset_weeks - OEDEMA_LEAD_WEEKS <= weeks < course.onset_weeks:
         # DOMAIN.md 2.9: swelling precedes calcification at the future lesion site.
@@ -249,4 +250,5 @@ def plan_case(
         viscera_seed=viscera_seed,
         fatty_draws=fatty,
         oedema_sites=oedema_sites,
+        marbling_seed=marbling_seed,
     )

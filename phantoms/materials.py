@@ -208,7 +208,8 @@ def tissue_materials(
       ICRU 46 rounds the density to 1.05, which reads 44 HU; 1.055 reads 49 HU, the lean thigh
       value (DOMAIN 2.8, Goodpaster 2000: 49.2 +- 2.8). Muscle-based tissues below share it.
     - ``muscle_atrophic_fat_fraction``: volume fraction of adipose in fat-infiltrated muscle,
-      0.1-0.6 (DOMAIN 4.2, 2.8). 0.2 reads ~19 HU, chronic paraplegia 10-35 HU (DOMAIN 4.1).
+      0.1-0.6 (DOMAIN 4.2, 2.8). 0.2 reads ~19 HU, chronic paraplegia 10-35 HU (DOMAIN 4.1); with
+      the marbling of case_phantom.fatty_parts on, about 0.12 (~31 HU) leaves the streaks the rest.
     - ``muscle_oedema_water_fraction``: volume fraction of water in oedematous muscle, 0.1-0.5.
       DOMAIN 4.2 gives 10-30 %, but water lowers muscle by only ~0.5 HU per %, so reaching the
       10-35 HU of DOMAIN 4.1/2.9 needs up to 50 %. 0.3 reads ~34 HU (15 below normal, DOMAIN 2.6).

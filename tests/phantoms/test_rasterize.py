@@ -110,8 +110,8 @@ def _brute_force_fractions(part: Part, grid: Grid, s: int) -> np.ndarray:
     ("name", "centre", "s"),
     [
         ("pelvis", (88.0, 0.0, 10.0), 2),
-        ("obturator_internus_gemelli_right", (70.0, -36.0, -8.0), 2),
-        ("gluteus_maximus_left", (-70.0, -108.0, 0.0), 3),
+        ("muscles", (70.0, -36.0, -8.0), 2),  # short external rotators behind the right hip
+        ("muscles", (-70.0, -108.0, 0.0), 3),  # left buttock
         ("body", (-40.0, -156.0, -20.0), 2),
         # Where buttock and thigh blend across the edge of a child's padded box.
         ("body", (-92.0, -104.0, -128.0), 2),
