@@ -5,6 +5,7 @@ Plain text from a truth dict; it reads no files, measures nothing and draws noth
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -111,7 +112,8 @@ def _muscle_and_bone(truth: dict) -> list[str]:
             out.append(f"Muscle atrophy: muscle bulk {abs(change):.0f} % below the pre-injury value.")
     fatty = effects.get("fatty_muscles") or []
     if fatty:
-        names = sorted({name.rsplit("_", 1)[0].replace("_", " ") for name in fatty})
+        # "gluteus_maximus_1_left" -> "gluteus maximus": side and part number dropped
+        names = sorted({re.sub(r"_\d+$", "", name.rsplit("_", 1)[0]).replace("_", " ") for name in fatty})
         out.append(f"Fatty infiltration of {_plural(len(fatty), 'muscle')}: {', '.join(names)}.")
     if effects.get("oedema"):
         out.append("Oedematous, swollen muscle around the lesions.")  # DOMAIN.md 2.9
