@@ -320,6 +320,19 @@ def simulate_ct(
     return hounsfield(mu, mu_water, mu_air)
 
 
+def cylinder_grids(protocol: ScannerProtocol, n_slices: int, z_margin_mm: float = 0.0) -> tuple[Grid, Grid]:
+    """Reconstruction grid of ``n_slices`` slices centred on z = 0, and the imaging grid under it,
+    which reaches ``z_margin_mm`` (rounded up to whole slices) beyond them: ``(recon, imaging)``."""
+    if n_slices < 1:
+        raise SpecError(f"n_slices = {n_slices!r} is outside [1, inf)")
+    thickness = protocol.slice_thickness_mm
+    half_z = n_slices * thickness / 2.0
+    rec = recon_grid(protocol, -half_z, half_z)
+    margin = float(np.ceil(z_margin_mm / thickness - 1e-9)) * thickness
+    outer = recon_grid(protocol, -half_z - margin, half_z + margin) if margin > 0 else rec
+    return rec, imaging_grid(protocol, outer)
+
+
 def water_cylinder_maps(
     protocol: ScannerProtocol,
     diameter_mm: float,
@@ -336,14 +349,7 @@ def water_cylinder_maps(
     reach ``z_margin_mm`` (rounded up to whole slices) beyond the ``n_slices`` reconstructed ones.
     """
     diameter = check_range("diameter_mm", diameter_mm, 1.0, 2000.0)
-    if n_slices < 1:
-        raise SpecError(f"n_slices = {n_slices!r} is outside [1, inf)")
-    thickness = protocol.slice_thickness_mm
-    half_z = n_slices * thickness / 2.0
-    rec = recon_grid(protocol, -half_z, half_z)
-    margin = np.ceil(z_margin_mm / thickness - 1e-9) * thickness
-    outer = recon_grid(protocol, -half_z - margin, half_z + margin) if margin > 0 else rec
-    fine = imaging_grid(protocol, outer)
+    rec, fine = cylinder_grids(protocol, n_slices, z_margin_mm)
     r2 = (diameter / 2.0) ** 2
     offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
     fraction = np.zeros(fine.shape[1:], dtype=np.float64)

@@ -20,7 +20,8 @@ from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Tissue
 from nmosim.phantoms.materials import AIR, CORTICAL_BONE, PMMA, WATER, Material, tissue_materials
 from nmosim.simulate import physics
-from nmosim.simulate.scanner import ScannerProtocol, imaging_grid, recon_grid
+from nmosim.simulate.ct import cylinder_grids
+from nmosim.simulate.scanner import ScannerProtocol
 
 DIAMETERS_MM = (200.0, 320.0)  # head-size and body-size water cylinders (AAPM CT phantoms)
 INSERT_DIAMETER_MM = 20.0
@@ -142,17 +143,10 @@ def phantom_maps(
     :func:`nmosim.simulate.ct.water_cylinder_maps` does: ``n_slices`` reconstructed slices centred
     on z = 0, the phantom and imaging grid reaching ``z_margin_mm`` beyond them.
     """
-    if n_slices < 1:
-        raise SpecError(f"n_slices = {n_slices!r} is outside [1, inf)")
     if phantom.diameter_mm > 0.95 * protocol.recon_fov_mm:
         raise SpecError(f"the {phantom.diameter_mm:g} mm phantom does not fit the recon_fov_mm = "
                         f"{protocol.recon_fov_mm:g} field of view; give a larger one")  # fmt: skip
-    thickness = protocol.slice_thickness_mm
-    half_z = n_slices * thickness / 2.0
-    rec = recon_grid(protocol, -half_z, half_z)
-    margin = math.ceil(z_margin_mm / thickness - 1e-9) * thickness
-    outer = recon_grid(protocol, -half_z - margin, half_z + margin) if margin > 0 else rec
-    fine = imaging_grid(protocol, outer)
+    rec, fine = cylinder_grids(protocol, n_slices, z_margin_mm)
     coef = material_basis([i.material for i in phantom.inserts], spectrum)
     water = _disc_fraction(fine, (0.0, 0.0), phantom.diameter_mm / 2.0, supersample)
     bone = np.zeros_like(water)
