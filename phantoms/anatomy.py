@@ -41,10 +41,7 @@ HEAD_CORTEX_MM = 1.0  # DOMAIN.md 3: subchondral cortex 0.5-1.5 mm
 
 def _own_frame(lm: HipLandmarks, side: str) -> HipLandmarks:
     """``lm`` (given in the right-side frame) back in the patient frame of ``side``."""
-    if side == "right":
-        return lm
-    flip = np.array([-1.0, 1.0, 1.0])
-    return HipLandmarks(**{k: (v * flip if isinstance(v, np.ndarray) else v) for k, v in vars(lm).items()})
+    return lm if side == "right" else lm.mirrored()
 
 
 def _to_right_frame(shape: Shape, side: str) -> Shape:

@@ -149,15 +149,24 @@ class _Raw:
     femur_right: np.ndarray  # mirrored back and placed in the right acetabulum (a proper rigid motion)
 
 
-def _raw(weights_sd: np.ndarray, right_weights_sd: np.ndarray, level: int, sets: dict | None) -> _Raw:
-    """Evaluate the two models and seat both femoral heads in their cups (atlas frame, mm)."""
+def _atlas_vertices(
+    weights_sd: np.ndarray, right_weights_sd: np.ndarray, level: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vertices (atlas frame, mm) of the pelvis, the left femur and the right model's femur, the
+    last mirrored back to a left femur in the left position (the right model is the left one
+    mirrored in place)."""
     left = nodes(weights_sd, "left")
     right = nodes(right_weights_sd, "right")
     pelvis = triangulation("pelvis", level).vertices(left[PELVIS_NODES])
     femur_left = triangulation("left", level).vertices(left[FEMUR_NODES])
     femur_right = triangulation("right", level).vertices(right[FEMUR_NODES])
-    # back to a left femur in the left position: the right model is the left one mirrored in place
     femur_right[:, 0] = 2 * _RIGHT_MODEL_MIRROR_X_MM - femur_right[:, 0]
+    return pelvis, femur_left, femur_right
+
+
+def _raw(weights_sd: np.ndarray, right_weights_sd: np.ndarray, level: int, sets: dict | None) -> _Raw:
+    """Evaluate the two models and seat both femoral heads in their cups (atlas frame, mm)."""
+    pelvis, femur_left, femur_right = _atlas_vertices(weights_sd, right_weights_sd, level)
     if sets is None:
         sets = _placement_sets(pelvis, femur_left, femur_right, level)
     head_l, radius_l = fit_sphere(femur_left[sets["head_left"]])
@@ -339,13 +348,7 @@ class _Rules:
 def _rules(level: int) -> _Rules:
     """Landmark vertex sets, chosen once by geometry on the mean shape."""
     zero = np.zeros(N_MODES)
-    left = nodes(zero, "left")
-    right = nodes(zero, "right")
-    pelvis = triangulation("pelvis", level).vertices(left[PELVIS_NODES])
-    femur_left = triangulation("left", level).vertices(left[FEMUR_NODES])
-    femur_right = triangulation("right", level).vertices(right[FEMUR_NODES])
-    femur_right[:, 0] = 2 * _RIGHT_MODEL_MIRROR_X_MM - femur_right[:, 0]
-    sets = _placement_sets(pelvis, femur_left, femur_right, level)
+    sets = _placement_sets(*_atlas_vertices(zero, zero, level), level)
     raw = _raw(zero, zero, level, sets)
     rot, origin = _frame(
         fit_sphere(raw.femur_right[sets["head_right"]])[0], fit_sphere(raw.femur_left[sets["head_left"]])[0]

@@ -62,6 +62,12 @@ class HipLandmarks:
     def to_dict(self) -> dict:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()}
 
+    def mirrored(self) -> HipLandmarks:
+        """The same landmarks reflected through x = 0 (right-side frame <-> the left hip's own)."""
+        return HipLandmarks(
+            **{k: (v * _FLIP_X if isinstance(v, np.ndarray) else v) for k, v in vars(self).items()}
+        )
+
 
 @dataclass(frozen=True, eq=False)
 class Skeleton:
@@ -156,11 +162,7 @@ def _side_landmarks(bones: HipBones, side: str, pelvic_scale: float) -> HipLandm
         knee_center=point("knee_centre"),
         pelvic_scale=pelvic_scale,
     )
-    if side == "right":
-        return marks
-    return HipLandmarks(
-        **{k: (v * _FLIP_X if isinstance(v, np.ndarray) else v) for k, v in vars(marks).items()}
-    )
+    return marks if side == "right" else marks.mirrored()
 
 
 def skeleton(spec: AnatomySpec) -> Skeleton:

@@ -61,9 +61,7 @@ def bone_truth(anatomy: AnatomySpec) -> dict:
 
 def left_landmarks(anatomy: AnatomySpec) -> dict:
     """Landmarks of the left hip in the patient frame (mm; the left hip at x < 0)."""
-    marks = hip_landmarks(anatomy, "left").to_dict()
-    flip = {k: [-v[0], v[1], v[2]] for k, v in marks.items() if isinstance(v, list)}
-    return {**marks, **flip}
+    return hip_landmarks(anatomy, "left").mirrored().to_dict()
 
 
 def _measured_phase(measured: dict, index_side: str | None) -> str:
