@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.label_sets import PREDICTION_LABEL_SETS
-from nmosim.phantoms.lesions import PhaseNotMet
+from nmosim.phantoms.lesions import LATERALITIES, PhaseNotMet
 from nmosim.phantoms.progression import AETIOLOGIES, PHASES
 from nmosim.phantoms.rasterize import MAX_SUPERSAMPLING
 from nmosim.phantoms.spec import SEXES
@@ -153,6 +153,13 @@ def _add_phantom_options(p: argparse.ArgumentParser, single_time: bool = True) -
         choices=AETIOLOGIES,
         default="sci",
         help="spinal cord injury or brain injury: location priors (default sci)",
+    )
+    p.add_argument(
+        "--laterality",
+        choices=LATERALITIES,
+        default=None,
+        help="which hips have HO: the named hip only (unilateral_*) or both with the named one "
+        "dominant (bilateral_*); default: drawn",
     )
     p.add_argument(
         "--confounders",
@@ -539,6 +546,7 @@ def _spec(args: argparse.Namespace):
         aetiology=args.aetiology,
         confounders=args.confounders,
         anatomy_overrides=overrides,
+        laterality=args.laterality,
     )
 
 

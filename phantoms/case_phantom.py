@@ -107,12 +107,15 @@ def phantom_at(plan: CasePlan, weeks: float) -> Phantom:
                 )
             )
     parts = extra + [c.part for c in plan.confounders] + ho  # HO paints over confounders
+    pattern, dominant_side = plan.pattern_at(weeks)
     metadata = {
         "phase": plan.phase,
         "weeks_since_injury": float(weeks),
         "reference_weeks": plan.reference_weeks,
         "aetiology": plan.aetiology,
         "index_side": plan.index_side,
+        "pattern": pattern,
+        "dominant_side": dominant_side,
         "requested_grade": dict(plan.requested_grade),
         "location": dict(plan.side_location),
         "attempts": {**plan.attempts, "total": sum(plan.attempts.values())},
@@ -144,6 +147,7 @@ def build_case_phantom(
     honour_spacing_mm: float = HONOUR_SPACING_MM,
     max_attempts: int = MAX_ATTEMPTS,
     threads: int | None = None,
+    laterality: str | None = None,
 ) -> Phantom:
     """One NHO case: a hip phantom whose index side has the Brooker grade of ``phase`` by measurement.
 
@@ -159,6 +163,8 @@ def build_case_phantom(
     anatomy_overrides : fixed :class:`~nmosim.phantoms.spec.AnatomySpec` fields of the untreated anatomy.
     honour_spacing_mm, max_attempts : grid of the grading check and attempts per side.
     threads : worker threads of the grading checks' rasterizations (default every core).
+    laterality : "unilateral_right", "unilateral_left", "bilateral_right" or "bilateral_left"
+        (HO of the named, dominant hip only, or of both); drawn if None (DOMAIN.md 2.3).
 
     ``metadata`` holds the truth inputs (phase, weeks, aetiology, attempts, requested grade per side,
     lesions with instance id, side, location, maturity and seed point). Raises SpecError for bad
@@ -178,6 +184,7 @@ def build_case_phantom(
         honour_spacing_mm=honour_spacing_mm,
         max_attempts=max_attempts,
         threads=threads,
+        laterality=laterality,
     )
     return phantom_at(plan, plan.reference_weeks)
 
@@ -192,6 +199,7 @@ def build_case_series(
     anatomy_overrides: dict | None = None,
     honour_spacing_mm: float = HONOUR_SPACING_MM,
     threads: int | None = None,
+    laterality: str | None = None,
 ) -> list[Phantom]:
     """One patient scanned at each of ``weeks``: same anatomy, same lesions growing and maturing.
 
@@ -209,5 +217,6 @@ def build_case_series(
         anatomy_overrides=anatomy_overrides,
         honour_spacing_mm=honour_spacing_mm,
         threads=threads,
+        laterality=laterality,
     )
     return [phantom_at(plan, w) for w in times]

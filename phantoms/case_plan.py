@@ -2,10 +2,13 @@
 
 Returns a plan that phantoms at any time are built from; it builds no phantom and writes nothing.
 
-Contralateral side: with probability :data:`P_BILATERAL` (DOMAIN.md 2.3) the other hip has HO too, of
-grade ``index grade - k`` (k = 0, 1, 2 with probabilities :data:`CONTRALATERAL_DROP`, at least I), so
-the index side is the worse one and grades differ by up to two. It is honoured the same way. The
-plan gives each side's requested grade; truth should report the grades measured from the labels.
+Laterality is a choice of the plan (:data:`LATERALITIES`): HO of one hip only, or of both with one
+dominant. Bilateral with probability :data:`P_BILATERAL` (DOMAIN.md 2.3), the dominant (index) side
+right with probability :data:`P_RIGHT_DOMINANT`; or fixed by the caller. The requested phase applies to
+the dominant hip; the other hip of a bilateral case has grade ``index grade - k`` (k = 0, 1, 2 with
+probabilities :data:`CONTRALATERAL_DROP`, at least I) and steps down further until one is met by
+measurement. The plan gives each side's requested grade; truth reports the grades measured from
+the labels.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 
 from nmosim.phantoms.anatomy import femur_shape, hip_bone_shape, hip_landmarks
 from nmosim.phantoms.confounders import Confounder, sample_confounders
+from nmosim.phantoms.errors import check_choice
 from nmosim.phantoms.grading import SIDES
 from nmosim.phantoms.honouring import (
     HONOUR_SPACING_MM,
@@ -26,7 +30,14 @@ from nmosim.phantoms.honouring import (
 )
 from nmosim.phantoms.lesion_plans import SPUR_CLEARANCE_MM
 from nmosim.phantoms.muscles import muscle_names
-from nmosim.phantoms.ossification import LOCATION_PRIOR, LesionGeometry, bezier, bowed_path, hip_sites
+from nmosim.phantoms.ossification import (
+    LOCATION_PRIOR,
+    LesionGeometry,
+    bezier,
+    bowed_path,
+    hip_sites,
+    muscle_map,
+)
 from nmosim.phantoms.progression import (
     GRADE_PHASE,
     MIN_WEEKS_AFTER_ONSET,
@@ -46,6 +57,10 @@ from nmosim.phantoms.progression import (
 from nmosim.phantoms.spec import AnatomySpec, sample_anatomy
 
 P_BILATERAL = {"sci": 0.4, "brain": 0.3}  # DOMAIN.md 2.3: 0.3-0.5 in SCI
+# DOMAIN.md 2.3 gives no side that dominates more often: either side dominates equally often.
+P_RIGHT_DOMINANT = 0.5
+# "<pattern>_<dominant side>": HO of the dominant hip only, or of both hips with that one the worse.
+LATERALITIES = ("unilateral_right", "unilateral_left", "bilateral_right", "bilateral_left")
 CONTRALATERAL_DROP = (0.3, 0.45, 0.25)  # P(other side = index grade - 0, 1, 2); DOMAIN.md 2.3
 MAX_SCALE = {"bridge": 1.0, "other": 1.5}  # growth beyond the reference size; ankylosis is complete
 
@@ -121,6 +136,26 @@ class CasePlan:
     fatty_draws: dict[str, float]
     oedema_sites: list[tuple[str, np.ndarray, float]] = field(default_factory=list)
     marbling_seed: int = 0  # fat streaks of the fat-infiltrated muscles
+    laterality: str = "unilateral_right"  # the drawn or asked choice, one of LATERALITIES
+
+    def pattern_at(self, weeks: float) -> tuple[str, str | None]:
+        """("none" | "unilateral" | "bilateral", dominant side or None): the hips that have HO at
+        ``weeks`` (a lesion exists once past onset and 5 % of its reference size)."""
+        sides = {
+            lesion.side
+            for lesion in self.lesions
+            if weeks > lesion.onset_weeks and lesion.scale_at(weeks, self.course) >= 0.05
+        }
+        if not sides:
+            return "none", None
+        if len(sides) == 2:
+            return "bilateral", self.index_side
+        return "unilateral", sides.pop()
+
+
+def check_laterality(laterality: str) -> str:
+    """``laterality`` if it is one of :data:`LATERALITIES`, else :class:`SpecError`."""
+    return str(check_choice("laterality", laterality, LATERALITIES))
 
 
 def _choice(rng: np.random.Generator, prior: dict[str, float]) -> str:
@@ -140,14 +175,18 @@ def plan_case(
     honour_spacing_mm: float = HONOUR_SPACING_MM,
     max_attempts: int = MAX_ATTEMPTS,
     threads: int | None = None,
+    laterality: str | None = None,
 ) -> CasePlan:
     """Draw one patient (anatomy, course, lesions honoured at ``weeks``, confounders).
 
-    ``rng``: the case's streams, or one generator that they are spawned from. Other arguments as
-    in :func:`~nmosim.phantoms.case_phantom.build_case_phantom`; the plan builds phantoms at any
-    time with :func:`~nmosim.phantoms.case_phantom.phantom_at`.
+    ``rng``: the case's streams, or one generator that they are spawned from. ``laterality``: one
+    of :data:`LATERALITIES`, drawn if None. Other arguments as in
+    :func:`~nmosim.phantoms.case_phantom.build_case_phantom`; the plan builds phantoms at any time
+    with :func:`~nmosim.phantoms.case_phantom.phantom_at`.
     """
     check_aetiology(aetiology)
+    if laterality is not None:
+        check_laterality(laterality)
     if phase is not None:
         check_phase(phase)
     if weeks is not None:
@@ -163,11 +202,15 @@ def plan_case(
     if phase is None:
         phase = phase_from_weeks(r_phase, weeks, course)
     grade = PHASE_GRADE[phase]
-    index_side = SIDES[int(r_phase.integers(2))]
+    # Every draw is made whether used or not, so that fixing the laterality changes no other draw.
+    pattern = "bilateral" if r_phase.random() < P_BILATERAL[aetiology] else "unilateral"
+    index_side = "right" if r_phase.random() < P_RIGHT_DOMINANT else "left"
+    drop = int(r_phase.choice(3, p=CONTRALATERAL_DROP))
+    if laterality is not None:
+        pattern, index_side = laterality.split("_")
     other = "left" if index_side == "right" else "right"
     requested = {index_side: grade, other: 0}
-    if grade > 0 and r_phase.random() < P_BILATERAL[aetiology]:
-        drop = int(r_phase.choice(3, p=CONTRALATERAL_DROP))
+    if grade > 0 and pattern == "bilateral":
         requested[other] = max(1, grade - drop)
     onsets = {index_side: course.onset_weeks, other: course.onset_weeks}
     if requested[other]:
@@ -192,14 +235,15 @@ def plan_case(
         sites = hip_sites(ref_anatomy, side_lm, side)
         bones = [hip_bone_shape(ref_anatomy, side), femur_shape(ref_anatomy, side)]
         crop = side_crop(ref_anatomy, side_lm, side, honour_spacing_mm, threads)
+        muscle = muscle_map(ref_anatomy, side_lm, side, crop.occupied)
         if side == index_side:
             plans, geometries, n = honour_side(
-                r_lesion, crop, sites, bones, side, requested[side], side_location[side], max_attempts
+                r_lesion, crop, sites, bones, side, requested[side], side_location[side], max_attempts, muscle
             )
         else:
             # Only the index hip's grade is asked for; the other hip steps down until one is met.
             plans, geometries, n = honour_other_side(
-                r_lesion, crop, sites, bones, side, requested, side_location[side], max_attempts
+                r_lesion, crop, sites, bones, side, requested, side_location[side], max_attempts, muscle
             )
             if not plans:
                 continue
@@ -251,4 +295,5 @@ def plan_case(
         fatty_draws=fatty,
         oedema_sites=oedema_sites,
         marbling_seed=marbling_seed,
+        laterality=f"{pattern}_{index_side}",
     )

@@ -23,7 +23,14 @@ from nmosim.phantoms.grading import SideGrade, grade_side
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Structure
 from nmosim.phantoms.lesion_plans import ISLAND_CLEARANCE_MM, LesionPlan, draw_side
-from nmosim.phantoms.ossification import SINGLE_LOCATIONS, LesionGeometry, Sites, lesion_part, mirror
+from nmosim.phantoms.ossification import (
+    SINGLE_LOCATIONS,
+    LesionGeometry,
+    MuscleMap,
+    Sites,
+    lesion_part,
+    mirror,
+)
 from nmosim.phantoms.rasterize import Part, rasterize
 from nmosim.phantoms.shapes import Ellipsoid, Shape
 from nmosim.phantoms.spec import AnatomySpec
@@ -46,6 +53,16 @@ class SideCrop:
     grid: Grid
     structures: np.ndarray
     threads: int | None = None  # worker threads of every rasterization on the crop (None: every core)
+
+    def occupied(self, points: np.ndarray) -> np.ndarray:
+        """Whether a native part lies at ``points`` (N, 3, mm, patient frame): nearest voxel, False
+        outside the crop."""
+        idx = np.rint(self.grid.mm_to_index(np.asarray(points, float))).astype(int)
+        inside = np.all((idx >= 0) & (idx < np.asarray(self.grid.shape)), axis=1)
+        out = np.zeros(len(idx), bool)
+        z, y, x = idx[inside].T
+        out[inside] = self.structures[z, y, x] != 0
+        return out
 
 
 def _upper_parts(spec: AnatomySpec) -> list[Part]:
@@ -183,8 +200,11 @@ def honour_side(
     grade: int,
     category: str,
     max_attempts: int,
+    muscle: MuscleMap | None = None,
 ) -> tuple[list[LesionPlan], list[LesionGeometry], int]:
-    """Draw lesions for ``side`` until their measured grade is ``grade``; returns plans and attempts."""
+    """Draw lesions for ``side`` until their measured grade is ``grade``; returns plans and attempts.
+
+    ``muscle``: the hip's muscles, for paths in the muscle planes and the masses of bridges."""
     plans: list[LesionPlan] = []
     adjustments = 0
     draws = 0
@@ -195,12 +215,12 @@ def honour_side(
     for attempt in range(1, max_attempts + 1):
         if not plans or adjustments >= 3:
             where = category if draws < 2 else others[(draws - 2) % len(others)]
-            plans = draw_side(rng, sites, bones, grade, where)
+            plans = draw_side(rng, sites, bones, grade, where, muscle)
             adjustments = 0
             draws += 1
         if not plans:
             continue
-        right = [p.geometry() for p in plans]
+        right = [p.geometry(muscle) for p in plans]
         geometries = right if side == "right" else [mirror(g) for g in right]
         grade_obj, gaps, _, _ = _measure(crop, side, geometries, plans)
         if _acceptable(grade_obj, grade, plans, gaps):
@@ -223,13 +243,16 @@ def honour_other_side(
     requested: dict[str, int],
     category: str,
     max_attempts: int,
+    muscle: MuscleMap | None = None,
 ) -> tuple[list[LesionPlan], list[LesionGeometry], int]:
     """As :func:`honour_side` for the contralateral hip, lowering its grade when one is not met;
     ``requested[side]`` is updated to the grade reached (0 and no lesions if none was)."""
     spent = 0
     for grade in range(requested[side], 0, -1):
         try:
-            plans, geometries, n = honour_side(rng, crop, sites, bones, side, grade, category, max_attempts)
+            plans, geometries, n = honour_side(
+                rng, crop, sites, bones, side, grade, category, max_attempts, muscle
+            )
         except PhaseNotMet:
             spent += max_attempts
             continue
@@ -237,4 +260,3 @@ def honour_other_side(
         return plans, geometries, spent + n
     requested[side] = 0
     return [], [], spent
-

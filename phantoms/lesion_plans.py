@@ -13,10 +13,13 @@ from nmosim.phantoms.grading import BROOKER_GAP_MM
 from nmosim.phantoms.ossification import (
     SINGLE_LOCATIONS,
     LesionGeometry,
+    MuscleMap,
     Sites,
     bezier,
-    bowed_path,
     lobulated_mass,
+    mass_lobes,
+    muscle_path,
+    with_mass,
 )
 from nmosim.phantoms.shapes import Shape
 
@@ -26,6 +29,10 @@ GAP_AIM_MM = {2: (13.0, 30.0), 3: (3.0, 8.0)}
 ISLAND_CLEARANCE_MM = 3.0  # islands keep this much soft tissue to any bone (grade I on finer grids)
 SPUR_CLEARANCE_MM = 24.0  # spurs and islands run this far outside the head and neck (muscle planes)
 BRIDGE_CLEARANCE_MM = 5.0  # bridges cuff the neck (DOMAIN.md 1.5)
+# Volume of the mature mass around a hip's bridges (Brooker IV), ml, drawn log-uniform.
+# DOMAIN.md 1.6: ankylosing circumferential NHO ~100-500 cm3, volumes sampled log-uniform up to
+# 400 cm3 (DOMAIN.md 6); a synthesis [K], not a measured distribution.
+ANKYLOSIS_VOLUME_ML = (100.0, 400.0)
 
 
 @dataclass
@@ -42,15 +49,19 @@ class LesionPlan:
     target_gap: float | None = None
     length_mm: float = 1.0
     last: tuple[float, float] | None = None  # (u_end, gap) of the previous measurement
+    mass_ml: float = 0.0  # a bridge's mature mass in the muscle around it (needs a MuscleMap)
 
-    def geometry(self) -> LesionGeometry:
+    def geometry(self, muscle: MuscleMap | None = None) -> LesionGeometry:
+        """The lesion's shape (right-hip frame); a bridge with ``mass_ml`` gets its mass in ``muscle``."""
         rng = np.random.default_rng(self.shape_seed)
         if self.attachment == "island":
             seed = bezier(self.control, np.array([0.5 * (self.u_start + self.u_end)]))[0]
         else:
             seed = self.control[0]
-        return lobulated_mass(rng, self.control, self.u_start, self.u_end, self.thickness, seed)
-
+        geometry = lobulated_mass(rng, self.control, self.u_start, self.u_end, self.thickness, seed)
+        if self.mass_ml > 0.0 and muscle is not None:
+            geometry = with_mass(geometry, mass_lobes(rng, muscle, self.control, 1000.0 * self.mass_ml))
+        return geometry
 
 
 def _arc_length(control: np.ndarray, u0: float = 0.0, u1: float = 1.0) -> float:
@@ -59,7 +70,13 @@ def _arc_length(control: np.ndarray, u0: float = 0.0, u1: float = 1.0) -> float:
 
 
 def _spur_plan(
-    rng: np.random.Generator, sites: Sites, bones: list[Shape], location: str, attachment: str, gap_mm: float
+    rng: np.random.Generator,
+    sites: Sites,
+    bones: list[Shape],
+    location: str,
+    attachment: str,
+    gap_mm: float,
+    muscle: MuscleMap | None = None,
 ) -> LesionPlan | None:
     """A spur from the pelvis or femur toward the opposing bone, aimed to stop ``gap_mm`` short.
 
@@ -73,7 +90,7 @@ def _spur_plan(
     gap_mm = min(gap_mm, max(GAP_AIM_MM[2][0], room - 5.0)) if gap_mm >= BROOKER_GAP_MM else gap_mm
     if room - gap_mm < 6.0:
         return None
-    control = bowed_path(sites, start, end, sites.head_radius + SPUR_CLEARANCE_MM)
+    control = muscle_path(sites, start, end, sites.head_radius + SPUR_CLEARANCE_MM, muscle)
     length = _arc_length(control)
     tip = float(rng.uniform(3.0, 5.0))
     base = float(np.clip(min(rng.uniform(6.0, 12.0), room - gap_mm - 1.0), tip, 12.0))
@@ -91,10 +108,16 @@ def _spur_plan(
     )
 
 
-def _bridge_plan(rng: np.random.Generator, sites: Sites, location: str) -> LesionPlan:
+def _bridge_plan(
+    rng: np.random.Generator, sites: Sites, location: str, muscle: MuscleMap | None = None
+) -> LesionPlan:
     """A bridge from the pelvis to the femur around the neck (DOMAIN.md 1.5: cuffing the neck)."""
-    control = bowed_path(
-        sites, sites.pelvic[location], sites.femoral[location], sites.head_radius + BRIDGE_CLEARANCE_MM
+    control = muscle_path(
+        sites,
+        sites.pelvic[location],
+        sites.femoral[location],
+        sites.head_radius + BRIDGE_CLEARANCE_MM,
+        muscle,
     )
     thickness = (float(rng.uniform(8.0, 13.0)), float(rng.uniform(7.0, 11.0)))
     return LesionPlan(
@@ -103,11 +126,15 @@ def _bridge_plan(rng: np.random.Generator, sites: Sites, location: str) -> Lesio
 
 
 def _island_plan(
-    rng: np.random.Generator, sites: Sites, location: str, bones: list[Shape]
+    rng: np.random.Generator,
+    sites: Sites,
+    location: str,
+    bones: list[Shape],
+    muscle: MuscleMap | None = None,
 ) -> LesionPlan | None:
     """A free island in the muscle plane of ``location``, clear of both bones; None if none fits."""
-    control = bowed_path(
-        sites, sites.pelvic[location], sites.femoral[location], sites.head_radius + SPUR_CLEARANCE_MM
+    control = muscle_path(
+        sites, sites.pelvic[location], sites.femoral[location], sites.head_radius + SPUR_CLEARANCE_MM, muscle
     )
     length = _arc_length(control)
     for _ in range(12):
@@ -143,20 +170,29 @@ def _other_location(rng: np.random.Generator, exclude: str) -> str:
 
 
 def draw_side(
-    rng: np.random.Generator, sites: Sites, bones: list[Shape], grade: int, category: str
+    rng: np.random.Generator,
+    sites: Sites,
+    bones: list[Shape],
+    grade: int,
+    category: str,
+    muscle: MuscleMap | None = None,
 ) -> list[LesionPlan]:
-    """Lesion plans (right-hip frame) for a hip of Brooker ``grade`` at location ``category``."""
+    """Lesion plans (right-hip frame) for a hip of Brooker ``grade`` at location ``category``.
+
+    Paths run through the muscle of ``muscle`` where it is given; at grade IV the bridges carry
+    a mature mass of :data:`ANKYLOSIS_VOLUME_ML` in all (shared among them).
+    """
     main = category if category != "circumferential" else SINGLE_LOCATIONS[int(rng.integers(4))]
     plans: list[LesionPlan] = []
     if grade == 1:
         for k in range(int(rng.integers(1, 4))):
             loc = main if k == 0 else SINGLE_LOCATIONS[int(rng.integers(4))]
-            island = _island_plan(rng, sites, loc, bones)
+            island = _island_plan(rng, sites, loc, bones, muscle)
             if island is not None:
                 plans.append(island)
         return plans
     if grade == 4:
-        plans.append(_bridge_plan(rng, sites, main))
+        plans.append(_bridge_plan(rng, sites, main, muscle))
     else:
         aim = float(rng.uniform(*GAP_AIM_MM[grade]))
         first = "pelvis" if rng.random() < 0.5 else "femur"
@@ -166,7 +202,7 @@ def draw_side(
         others = [others[i] for i in rng.permutation(len(others))]
         for location in (main, *others):
             for attachment in (first, "femur" if first == "pelvis" else "pelvis"):
-                spur = _spur_plan(rng, sites, bones, location, attachment, aim)
+                spur = _spur_plan(rng, sites, bones, location, attachment, aim, muscle)
                 if spur is not None:
                     plans.append(spur)
                     break
@@ -179,16 +215,23 @@ def draw_side(
         for _ in range(int(rng.integers(1, 3))):
             loc = _other_location(rng, main)
             if grade == 4 and rng.random() < 0.5:
-                plans.append(_bridge_plan(rng, sites, loc))
+                plans.append(_bridge_plan(rng, sites, loc, muscle))
             else:
                 base = plans[0].target_gap if plans[0].target_gap is not None else 10.0
                 attach = "pelvis" if rng.random() < 0.5 else "femur"
-                spur = _spur_plan(rng, sites, bones, loc, attach, base + float(rng.uniform(4.0, 12.0)))
+                spur = _spur_plan(
+                    rng, sites, bones, loc, attach, base + float(rng.uniform(4.0, 12.0)), muscle
+                )
                 if spur is not None:
                     plans.append(spur)
     if rng.random() < 0.3:  # an extra island elsewhere
-        island = _island_plan(rng, sites, _other_location(rng, main), bones)
+        island = _island_plan(rng, sites, _other_location(rng, main), bones, muscle)
         if island is not None:
             plans.append(island)
+    if grade == 4:
+        bridges = [p for p in plans if p.attachment == "bridge"]
+        lo, hi = np.log(ANKYLOSIS_VOLUME_ML)
+        total = float(np.exp(rng.uniform(lo, hi)))
+        for bridge in bridges:
+            bridge.mass_ml = total / len(bridges)
     return plans
-

@@ -8,12 +8,13 @@ injury) and lesion_truth (what the labels show).
 from __future__ import annotations
 
 from nmosim.phantoms.case_phantom import build_case_phantom, build_case_series, phantom_at
-from nmosim.phantoms.case_plan import CasePlan, CaseStreams, LesionSpec, plan_case
+from nmosim.phantoms.case_plan import LATERALITIES, CasePlan, CaseStreams, LesionSpec, plan_case
 from nmosim.phantoms.honouring import PhaseNotMet
 from nmosim.phantoms.lesion_truth import lesion_truth
 from nmosim.phantoms.ossification import LOCATIONS
 
 __all__ = [
+    "LATERALITIES",
     "LOCATIONS",
     "CasePlan",
     "CaseStreams",

@@ -5,12 +5,16 @@ Geometry and tissues only: it draws no phase, measures no grade and never raster
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
 
-from nmosim.phantoms.anatomy import HipLandmarks, femur_shape, hip_bone_shape
+from nmosim.phantoms.anatomy import HipLandmarks, femur_shape, hip_bone_shape, muscle_field_for
 from nmosim.phantoms.labels import Structure, Tissue
+from nmosim.phantoms.muscles import MuscleUnion
 from nmosim.phantoms.rasterize import Layer, Part
 from nmosim.phantoms.shapes import Ellipsoid, Shape, Sphere, Union
 from nmosim.phantoms.spec import AnatomySpec
@@ -98,6 +102,90 @@ def hip_sites(spec: AnatomySpec, lm: HipLandmarks, side: str = "right") -> Sites
         "posterior": point_at_depth(femur, crest + [4.0, -40.0, 6.0], crest, d),
     }
     return Sites(pelvic, femoral, hc, unit(lm.neck_axis), r)
+
+
+# --- the muscle planes ------------------------------------------------------------------------------
+
+MUSCLE_MAP_SPACING_MM = 3.0
+MUSCLE_MAP_HALF_MM = (80.0, 80.0, 95.0)  # half-size (x, y, z) of the map around the head centre
+# Path bends tried (mm, across the straight line from start to end) to run a lesion in muscle.
+PATH_OFFSETS_MM = (-40.0, -20.0, 0.0, 20.0, 40.0)  # the curve moves half as far
+
+
+@dataclass(frozen=True)
+class MuscleMap:
+    """One hip's muscles on a coarse grid in the right-hip frame: depth inside the union of that
+    side's muscles (mm, > 0 inside, as at the reference time) and where native parts that paint
+    over lesions lie (bone, joint space, vessels, nerves). Arrays are indexed (x, y, z)."""
+
+    origin_mm: np.ndarray  # centre of voxel (0, 0, 0), x y z
+    spacing_mm: float
+    depth: np.ndarray
+    blocked: np.ndarray
+
+    def points(self) -> np.ndarray:
+        """Voxel centres (N, 3) in mm, in the arrays' C order."""
+        axes = [self.origin_mm[a] + self.spacing_mm * np.arange(n) for a, n in enumerate(self.depth.shape)]
+        return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+
+    def _index(self, points: np.ndarray) -> np.ndarray:
+        return ((np.asarray(points, float) - self.origin_mm) / self.spacing_mm).T
+
+    def depth_at(self, points: np.ndarray) -> np.ndarray:
+        """Muscle depth (mm) at ``points`` (N, 3), trilinear; -50 outside the map."""
+        return ndimage.map_coordinates(self.depth, self._index(points), order=1, cval=-50.0)
+
+    def blocked_at(self, points: np.ndarray) -> np.ndarray:
+        """Whether a native part lies at ``points`` (N, 3), nearest voxel; False outside the map."""
+        return ndimage.map_coordinates(self.blocked.astype(np.uint8), self._index(points), order=0) > 0
+
+
+def muscle_map(
+    spec: AnatomySpec, lm: HipLandmarks, side: str, blocked: Callable[[np.ndarray], np.ndarray]
+) -> MuscleMap:
+    """The :class:`MuscleMap` of ``side``'s hip for ``spec`` (the anatomy at the reference time);
+    ``blocked`` tells for points in the patient frame (N, 3) whether a native part lies there."""
+    mf = muscle_field_for(spec)
+    union = MuscleUnion(mf, tuple(i for i, name in enumerate(mf.names) if name.endswith(side)))
+    half = np.asarray(MUSCLE_MAP_HALF_MM)
+    counts = tuple(int(n) for n in np.ceil(2.0 * half / MUSCLE_MAP_SPACING_MM) + 1)
+    hc = lm.head_center if side == "right" else lm.head_center * [-1.0, 1.0, 1.0]  # right frame
+    origin = hc - half
+    empty = MuscleMap(origin, MUSCLE_MAP_SPACING_MM, np.zeros(counts), np.zeros(counts, bool))
+    pts = empty.points()
+    patient = pts if side == "right" else pts * [-1.0, 1.0, 1.0]
+    depth = -union.sdf(patient).reshape(counts)
+    return MuscleMap(origin, MUSCLE_MAP_SPACING_MM, depth, np.asarray(blocked(patient)).reshape(counts))
+
+
+def muscle_path(
+    sites: Sites, start: np.ndarray, end: np.ndarray, clearance_mm: float, muscle: MuscleMap | None
+) -> np.ndarray:
+    """As :func:`bowed_path`, with the middle bent (up to 24 mm either way) to run the path through
+    the deepest muscle of ``muscle`` and clear of native parts: HO forms in muscle (DOMAIN.md 1.4-1.5).
+    The bend never brings the path's middle nearer the neck than three quarters of ``clearance_mm``."""
+    control = bowed_path(sites, start, end, clearance_mm)
+    if muscle is None:
+        return control
+    chord = unit(end - start)
+    e1 = unit(np.cross(chord, [0.0, 0.0, 1.0]) if abs(chord[2]) < 0.9 else np.cross(chord, [1.0, 0.0, 0.0]))
+    e2 = np.cross(chord, e1)
+    u = np.linspace(0.15, 0.85, 15)
+    best, best_score = control, -np.inf
+    for a in PATH_OFFSETS_MM:
+        for b in PATH_OFFSETS_MM:
+            trial = control.copy()
+            trial[1] = control[1] + a * e1 + b * e2
+            mid = bezier(trial, np.array([0.5]))[0] - sites.head_center
+            radial = np.linalg.norm(mid - (mid @ sites.neck_axis) * sites.neck_axis)
+            if radial < 0.75 * clearance_mm:
+                continue
+            pts = bezier(trial, u)
+            depth = np.clip(muscle.depth_at(pts), -10.0, 8.0)
+            score = float(depth.mean() - 20.0 * muscle.blocked_at(pts).mean())
+            if score > best_score + 1e-9:
+                best, best_score = trial, score
+    return best
 
 
 def bowed_path(sites: Sites, start: np.ndarray, end: np.ndarray, clearance_mm: float) -> np.ndarray:
@@ -203,6 +291,52 @@ def lobulated_mass(
         r = float(lobe.radii[1] * rng.uniform(0.3, 0.55))
         bumps.append((lobe.center + direction * lobe.radii[1] * rng.uniform(0.6, 0.9), r))
     return LesionGeometry(np.asarray(seed_mm, float), tuple(lobes), tuple(bumps))
+
+
+# An ankylosing mass (Brooker IV): lobes in the muscle within this reach of its bridge's path,
+# each of a radius up to the muscle's depth at its centre (plus a little), until the volume is met.
+MASS_REACH_MM = 70.0
+MASS_LOBE_MM = (5.0, 14.0)  # lobe radius range
+MASS_MIN_DEPTH_MM = 2.0  # lobe centres lie at least this deep in muscle
+MAX_MASS_LOBES = 240
+
+
+def mass_lobes(
+    rng: np.random.Generator, muscle: MuscleMap, control: np.ndarray, volume_mm3: float
+) -> tuple[Lobe, ...]:
+    """Lobes of a mass of about ``volume_mm3`` (counted on the map, outside native parts) filling
+    the muscle around the Bezier ``control`` outward from the path, with a random lobulation: a
+    mature ankylosing mass grows in the muscle planes and envelops its bridge (DOMAIN.md 1.5-1.6)."""
+    pts = muscle.points()
+    depth, free = muscle.depth.ravel(), ~muscle.blocked.ravel()
+    path = bezier(control, np.linspace(0.05, 0.95, 64))
+    dist, _ = cKDTree(path).query(pts, distance_upper_bound=MASS_REACH_MM)
+    idx = np.flatnonzero(np.isfinite(dist) & free & (depth >= MASS_MIN_DEPTH_MM))
+    order = idx[np.argsort(dist[idx] * rng.uniform(0.7, 1.3, idx.size), kind="stable")]
+    tree = cKDTree(pts)
+    covered = np.zeros(depth.size, bool)
+    needed, count = volume_mm3 / muscle.spacing_mm**3, 0
+    lobes: list[Lobe] = []
+    for i in order:
+        if covered[i]:
+            continue
+        r = float(np.clip(depth[i] + 1.5, *MASS_LOBE_MM))
+        radii = r * np.array([rng.uniform(1.0, 1.15), rng.uniform(0.85, 1.0), rng.uniform(0.7, 0.9)])
+        rotation = _frame(rng.normal(size=3), rng.uniform(0.0, np.pi))
+        near = np.asarray(tree.query_ball_point(pts[i], float(radii.max())), int)
+        inside = near[((((pts[near] - pts[i]) @ rotation) / radii) ** 2).sum(axis=1) <= 1.0]
+        fresh = inside[~covered[inside] & free[inside]]
+        covered[inside] = True
+        count += fresh.size
+        lobes.append(Lobe(pts[i].copy(), radii, rotation))
+        if count >= needed or len(lobes) >= MAX_MASS_LOBES:
+            break
+    return tuple(lobes)
+
+
+def with_mass(geometry: LesionGeometry, lobes: tuple[Lobe, ...]) -> LesionGeometry:
+    """``geometry`` with the ``lobes`` of a mass added (same seed, so it grows with the lesion)."""
+    return LesionGeometry(geometry.seed_mm, geometry.lobes + lobes, geometry.bumps)
 
 
 def mirror(geometry: LesionGeometry) -> LesionGeometry:

@@ -27,11 +27,14 @@ OEDEMA_LEAD_WEEKS = 2.0  # DOMAIN.md 2.4/2.9: swelling precedes first calcificat
 # Weeks after onset before a phase can be reached. DOMAIN.md 2.4: first calcification within ~2 weeks
 # of swelling (islands), trabeculated bone 2-5 weeks, growth fastest over the first 1-3 months
 # (spurs that approach the opposing bone), ankylosis only once a bridge has grown and ossified
-# (months; Garland 1980 ankylosis in 16 % of TBI hips, late). The earliest weeks since injury of a
-# phase is the earliest onset (3 weeks) plus this lead. Phase a waits for the immature stage
-# (STAGE_STARTS_WEEKS, 2 weeks): the Brooker grade counts only HO dense enough to read as bone, not
-# the amorphous calcifying tissue that comes first (grading.COUNTED_HO_TISSUES, DOMAIN.md 1.1, 2.4).
-MIN_WEEKS_AFTER_ONSET = {"none": 0.0, "a": 2.0, "b": 3.0, "c": 5.0, "d": 10.0}
+# (months; Garland 1980 ankylosis in 16 % of TBI hips, late): phase d waits for the mature stage
+# (STAGE_STARTS_WEEKS, 24 weeks; DOMAIN.md 2.4: maturation complete by ~6-18 months), so that an
+# ankylosing mass is mature bone, a corticated shell over trabecular bone (DOMAIN.md 2.6). The
+# earliest weeks since injury of a phase is the earliest onset (3 weeks) plus this lead. Phase a
+# waits for the immature stage (STAGE_STARTS_WEEKS, 2 weeks): the Brooker grade counts only HO
+# dense enough to read as bone, not the amorphous calcifying tissue that comes first
+# (grading.COUNTED_HO_TISSUES, DOMAIN.md 1.1, 2.4).
+MIN_WEEKS_AFTER_ONSET = {"none": 0.0, "a": 2.0, "b": 3.0, "c": 5.0, "d": 24.0}
 EARLIEST_WEEKS = {
     p: (0.0 if p == "none" else ONSET_WEEKS[0] + lead) for p, lead in MIN_WEEKS_AFTER_ONSET.items()
 }
@@ -41,7 +44,7 @@ PHASE_WEEKS_WINDOW = {
     "a": (6.0, 16.0),
     "b": (10.0, 40.0),
     "c": (14.0, 60.0),
-    "d": (26.0, 104.0),
+    "d": (30.0, 104.0),
 }
 # Final severity when the phase is drawn from time; DOMAIN.md 1.6: ankylosis in 16 % of TBI hips,
 # fewer (3-8 %) in SCI patients. A synthesis, not a measured distribution.

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from nmosim.phantoms.case_plan import check_laterality
 from nmosim.phantoms.errors import SpecError, check_choice, check_range
 from nmosim.phantoms.lesions import CaseStreams, build_case_phantom, build_case_series
 from nmosim.phantoms.phantom import Phantom
@@ -28,7 +29,9 @@ class CaseSpec:
     ``phase`` is "none", "a", "b", "c" or "d" (Brooker 0 to IV of the index hip, by measurement);
     ``weeks`` is the time since injury (weeks); with neither, the hip has no heterotopic bone.
     ``confounders`` None draws them for some cases. ``anatomy_overrides`` fix anatomy parameters
-    (mm, degrees; names and ranges in :mod:`nmosim.phantoms.spec`). Validated on construction:
+    (mm, degrees; names and ranges in :mod:`nmosim.phantoms.spec`). ``laterality`` fixes which hips
+    have HO: "unilateral_right", "unilateral_left", "bilateral_right" or "bilateral_left" (the
+    named hip dominant; drawn if None, DOMAIN.md 2.3). Validated on construction:
     a bad value raises :class:`~nmosim.phantoms.errors.SpecError`.
 
     >>> CaseSpec(phase="c", seed=1).phase
@@ -42,6 +45,7 @@ class CaseSpec:
     aetiology: str = "sci"
     confounders: bool | None = None
     anatomy_overrides: Mapping[str, object] | None = None
+    laterality: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("seed", "case_index"):
@@ -55,6 +59,8 @@ class CaseSpec:
         if self.weeks is not None:
             object.__setattr__(self, "weeks", check_weeks(self.weeks, self.phase))
         check_choice("aetiology", self.aetiology, AETIOLOGIES)
+        if self.laterality is not None:
+            check_laterality(self.laterality)
         if self.confounders not in (None, True, False):
             raise SpecError(f"confounders = {self.confounders!r} is not one of {{None, True, False}}")
         overrides = dict(self.anatomy_overrides or {})
@@ -78,6 +84,7 @@ class CaseSpec:
             "aetiology": self.aetiology,
             "confounders": self.confounders,
             "anatomy_overrides": dict(self.anatomy_overrides or {}),
+            "laterality": self.laterality,
         }
 
     def streams(self) -> CaseStreams:

@@ -90,6 +90,10 @@ def phantom_truth(
         "phase": _measured_phase(measured, meta.get("index_side")),
         "requested_phase": meta.pop("phase", "none"),
         "weeks_since_injury": meta.pop("weeks_since_injury", None),
+        # Which hips have HO at this time: "none", "unilateral" or "bilateral", and the dominant
+        # (index) hip of the plan, None without HO (DOMAIN.md 2.3).
+        "pattern": meta.pop("pattern", "none"),
+        "dominant_side": meta.pop("dominant_side", None),
         # The tissue classes that the Brooker grade counts as HO bone (grading.py, DOMAIN.md 1.1, 2.6).
         "brooker_counted_tissues": list(COUNTED_HO_TISSUE_NAMES),
         "right": measured["right"],
