@@ -158,6 +158,14 @@ def check_laterality(laterality: str) -> str:
     return str(check_choice("laterality", laterality, LATERALITIES))
 
 
+def draw_laterality(rng: np.random.Generator, aetiology: str) -> str:
+    """One of :data:`LATERALITIES`: bilateral with probability :data:`P_BILATERAL` (DOMAIN.md 2.3),
+    the dominant side right with probability :data:`P_RIGHT_DOMINANT`."""
+    pattern = "bilateral" if rng.random() < P_BILATERAL[aetiology] else "unilateral"
+    side = "right" if rng.random() < P_RIGHT_DOMINANT else "left"
+    return f"{pattern}_{side}"
+
+
 def _choice(rng: np.random.Generator, prior: dict[str, float]) -> str:
     names = list(prior)
     p = np.array([prior[n] for n in names])
@@ -203,11 +211,9 @@ def plan_case(
         phase = phase_from_weeks(r_phase, weeks, course)
     grade = PHASE_GRADE[phase]
     # Every draw is made whether used or not, so that fixing the laterality changes no other draw.
-    pattern = "bilateral" if r_phase.random() < P_BILATERAL[aetiology] else "unilateral"
-    index_side = "right" if r_phase.random() < P_RIGHT_DOMINANT else "left"
+    drawn = draw_laterality(r_phase, aetiology)
     drop = int(r_phase.choice(3, p=CONTRALATERAL_DROP))
-    if laterality is not None:
-        pattern, index_side = laterality.split("_")
+    pattern, index_side = (laterality or drawn).split("_")
     other = "left" if index_side == "right" else "right"
     requested = {index_side: grade, other: 0}
     if grade > 0 and pattern == "bilateral":

@@ -142,6 +142,11 @@ def _island_plan(
         centre = float(rng.uniform(0.3, 0.7))
         half = 0.5 * size / length
         t = float(rng.uniform(3.0, 8.0))
+        if muscle is not None:  # the deepest of a few places on the path, no thicker than the muscle
+            us = np.append(rng.uniform(0.25, 0.75, 6), centre)
+            depths = muscle.depth_at(bezier(control, us))
+            centre = float(us[int(np.argmax(depths))])
+            t = float(np.clip(depths.max(), 3.0, t))
         plan = LesionPlan(
             location, "island", control, centre - half, centre + half, (t, 0.8 * t), int(rng.integers(2**31))
         )

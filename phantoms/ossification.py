@@ -149,8 +149,7 @@ def muscle_map(
     union = MuscleUnion(mf, tuple(i for i, name in enumerate(mf.names) if name.endswith(side)))
     half = np.asarray(MUSCLE_MAP_HALF_MM)
     counts = tuple(int(n) for n in np.ceil(2.0 * half / MUSCLE_MAP_SPACING_MM) + 1)
-    hc = lm.head_center if side == "right" else lm.head_center * [-1.0, 1.0, 1.0]  # right frame
-    origin = hc - half
+    origin = lm.head_center - half  # landmarks of either hip are in the right-hip frame
     empty = MuscleMap(origin, MUSCLE_MAP_SPACING_MM, np.zeros(counts), np.zeros(counts, bool))
     pts = empty.points()
     patient = pts if side == "right" else pts * [-1.0, 1.0, 1.0]

@@ -8,7 +8,18 @@ import pytest
 from nmosim.phantoms.anatomy import hip_landmarks
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Structure, Tissue
-from nmosim.phantoms.ossification import bowed_path, hip_sites, lesion_part, lobulated_mass, mirror
+from nmosim.phantoms.ossification import (
+    MuscleMap,
+    bezier,
+    bowed_path,
+    hip_sites,
+    lesion_part,
+    lobulated_mass,
+    mass_lobes,
+    mirror,
+    muscle_path,
+    with_mass,
+)
 from nmosim.phantoms.rasterize import rasterize
 from nmosim.phantoms.spec import AnatomySpec
 
@@ -83,3 +94,51 @@ def test_zonal_pattern_mineral_from_the_margin_inward(stage, outer, core):
     if stage == "mature":  # DOMAIN.md 2.6: cortex 1-3 mm: at 2 mm depth the core begins
         assert r.tissues[16, 16, 16 + 9] == Tissue.HO_TRABECULAR
         assert r.tissues[16, 16, 16 + 10] == Tissue.HO_CORTEX
+
+
+def sphere_of_muscle(centre, radius_mm: float, spacing_mm: float = 3.0) -> MuscleMap:
+    """A map whose muscle is one ball (depth = radius - distance to the centre), nothing blocked."""
+    half = radius_mm + 30.0
+    n = int(2 * half / spacing_mm) + 1
+    origin = np.asarray(centre, float) - half
+    empty = MuscleMap(origin, spacing_mm, np.zeros((n, n, n)), np.zeros((n, n, n), bool))
+    depth = radius_mm - np.linalg.norm(empty.points() - centre, axis=1)
+    return MuscleMap(origin, spacing_mm, depth.reshape(n, n, n), np.zeros((n, n, n), bool))
+
+
+def test_mass_fills_the_muscle_around_its_path_to_the_asked_volume():
+    centre = np.array([0.0, 0.0, 0.0])
+    muscle = sphere_of_muscle(centre, 60.0)
+    control = np.array([[-50.0, 0.0, 0.0], [0.0, 10.0, 0.0], [50.0, 0.0, 0.0]])
+    lobes = mass_lobes(np.random.default_rng(0), muscle, control, 150_000.0)
+    geometry = with_mass(
+        lobulated_mass(np.random.default_rng(1), control, 0.0, 1.0, (8.0, 8.0), control[0]), lobes
+    )
+    shape = geometry.shape()
+    lo, hi = shape.bounds()
+    grid = Grid.covering(tuple(lo), tuple(hi), 1.5)
+    r = rasterize([lesion_part("ho", shape, "right", 1, "mature", 2.0)], grid, 1)
+    ho = r.structures > 0
+    volume_ml = ho.sum() * grid.voxel_volume_mm3 / 1000.0
+    assert 150.0 <= volume_ml <= 250.0  # the asked 150 ml plus the blend between lobes
+    pts = grid.index_to_mm(np.argwhere(ho))
+    assert (np.linalg.norm(pts - centre, axis=1) <= 62.0).mean() > 0.97  # inside the muscle ball
+    # Mature: a cortical shell over a trabecular core, both present in bulk.
+    cortex = (r.tissues[ho] == Tissue.HO_CORTEX).sum()
+    assert 0 < cortex < (r.tissues[ho] == Tissue.HO_TRABECULAR).sum()
+
+
+def test_muscle_path_bends_into_the_muscle():
+    spec = AnatomySpec()
+    lm = hip_landmarks(spec)
+    sites = hip_sites(spec, lm, "right")
+    start, end = sites.pelvic["lateral"], sites.femoral["lateral"]
+    plain = bowed_path(sites, start, end, lm.head_radius + 24)
+    middle = bezier(plain, np.array([0.5]))[0]
+    chord = (end - start) / np.linalg.norm(end - start)
+    side = np.cross(chord, [0.0, 0.0, 1.0])
+    muscle = sphere_of_muscle(middle + 18.0 * side / np.linalg.norm(side), 14.0)
+    bent = muscle_path(sites, start, end, lm.head_radius + 24, muscle)
+    u = np.linspace(0.15, 0.85, 15)
+    assert muscle.depth_at(bezier(bent, u)).mean() > muscle.depth_at(bezier(plain, u)).mean() + 3.0
+    assert np.array_equal(muscle_path(sites, start, end, lm.head_radius + 24, None), plain)
