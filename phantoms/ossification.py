@@ -225,6 +225,49 @@ class Lobe:
     rotation: np.ndarray
 
 
+@dataclass(frozen=True, eq=False)
+class SampledField(Shape):
+    """A shape given by signed distances (mm) sampled on a grid, indexed (x, y, z), trilinear
+    between samples; outside the grid, the distance to its box is added to the nearest sample."""
+
+    origin_mm: np.ndarray  # centre of sample (0, 0, 0)
+    spacing_mm: float
+    values: np.ndarray
+
+    def sdf(self, points: np.ndarray) -> np.ndarray:
+        p = np.asarray(points, float).reshape(-1, 3)
+        lo, hi = self.bounds()
+        outside = np.linalg.norm(np.maximum(np.maximum(lo - p, p - hi), 0.0), axis=1)
+        index = ((p - self.origin_mm) / self.spacing_mm).T
+        return ndimage.map_coordinates(self.values, index, order=1, mode="nearest") + outside
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.origin_mm.copy(), self.origin_mm + self.spacing_mm * (np.asarray(self.values.shape) - 1)
+
+    def mirrored(self) -> SampledField:
+        """The field reflected through x = 0."""
+        lo, hi = self.bounds()
+        return SampledField(np.array([-hi[0], lo[1], lo[2]]), self.spacing_mm, self.values[::-1].copy())
+
+
+@dataclass(frozen=True, eq=False)
+class Scaled(Shape):
+    """``shape`` scaled by ``scale`` about ``center_mm`` (distances scale with it)."""
+
+    shape: Shape
+    center_mm: np.ndarray
+    scale: float
+
+    def sdf(self, points: np.ndarray) -> np.ndarray:
+        c, s = self.center_mm, self.scale
+        return s * self.shape.sdf(c + (np.asarray(points, float) - c) / s)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = self.shape.bounds()
+        c, s = self.center_mm, self.scale
+        return c + s * (lo - c), c + s * (hi - c)
+
+
 @dataclass(frozen=True)
 class LesionGeometry:
     """A lesion at its reference size (the time the phase was honoured), grown about ``seed_mm``.
@@ -237,6 +280,7 @@ class LesionGeometry:
     seed_mm: np.ndarray
     lobes: tuple[Lobe, ...]
     bumps: tuple[tuple[np.ndarray, float], ...] = field(default=())  # (centre mm, radius mm)
+    mass: SampledField | None = None  # a mass of many lobes, as sampled distances (exact depth inside)
 
     def shape(self, scale: float = 1.0) -> Shape | None:
         """The lesion at ``scale`` times its reference size; None when too small to exist (< 0.05)."""
@@ -247,6 +291,8 @@ class LesionGeometry:
             Ellipsoid(c + s * (lobe.center - c), s * lobe.radii, lobe.rotation) for lobe in self.lobes
         ]
         parts += [Sphere(c + s * (p - c), s * r) for p, r in self.bumps]
+        if self.mass is not None:
+            parts.append(self.mass if s == 1.0 else Scaled(self.mass, c, s))
         return Union(tuple(parts), smooth_mm=SMOOTH_MM * s)
 
 
@@ -294,10 +340,14 @@ def lobulated_mass(
 
 # An ankylosing mass (Brooker IV): lobes in the muscle within this reach of its bridge's path,
 # each of a radius up to the muscle's depth at its centre (plus a little), until the volume is met.
-MASS_REACH_MM = 70.0
+MASS_REACH_MM = 80.0
 MASS_LOBE_MM = (5.0, 14.0)  # lobe radius range
 MASS_MIN_DEPTH_MM = 2.0  # lobe centres lie at least this deep in muscle
-MAX_MASS_LOBES = 240
+MAX_MASS_LOBES = 1000
+MASS_FIELD_SPACING_MM = 1.0
+# The map counts the mass at 3 mm; native parts painted over it at finer grids (vessels, nerves,
+# bone) take a little of it: the count aims this much higher.
+MASS_COUNT_MARGIN = 1.1
 
 
 def mass_lobes(
@@ -314,7 +364,7 @@ def mass_lobes(
     order = idx[np.argsort(dist[idx] * rng.uniform(0.7, 1.3, idx.size), kind="stable")]
     tree = cKDTree(pts)
     covered = np.zeros(depth.size, bool)
-    needed, count = volume_mm3 / muscle.spacing_mm**3, 0
+    needed, count = MASS_COUNT_MARGIN * volume_mm3 / muscle.spacing_mm**3, 0
     lobes: list[Lobe] = []
     for i in order:
         if covered[i]:
@@ -333,9 +383,40 @@ def mass_lobes(
     return tuple(lobes)
 
 
+def mass_field(lobes: tuple[Lobe, ...]) -> SampledField:
+    """The union of ``lobes`` as sampled signed distances on a :data:`MASS_FIELD_SPACING_MM` grid,
+    closed over :data:`SMOOTH_MM` / 2 (the blend of a smooth union). Inside, the distance is exact
+    (a union of many lobes would understate the depth where lobes overlap, putting a cortex
+    between lobes): the mature mass has one cortical shell over a trabecular core (DOMAIN.md 2.5-2.6)."""
+    h = MASS_FIELD_SPACING_MM
+    pad = 2.0 * SMOOTH_MM + 2.0 * h
+    lo = np.min([lobe.center - lobe.radii.max() for lobe in lobes], axis=0) - pad
+    hi = np.max([lobe.center + lobe.radii.max() for lobe in lobes], axis=0) + pad
+    counts = tuple(int(n) for n in np.ceil((hi - lo) / h) + 1)
+    inside = np.zeros(counts, bool)
+    for lobe in lobes:
+        r = float(lobe.radii.max())
+        a = np.maximum(np.floor((lobe.center - r - lo) / h).astype(int), 0)
+        b = np.minimum(np.ceil((lobe.center + r - lo) / h).astype(int) + 1, counts)
+        axes = [lo[k] + h * np.arange(a[k], b[k]) for k in range(3)]
+        pts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+        local = ((pts - lobe.center) @ lobe.rotation) / lobe.radii
+        inside[a[0] : b[0], a[1] : b[1], a[2] : b[2]] |= (local**2).sum(axis=-1) <= 1.0
+    radius = max(1, int(round(0.5 * SMOOTH_MM / h)))
+    ball = np.linalg.norm(np.mgrid[-radius : radius + 1, -radius : radius + 1, -radius : radius + 1], axis=0)
+    inside = ndimage.binary_closing(inside, structure=ball <= radius)
+    # Half a sample between the centres of the last voxel in and the first out.
+    outside_d = ndimage.distance_transform_edt(~inside, sampling=h)
+    inside_d = ndimage.distance_transform_edt(inside, sampling=h)
+    values = np.where(inside, 0.5 * h - inside_d, outside_d - 0.5 * h).astype(np.float32)
+    return SampledField(lo, h, values)
+
+
 def with_mass(geometry: LesionGeometry, lobes: tuple[Lobe, ...]) -> LesionGeometry:
-    """``geometry`` with the ``lobes`` of a mass added (same seed, so it grows with the lesion)."""
-    return LesionGeometry(geometry.seed_mm, geometry.lobes + lobes, geometry.bumps)
+    """``geometry`` with a mass of ``lobes`` added (same seed, so it grows with the lesion)."""
+    if not lobes:
+        return geometry
+    return LesionGeometry(geometry.seed_mm, geometry.lobes, geometry.bumps, mass_field(lobes))
 
 
 def mirror(geometry: LesionGeometry) -> LesionGeometry:
@@ -343,7 +424,8 @@ def mirror(geometry: LesionGeometry) -> LesionGeometry:
     flip = np.array([-1.0, 1.0, 1.0])
     lobes = tuple(Lobe(lo.center * flip, lo.radii, lo.rotation * flip[:, None]) for lo in geometry.lobes)
     bumps = tuple((p * flip, r) for p, r in geometry.bumps)
-    return LesionGeometry(geometry.seed_mm * flip, lobes, bumps)
+    mass = None if geometry.mass is None else geometry.mass.mirrored()
+    return LesionGeometry(geometry.seed_mm * flip, lobes, bumps, mass)
 
 
 # --- maturation -----------------------------------------------------------------------------------

@@ -3,22 +3,28 @@ series grow monotonically, inputs are validated."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pytest
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from nmosim.phantoms.case_plan import draw_laterality
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grading import grade_hips
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.honouring import MAX_ATTEMPTS
-from nmosim.phantoms.labels import Structure
-from nmosim.phantoms.lesions import build_case_phantom, build_case_series, lesion_truth
+from nmosim.phantoms.labels import Structure, Tissue
+from nmosim.phantoms.lesions import LATERALITIES, build_case_phantom, build_case_series, lesion_truth
 from nmosim.phantoms.progression import PHASE_GRADE, STAGES, TIME_EFFECT_FIELDS
 
 HO = (Structure.HO_RIGHT, Structure.HO_LEFT)
 SPACING_MM = 2.0  # not the honour grid (1.5 mm): the grade must hold on other grids too
 FAST_SEEDS = (6, 7, 11)  # include left index sides and bilateral cases
 SLOW_SEEDS = tuple(range(20))
+SIDES = ("right", "left")
+ANKYLOSIS_ML = (100.0, 500.0)  # DOMAIN.md 1.6: ankylosing NHO ~100-500 cm3
 
 
 def ho_crop(phantom, spacing_mm=SPACING_MM, pad_mm=40.0):
@@ -32,13 +38,27 @@ def ho_crop(phantom, spacing_mm=SPACING_MM, pad_mm=40.0):
     return grid, phantom.rasterize(grid, 1)
 
 
-def check_case(phase: str, seed: int) -> None:
+@lru_cache(maxsize=16)
+def built(phase: str, seed: int):
+    """The phantom of ``phase`` and ``seed`` and its labels on a crop around its HO (built once)."""
     phantom = build_case_phantom(np.random.default_rng(seed), phase=phase)
+    return (phantom, *ho_crop(phantom))
+
+
+def hips_with_ho(structures: np.ndarray) -> set[str]:
+    return {side for side, label in zip(SIDES, HO, strict=True) if (structures == label).any()}
+
+
+def check_case(phase: str, seed: int) -> None:
+    phantom, grid, r = built(phase, seed)
     meta = phantom.metadata
     assert meta["phase"] == phase
     assert meta["requested_grade"][meta["index_side"]] == PHASE_GRADE[phase]
-    grid, r = ho_crop(phantom)
     grades = grade_hips(r.structures, grid.spacing_mm, grid.origin_mm)
+    # The laterality of the metadata is that of the labels: the dominant hip alone, or both.
+    expected = {"unilateral": {meta["dominant_side"]}, "bilateral": set(SIDES)}[meta["pattern"]]
+    assert hips_with_ho(r.structures) == expected
+    assert meta["dominant_side"] == meta["index_side"]
     for side in ("right", "left"):
         assert grades[side].grade == meta["requested_grade"][side], (side, grades[side].gap_mm)
     index = grades[meta["index_side"]]
@@ -90,6 +110,93 @@ def test_every_seed_meets_every_phase_through_the_case_spec(phase, seed):
     meta = phantom.metadata
     assert meta["phase"] == phase
     assert meta["requested_grade"][meta["index_side"]] == PHASE_GRADE[phase]
+
+
+@pytest.mark.parametrize("seed", FAST_SEEDS)
+def test_phase_d_is_a_mature_mass_of_clinical_volume(seed):
+    """The dominant hip's HO, measured from the labels, is an ankylosing mass of DOMAIN.md 1.6's
+    volume, mature (a cortical shell over trabecular bone) and graded IV."""
+    phantom, grid, r = built("d", seed)
+    side = phantom.metadata["dominant_side"]
+    label = HO[SIDES.index(side)]
+    ho = r.structures == label
+    volume_ml = ho.sum() * grid.voxel_volume_mm3 / 1000.0
+    assert ANKYLOSIS_ML[0] <= volume_ml <= ANKYLOSIS_ML[1]
+    assert grade_hips(r.structures, grid.spacing_mm, grid.origin_mm)[side].grade == 4
+    tissues = r.tissues[ho]
+    assert set(np.unique(tissues).tolist()) == {Tissue.HO_CORTEX, Tissue.HO_TRABECULAR}
+    assert (tissues == Tissue.HO_TRABECULAR).mean() > 0.2
+    # One shell: cortex only near the mass's surface (a 1-3 mm cortex, DOMAIN.md 2.6, on 2 mm
+    # voxels), never between lobes deep inside.
+    depth = ndimage.distance_transform_edt(ho, sampling=grid.spacing_mm[::-1])
+    assert depth[ho & (r.tissues == Tissue.HO_CORTEX)].max() <= 3.0 + 2 * grid.spacing_mm[0]
+
+
+def border_shares(structures: np.ndarray, tissues: np.ndarray) -> tuple[float, float]:
+    """Shares of the HO surface's outside faces that touch fat and muscle."""
+    ho = np.isin(structures, HO)
+    fat = muscle = total = 0
+    for axis in range(3):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        for inner, outer in ((tuple(lo), tuple(hi)), (tuple(hi), tuple(lo))):
+            face = ho[inner] & ~ho[outer]
+            t = tissues[outer][face]
+            total += face.sum()
+            fat += (t == Tissue.FAT).sum()
+            muscle += np.isin(t, (Tissue.MUSCLE, Tissue.MUSCLE_ATROPHIC, Tissue.MUSCLE_OEDEMATOUS)).sum()
+    return fat / total, muscle / total
+
+
+@pytest.mark.parametrize("phase", ["a", "d"])
+def test_ho_lies_in_muscle_not_fat(phase):
+    """Most of the HO surface borders muscle (DOMAIN.md 1.4-1.5: HO forms in muscle)."""
+    shares = [
+        border_shares(built(phase, seed)[2].structures, built(phase, seed)[2].tissues) for seed in FAST_SEEDS
+    ]
+    fat, muscle = np.mean(shares, axis=0)
+    assert muscle > 0.5 and muscle > 2.0 * fat, (fat, muscle)
+
+
+@pytest.mark.parametrize("laterality", ["unilateral_left", "bilateral_right"])
+def test_laterality_fixes_which_hips_have_ho(laterality):
+    phantom = build_case_phantom(np.random.default_rng(6), phase="b", laterality=laterality)
+    pattern, dominant = laterality.split("_")
+    meta = phantom.metadata
+    assert (meta["pattern"], meta["dominant_side"]) == (pattern, dominant)
+    grid, r = ho_crop(phantom)
+    expected = set(SIDES) if pattern == "bilateral" else {dominant}
+    assert hips_with_ho(r.structures) == expected
+    grades = grade_hips(r.structures, grid.spacing_mm, grid.origin_mm)
+    assert grades[dominant].grade == 2  # the phase applies to the dominant hip
+    if pattern == "bilateral":
+        other = "left" if dominant == "right" else "right"
+        assert 1 <= grades[other].grade <= 2
+
+
+def test_laterality_is_drawn_at_domain_frequencies():
+    """DOMAIN.md 2.3: P(bilateral | hip NHO) 0.3-0.5 in SCI."""
+    rng = np.random.default_rng(0)
+    draws = [draw_laterality(rng, "sci") for _ in range(4000)]
+    assert set(draws) == set(LATERALITIES)
+    bilateral = np.mean([d.startswith("bilateral") for d in draws])
+    assert 0.3 <= bilateral <= 0.5
+    right = np.mean([d.endswith("right") for d in draws])
+    assert 0.45 <= right <= 0.55
+
+
+def test_case_spec_refuses_an_unknown_laterality_in_one_line():
+    import nmosim
+
+    with pytest.raises(SpecError) as err:
+        nmosim.CaseSpec(phase="b", laterality="both")
+    message = str(err.value)
+    assert "laterality" in message and "'both'" in message and "bilateral_left" in message
+    assert "\n" not in message
+    assert nmosim.CaseSpec(phase="b", laterality="unilateral_left").lesion_options()["laterality"] == (
+        "unilateral_left"
+    )
 
 
 def test_phase_none_has_no_ho():
@@ -208,6 +315,7 @@ def test_lesion_truth_measures_volumes_by_tissue_and_instance():
         ({"phase": "d", "weeks": 2.0}, "too early"),
         ({"aetiology": "flu"}, "aetiology"),
         ({"anatomy_overrides": {"tail_length_mm": 3}}, "tail_length_mm"),
+        ({"laterality": "both"}, "laterality"),
     ],
 )
 def test_bad_inputs_raise_spec_error_naming_the_option(kwargs, word):
