@@ -228,7 +228,8 @@ class Lobe:
 @dataclass(frozen=True, eq=False)
 class SampledField(Shape):
     """A shape given by signed distances (mm) sampled on a grid, indexed (x, y, z), trilinear
-    between samples; outside the grid, the distance to its box is added to the nearest sample."""
+    between samples. The shape lies inside the grid's box; outside it the distance is a lower
+    bound: the larger of the distance to the box and the nearest sample's value less that distance."""
 
     origin_mm: np.ndarray  # centre of sample (0, 0, 0)
     spacing_mm: float
@@ -239,7 +240,8 @@ class SampledField(Shape):
         lo, hi = self.bounds()
         outside = np.linalg.norm(np.maximum(np.maximum(lo - p, p - hi), 0.0), axis=1)
         index = ((p - self.origin_mm) / self.spacing_mm).T
-        return ndimage.map_coordinates(self.values, index, order=1, mode="nearest") + outside
+        inner = ndimage.map_coordinates(self.values, index, order=1, mode="nearest").astype(float)
+        return np.where(outside > 0.0, np.maximum(inner - outside, outside), inner)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self.origin_mm.copy(), self.origin_mm + self.spacing_mm * (np.asarray(self.values.shape) - 1)

@@ -9,12 +9,14 @@ from nmosim.phantoms.anatomy import hip_landmarks
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Structure, Tissue
 from nmosim.phantoms.ossification import (
+    Lobe,
     MuscleMap,
     bezier,
     bowed_path,
     hip_sites,
     lesion_part,
     lobulated_mass,
+    mass_field,
     mass_lobes,
     mirror,
     muscle_path,
@@ -142,3 +144,18 @@ def test_muscle_path_bends_into_the_muscle():
     u = np.linspace(0.15, 0.85, 15)
     assert muscle.depth_at(bezier(bent, u)).mean() > muscle.depth_at(bezier(plain, u)).mean() + 3.0
     assert np.array_equal(muscle_path(sites, start, end, lm.head_radius + 24, None), plain)
+
+
+def test_mass_field_distances_match_the_ball_and_never_overstate_outside():
+    centre, radius = np.array([10.0, -5.0, 3.0]), 12.0
+    field = mass_field((Lobe(centre, np.full(3, radius), np.eye(3)),))
+    pts = np.random.default_rng(0).normal(centre, 25.0, size=(4000, 3))
+    exact = np.linalg.norm(pts - centre, axis=1) - radius
+    d = field.sdf(pts)
+    lo, hi = field.bounds()
+    inside_box = np.all((pts >= lo) & (pts <= hi), axis=1)
+    assert np.abs(d - exact)[inside_box].max() < 1.0  # 1 mm samples, trilinear
+    assert np.all(d[~inside_box] <= exact[~inside_box] + 1.0)  # a lower bound outside (rasterizer)
+    assert np.mean((d < 0) != (exact < 0)) < 0.01  # inside where the ball is, up to the sampling
+    flipped = field.mirrored().sdf(pts * [-1.0, 1.0, 1.0])
+    np.testing.assert_allclose(flipped, d, atol=1e-5)
