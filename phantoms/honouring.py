@@ -7,7 +7,10 @@ parts that paint over lesions (native bone, joint space, vessels, nerves) are ra
 crop around the hip, the lesions are rasterized on top and graded with
 :func:`nmosim.phantoms.grading.grade_side`. Spurs whose measured gap misses its target are lengthened
 or shortened along their path, other failures redraw the side's lesions; every measurement is an
-attempt, at most ``max_attempts`` per side, after which :class:`PhaseNotMet` is raised.
+attempt, at most ``max_attempts`` per side, after which :class:`PhaseNotMet` is raised. Lesions are
+drawn along paths through the hip's muscles (a :class:`~nmosim.phantoms.ossification.MuscleMap` of the
+anatomy at the reference time, with the crop's native parts marked), and bridges carry their mature
+mass in that muscle.
 """
 
 from __future__ import annotations
