@@ -40,6 +40,7 @@ from nmosim.phantoms.spec import AnatomySpec
 
 HONOUR_SPACING_MM = 1.5
 MAX_ATTEMPTS = 24
+MUSCLE_PATH_DRAWS = 3  # drawn layouts per side whose paths run through the muscle map
 # What a measurement on the honour grid must show of a spur's gap (mm) for grades II and III.
 GAP_ACCEPT_MM = {2: (12.5, math.inf), 3: (2.5, 8.0)}
 CROP_PAD_MM = 36.0  # crop around the lesions: holds every opposing bone nearer than the largest aim
@@ -218,7 +219,10 @@ def honour_side(
     for attempt in range(1, max_attempts + 1):
         if not plans or adjustments >= 3:
             where = category if draws < 2 else others[(draws - 2) % len(others)]
-            plans = draw_side(rng, sites, bones, grade, where, muscle)
+            # Paths through the muscle first; should those layouts fail (a bend can bring a spur's
+            # body against the opposing bone), the plain bowed paths: the grade comes first.
+            paths = muscle if draws < MUSCLE_PATH_DRAWS else None
+            plans = draw_side(rng, sites, bones, grade, where, paths)
             adjustments = 0
             draws += 1
         if not plans:
