@@ -10,6 +10,7 @@ import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from nmosim.phantoms.envelope import SKIN_MM, body_shape, fat_field, lean_shape
 from nmosim.phantoms.labels import Structure, Tissue
@@ -27,7 +28,7 @@ from nmosim.phantoms.shapes import (
     Union,
     tube,
 )
-from nmosim.phantoms.skeleton import SCENE_Z_MM, SIDES, HipLandmarks, hip_landmarks, skeleton
+from nmosim.phantoms.skeleton import SCENE_Z_MM, SIDES, HipLandmarks, _pelvis_mesh, hip_landmarks, skeleton
 from nmosim.phantoms.spec import AnatomySpec
 
 __all__ = ["SCENE_Z_MM", "HipLandmarks", "body_shape", "fat_field", "hip_landmarks", "lean_shape"]
@@ -175,18 +176,32 @@ ARTERY_RADIUS_MM = 4.0
 VEIN_RADIUS_MM = 5.5
 FEMORAL_NERVE_RADIUS_MM = 3.0
 SCIATIC_RADII_MM = (5.0, 5.5, 6.5, 6.5, 6.0)
-BONE_CLEARANCE_MM = 1.5
+BONE_CLEARANCE_MM = 2.0
 _STEP_MM = 10.0  # paths are resampled this finely before they are pushed clear of bone
 _DISTAL_BELOW_HEAD_MM = 230.0  # the paths run on down the thigh to this far below the head
 
 
 def _bone_distance(sk) -> Callable[[np.ndarray], np.ndarray]:
-    """Distance (mm) from points (N, 3) to the nearest bone: pelvis or either femur."""
+    """Distance (mm) from points (N, 3) to the nearest bone, pelvis or either femur, close to the
+    truth also where the bones' distance grids give only a loose lower bound (outside them): there
+    the distance to the nearest mesh vertex, less half an edge, stands in when larger."""
+    meshes = [_pelvis_mesh(sk.bones.pelvis), sk.bones.femur_right, sk.bones.femur_left]
+    vertices = np.vstack([mesh.vertices for mesh in meshes])
+    tree = cKDTree(vertices)
+    edges = [
+        np.linalg.norm(mesh.vertices[mesh.faces[:, 0]] - mesh.vertices[mesh.faces[:, 1]], axis=1)
+        for mesh in meshes
+    ]
+    half_edge = 0.5 * float(np.max([e.max() for e in edges]))
 
     def distance(points: np.ndarray) -> np.ndarray:
         d = sk.pelvis.sdf(points)
         for side in SIDES:
             d = np.minimum(d, sk.femur(side).sdf(points))
+        outside = np.flatnonzero(d > 0.0)
+        if outside.size:
+            near, _ = tree.query(points[outside])
+            d[outside] = np.maximum(d[outside], near - half_edge)
         return d
 
     return distance
@@ -206,8 +221,16 @@ def _clear_path(points, radii, away, distance) -> tuple[np.ndarray, np.ndarray]:
         dirs.append(away[i] + t * (away[i + 1] - away[i]))
     pts, rs, dirs = np.vstack(pts), np.concatenate(rs), np.vstack(dirs)
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    for _ in range(80):  # at most 80 mm
+    # Each point and nine points inside each segment must clear the bone; a segment that does
+    # not moves both its ends.
+    t = np.linspace(0.0, 1.0, 11)[1:-1, None, None]
+    for _ in range(60):  # at most 60 mm
         close = distance(pts) < rs + BONE_CLEARANCE_MM
+        inner = (pts[:-1] + t * (pts[1:] - pts[:-1])).reshape(-1, 3)
+        inner_r = (rs[:-1] + t[:, :, 0] * (rs[1:] - rs[:-1])).reshape(-1)
+        bad = (distance(inner) < inner_r + BONE_CLEARANCE_MM).reshape(len(t), -1).any(axis=0)
+        close[:-1] |= bad
+        close[1:] |= bad
         if not close.any():
             break
         pts[close] += dirs[close]
@@ -268,11 +291,20 @@ def vessel_nerve_paths(spec: AnatomySpec, side: str) -> dict[str, tuple[np.ndarr
     spacing_av = ARTERY_RADIUS_MM + VEIN_RADIUS_MM + 2.0
     spacing_an = ARTERY_RADIUS_MM + FEMORAL_NERVE_RADIUS_MM + 2.0
     a = ARTERY_RADIUS_MM
-    artery = _clear_path([iliac, ligament, canal], [a, a, a], [forward] * 3, distance)
+    # The apex of the femoral triangle, 100 mm below the head: in front of the adductors,
+    # anteromedial to the shaft.
+    shaft_apex, _ = _shaft_point(m, side, head[2] - 100.0, sk)
+    apex = shaft_apex - lateral * (shaft_r + 8.0) + forward * (shaft_r + 22.0)
+    artery = _clear_path([iliac, ligament, apex, canal], [a] * 4, [forward] * 4, distance)
     vein = _clear_path(
-        [iliac - lateral * spacing_av, ligament - lateral * spacing_av, canal - lateral * 3.0 + back * 10.0],
-        [VEIN_RADIUS_MM] * 3,
-        [forward] * 3,
+        [
+            iliac - lateral * spacing_av,
+            ligament - lateral * spacing_av,
+            apex - lateral * spacing_av * 0.7 + back * 5.0,
+            canal - lateral * 3.0 + back * 10.0,
+        ],
+        [VEIN_RADIUS_MM] * 4,
+        [forward] * 4,
         distance,
     )
     fan = ligament + 0.25 * (canal - ligament)  # about 60 mm below the ligament
@@ -294,17 +326,14 @@ def vessel_nerve_paths(spec: AnatomySpec, side: str) -> dict[str, tuple[np.ndarr
         p("greater_trochanter"),
     )
     notch = spine + 0.3 * (psis - spine)
-    plexus = notch - lateral * 20.0 + forward * 15.0 + up * 25.0
-    column = np.array([0.5 * (tuberosity[0] + head[0]), head[1] - 40.0, head[2]])
+    plexus = notch - lateral * 8.0 + forward * 6.0 + up * 12.0  # leaving the pelvis
+    column = np.array([0.5 * (tuberosity[0] + head[0]), head[1] - 45.0, head[2]])
     between = np.array(
-        [tuberosity[0] + 0.4 * (trochanter[0] - tuberosity[0]), tuberosity[1] - 8.0, tuberosity[2]]
+        [tuberosity[0] + 0.4 * (trochanter[0] - tuberosity[0]), tuberosity[1] - 18.0, tuberosity[2]]
     )
     shaft, shaft_r = _shaft_point(m, side, z_distal, sk)
     thigh = shaft - lateral * 8.0 + back * (shaft_r + 22.0)
-    inward = forward - lateral
-    sciatic = _clear_path(
-        [plexus, notch, column, between, thigh], SCIATIC_RADII_MM, [inward, back, back, back, back], distance
-    )
+    sciatic = _clear_path([plexus, notch, column, between, thigh], SCIATIC_RADII_MM, [back] * 5, distance)
     return {"femoral_artery": artery, "femoral_vein": vein, "femoral_nerve": nerve, "sciatic_nerve": sciatic}
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nmosim.phantoms.shapes import Capsule, Ellipsoid, HalfSpace, Intersection, Offset, Shape, Union
+from nmosim.phantoms.shapes import Capsule, Ellipsoid, Offset, Shape, Union
 from nmosim.phantoms.skeleton import SIDES, Skeleton, skeleton
 from nmosim.phantoms.spec import AnatomySpec
 
@@ -31,12 +31,13 @@ CREST_MARGIN_MM = 10.0
 ANTERIOR_MARGIN_MM = 12.0  # abdominal wall in front of the ASIS
 POSTERIOR_MARGIN_MM = 12.0  # behind the sacrum and PSIS (DOMAIN.md 3: 19.6 mm of soft tissue over PSIS)
 GLUTEAL_MARGIN_MM = 50.0  # gluteus maximus behind the ischial tuberosity and posterior hip
-TROCHANTER_MARGIN_MM = 12.0
+TROCHANTER_MARGIN_MM = 10.0
 THIGH_MUSCLE_MM = 48.0
 THIGH_MEDIAL_SHIFT_MM = 18.0  # the adductors put the thigh's centre medial of the femur
 THIGH_BOTTOM_Z_MM = -320.0  # the thighs run on below the scene
 TRUNK_TOP_ABOVE_CREST_MM = 80.0  # where the trunk ellipsoid is widest, above the crest
 TRUNK_HALF_WIDTH_MM = 70.0  # the trunk piece holds the pelvis within this |x|; the hip bones the rest
+HIP_BONE_BELOW_HEAD_MM = 10.0  # the hip bone piece holds the hip bone above this far below the heads
 WING_MARGIN_MM = 15.0  # muscle on the faces of the hip bone, grown along its principal axes
 
 # Subcutaneous fat: the AnatomySpec gives it at three sites (DOMAIN.md 3: anterior thigh 8-25 mm,
@@ -48,6 +49,55 @@ _GLUTEAL_Y_RAMP_MM = 80.0  # from the ischial tuberosity backward
 _GLUTEAL_Y_START_MM = 15.0  # gluteal fat starts this far behind the ischial tuberosity
 _GLUTEAL_Z_RAMP_MM = 100.0  # from the gluteal fold upward
 _GLUTEAL_FOLD_BELOW_IT_MM = 50.0  # the gluteal fold lies this far below the ischial tuberosity
+
+
+_NEWTON_STEPS = 16
+
+
+@dataclass(frozen=True, eq=False)
+class ExactEllipsoid(Ellipsoid):
+    """An :class:`Ellipsoid` whose distance outside is exact (Newton's method on the closest-point
+    equation), so that it can be grown by tens of mm; inside it keeps the close bound."""
+
+    def sdf(self, points: np.ndarray) -> np.ndarray:
+        d = super().sdf(points)
+        out = np.flatnonzero(d > 0)
+        if out.size == 0:
+            return d
+        q = points[out] - self.center
+        if self._turned:
+            q = q @ self.rotation
+        a2 = self.radii**2
+        aq2 = (self.radii * q) ** 2
+        # f(t) = sum a^2 q^2 / (a^2 + t)^2 - 1 falls and is convex for t >= 0, and f(0) > 0
+        # outside: Newton's steps from t = 0 rise monotonically to its root.
+        t = np.zeros(out.size)
+        for _ in range(_NEWTON_STEPS):
+            den = a2[None, :] + t[:, None]
+            f = (aq2 / den**2).sum(axis=1) - 1.0
+            df = -2.0 * (aq2 / den**3).sum(axis=1)
+            t = t - f / df
+        closest = a2[None, :] * q / (a2[None, :] + t[:, None])
+        d[out] = np.linalg.norm(q - closest, axis=1)
+        return d
+
+
+@dataclass(frozen=True, eq=False)
+class CutBelow(Shape):
+    """``shape`` above the plane z = ``z_mm``: the larger of its distance and the plane's (exact but
+    near the rim, where it is a close lower bound)."""
+
+    shape: Shape
+    z_mm: float
+
+    def sdf(self, points: np.ndarray) -> np.ndarray:
+        return np.maximum(self.shape.sdf(points), self.z_mm - points[:, 2])
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = self.shape.bounds()
+        lo = lo.copy()
+        lo[2] = max(lo[2], self.z_mm)
+        return lo, np.maximum(hi, lo)
 
 
 def _ramp(x: np.ndarray) -> np.ndarray:
@@ -140,7 +190,7 @@ def _pelvis_vertices(sk: Skeleton) -> np.ndarray:
     return np.concatenate([p.vertices for p in parts])
 
 
-def _trunk(sk: Skeleton, s: float) -> Shape:
+def _trunk(sk: Skeleton, s: float) -> CutBelow:
     """Trunk: a tall ellipsoid about the midline holding the sacrum and the pubis (the pelvis within
     the sacro-iliac joints) with anterior and posterior margins, cut level at the perineum."""
     m = sk.bones.landmarks
@@ -158,16 +208,17 @@ def _trunk(sk: Skeleton, s: float) -> Shape:
     k = float(np.sqrt(np.max(need / room)))
     front, back = ANTERIOR_MARGIN_MM * s, POSTERIOR_MARGIN_MM * s
     radii = (k * a0 + CREST_MARGIN_MM * s, k * b0 + 0.5 * (front + back), c)
-    body = Ellipsoid((0.0, yc + 0.5 * (front - back), zc), radii)
-    return Intersection((body, HalfSpace((0.0, 0.0, tuberosity_z - 10.0), (0.0, 0.0, -1.0))))
+    return CutBelow(ExactEllipsoid((0.0, yc + 0.5 * (front - back), zc), radii), tuberosity_z - 10.0)
 
 
-def _hip_bone(sk: Skeleton, side: str, s: float) -> Ellipsoid:
+def _hip_bone(sk: Skeleton, side: str, s: float) -> ExactEllipsoid:
     """One hip bone (ilium, ischium, pubis) in an ellipsoid along its principal axes, grown by the
     muscle on both faces of the wing (gluteus medius outside, iliacus inside)."""
     v = _pelvis_vertices(sk)
     sx = 1.0 if side == "right" else -1.0
-    v = v[v[:, 0] * sx > TRUNK_HALF_WIDTH_MM * 0.5]
+    heads_z = 0.5 * (sk.bones.landmarks["head_centre_right"][2] + sk.bones.landmarks["head_centre_left"][2])
+    # The wing and the acetabulum; below, the trunk, buttock and thigh hold ischium and pubis.
+    v = v[(v[:, 0] * sx > TRUNK_HALF_WIDTH_MM * 0.5) & (v[:, 2] > heads_z - HIP_BONE_BELOW_HEAD_MM)]
     centre = v.mean(axis=0)
     _, _, vt = np.linalg.svd(v - centre, full_matrices=False)
     rot = vt.T  # columns: principal axes
@@ -176,10 +227,10 @@ def _hip_bone(sk: Skeleton, side: str, s: float) -> Ellipsoid:
     q = (v - centre) @ rot
     half = np.maximum(np.abs(q).max(axis=0), 1.0)
     k = float(np.sqrt(np.max(((q / half) ** 2).sum(axis=1))))
-    return Ellipsoid(centre, k * half + WING_MARGIN_MM * s, rot)
+    return ExactEllipsoid(centre, k * half + WING_MARGIN_MM * s, rot)
 
 
-def _buttock(sk: Skeleton, side: str, s: float) -> Ellipsoid:
+def _buttock(sk: Skeleton, side: str, s: float) -> ExactEllipsoid:
     """One buttock: gluteus maximus as an ellipsoid from the ischial tuberosity's medial side to
     beyond the greater trochanter, from below the tuberosity up to the posterior iliac spine, and
     from the trochanter back to a gluteal margin behind the ischium."""
@@ -194,7 +245,7 @@ def _buttock(sk: Skeleton, side: str, s: float) -> Ellipsoid:
     y = (min(it[1], spine[1]) - GLUTEAL_MARGIN_MM * s, gt[1])
     z = (it[2] - 25.0 * s, psis[2])
     lo, hi = np.array([x[0], y[0], z[0]]), np.array([x[1], y[1], z[1]])
-    return Ellipsoid(0.5 * (lo + hi), 0.5 * (hi - lo))
+    return ExactEllipsoid(0.5 * (lo + hi), 0.5 * (hi - lo))
 
 
 def _thigh(sk: Skeleton, side: str, s: float) -> Capsule:
@@ -261,36 +312,8 @@ class _Rescaled(Shape):
         return self.shape.bounds()
 
 
-@dataclass(frozen=True, eq=False)
-class _GrownEllipsoid(Shape):
-    """``ellipsoid`` with every semi-axis lengthened by ``depth(point)`` (mm): its offset by a
-    depth that varies with position, without the growing error of its distance bound far from
-    its surface (exact along the axes)."""
-
-    ellipsoid: Ellipsoid
-    depth: FatField
-
-    def sdf(self, points: np.ndarray) -> np.ndarray:
-        e = self.ellipsoid
-        q = (points - e.center) @ e.rotation
-        radii = e.radii[None, :] + self.depth(points)[:, None]
-        k0 = np.linalg.norm(q / radii, axis=1)
-        k1 = np.linalg.norm(q / radii**2, axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            d = k0 * (k0 - 1.0) / k1
-        return np.where(k1 > 0, d, -radii.min(axis=1))
-
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = self.ellipsoid.bounds()
-        return lo - self.depth.most, hi + self.depth.most
-
-
 def _grown(piece: Shape, depth: FatField) -> Shape:
     """``piece`` of the lean body grown by the skin-plus-fat ``depth``."""
-    if isinstance(piece, Ellipsoid):
-        return _GrownEllipsoid(piece, depth)
-    if isinstance(piece, Intersection):
-        return Intersection(tuple(_grown(c, depth) for c in piece.children))
     return Offset(piece, depth, depth.most)
 
 
