@@ -51,34 +51,42 @@ _GLUTEAL_Z_RAMP_MM = 100.0  # from the gluteal fold upward
 _GLUTEAL_FOLD_BELOW_IT_MM = 50.0  # the gluteal fold lies this far below the ischial tuberosity
 
 
-_NEWTON_STEPS = 16
+_NEWTON_STEPS = 6
+# Farther out than this (by the close bound) the bound stands in for the exact distance: the
+# scene never needs exact distances beyond its thickest fat.
+_EXACT_REACH_MM = 90.0
 
 
 @dataclass(frozen=True, eq=False)
 class ExactEllipsoid(Ellipsoid):
     """An :class:`Ellipsoid` whose distance outside is exact (Newton's method on the closest-point
-    equation), so that it can be grown by tens of mm; inside it keeps the close bound."""
+    equation), so that it can be grown by tens of mm; inside, and beyond
+    :data:`_EXACT_REACH_MM`, it keeps the close bound (a lower bound)."""
 
     def sdf(self, points: np.ndarray) -> np.ndarray:
         d = super().sdf(points)
-        out = np.flatnonzero(d > 0)
+        out = np.flatnonzero((d > 0) & (d < _EXACT_REACH_MM))
         if out.size == 0:
             return d
         q = points[out] - self.center
         if self._turned:
             q = q @ self.rotation
         a2 = self.radii**2
-        aq2 = (self.radii * q) ** 2
-        # f(t) = sum a^2 q^2 / (a^2 + t)^2 - 1 falls and is convex for t >= 0, and f(0) > 0
-        # outside: Newton's steps from t = 0 rise monotonically to its root.
-        t = np.zeros(out.size)
+        aq2 = [a2[i] * q[:, i] ** 2 for i in range(3)]
+        # f(t) = sum a^2 q^2 / (a^2 + t)^2 - 1 falls and is convex for t >= 0. Its root lies at or
+        # above (distance) x (smallest semi-axis), so Newton's steps from the bound's distance
+        # times that rise monotonically to it.
+        t = d[out] * self.radii.min()
         for _ in range(_NEWTON_STEPS):
-            den = a2[None, :] + t[:, None]
-            f = (aq2 / den**2).sum(axis=1) - 1.0
-            df = -2.0 * (aq2 / den**3).sum(axis=1)
+            f, df = -1.0, 0.0
+            for i in range(3):
+                inv = 1.0 / (a2[i] + t)
+                term = aq2[i] * inv * inv
+                f = f + term
+                df = df - 2.0 * term * inv
             t = t - f / df
-        closest = a2[None, :] * q / (a2[None, :] + t[:, None])
-        d[out] = np.linalg.norm(q - closest, axis=1)
+        gap = [q[:, i] * t / (a2[i] + t) for i in range(3)]  # q minus its closest point
+        d[out] = np.sqrt(gap[0] ** 2 + gap[1] ** 2 + gap[2] ** 2)
         return d
 
 
@@ -208,10 +216,10 @@ def _trunk(sk: Skeleton, s: float) -> CutBelow:
     k = float(np.sqrt(np.max(need / room)))
     front, back = ANTERIOR_MARGIN_MM * s, POSTERIOR_MARGIN_MM * s
     radii = (k * a0 + CREST_MARGIN_MM * s, k * b0 + 0.5 * (front + back), c)
-    return CutBelow(ExactEllipsoid((0.0, yc + 0.5 * (front - back), zc), radii), tuberosity_z - 10.0)
+    return CutBelow(Ellipsoid((0.0, yc + 0.5 * (front - back), zc), radii), tuberosity_z - 10.0)
 
 
-def _hip_bone(sk: Skeleton, side: str, s: float) -> ExactEllipsoid:
+def _hip_bone(sk: Skeleton, side: str, s: float) -> Ellipsoid:
     """One hip bone (ilium, ischium, pubis) in an ellipsoid along its principal axes, grown by the
     muscle on both faces of the wing (gluteus medius outside, iliacus inside)."""
     v = _pelvis_vertices(sk)
@@ -227,10 +235,10 @@ def _hip_bone(sk: Skeleton, side: str, s: float) -> ExactEllipsoid:
     q = (v - centre) @ rot
     half = np.maximum(np.abs(q).max(axis=0), 1.0)
     k = float(np.sqrt(np.max(((q / half) ** 2).sum(axis=1))))
-    return ExactEllipsoid(centre, k * half + WING_MARGIN_MM * s, rot)
+    return Ellipsoid(centre, k * half + WING_MARGIN_MM * s, rot)
 
 
-def _buttock(sk: Skeleton, side: str, s: float) -> ExactEllipsoid:
+def _buttock(sk: Skeleton, side: str, s: float) -> Ellipsoid:
     """One buttock: gluteus maximus as an ellipsoid from the ischial tuberosity's medial side to
     beyond the greater trochanter, from below the tuberosity up to the posterior iliac spine, and
     from the trochanter back to a gluteal margin behind the ischium."""
@@ -245,7 +253,7 @@ def _buttock(sk: Skeleton, side: str, s: float) -> ExactEllipsoid:
     y = (min(it[1], spine[1]) - GLUTEAL_MARGIN_MM * s, gt[1])
     z = (it[2] - 25.0 * s, psis[2])
     lo, hi = np.array([x[0], y[0], z[0]]), np.array([x[1], y[1], z[1]])
-    return ExactEllipsoid(0.5 * (lo + hi), 0.5 * (hi - lo))
+    return Ellipsoid(0.5 * (lo + hi), 0.5 * (hi - lo))
 
 
 def _thigh(sk: Skeleton, side: str, s: float) -> Capsule:
@@ -298,23 +306,37 @@ def lean_shape(spec: AnatomySpec) -> Shape:
 
 
 @dataclass(frozen=True, eq=False)
-class _Rescaled(Shape):
-    """``shape``'s distance divided by ``factor`` >= 1: keeps it a true lower bound of the distance
-    when ``shape`` is an offset by a depth that varies with position."""
+class _RescaledUnion(Union):
+    """A smooth :class:`Union` whose distances are divided by ``factor`` >= 1: keeps them true lower
+    bounds when the children are offsets by a depth that varies with position (the union itself
+    compares and blends the children's own distances, so its stand-ins stay valid)."""
 
-    shape: Shape
-    factor: float
+    factor: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "_plain", Union(self.children, self.smooth_mm))
 
     def sdf(self, points: np.ndarray) -> np.ndarray:
-        return self.shape.sdf(points) / self.factor
+        return self._plain.sdf(points) / self.factor
 
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.shape.bounds()
+    def _fold(self, points: np.ndarray) -> np.ndarray:
+        return self._plain._fold(points) / self.factor
+
+
+def _exact(piece: Shape) -> Shape:
+    """``piece`` with exact distances outside (its ellipsoids made :class:`ExactEllipsoid`)."""
+    if isinstance(piece, CutBelow):
+        return CutBelow(_exact(piece.shape), piece.z_mm)
+    if isinstance(piece, Ellipsoid) and not isinstance(piece, ExactEllipsoid):
+        return ExactEllipsoid(piece.center, piece.radii, piece.rotation)
+    return piece
 
 
 def _grown(piece: Shape, depth: FatField) -> Shape:
-    """``piece`` of the lean body grown by the skin-plus-fat ``depth``."""
-    return Offset(piece, depth, depth.most)
+    """``piece`` of the lean body grown by the skin-plus-fat ``depth`` (exact distances: the
+    close bound of an ellipsoid would grow it too far sideways)."""
+    return Offset(_exact(piece), depth, depth.most)
 
 
 def body_shape(spec: AnatomySpec) -> Shape:
@@ -324,6 +346,5 @@ def body_shape(spec: AnatomySpec) -> Shape:
     """
     depth = fat_field(spec)
     factor = 1.0 + depth.slope
-    grown = tuple(_Rescaled(_grown(piece, depth), factor) for piece in lean_pieces(spec))
-    # The blend acts on the rescaled distances: the same radius in mm as the lean body's.
-    return Union(grown, smooth_mm=BODY_BLEND_MM / factor)
+    grown = tuple(_grown(piece, depth) for piece in lean_pieces(spec))
+    return _RescaledUnion(grown, smooth_mm=BODY_BLEND_MM, factor=factor)
