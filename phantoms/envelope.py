@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nmosim.phantoms.shapes import Capsule, Ellipsoid, Offset, Shape, Union
+from nmosim.phantoms.shapes import EXACT_WITHIN_MM, Capsule, Ellipsoid, Offset, Shape, Union
 from nmosim.phantoms.skeleton import SIDES, Skeleton, skeleton
 from nmosim.phantoms.spec import AnatomySpec
 
@@ -318,7 +318,12 @@ class _RescaledUnion(Union):
         object.__setattr__(self, "_plain", Union(self.children, self.smooth_mm))
 
     def sdf(self, points: np.ndarray) -> np.ndarray:
-        return self._plain.sdf(points) / self.factor
+        d = self._plain.sdf(points)
+        # The plain union is exact up to EXACT_WITHIN_MM; scaled, exact up to that as well.
+        redo = np.flatnonzero((d >= EXACT_WITHIN_MM) & (d < EXACT_WITHIN_MM * self.factor))
+        if redo.size:
+            d[redo] = np.maximum(self._plain._fold(points[redo]), EXACT_WITHIN_MM)
+        return d / self.factor
 
     def _fold(self, points: np.ndarray) -> np.ndarray:
         return self._plain._fold(points) / self.factor
