@@ -49,7 +49,8 @@ def main() -> None:
     for label, prefixes in GROUPS.items():
         parts = [p for p in phantom.parts if p.name.startswith(prefixes)]
         _, wall, cpu = _timed(lambda parts=parts: rasterize(parts, grid, 2, args.threads))
-        print(f"{label:>22} ({len(parts)} parts) at {n}^3, supersampling 2: {wall:6.2f} s wall, {cpu:6.2f} s CPU")
+        what = f"{label:>22} ({len(parts)} parts) at {n}^3, supersampling 2"
+        print(f"{what}: {wall:6.2f} s wall, {cpu:6.2f} s CPU")
 
 
 if __name__ == "__main__":
