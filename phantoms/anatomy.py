@@ -7,16 +7,16 @@ and it never rasterizes. Positions follow DOMAIN.md section 3 (patient frame RAS
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy.spatial import cKDTree
 
+from nmosim.phantoms.envelope import SKIN_MM, body_shape, fat_field, lean_shape
 from nmosim.phantoms.labels import Structure, Tissue
 from nmosim.phantoms.muscles import MuscleField, MuscleUnion, Territory, muscle_field
 from nmosim.phantoms.rasterize import Layer, Part
 from nmosim.phantoms.shapes import (
-    Capsule,
     Difference,
     Ellipsoid,
     HalfSpace,
@@ -28,14 +28,21 @@ from nmosim.phantoms.shapes import (
     Union,
     tube,
 )
-from nmosim.phantoms.skeleton import SCENE_Z_MM, SIDES, HipLandmarks, hip_landmarks, skeleton
+from nmosim.phantoms.skeleton import SCENE_Z_MM, SIDES, HipLandmarks, _pelvis_mesh, hip_landmarks, skeleton
 from nmosim.phantoms.spec import AnatomySpec
 
-__all__ = ["SCENE_Z_MM", "HipLandmarks", "hip_landmarks"]
+__all__ = ["SCENE_Z_MM", "HipLandmarks", "body_shape", "fat_field", "hip_landmarks", "lean_shape"]
 
 BLADDER_WALL_MM = 3.0  # distended bladder wall 2-3 mm (clinical ultrasound/CT norm)
-SKIN_MM = 2.0  # DOMAIN.md 3: dermis 1.5-3 mm
-PELVIS_CORTEX_MM = 1.5  # DOMAIN.md 4.1: thin cortices (acetabulum) read 600-1200 HU
+# Pelvic cortex by region [K]: a thin shell over the iliac fossa and wing (about 0.5-1.2 mm),
+# thick under the acetabular roof and along the sciatic buttress that carries load from the
+# roof to the sacro-iliac joint, and over the ischial tuberosity (about 2-3.5 mm); CT-based
+# pelvis models report 0.4-4 mm (e.g. Anderson et al. 2005, J Biomech Eng 127:364; Dalstra et
+# al. 1995, J Biomech Eng 117:272). Thin cortices read 600-1200 HU on CT (DOMAIN.md 4.1).
+PELVIS_CORTEX_MM = 1.0  # iliac wing and everywhere away from the thick regions
+BUTTRESS_CORTEX_MM = 2.6  # acetabular roof and sciatic buttress
+TUBEROSITY_CORTEX_MM = 2.0  # ischial tuberosity
+CORTEX_SPREAD_MM = 14.0  # Gaussian fall-off (SD) of a thick region about its centre line
 HEAD_CORTEX_MM = 1.0  # DOMAIN.md 3: subchondral cortex 0.5-1.5 mm
 
 
@@ -81,6 +88,43 @@ def pelvis_shape(spec: AnatomySpec) -> Shape:
     return Difference(sk.pelvis, Union(sockets))
 
 
+def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    ab = b - a
+    t = np.clip((points - a) @ ab / (ab @ ab), 0.0, 1.0)
+    return np.linalg.norm(points - (a + t[:, None] * ab), axis=1)
+
+
+def pelvis_cortex_depth(spec: AnatomySpec) -> Callable[[np.ndarray], np.ndarray]:
+    """Cortical thickness of the pelvis (mm) as a smooth function of position (patient frame):
+    :data:`PELVIS_CORTEX_MM` on the wings, rising to :data:`BUTTRESS_CORTEX_MM` along each side's
+    line from the acetabular roof to the sciatic buttress above the greater sciatic notch, and
+    to :data:`TUBEROSITY_CORTEX_MM` over the ischial tuberosities (Gaussian fall-offs)."""
+    m = skeleton(spec).bones.landmarks
+    lines, spots = [], []
+    for side in SIDES:
+
+        def p(name: str, side: str = side) -> np.ndarray:
+            return np.asarray(m[f"{name}_{side}"], float)
+
+        roof = p("acetabular_centre") + np.array([0.0, 0.0, float(m[f"head_radius_{side}"]) + 4.0])
+        notch = p("ischial_spine") + 0.3 * (p("psis") - p("ischial_spine"))
+        lines.append((roof, 0.5 * (notch + p("psis")) + np.array([0.0, 0.0, -10.0])))
+        spots.append(p("ischial_tuberosity"))
+    thick, tuber = BUTTRESS_CORTEX_MM - PELVIS_CORTEX_MM, TUBEROSITY_CORTEX_MM - PELVIS_CORTEX_MM
+    spread = 2.0 * CORTEX_SPREAD_MM**2
+
+    def depth(points: np.ndarray) -> np.ndarray:
+        near_line = np.minimum.reduce([_segment_distance(points, a, b) for a, b in lines])
+        near_spot = np.minimum.reduce([np.linalg.norm(points - c, axis=1) for c in spots])
+        return (
+            PELVIS_CORTEX_MM
+            + thick * np.exp(-(near_line**2) / spread)
+            + tuber * np.exp(-(near_spot**2) / spread)
+        )
+
+    return depth
+
+
 def femur_cortex_depth(spec: AnatomySpec, lm: HipLandmarks):
     """Cortical thickness (mm) as a function of position in ``lm``'s frame: thin over the head and
     neck, full in the shaft (DOMAIN.md 3: subchondral 0.5-1.5 mm, neck 1.6-3.9 mm, shaft 5-8 mm)."""
@@ -106,75 +150,6 @@ def shaft_canal_shape(spec: AnatomySpec, femur: Shape, lm: HipLandmarks) -> Shap
 # ----------------------------------------------------------------------------------------------
 
 
-BODY_BLEND_MM = 40.0  # blend radius where trunk, buttocks and thighs meet
-
-
-def _lean_pieces(spec: AnatomySpec) -> tuple[Shape, ...]:
-    s = spec.body_scale * (0.85 + 0.15 * min(spec.muscle_bulk, 1.0))
-    trunk = Ellipsoid((0, -8, 170), (130 * s, 92 * s, 330))
-    butt = [Ellipsoid((sx * 62 * s, -62 * s, -28), (64 * s, 50 * s, 80)) for sx in (1, -1)]
-    thighs = [Capsule((sx * 96 * s, 4, -30), (sx * 90 * s, 8, -280), 72 * s, 58 * s) for sx in (1, -1)]
-    return (trunk, *butt, *thighs)
-
-
-def lean_shape(spec: AnatomySpec) -> Shape:
-    """Surface of the lean body under the subcutaneous fat: trunk, buttocks, proximal thighs.
-
-    Scales with ``body_scale`` and shrinks a little as muscle wastes (DOMAIN.md 2.8).
-    """
-    return Union(_lean_pieces(spec), smooth_mm=BODY_BLEND_MM)
-
-
-# Subcutaneous fat is thicker over the buttocks and thinner over the thighs (DOMAIN.md 3: thigh
-# 8-25 mm, trochanter 15-50, gluteal 20-60): relative changes spread over these distances (mm).
-_POSTERIOR_RAMP_MM = 220.0
-_THIGH_RAMP_MM = 200.0
-
-
-def fat_depth(spec: AnatomySpec):
-    """Skin plus subcutaneous fat (mm) over the lean body, as a function of position."""
-    f = spec.subcutaneous_fat_mm
-
-    def depth(points: np.ndarray) -> np.ndarray:
-        posterior = np.clip(-points[:, 1] / _POSTERIOR_RAMP_MM, 0.0, 1.0)
-        thigh = np.clip(-(points[:, 2] + 60.0) / _THIGH_RAMP_MM, 0.0, 1.0)
-        return SKIN_MM + f * (1.0 + 1.4 * posterior - 0.6 * thigh)
-
-    return depth
-
-
-def _fat_depth_slope(spec: AnatomySpec) -> float:
-    """Largest change of :func:`fat_depth` per mm of position (dimensionless)."""
-    f = spec.subcutaneous_fat_mm
-    return f * (1.4 / _POSTERIOR_RAMP_MM + 0.6 / _THIGH_RAMP_MM)
-
-
-@dataclass(frozen=True, eq=False)
-class _Rescaled(Shape):
-    """``shape``'s distance divided by ``factor`` >= 1: keeps it a true lower bound of the distance
-    when ``shape`` is an offset by a depth that varies with position."""
-
-    shape: Shape
-    factor: float
-
-    def sdf(self, points: np.ndarray) -> np.ndarray:
-        return self.shape.sdf(points) / self.factor
-
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.shape.bounds()
-
-
-def body_shape(spec: AnatomySpec) -> Shape:
-    """Skin surface: the lean body grown by skin and subcutaneous fat.
-
-    Each piece is grown before the blend, so distances stay exact however thick the fat.
-    """
-    depth, most = fat_depth(spec), SKIN_MM + 2.4 * spec.subcutaneous_fat_mm
-    factor = 1.0 + _fat_depth_slope(spec)
-    grown = tuple(_Rescaled(Offset(piece, depth, most), factor) for piece in _lean_pieces(spec))
-    return Union(grown, smooth_mm=BODY_BLEND_MM)
-
-
 def muscle_field_for(spec: AnatomySpec) -> MuscleField:
     """Gait2392's muscles of both hips registered to the bone model's landmarks, inside the lean
     body and sized by ``spec.muscle_bulk`` (:mod:`nmosim.phantoms.muscles`)."""
@@ -195,28 +170,182 @@ def _muscle_part(mf: MuscleField) -> Part:
     return Part("muscles", MuscleUnion(mf, tuple(range(len(mf.names)))), Structure.MUSCLE, Tissue.MUSCLE)
 
 
-def _vessels_nerves_right(lm: HipLandmarks) -> list[tuple[str, Shape, Structure]]:
-    """Femoral artery, vein and nerve (lateral to medial: nerve, artery, vein) and sciatic nerve."""
-    hx = lm.head_center[0]
-    # DOMAIN.md 3: the femoral bundle lies 15-30 mm anterior, slightly medial to the head centre.
-    artery_path = [
-        (52, 8, 110),
-        (hx - 30, 24, 40),
-        (hx - 16, 30, 0),
-        (hx - 22, 34, -60),
-        (hx - 44, 24, -240),
+# Vessels and nerves (radii mm): femoral artery 8-10 mm across, vein a little wider, femoral nerve
+# 5-7 mm, sciatic nerve flat and 10-20 mm wide (DOMAIN.md 3) [K]. They keep this far from bone.
+ARTERY_RADIUS_MM = 4.0
+VEIN_RADIUS_MM = 5.5
+FEMORAL_NERVE_RADIUS_MM = 3.0
+SCIATIC_RADII_MM = (5.0, 5.5, 6.5, 6.5, 6.0)
+BONE_CLEARANCE_MM = 2.0
+_STEP_MM = 10.0  # paths are resampled this finely before they are pushed clear of bone
+_DISTAL_BELOW_HEAD_MM = 230.0  # the paths run on down the thigh to this far below the head
+
+
+def _bone_distance(sk) -> Callable[[np.ndarray], np.ndarray]:
+    """Distance (mm) from points (N, 3) to the nearest bone, pelvis or either femur, close to the
+    truth also where the bones' distance grids give only a loose lower bound (outside them): there
+    the distance to the nearest mesh vertex, less half an edge, stands in when larger."""
+    meshes = [_pelvis_mesh(sk.bones.pelvis), sk.bones.femur_right, sk.bones.femur_left]
+    vertices = np.vstack([mesh.vertices for mesh in meshes])
+    tree = cKDTree(vertices)
+    edges = [
+        np.linalg.norm(mesh.vertices[mesh.faces[:, 0]] - mesh.vertices[mesh.faces[:, 1]], axis=1)
+        for mesh in meshes
     ]
-    shift = np.array([-12.0, 0.0, 0.0])
-    vein_path = [tuple(np.add(p, shift)) for p in artery_path]
-    nerve_path = [tuple(np.add(p, -shift * 0.9)) for p in artery_path[1:]]
-    # Sciatic: out of the greater sciatic notch, 30-50 mm behind the head, flat, 10-20 mm wide.
-    sciatic = [(56, -70, 48), (hx - 12, -50, 6), (hx - 16, -48, -50), (hx - 22, -44, -240)]
-    return [
-        ("femoral_artery", tube(artery_path, [4.0] * 5), Structure.VESSEL),
-        ("femoral_vein", tube(vein_path, [5.5] * 5), Structure.VESSEL),
-        ("femoral_nerve", tube(nerve_path, [3.0] * 4), Structure.NERVE),
-        ("sciatic_nerve", tube(sciatic, [5.0, 6.5, 6.5, 6.0]), Structure.NERVE),
-    ]
+    half_edge = 0.5 * float(np.max([e.max() for e in edges]))
+
+    def distance(points: np.ndarray) -> np.ndarray:
+        d = sk.pelvis.sdf(points)
+        for side in SIDES:
+            d = np.minimum(d, sk.femur(side).sdf(points))
+        outside = np.flatnonzero(d > 0.0)
+        if outside.size:
+            near, _ = tree.query(points[outside])
+            d[outside] = np.maximum(d[outside], near - half_edge)
+        return d
+
+    return distance
+
+
+def _clear_path(points, radii, away, distance) -> tuple[np.ndarray, np.ndarray]:
+    """The polyline ``points`` resampled every few mm, each point then moved along its ``away``
+    direction (one per given point, interpolated) until bone is at least its radius plus
+    :data:`BONE_CLEARANCE_MM` away. Returns the points and their radii."""
+    points, radii, away = (np.asarray(a, float) for a in (points, radii, away))
+    pts, rs, dirs = [points[:1]], [radii[:1]], [away[:1]]
+    for i in range(len(points) - 1):
+        n = max(int(np.ceil(np.linalg.norm(points[i + 1] - points[i]) / _STEP_MM)), 1)
+        t = np.linspace(0.0, 1.0, n + 1)[1:, None]
+        pts.append(points[i] + t * (points[i + 1] - points[i]))
+        rs.append(radii[i] + t[:, 0] * (radii[i + 1] - radii[i]))
+        dirs.append(away[i] + t * (away[i + 1] - away[i]))
+    pts, rs, dirs = np.vstack(pts), np.concatenate(rs), np.vstack(dirs)
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    # Each point and nine points inside each segment must clear the bone; a segment that does
+    # not moves both its ends.
+    t = np.linspace(0.0, 1.0, 11)[1:-1, None, None]
+    for _ in range(60):  # at most 60 mm
+        close = distance(pts) < rs + BONE_CLEARANCE_MM
+        inner = (pts[:-1] + t * (pts[1:] - pts[:-1])).reshape(-1, 3)
+        inner_r = (rs[:-1] + t[:, :, 0] * (rs[1:] - rs[:-1])).reshape(-1)
+        bad = (distance(inner) < inner_r + BONE_CLEARANCE_MM).reshape(len(t), -1).any(axis=0)
+        close[:-1] |= bad
+        close[1:] |= bad
+        if not close.any():
+            break
+        pts[close] += dirs[close]
+    return pts, rs
+
+
+def _shaft_point(m: dict, side: str, z: float, sk) -> tuple[np.ndarray, float]:
+    """Centre of ``side``'s femoral shaft at height ``z`` (mm) and the shaft's outer radius."""
+    lesser = np.asarray(m[f"lesser_trochanter_{side}"], float)
+    axis = np.asarray(m[f"shaft_axis_{side}"], float)
+    lm = sk.landmarks[side]
+    centre = lesser + ((z - lesser[2]) / axis[2]) * axis
+    # The lesser trochanter juts out posteromedially; the shaft's centre lies a radius lateral of it.
+    sx = 1.0 if side == "right" else -1.0
+    return centre + np.array([sx * lm.shaft_radius, 0.0, 0.0]), lm.shaft_radius
+
+
+def vessel_nerve_paths(spec: AnatomySpec, side: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Centre lines (mm, patient frame) and radii (mm) of ``side``'s femoral artery, vein and
+    nerve and sciatic nerve, placed from the bone model's landmarks.
+
+    Femoral bundle [K]: under the inguinal ligament (ASIS to pubic tubercle) the artery passes
+    the mid-inguinal point (midway between ASIS and pubic symphysis), the nerve lateral and the
+    vein medial to it ("NAV"); above, the external iliac vessels come from the iliac bifurcation
+    in front of the sacro-iliac joint and the nerve from the groove between psoas and iliacus;
+    below, they run down the femoral triangle on iliopsoas and pectineus (DOMAIN.md 3: 15-30 mm
+    in front of the head, a little medial to it) toward the adductor canal, anteromedial to the
+    femoral shaft, the vein turning behind the artery. The nerve fans out 4-6 cm below the
+    ligament. Sciatic nerve [K]: from the sacral plexus in front of the sacrum through the greater
+    sciatic notch (above the ischial spine, below piriformis), behind the posterior column 30-50
+    mm behind the head centre (DOMAIN.md 3), between the ischial tuberosity and the greater
+    trochanter, then down the back of the thigh behind the femur.
+    """
+    sk = skeleton(spec)
+    m = sk.bones.landmarks
+    sx = 1.0 if side == "right" else -1.0
+
+    def p(name: str) -> np.ndarray:
+        return np.asarray(m[f"{name}_{side}"], float)
+
+    head, asis = p("head_centre"), p("asis")
+    symphysis, promontory = np.asarray(m["pubic_symphysis"], float), np.asarray(m["sacral_promontory"], float)
+    distance = _bone_distance(sk)
+    lateral, forward, back, up = (
+        np.array([sx, 0, 0.0]),
+        np.array([0, 1.0, 0]),
+        np.array([0, -1.0, 0]),
+        np.array([0, 0, 1.0]),
+    )
+
+    mid_inguinal = 0.5 * (asis + symphysis)
+    ligament = mid_inguinal - 10.0 * forward - 6.0 * up  # just behind and below the ligament
+    bifurcation = np.array([sx * 0.8 * abs(p("psis")[0]), promontory[1], promontory[2] - 10.0])
+    iliac = ligament + 0.55 * (bifurcation - ligament)
+    z_distal = head[2] - _DISTAL_BELOW_HEAD_MM
+    shaft, shaft_r = _shaft_point(m, side, z_distal, sk)
+    canal = shaft - lateral * (shaft_r + 14.0) + 8.0 * forward  # adductor canal, anteromedial
+    spacing_av = ARTERY_RADIUS_MM + VEIN_RADIUS_MM + 2.0
+    spacing_an = ARTERY_RADIUS_MM + FEMORAL_NERVE_RADIUS_MM + 2.0
+    a = ARTERY_RADIUS_MM
+    # The apex of the femoral triangle, 100 mm below the head: in front of the adductors,
+    # anteromedial to the shaft.
+    shaft_apex, _ = _shaft_point(m, side, head[2] - 100.0, sk)
+    apex = shaft_apex - lateral * (shaft_r + 8.0) + forward * (shaft_r + 22.0)
+    artery = _clear_path([iliac, ligament, apex, canal], [a] * 4, [forward] * 4, distance)
+    vein = _clear_path(
+        [
+            iliac - lateral * spacing_av,
+            ligament - lateral * spacing_av,
+            apex - lateral * spacing_av * 0.7 + back * 5.0,
+            canal - lateral * 3.0 + back * 10.0,
+        ],
+        [VEIN_RADIUS_MM] * 4,
+        [forward] * 4,
+        distance,
+    )
+    fan = ligament + 0.25 * (canal - ligament)  # about 60 mm below the ligament
+    nerve = _clear_path(
+        [
+            ligament + lateral * 24.0 + back * 12.0 + up * 45.0,
+            ligament + lateral * spacing_an,
+            fan + lateral * spacing_an,
+        ],
+        [FEMORAL_NERVE_RADIUS_MM] * 3,
+        [forward] * 3,
+        distance,
+    )
+
+    spine, psis, tuberosity, trochanter = (
+        p("ischial_spine"),
+        p("psis"),
+        p("ischial_tuberosity"),
+        p("greater_trochanter"),
+    )
+    notch = spine + 0.3 * (psis - spine)
+    plexus = notch - lateral * 8.0 + forward * 6.0 + up * 12.0  # leaving the pelvis
+    column = np.array([0.5 * (tuberosity[0] + head[0]), head[1] - 45.0, head[2]])
+    between = np.array(
+        [tuberosity[0] + 0.4 * (trochanter[0] - tuberosity[0]), tuberosity[1] - 18.0, tuberosity[2]]
+    )
+    shaft, shaft_r = _shaft_point(m, side, z_distal, sk)
+    thigh = shaft - lateral * 8.0 + back * (shaft_r + 22.0)
+    sciatic = _clear_path([plexus, notch, column, between, thigh], SCIATIC_RADII_MM, [back] * 5, distance)
+    return {"femoral_artery": artery, "femoral_vein": vein, "femoral_nerve": nerve, "sciatic_nerve": sciatic}
+
+
+def _vessel_nerve_parts(spec: AnatomySpec) -> list[Part]:
+    parts = []
+    for side in SIDES:
+        for name, (points, radii) in vessel_nerve_paths(spec, side).items():
+            vessel = name.endswith(("artery", "vein"))
+            structure = Structure.VESSEL if vessel else Structure.NERVE
+            tissue = Tissue.BLOOD if vessel else Tissue.NERVE
+            parts.append(Part(f"{name}_{side}", tube(points, radii), structure, tissue))
+    return parts
 
 
 def _viscera(lm: HipLandmarks, rng: np.random.Generator | None) -> list[Part]:
@@ -297,10 +426,7 @@ def build_anatomy(
     # Bowel loops and the rectum lie where the iliopsoas and the buttock muscles reach: over them.
     parts.extend(_viscera(sk.landmarks["right"], rng))
     parts.extend(lesions)
-    for side in SIDES:
-        for name, shape, structure in _vessels_nerves_right(sk.landmarks[side]):
-            tissue = Tissue.BLOOD if structure == Structure.VESSEL else Tissue.NERVE
-            parts.append(Part(f"{name}_{side}", _to_right_frame(shape, side), structure, tissue))
+    parts.extend(_vessel_nerve_parts(spec))
 
     # Joint space: cartilage of head and acetabulum fills the socket between the head and the
     # acetabulum (not the open side of the head).
@@ -323,7 +449,7 @@ def build_anatomy(
             pelvis_shape(spec),
             Structure.PELVIS,
             Tissue.CORTICAL_BONE,
-            layers=(Layer(PELVIS_CORTEX_MM, Tissue.TRABECULAR_BONE),),
+            layers=(Layer(pelvis_cortex_depth(spec), Tissue.TRABECULAR_BONE),),
         )
     )
     for side, structure in (("right", Structure.FEMUR_RIGHT), ("left", Structure.FEMUR_LEFT)):

@@ -17,7 +17,9 @@ SEXES = ("male", "female")
 # have tails but no anatomy is impossible. Units are in the names.
 RANGES: dict[str, tuple[float, float]] = {
     "body_scale": (0.8, 1.25),  # soft-tissue envelope relative to a median adult
-    "subcutaneous_fat_mm": (4.0, 60.0),  # DOMAIN.md 3: thigh 8-25, trochanter 15-50, gluteal 20-60
+    "subcutaneous_fat_mm": (4.0, 60.0),  # DOMAIN.md 3: anterior thigh 8-25 (also abdomen, flanks)
+    "trochanteric_fat_mm": (6.0, 75.0),  # DOMAIN.md 3: over the greater trochanter 15-50
+    "gluteal_fat_mm": (8.0, 90.0),  # DOMAIN.md 3: gluteal 20-60
     "inter_hip_distance_mm": (150.0, 200.0),  # DOMAIN.md 3: 160-190; sets the size of the bones
     "shaft_cortical_thickness_mm": (3.0, 10.0),  # DOMAIN.md 3: 5-8 mid-diaphysis
     "joint_space_mm": (1.0, 6.0),  # DOMAIN.md 3: 3.5-5 superior; < 2-2.5 narrowed
@@ -57,6 +59,9 @@ class AnatomySpec:
     the femoral head centres lie exactly that far apart. Head size, neck-shaft angle and version
     follow from the shape and are measured, not set (truth.json records them).
     ``bone_texture_seed`` seeds the texture of cancellous bone (:mod:`nmosim.phantoms.texture`).
+    Subcutaneous fat (mm, under 2 mm of skin) is ``subcutaneous_fat_mm`` over the anterior thigh,
+    abdomen and flanks, ``trochanteric_fat_mm`` lateral to the greater trochanters and
+    ``gluteal_fat_mm`` over the buttocks (:mod:`nmosim.phantoms.envelope` blends them).
 
     The patient frame is RAS+ (mm) with the origin midway between the femoral head centres.
     Values are checked against :data:`RANGES` on construction.
@@ -65,6 +70,8 @@ class AnatomySpec:
     sex: str = "male"
     body_scale: float = 1.0
     subcutaneous_fat_mm: float = 20.0
+    trochanteric_fat_mm: float = 26.0
+    gluteal_fat_mm: float = 32.0
     inter_hip_distance_mm: float = 175.0
     shaft_cortical_thickness_mm: float = 6.5
     joint_space_mm: float = 4.0
@@ -115,6 +122,17 @@ _PRIORS: dict[str, dict[str, tuple[float, float]]] = {
         "subcutaneous_fat_mm": (26.0, 9.0),
     },
 }
+# Fat over the lateral hips and buttocks: (mean, sd) per sex, drawn correlated with
+# subcutaneous_fat_mm (one adiposity, BMI-like, sets all three). Women carry more fat over the
+# buttocks and lateral hips (gynoid distribution [K]); values within DOMAIN.md 3 (trochanter
+# 15-50 mm, gluteal 20-60 mm).
+_SITE_FAT_PRIORS: dict[str, dict[str, tuple[float, float]]] = {
+    "male": {"trochanteric_fat_mm": (24.0, 8.0), "gluteal_fat_mm": (30.0, 10.0)},
+    "female": {"trochanteric_fat_mm": (36.0, 10.0), "gluteal_fat_mm": (42.0, 12.0)},
+}
+SITE_FAT_CORRELATION = 0.8  # correlation of each site's fat with subcutaneous_fat_mm [K]
+_SITE_FAT_STREAM = 0x5F4A  # the site fats draw from their own stream, keyed on the texture seed
+
 _COMMON_PRIORS: dict[str, tuple[float, float]] = {
     "joint_space_mm": (4.2, 0.4),
     "bone_density_scale": (0.95, 0.03),
@@ -152,5 +170,26 @@ def sample_anatomy(rng: np.random.Generator, **overrides: object) -> AnatomySpec
     values["bone_modes_sd"] = tuple(round(float(w), 4) for w in modes)
     values["right_femur_deviation_sd"] = tuple(round(float(w), 4) for w in deviation)
     values["bone_texture_seed"] = int(rng.integers(2**32))
+    fat = overrides.get("subcutaneous_fat_mm", values["subcutaneous_fat_mm"])
+    values.update(_site_fats(str(sex), float(fat), values["bone_texture_seed"]))
     values.update(overrides)
     return AnatomySpec(**values)
+
+
+def _site_fats(sex: str, subcutaneous_fat_mm: float, key: int) -> dict[str, float]:
+    """Fat over the trochanters and buttocks (mm), correlated with ``subcutaneous_fat_mm``.
+
+    Drawn from a stream of their own (keyed on ``key``), so the caller's generator and every
+    other parameter are those drawn before these fields existed.
+    """
+    rng = np.random.default_rng((key, _SITE_FAT_STREAM))
+    mean, sd = _PRIORS[sex]["subcutaneous_fat_mm"]
+    adiposity = (subcutaneous_fat_mm - mean) / sd
+    rho = SITE_FAT_CORRELATION
+    out = {}
+    for name in sorted(_SITE_FAT_PRIORS[sex]):
+        mu, sigma = _SITE_FAT_PRIORS[sex][name]
+        z = rho * adiposity + np.sqrt(1.0 - rho**2) * rng.normal()
+        lo, hi = RANGES[name]
+        out[name] = round(float(np.clip(mu + sigma * z, lo, hi)), 3)
+    return out

@@ -213,3 +213,223 @@ def test_tissues_of_the_scene(coarse_scene):
         Tissue.CALCIFICATION,
     )
     assert not any(t in present for t in lesion_tissues), "no lesion tissue without lesions"
+
+
+# ----------------------------------------------------------------------------------------------
+# Body envelope and subcutaneous fat, measured along rays of one-voxel labels
+# ----------------------------------------------------------------------------------------------
+
+MEAN_BONES = dict(bone_modes_sd=(), right_femur_deviation_sd=(), inter_hip_distance_mm=175.0)
+
+
+def _ray_structures(phantom, origin, axis, sign, length=220.0, step=1.0):
+    """Structure labels (dominant) of the 1 mm voxels along a ray from ``origin`` along +-``axis``,
+    of the body, the muscles and the bones only."""
+    origin = np.asarray(origin, float)
+    lo, hi = origin - 0.5 * step, origin + 0.5 * step
+    if sign > 0:
+        hi[axis] = origin[axis] + length
+    else:
+        lo[axis] = origin[axis] - length
+    grid = Grid.covering(tuple(lo), tuple(hi), step)
+    keep = ("body", "muscles", "pelvis", "femur_right", "femur_left")
+    from nmosim.phantoms.rasterize import rasterize
+
+    labels = rasterize([p for p in phantom.parts if p.name in keep], grid, supersampling=2, threads=2)
+    line = np.moveaxis(labels.structures, 2 - axis, 0).reshape(-1)
+    return line if sign > 0 else line[::-1]
+
+
+def _fat_and_depth(line):
+    """(subcutaneous fat, skin-to-bone depth) in voxels along a ray leaving the body: fat is the
+    soft tissue between the last muscle or bone and the skin (less 2 mm of dermis)."""
+    body = np.nonzero(line != Structure.BACKGROUND)[0].max()
+    deep = np.isin(line, (Structure.MUSCLE, Structure.PELVIS, Structure.FEMUR_RIGHT, Structure.FEMUR_LEFT))
+    bone = np.nonzero(np.isin(line, (Structure.PELVIS, Structure.FEMUR_RIGHT, Structure.FEMUR_LEFT)))[0]
+    return body - np.nonzero(deep)[0].max() - 2, (body - bone.max()) if bone.size else None
+
+
+def _lateral_trochanter(anatomy):
+    """Just inside the right femur's most lateral vertex in the 50 mm below the trochanter's tip."""
+    sk = skeleton(anatomy)
+    v = sk.bones.femur_right.vertices
+    tip = np.asarray(sk.bones.landmarks["greater_trochanter_right"])
+    near = v[(v[:, 2] > tip[2] - 50.0) & (v[:, 2] < tip[2])]
+    return near[np.argmax(near[:, 0])] - [3.0, 0.0, 0.0]  # a little inside the bone
+
+
+@pytest.mark.parametrize("seed", (1, 3))
+def test_soft_tissue_over_the_trochanter_is_centimetres_and_the_fat_is_as_drawn(seed):
+    anatomy = sample_anatomy(np.random.default_rng(seed))
+    phantom = build_phantom(anatomy)
+    fat, depth = _fat_and_depth(_ray_structures(phantom, _lateral_trochanter(anatomy), 0, +1))
+    # DOMAIN.md 3: 15-50 mm of fat over the trochanter, under the iliotibial band and skin.
+    assert 20 <= depth <= 90
+    assert depth >= anatomy.trochanteric_fat_mm + 5
+    assert fat == pytest.approx(anatomy.trochanteric_fat_mm, abs=2.0)
+    lesser = np.asarray(skeleton(anatomy).bones.landmarks["lesser_trochanter_right"])
+    v = skeleton(anatomy).bones.femur_right.vertices
+    shaft = v[np.abs(v[:, 2] - lesser[2] + 60.0) < 4.0].mean(axis=0)  # inside the shaft
+    fat, depth = _fat_and_depth(_ray_structures(phantom, shaft, 1, +1))
+    assert fat == pytest.approx(anatomy.subcutaneous_fat_mm, abs=2.0)  # anterior thigh
+    assert depth > 60  # quadriceps in front of the femur
+
+
+def test_women_carry_more_fat_over_the_hips_and_buttocks_than_men():
+    measured = {}
+    for sex in ("male", "female"):
+        lateral, gluteal = [], []
+        for seed in range(4):
+            anatomy = sample_anatomy(np.random.default_rng(seed), sex=sex, **MEAN_BONES)
+            phantom = build_phantom(anatomy)
+            lateral.append(_fat_and_depth(_ray_structures(phantom, _lateral_trochanter(anatomy), 0, +1))[0])
+            tuberosity = np.asarray(skeleton(anatomy).bones.landmarks["ischial_tuberosity_right"])
+            gluteal.append(_fat_and_depth(_ray_structures(phantom, tuberosity + [0, 0, 40], 1, -1))[0])
+        measured[sex] = np.mean(lateral), np.mean(gluteal)
+    assert measured["female"][0] > measured["male"][0] + 3
+    assert measured["female"][1] > measured["male"][1] + 3
+    for lateral, gluteal in measured.values():
+        assert 15 <= lateral <= 50 and 20 <= gluteal <= 60  # DOMAIN.md 3
+
+
+def test_bitrochanteric_width_and_the_bones_lie_inside_the_lean_body():
+    anatomy = sample_anatomy(np.random.default_rng(3))
+    phantom = build_phantom(anatomy)
+    grid = phantom.grid(3.0)
+    labels = phantom.rasterize(grid, supersampling=1)
+    tip = np.asarray(skeleton(anatomy).bones.landmarks["greater_trochanter_right"])
+    k = np.argmin(np.abs(grid.voxel_centers_axis(2) - (tip[2] - 20.0)))
+    body = labels.structures[k] != Structure.BACKGROUND
+    x = grid.voxel_centers_axis(0)[body.any(axis=0)]
+    assert 320 <= x.max() - x.min() + 3.0 <= 420  # DOMAIN.md 3: 320-380 mm, fat adds tails
+    # Every bone vertex in the scene lies well inside the lean body (under the muscle).
+    from nmosim.phantoms.anatomy import lean_shape
+
+    sk = skeleton(anatomy)
+    pelvis = sk.bones.pelvis
+    parts = [pelvis] if hasattr(pelvis, "vertices") else list(pelvis)
+    v = np.vstack([p.vertices for p in parts] + [sk.bones.femur_right.vertices, sk.bones.femur_left.vertices])
+    v = v[(v[:, 2] > -150.0) & (v[:, 2] < 180.0)]
+    assert np.all(lean_shape(anatomy).sdf(v) < -5.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Vessels and nerves
+# ----------------------------------------------------------------------------------------------
+
+
+def _centroid_in_slab(phantom, name, z, box_lo, box_hi, step=1.0):
+    """Centroid (mm) of one part's voxels in a 2 mm slab at height ``z``."""
+    from nmosim.phantoms.rasterize import rasterize
+
+    part = next(p for p in phantom.parts if p.name == name)
+    grid = Grid.covering((box_lo[0], box_lo[1], z - 1.0), (box_hi[0], box_hi[1], z + 1.0), step)
+    mask = rasterize([part], grid, supersampling=1).structures > 0
+    assert mask.sum() > 5, name
+    return grid.index_to_mm(np.stack(np.nonzero(mask), 1)).mean(axis=0)
+
+
+@pytest.fixture(scope="module")
+def vessel_scene():
+    anatomy = sample_anatomy(np.random.default_rng(2))
+    return anatomy, build_phantom(anatomy), skeleton(anatomy).bones.landmarks
+
+
+@pytest.mark.parametrize("side", ("right", "left"))
+def test_femoral_nerve_artery_and_vein_in_order_under_the_inguinal_ligament(vessel_scene, side):
+    anatomy, phantom, m = vessel_scene
+    head = np.asarray(m[f"head_centre_{side}"])
+    sx = 1.0 if side == "right" else -1.0
+    lo, hi = np.minimum(head + [-sx * 90, 0, 0], head), np.maximum(head + [-sx * 90, 0, 0], head)
+    lo[1], hi[1] = head[1], head[1] + 90.0  # in front of the head centre
+    c = {
+        n: _centroid_in_slab(phantom, f"femoral_{n}_{side}", head[2], lo, hi)
+        for n in ("nerve", "artery", "vein")
+    }
+    lateral = {n: sx * v[0] for n, v in c.items()}
+    assert lateral["nerve"] > lateral["artery"] > lateral["vein"]  # NAV, lateral to medial
+    radius = float(m[f"head_radius_{side}"])
+    for v in c.values():
+        assert v[1] > head[1] + radius  # in front of the femoral head
+    # Below the inguinal ligament (the line from the ASIS to the pubic tubercle) at its x.
+    asis, tubercle = np.asarray(m[f"asis_{side}"]), np.asarray(m[f"pubic_tubercle_{side}"])
+    t = (c["artery"][0] - tubercle[0]) / (asis[0] - tubercle[0])
+    assert c["artery"][2] < tubercle[2] + t * (asis[2] - tubercle[2]) - 5.0
+
+
+@pytest.mark.parametrize("side", ("right", "left"))
+def test_sciatic_nerve_between_the_ischial_tuberosity_and_the_greater_trochanter(vessel_scene, side):
+    anatomy, phantom, m = vessel_scene
+    tuberosity, trochanter = (
+        np.asarray(m[f"ischial_tuberosity_{side}"]),
+        np.asarray(m[f"greater_trochanter_{side}"]),
+    )
+    head = np.asarray(m[f"head_centre_{side}"])
+    lo = np.minimum(tuberosity, trochanter) - [10, 60, 0]
+    hi = np.maximum(tuberosity, trochanter) + [10, 10, 0]
+    c = _centroid_in_slab(phantom, f"sciatic_nerve_{side}", tuberosity[2], lo, hi)
+    assert min(tuberosity[0], trochanter[0]) < c[0] < max(tuberosity[0], trochanter[0])
+    assert c[1] < head[1]  # behind the hip
+    # DOMAIN.md 3: 30-50 mm behind the head centre at its level (tolerance for the bone's shape).
+    c = _centroid_in_slab(phantom, f"sciatic_nerve_{side}", head[2], head - [90, 100, 0], head + [90, 0, 0])
+    assert 25 <= head[1] - c[1] <= 75
+
+
+def test_vessels_and_nerves_never_touch_bone(vessel_scene):
+    from nmosim.phantoms.rasterize import rasterize
+
+    _, phantom, _ = vessel_scene
+    soft = [p for p in phantom.parts if p.name.startswith(("femoral_", "sciatic_"))]
+    bones = [p for p in phantom.parts if p.name in ("pelvis", "femur_right", "femur_left")]
+    assert len(soft) == 8
+    lo, hi = phantom.bounds()
+    grid = Grid.covering((lo[0], -110.0, lo[2]), (hi[0], 90.0, 120.0), 2.0)
+    nerves_vessels = rasterize(soft, grid, supersampling=2).structures > 0
+    bone = rasterize(bones, grid, supersampling=2).structures > 0
+    assert nerves_vessels.sum() > 2000
+    assert not np.any(nerves_vessels & bone)
+
+
+# ----------------------------------------------------------------------------------------------
+# Pelvic cortex by region
+# ----------------------------------------------------------------------------------------------
+
+
+def _cortex_thickness(phantom, centre, half=8.0, step=0.4):
+    """Mean cortical thickness (mm) in a cube about ``centre``: cortical volume over the area of
+    the bone's surface there (marching cubes on the bone's volume fraction)."""
+    from skimage.measure import marching_cubes, mesh_surface_area
+
+    from nmosim.phantoms.rasterize import rasterize
+
+    pelvis = next(p for p in phantom.parts if p.name == "pelvis")
+    grid = Grid.covering(tuple(centre - half), tuple(centre + half), step)
+    labels = rasterize([pelvis], grid, supersampling=2, threads=2)
+    cortex = labels.tissue_fraction(Tissue.CORTICAL_BONE)
+    bone = cortex + labels.tissue_fraction(Tissue.TRABECULAR_BONE)
+    verts, faces, _, _ = marching_cubes(bone, 0.5, spacing=(step,) * 3)
+    return cortex.sum() * step**3 / mesh_surface_area(verts, faces)
+
+
+def test_pelvic_cortex_is_thick_under_the_acetabular_roof_and_thin_on_the_wing():
+    anatomy = sample_anatomy(np.random.default_rng(1))
+    phantom = build_phantom(anatomy)
+    m = skeleton(anatomy).bones.landmarks
+    v = skeleton(anatomy).pelvis  # the mesh's own vertices pick points on the bone
+    verts = skeleton(anatomy).bones.pelvis
+    verts = np.concatenate([p.vertices for p in verts]) if isinstance(verts, tuple) else verts.vertices
+    del v
+
+    def on_bone(point):
+        return verts[np.argmin(np.linalg.norm(verts - point, axis=1))]
+
+    for side in ("right", "left"):
+        asis, psis = np.asarray(m[f"asis_{side}"]), np.asarray(m[f"psis_{side}"])
+        wing = on_bone(0.5 * (asis + psis) + [0.0, 0.0, 25.0])  # the middle of the iliac fossa
+        head, radius = np.asarray(m[f"acetabular_centre_{side}"]), float(m[f"head_radius_{side}"])
+        roof = on_bone(head + [0.0, 0.0, radius + 6.0])
+        thin, thick = _cortex_thickness(phantom, wing), _cortex_thickness(phantom, roof)
+        # Pelvic cortex 0.4-4 mm on CT: thin over the iliac fossa, thick under the roof.
+        assert 0.4 <= thin <= 1.5
+        assert 1.8 <= thick <= 3.5
+        assert thick > thin + 0.8

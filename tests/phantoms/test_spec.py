@@ -66,3 +66,36 @@ def test_overrides_win_and_round_trip_through_a_dict():
     assert spec.inter_hip_distance_mm == 171.0 and spec.sex == "female"
     assert AnatomySpec.from_dict(spec.to_dict()) == spec
     assert {f.name for f in dataclasses.fields(AnatomySpec)} == set(spec.to_dict())
+
+
+def test_fat_by_site_is_validated_and_women_carry_more_over_hips_and_buttocks():
+    with pytest.raises(SpecError, match=r"gluteal_fat_mm = 200 is outside"):
+        AnatomySpec(gluteal_fat_mm=200)
+    with pytest.raises(SpecError, match=r"trochanteric_fat_mm = 1 is outside"):
+        AnatomySpec(trochanteric_fat_mm=1)
+    rng = np.random.default_rng(3)
+    males = [sample_anatomy(rng, sex="male") for _ in range(200)]
+    females = [sample_anatomy(rng, sex="female") for _ in range(200)]
+
+    def mean(specs, name):
+        return np.mean([getattr(s, name) for s in specs])
+
+    for name in ("trochanteric_fat_mm", "gluteal_fat_mm"):
+        # DOMAIN.md 3: trochanter 15-50 mm, gluteal 20-60 mm; gynoid fat in women.
+        assert 15 <= mean(males, name) < mean(females, name) - 5 <= 60
+        # One adiposity: fatter people are fatter at every site.
+        base = [s.subcutaneous_fat_mm for s in males]
+        assert np.corrcoef(base, [getattr(s, name) for s in males])[0, 1] > 0.5
+    # A thin patient's override carries over to the sites it was not asked about.
+    thin = [
+        sample_anatomy(np.random.default_rng(i), sex="female", subcutaneous_fat_mm=6.0) for i in range(20)
+    ]
+    assert mean(thin, "gluteal_fat_mm") < mean(females, "gluteal_fat_mm") - 10
+
+
+def test_fat_by_site_leaves_the_generator_and_the_other_draws_alone():
+    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
+    a = sample_anatomy(rng_a)
+    b = sample_anatomy(rng_b, gluteal_fat_mm=50.0, trochanteric_fat_mm=40.0)
+    assert rng_a.random() == rng_b.random()  # the caller's stream is where it would be
+    assert dataclasses.replace(a, gluteal_fat_mm=50.0, trochanteric_fat_mm=40.0) == b
