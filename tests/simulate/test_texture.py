@@ -49,7 +49,8 @@ def test_imaging_maps_hold_partial_volume_at_the_surface():
     muscle = physics.basis_coefficients(tissue_materials(), ct.protocol_spectrum(PROTOCOL))[Tissue.MUSCLE]
     values = water[0] / muscle[0]
     edge = (values > 0.01) & (values < 0.99)
-    assert edge.sum() > 100 and not np.any(bone)
+    assert edge.sum() > 100
+    np.testing.assert_allclose(bone[0], values * muscle[1], atol=1e-6)  # one tissue: maps in proportion
     # the area of the disc from its fractions, to a fraction of the pixels the rim crosses
     area = values.sum() * imaging.spacing_mm[0] * imaging.spacing_mm[1]
     assert area == pytest.approx(np.pi * RADIUS_MM**2, rel=2e-3)
