@@ -46,11 +46,12 @@ def test_imaging_maps_hold_partial_volume_at_the_surface():
     water, bone = pipeline.imaging_maps(
         _cylinder_phantom(), imaging, ct.protocol_spectrum(PROTOCOL), threads=2
     )
-    muscle = physics.basis_coefficients(tissue_materials(), ct.protocol_spectrum(PROTOCOL))[Tissue.MUSCLE]
-    values = water[0] / muscle[0]
+    coefficients = physics.basis_coefficients(tissue_materials(), ct.protocol_spectrum(PROTOCOL))
+    air, muscle = coefficients[Tissue.AIR], coefficients[Tissue.MUSCLE]
+    values = (water[0] - air[0]) / (muscle[0] - air[0])  # muscle's volume fraction
     edge = (values > 0.01) & (values < 0.99)
     assert edge.sum() > 100
-    np.testing.assert_allclose(bone[0], values * muscle[1], atol=1e-6)  # one tissue: maps in proportion
+    np.testing.assert_allclose(bone[0], air[1] + values * (muscle[1] - air[1]), atol=1e-5)  # the same mix
     # the area of the disc from its fractions, to a fraction of the pixels the rim crosses
     area = values.sum() * imaging.spacing_mm[0] * imaging.spacing_mm[1]
     assert area == pytest.approx(np.pi * RADIUS_MM**2, rel=2e-3)
