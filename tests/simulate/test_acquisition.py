@@ -241,7 +241,7 @@ def test_the_cone_beam_detector_has_the_bowtie_and_scatter_too():
     no_scatter = make_protocol("quick", geometry="axial", detector_rows=4, n_views=4, scatter="none")
     flat = geometry3d.detector_projections(water, air, no_scatter, None)
     assert np.allclose(flat, flat[..., p.n_bins // 2 : p.n_bins // 2 + 1], atol=2e-3)
-    assert np.allclose(corrected, flat, atol=0.02) and np.all(corrected < flat)
+    assert np.all(corrected < flat - 0.005) and np.all(corrected > flat - 0.05)  # residual scatter
     uncorrected = make_protocol(
         "quick", geometry="axial", detector_rows=4, n_views=4, scatter_correction=False
     )
