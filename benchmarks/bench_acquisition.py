@@ -20,7 +20,7 @@ import nmosim
 from nmosim.phantoms.labels import Structure, Tissue
 from nmosim.phantoms.materials import tissue_materials
 from nmosim.simulate import ct, dose
-from nmosim.simulate.pipeline import basis_maps, case_grids, fit_protocol
+from nmosim.simulate.pipeline import case_grids, fit_protocol, imaging_maps
 from nmosim.simulate.scanner import make_protocol
 
 
@@ -39,8 +39,7 @@ def main() -> None:
     femur = (labels.structures == Structure.FEMUR_RIGHT).sum(axis=(1, 2))
     first = int(np.argmax(femur)) + int(round(20.0 / recon.spacing_mm[2]))
     lo, hi = first, first + args.slices
-    fine = phantom.rasterize(imaging, supersampling=1, threads=args.threads)
-    water, bone = basis_maps(phantom, fine, ct.protocol_spectrum(base))
+    water, bone = imaging_maps(phantom, imaging, ct.protocol_spectrum(base), threads=args.threads)
     water, bone = water[lo:hi].copy(), bone[lo:hi].copy()
     img, rec = ct._sub_grid(imaging, lo, hi), ct._sub_grid(recon, lo, hi)
     tissues, structures = labels.tissues[lo:hi], labels.structures[lo:hi]

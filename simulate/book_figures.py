@@ -353,7 +353,10 @@ def _radiograph_panel(ax, image: np.ndarray) -> None:
 def radiograph_figure(case: CaseFolder, gaps: dict[str, GapLocation | None]) -> bytes:
     """The AP radiograph alone, with the projected HO and the gaps, and a coronal CT slab beside it."""
     rad = case.radiograph
-    image = rad["image"][::-1, ::-1]  # superior up, patient's right on the viewer's left
+    # the processed display image, as a radiograph is read (simulate.radiograph.process); the raw
+    # log image where an older folder has none
+    shown = rad["processed"] if rad.get("processed") is not None else rad["image"]
+    image = shown[::-1, ::-1]  # superior up, patient's right on the viewer's left
     geometry = rad["geometry"]
     fig = Figure(figsize=(18, 6.2), facecolor=FACE)
     ax1, ax2, ax3 = fig.add_subplot(1, 3, 1), fig.add_subplot(1, 3, 2), fig.add_subplot(1, 3, 3)

@@ -15,16 +15,19 @@ import numpy as np
 
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
-from nmosim.simulate import backend, ct, geometry3d, image_quality, qa_phantom, reconstruct
+from nmosim.simulate import backend, ct, geometry3d, image_quality, physics, qa_phantom, reconstruct
 from nmosim.simulate.io import write_json, write_nifti
 from nmosim.simulate.outputs import nmosim_version, staged_directory
 from nmosim.simulate.scanner import ScannerProtocol
 
 QA_FORMAT = 1
-# Reported pass band for an insert's mean HU against its expected HU (``ct.reference_hu``: the
-# monochromatic value at the beam's effective energy behind the phantom's water): 5 % of the
-# expected contrast to water plus 10 HU. Bone inserts read low by beam hardening, which the water
-# correction leaves (DOMAIN.md 4.4: beam-hardening bands of -20 to -80 HU).
+# Reported pass band for an insert's mean HU against its expected HU: 5 % of the expected contrast
+# to water plus 10 HU. The expected HU is what a water-corrected scanner reads (see
+# :func:`water_corrected_hu`): dense bone reads below its monochromatic value at the beam's
+# effective energy (``ct.reference_hu``, reported as ``monochromatic_hu``) by the beam hardening
+# that the water correction leaves, about 12 % for cortical bone at 120 kVp, as on a scanner
+# (DOMAIN.md 4.4: beam-hardening artefacts); that shortfall is physics, not an error, so it is
+# reported (``beam_hardening_hu``) and not counted against the insert.
 HU_TOLERANCE_FRACTION = 0.05
 HU_TOLERANCE_HU = 10.0
 INSERT_ROI_FRACTION = 0.6  # ROI radius over insert radius
@@ -72,6 +75,42 @@ def scan_qa(
     return QAScan(scans[0], scans[1], rec, phantom, protocol)
 
 
+def water_corrected_hu(
+    insert: qa_phantom.Insert, phantom: qa_phantom.QAPhantom, protocol: ScannerProtocol, n_angles: int = 90
+) -> float:
+    """HU (float) a noise-free, water-corrected scan of ``phantom`` gives the centre of ``insert``.
+
+    Polychromatic: for rays through the insert's central 60 % (the ROI) at ``n_angles`` view
+    directions, the water-corrected projection with the insert, less the one with water in its
+    place, over the insert's chord, is its attenuation above water (1/cm); averaged and divided by
+    the reference water attenuation. The beam is the central column's (no bowtie); the other
+    inserts on a ray are left out.
+    """
+    spectrum = ct.protocol_spectrum(protocol)
+    correction = physics.fit_water_correction(spectrum)
+    q = spectrum.photons_per_mas_mm2 * physics.detector_weights(spectrum)
+    mu_w, mu_b = (
+        physics.linear_attenuation_per_cm(m, spectrum.energies_kev) for m in physics.BASIS_MATERIALS
+    )
+    a_w, a_b = qa_phantom.material_basis([insert.material], spectrum)[0]
+    r_big, r = phantom.diameter_mm / 20.0, insert.diameter_mm / 20.0  # cm
+    theta = np.pi * (np.arange(n_angles) + 0.5) / n_angles
+    offsets = INSERT_ROI_FRACTION * r * ((np.arange(9) + 0.5) / 9 * 2.0 - 1.0)
+    normal_position = insert.center_xy_mm[0] / 10.0 * np.cos(theta) + insert.center_xy_mm[1] / 10.0 * np.sin(
+        theta
+    )
+    d = np.abs(normal_position[:, None] + offsets[None, :]).ravel()  # ray distances from the axis, cm
+    chord = np.broadcast_to(2.0 * np.sqrt(r * r - offsets**2), (n_angles, offsets.size)).ravel()
+    water = 2.0 * np.sqrt(np.maximum(r_big * r_big - d * d, 0.0))
+
+    def corrected(water_cm: np.ndarray, bone_cm: np.ndarray) -> np.ndarray:
+        t = np.exp(-(np.outer(water_cm, mu_w) + np.outer(bone_cm, mu_b))) @ q / q.sum()
+        return correction(-np.log(t)).astype(np.float64)
+
+    excess = corrected(water - chord + a_w * chord, a_b * chord) - corrected(water, np.zeros_like(water))
+    return float(1000.0 * np.mean(excess / chord) / correction.mu_ref_per_cm)
+
+
 def _xy(grid: Grid) -> tuple[tuple[int, int], float, tuple[float, float]]:
     return grid.shape[1:], float(grid.spacing_mm[0]), (float(grid.origin_mm[0]), float(grid.origin_mm[1]))
 
@@ -84,13 +123,15 @@ def _insert_rows(scan: QAScan) -> list[dict]:
         mask = image_quality.disc_mask(shape, pixel, insert.center_xy_mm,
                                        INSERT_ROI_FRACTION * insert.diameter_mm / 2.0, origin)  # fmt: skip
         stats = image_quality.roi_stats(scan.first, mask)
-        expected = ct.reference_hu(insert.material, scan.protocol, water_cm=water_cm)
+        monochromatic = ct.reference_hu(insert.material, scan.protocol, water_cm=water_cm)
+        expected = water_corrected_hu(insert, scan.phantom, scan.protocol)
         tolerance = HU_TOLERANCE_HU + HU_TOLERANCE_FRACTION * abs(expected)
         difference = stats.mean - expected
         rows.append({
             "name": insert.name, "material": insert.material.name, "center_xy_mm": list(insert.center_xy_mm),
             "mean_hu": round(stats.mean, 2), "sd_hu": round(stats.sd, 2), "n_pixels": stats.n,
-            "expected_hu": round(expected, 2), "difference_hu": round(difference, 2),
+            "expected_hu": round(expected, 2), "monochromatic_hu": round(monochromatic, 2),
+            "beam_hardening_hu": round(expected - monochromatic, 2), "difference_hu": round(difference, 2),
             "tolerance_hu": round(tolerance, 2), "within_tolerance": bool(abs(difference) <= tolerance),
         })  # fmt: skip
     return rows
@@ -182,6 +223,8 @@ def qa_report(scan: QAScan, seed: int, preset: str | None = None) -> dict:
         "phantom": scan.phantom.to_dict(),
         "reconstruction_grid": scan.grid.to_dict(),
         "hu_tolerance": f"{HU_TOLERANCE_HU:g} HU + {100 * HU_TOLERANCE_FRACTION:g} % of |expected HU|",
+        "expected_hu": "what a noise-free water-corrected scan reads (polychromatic, beam hardening left "
+        "by the water correction included); monochromatic_hu: at the beam's effective energy",
         **measure_qa(scan),
     }
 
