@@ -428,8 +428,9 @@ def _add_evaluation_parsers(sub) -> None:
     baseline.add_argument(
         "--mirror-tolerance-mm",
         type=_number("mirror_tolerance_mm", minimum=0),
-        default=6.0,
-        help="mineral farther than this (mm) from the mirror image of the other side is HO; default 6",
+        default=10.0,
+        help="mineral pieces that reach farther than this (mm) from the mirror image of the other side are "
+        "HO, down to half this distance; default 10",
     )
     baseline.add_argument(
         "--min-volume-ml", type=_number("min_volume_ml", minimum=0), default=0.1,

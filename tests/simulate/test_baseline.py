@@ -68,14 +68,24 @@ def test_a_bridge_as_thick_as_the_bones_is_ho_and_the_bones_are_not() -> None:
     hu[3:9, 3:11, 40:52] = 900.0
     s[3:9, 3:11, 40:52] = HR
     pred = detect_ho(hu, GRID)
-    # Its middle, farther than the tolerance (6 mm: three columns) from both bones, is HO, right side
+    # Its middle, reaching 12 mm from both bones (beyond the 10 mm tolerance), is HO down to 5 mm from them
     assert np.all(pred[4:8, 4:10, 43:49] == HR)  # (the median filter rounds its edges)
+    assert not pred[:, :, 40:42].any() and not pred[:, :, 50:52].any()  # within 5 mm of a bone
     assert not pred[np.isin(s, BONES)].any()  # no voxel of native bone, interiors and surfaces alike
     # The same bar on the left as well (bilateral in the same place): each mirrors the other, none is HO
     hu[3:9, 3:11, 12:24] = 900.0
     both = detect_ho(hu, GRID)
     assert not both[3:9, 3:11, 40:52].any() and not both[3:9, 3:11, 12:24].any()
     assert np.all(both[5:7, 15:19, 16:20] == HL)  # the left cube is still there
+
+
+def test_a_native_asymmetry_short_of_the_tolerance_is_not_ho() -> None:
+    hu, s = hand_made_ct()
+    hu[2:10, 3:21, 61:64] = 900.0  # the right femur 6 mm wider than the left one
+    s[2:10, 3:21, 61:64] = int(Structure.FEMUR_RIGHT)
+    assert not detect_ho(hu, GRID)[np.isin(s, BONES)].any()
+    # With a 4 mm tolerance the part beyond 2 mm from the left femur's mirror image is (wrongly) HO
+    assert np.all(detect_ho(hu, GRID, mirror_tolerance_mm=4.0)[4:8, 6:18, 62:64] == HR)
 
 
 def test_a_patient_off_centre_is_mirrored_through_its_own_midline() -> None:
