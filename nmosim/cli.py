@@ -430,7 +430,7 @@ def _add_evaluation_parsers(sub) -> None:
         type=_number("mirror_tolerance_mm", minimum=0),
         default=10.0,
         help="mineral pieces that reach farther than this (mm) from the mirror image of the other side are "
-        "HO, down to half this distance; default 10",
+        "HO, down to 0.4 of this distance; default 10",
     )
     baseline.add_argument(
         "--min-volume-ml", type=_number("min_volume_ml", minimum=0), default=0.1,

@@ -15,12 +15,12 @@ joint, however thick (a thickness rule cannot tell a mature bridge from native b
    best on its mirror image, searched in half-column steps within ``MAX_SHIFT_MM`` (10 mm) of x = 0,
    the patient frame's origin between the femoral heads (DESIGN.md); ties go to the plane nearest
    x = 0, so the result is deterministic.
-3. Mineral farther than half ``mirror_tolerance_mm`` (default 10 mm; exact distances, anisotropic
-   spacing honoured) from the mirrored mineral is a candidate; a candidate piece (26-connected)
-   counts only where it reaches farther than the whole tolerance (hysteresis: the small asymmetries
-   of native anatomy stay out, an HO keeps its parts down to half the tolerance from the bone it
-   grew on). Columns whose mirror image falls outside the field of view have no partner to compare
-   with and are never candidates.
+3. Mineral farther than ``GROW_FRACTION`` (0.4) times ``mirror_tolerance_mm`` (default 10 mm, so
+   4 mm; exact distances, anisotropic spacing honoured) from the mirrored mineral is a candidate; a
+   candidate piece (26-connected) counts only where it reaches farther than the whole tolerance
+   (hysteresis: the small asymmetries of native anatomy stay out, an HO keeps its parts down to 4 mm
+   from the bone it grew on). Columns whose mirror image falls outside the field of view have no
+   partner to compare with and are never candidates.
 4. Pieces smaller than ``min_volume_ml`` (default 0.1 ml) are dropped; every other one is HO, and
    each voxel's side is the sign of its x coordinate (+x toward the patient's right): ``ho_right``
    (6) for x > 0, else ``ho_left`` (7).
@@ -32,7 +32,7 @@ Known limits, by design: nmosim's hips are near mirror images by construction (t
 landmarks are the right one's mirrored through x = 0; the atlas pelvis is nearly symmetric), so this
 reference does better here than on patients, where asymmetric positioning, anatomy and pelvic tilt
 would want a registration first; HO that the other hip has in the same place (bilateral, same site)
-mirrors itself and is missed; the part of an HO within half ``mirror_tolerance_mm`` of the bone it
+mirrors itself and is missed; the part of an HO within 0.4 ``mirror_tolerance_mm`` of the bone it
 grew on is left out, and HO that never reaches ``mirror_tolerance_mm`` from the other side's bone is
 missed (small islands, phase a); the asymmetric parts of the atlas pelvis (sacrum, iliac spines)
 that reach past the tolerance come out as false positives; calcifications that are not HO
@@ -59,7 +59,7 @@ MIN_VOLUME_ML = 0.1
 MEDIAN_SIZE = 3
 MIRROR_TOLERANCE_MM = 10.0
 MAX_TOLERANCE_MM = 50.0
-GROW_FRACTION = 0.5  # HO pieces reach down to this fraction of the tolerance from the mirror image
+GROW_FRACTION = 0.4  # HO pieces reach down to this fraction of the tolerance from the mirror image
 MAX_SHIFT_MM = 10.0  # the mirror plane lies this close to x = 0 (mm)
 _CUBE = np.ones((3, 3, 3), dtype=bool)
 
