@@ -26,11 +26,12 @@ joint, however thick (a thickness rule cannot tell a mature bridge from native b
    (6) for x > 0, else ``ho_left`` (7).
 
 Measured on the README's example cohort (``examples/cohort.toml`` with ``[scanner.overrides]``
-``recon_pixel_mm = 2.5``, ``slice_thickness_mm = 2.5``, ``n_views = 240``; the 11 cases made first,
+``recon_pixel_mm = 2.5``, ``slice_thickness_mm = 2.5``, ``n_views = 240``; the 15 cases made first,
 ``nmosim baseline`` then ``nmosim evaluate``), mean HO Dice (smallest case in brackets): phase b
-0.77 (0.67, 3 cases), c 0.60 (0.25, 3), d 0.60 (0.57, 3); the method this replaced (native bone
-as a 7 mm opening of the largest components) scored 0.14, 0.13 and 0 on the same cases. The lowest
-case of phase c has HO on both hips at the same site. About a second per case at 2.5 mm.
+0.77 (0.67, 3 cases), c 0.64 (0.25, 4), d 0.60 (0.57, 3), a 0.55 (0, 5); the method this replaced
+(native bone as a 7 mm opening of the largest components) scored 0.14, 0.15, 0 and 0.11 on the same
+cases. The lowest case of phase c has HO on both hips at the same site; the phase a case at 0 has
+one 0.3 ml island. About a second per case at 2.5 mm.
 
 Known limits, by design: nmosim's hips are near mirror images by construction (the left hip's
 landmarks are the right one's mirrored through x = 0; the atlas pelvis is nearly symmetric), so this
