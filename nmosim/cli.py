@@ -421,7 +421,7 @@ def _add_evaluation_parsers(sub) -> None:
 
     baseline = sub.add_parser(
         "baseline",
-        help="a simple HO detector (HU threshold minus the native bones) writing predictions",
+        help="a simple HO detector (mineral without a mirror image on the other side) writing predictions",
         description="For each case folder under --cases holding ct.nii.gz write OUT/<case_id>.nii.gz: "
         "a label map with 6 (ho_right) and 7 (ho_left), ready for nmosim evaluate. Method and limits "
         "in simulate/baseline.py.",
@@ -433,17 +433,11 @@ def _add_evaluation_parsers(sub) -> None:
         help="candidate voxels above this HU; default 150"
     )
     baseline.add_argument(
-        "--bone-components",
-        type=_count("bone_components"),
-        default=3,
-        help="the largest components taken as native bone (pelvis, two femurs); default 3",
-    )
-    baseline.add_argument(
-        "--core-mm",
-        type=_number("core_mm", minimum=0),
-        default=7.0,
-        help="native bone is the opening of the largest components by a ball of this radius (mm): "
-        "thinner spurs and bridges that leave the bone are HO; 0 drops those components whole; default 7",
+        "--mirror-tolerance-mm",
+        type=_number("mirror_tolerance_mm", minimum=0),
+        default=10.0,
+        help="mineral pieces that reach farther than this (mm) from the mirror image of the other side are "
+        "HO, down to 0.4 of this distance; default 10",
     )
     baseline.add_argument(
         "--min-volume-ml", type=_number("min_volume_ml", minimum=0), default=0.1,
@@ -469,8 +463,9 @@ def run_baseline(args: argparse.Namespace) -> Path:
 
     progress, reporter = _case_progress("predicted")
     try:
-        out = baseline(args.cases, args.out, args.threshold_hu, args.bone_components, args.min_volume_ml,
-                       progress=progress, overwrite=args.overwrite, core_mm=args.core_mm)  # fmt: skip
+        out = baseline(args.cases, args.out, args.threshold_hu, args.min_volume_ml,
+                       mirror_tolerance_mm=args.mirror_tolerance_mm, progress=progress,
+                       overwrite=args.overwrite)  # fmt: skip
     finally:
         reporter.close()
     return out
