@@ -175,9 +175,11 @@ def body_shape(spec: AnatomySpec) -> Shape:
     return Union(grown, smooth_mm=BODY_BLEND_MM)
 
 
+@functools.lru_cache(maxsize=4)
 def muscle_field_for(spec: AnatomySpec) -> MuscleField:
     """Gait2392's muscles of both hips registered to the bone model's landmarks, inside the lean
-    body and sized by ``spec.muscle_bulk`` (:mod:`nmosim.phantoms.muscles`)."""
+    body and sized by ``spec.muscle_bulk`` (:mod:`nmosim.phantoms.muscles`); one per anatomy, so
+    that its field is sampled once."""
     return muscle_field(skeleton(spec).bones.landmarks, lean_shape(spec), spec.muscle_bulk)
 
 
