@@ -39,7 +39,7 @@ from nmosim.phantoms.skeleton import SCENE_Z_MM
 SIDES = ("right", "left")
 # Width of the fat planes between neighbouring muscles (mm): 1-2 mm of intermuscular fat; wider
 # than the lattice step (LATTICE_MM), so that sampling never loses one.
-FAT_PLANE_MM = 2.0
+FAT_PLANE_MM = 1.75
 # Reach of a muscle around its path, in radii of its PCSA circle: far enough that healthy
 # muscles fill the space between bone and subcutaneous fat, near enough that atrophy (smaller
 # radii) leaves fat between them (DOMAIN.md 2.8).
@@ -322,25 +322,36 @@ def sampled_field(values: np.ndarray, origin_mm: np.ndarray, step_mm: float) -> 
     return SampledField(v, origin, float(step_mm), near, far, lower, upper)
 
 
-def _polyline_distance(x: np.ndarray, y: np.ndarray, z: np.ndarray, path: np.ndarray) -> np.ndarray:
-    """Distance (mm, float32 [z, y, x]) from the lattice of axes ``x``, ``y``, ``z`` (mm) to ``path``."""
-    best = None
+def _polyline_distance(
+    x: np.ndarray, y: np.ndarray, z: np.ndarray, path: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distance (mm, float32 [z, y, x]) from the lattice of axes ``x``, ``y``, ``z`` (mm) to
+    ``path``, and the vectors (3, z, y, x) from the nearest path points."""
+    best = q = None
     for a, b in zip(path[:-1], path[1:], strict=True):
         ab = (b - a).astype(np.float32)
         dd = float(ab @ ab)
         ax, ay, az = (np.asarray(c - s, np.float32) for c, s in zip((x, y, z), a, strict=True))
         tn = az[:, None, None] * ab[2] + (ay * ab[1])[None, :, None] + (ax * ab[0])[None, None, :]
-        p2 = (az * az)[:, None, None] + (ay * ay)[None, :, None] + (ax * ax)[None, None, :]
         t = np.clip(tn * np.float32(1.0 / max(dd, 1e-12)), 0.0, 1.0)
-        d2 = p2 + t * (t * np.float32(dd) - 2.0 * tn)
-        best = d2 if best is None else np.minimum(best, d2)
-    return np.sqrt(np.maximum(best, 0.0))
+        v = np.stack(
+            [ax[None, None, :] - t * ab[0], ay[None, :, None] - t * ab[1], az[:, None, None] - t * ab[2]]
+        )
+        d2 = np.einsum("i...,i...->...", v, v)
+        if best is None:
+            best, q = d2, v
+        else:
+            closer = d2 < best
+            best = np.where(closer, d2, best)
+            q = np.where(closer, v, q)
+    return np.sqrt(best), q
 
 
-def _point_distance(points: np.ndarray, path: np.ndarray) -> np.ndarray:
-    """Distance (mm, float32) from each of ``points`` (N, 3) to the polyline ``path``."""
+def _point_distance(points: np.ndarray, path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance (mm, float32) from each of ``points`` (N, 3) to the polyline ``path``, and the
+    vectors (3, N) from the nearest path points."""
     p = points.astype(np.float32)
-    best = None
+    best = q = None
     for a, b in zip(path[:-1], path[1:], strict=True):
         ab = (b - a).astype(np.float32)
         dd = float(ab @ ab)
@@ -348,8 +359,13 @@ def _point_distance(points: np.ndarray, path: np.ndarray) -> np.ndarray:
         t = np.clip(rel @ ab * np.float32(1.0 / max(dd, 1e-12)), 0.0, 1.0)
         rel -= t[:, None] * ab
         d2 = np.einsum("ij,ij->i", rel, rel)
-        best = d2 if best is None else np.minimum(best, d2)
-    return np.sqrt(best)
+        if best is None:
+            best, q = d2, rel.T
+        else:
+            closer = d2 < best
+            best = np.where(closer, d2, best)
+            q = np.where(closer, rel.T, q)
+    return np.sqrt(best), q
 
 
 def _interpolate(values: np.ndarray, origin: np.ndarray, step: float, axes) -> np.ndarray:
@@ -472,8 +488,9 @@ class MuscleField:
         inf = np.float32(np.inf)
         plane = np.float32(self.plane_mm)
         dist = np.empty((order.size, *shape), np.float32)
+        vec = np.empty((order.size, 3, *shape), np.float32)
         for k, j in enumerate(order):
-            dist[k] = distance(self.paths[j])
+            dist[k], vec[k] = distance(self.paths[j])
         col = (slice(None),) + (None,) * len(shape)
         beyond = dist - self.reaches[order].astype(np.float32)[col]  # d - R
         outside = np.minimum(beyond.min(axis=0), np.float32(FIELD_CLAMP_MM))
@@ -494,9 +511,17 @@ class MuscleField:
         c_a = np.where(lining[k_a], np.minimum(-cav, d_a - core[k_a]), -cav)
         c_b = np.where(lining[k_b], np.minimum(-cav, d_b - core[k_b]), -cav)
         x_b = np.where(np.isfinite(e_b), x_b, inf)
+        # The plane, in e, is ``plane`` times half the angle's chord between the directions from
+        # the two paths: e_B - e_A grows across the bisector at that chord's rate, so the fat plane
+        # is ``plane`` wide however the muscles meet.
+        v_a = np.take_along_axis(vec, k_a[None, None], axis=0)[0]
+        v_b = np.take_along_axis(vec, k_b[None, None], axis=0)[0]
+        cos = np.einsum("i...,i...->...", v_a, v_b) / np.maximum(d_a * d_b, np.float32(1e-6))
+        chord = np.sqrt(np.clip(0.5 - 0.5 * cos, 0.0, 1.0))
         with np.errstate(invalid="ignore"):
-            f_a = np.maximum(np.maximum(x_a, np.minimum(0.5 * (e_a - e_b + plane), -x_b)), c_a)
-            f_b = np.maximum(np.maximum(x_b, np.minimum(0.5 * (e_b - e_a + plane), -x_a)), c_b)
+            width = plane * chord
+            f_a = np.maximum(np.maximum(x_a, np.minimum(0.5 * (e_a - e_b + width), -x_b)), c_a)
+            f_b = np.maximum(np.maximum(x_b, np.minimum(0.5 * (e_b - e_a + width), -x_a)), c_b)
             held = np.isfinite(e_a)
             out = np.where(held, np.minimum(f_a, f_b), outside)
         label = np.where(held, order[k_a], -1).astype(np.int8)

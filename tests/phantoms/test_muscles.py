@@ -176,7 +176,9 @@ def test_territories_follow_the_weighted_nearest_rule(field):
     lo, hi = np.array([-180.0, -140.0, -140.0]), np.array([180.0, 140.0, 135.0])
     pts = rng.uniform(lo, hi, (2500, 3))
     pcsa = np.array([m.pcsa_mm2 for m in gait2392.MUSCLES] * 2)
-    d = np.array([_polyline_distance(pts, p) for p in field.paths])
+    near = [_polyline_distance(pts, p, nearest=True) for p in field.paths]
+    d = np.array([n[0] for n in near])
+    u = np.array([(pts - n[1]) / np.maximum(n[0], 1e-9)[:, None] for n in near])
     e = np.where(d <= field.reaches[:, None] + FAT_PLANE_MM, d - field.radii[:, None], np.inf)
     lean = lean_shape(SPEC).sdf(pts)
     cavity = field.cavity.sdf(pts)
@@ -195,11 +197,14 @@ def test_territories_follow_the_weighted_nearest_rule(field):
             assert np.all(sdfs[:, k] >= 0)  # no muscle within reach: fat
             continue
         runner = e[order[1], k]
-        other = e[[j for j in order if groups[j] != groups[i]][0], k]
+        b = [j for j in order if groups[j] != groups[i]][0]
+        other = e[b, k]
+        # the plane is FAT_PLANE_MM times half the chord between the directions from the two paths
+        plane = FAT_PLANE_MM * np.linalg.norm(u[i, k] - u[b, k]) / 2
         if runner - e[i, k] > 1.0:  # clear of the part next to it: only the nearest may hold it
             assert np.all(sdfs[np.arange(len(sdfs)) != i, k] >= 0)
         clear = (
-            other - e[i, k] > FAT_PLANE_MM + 2.0
+            other - e[i, k] > plane + 2.0
             and runner - e[i, k] > 2.0
             and d[i, k] < field.reaches[i] - 2
             and lean[k] < -2
@@ -208,7 +213,7 @@ def test_territories_follow_the_weighted_nearest_rule(field):
         if clear:
             checked += 1
             assert sdfs[i, k] < 0
-        if other - e[i, k] < FAT_PLANE_MM - 1.0 or d[i, k] > field.reaches[i] + 1 or lean[k] > 1:
+        if other - e[i, k] < plane - 0.5 or d[i, k] > field.reaches[i] + 1 or lean[k] > 1:
             assert np.all(sdfs[:, k] >= 0)  # in a fat plane, beyond the reach or outside the lean body
     assert checked > 200
     # Bigger muscles (PCSA) own more: radii follow sqrt(PCSA) on each side (each side's own scale).
@@ -235,12 +240,16 @@ def test_sampled_nodes_follow_the_rule_read_from_every_muscle(field):
         np.testing.assert_allclose(got[near], exact[near], atol=1e-3)
 
 
-def _polyline_distance(points: np.ndarray, path: np.ndarray) -> np.ndarray:
+def _polyline_distance(points: np.ndarray, path: np.ndarray, nearest: bool = False):
     best = np.full(len(points), np.inf)
+    where = np.zeros_like(points)
     for a, b in zip(path[:-1], path[1:], strict=True):
         for t in np.linspace(0.0, 1.0, 201):  # brute force: 201 points per segment
-            best = np.minimum(best, np.linalg.norm(points - (a + t * (b - a)), axis=1))
-    return best
+            q = a + t * (b - a)
+            d = np.linalg.norm(points - q, axis=1)
+            where[d < best] = q
+            best = np.minimum(best, d)
+    return (best, where) if nearest else best
 
 
 def test_fat_planes_separate_neighbours(field):
