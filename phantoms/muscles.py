@@ -5,10 +5,14 @@ generator. Patient frame RAS+ in mm (DESIGN.md 2): +x toward the patient's right
 x > 0), +y anterior, +z superior, origin midway between the femoral head centres.
 
 Each muscle owns the part of the lean body (inside the subcutaneous fat) that is nearer to its
-belly than to any other, nearness measured from a tube of its PCSA's radius (an additively
-weighted Voronoi rule), within a reach of its path that grows with its size, and outside the
-pelvic and abdominal cavities unless it lines them (iliacus, psoas, obturator internus). Thin fat
-planes separate neighbours.
+belly than to any other muscle within reach there, nearness measured from a tube of its PCSA's
+radius (an additively weighted Voronoi rule), within a reach of its path that grows with its size,
+and outside the pelvic and abdominal cavities unless it lines them (iliacus, psoas, obturator
+internus). Fat planes FAT_PLANE_MM wide separate neighbours of different muscles.
+
+The rule is evaluated once per anatomy on a lattice (:meth:`MuscleField.sampled`) and read by
+trilinear interpolation with distance bounds taken from the samples (:class:`SampledField`): the
+volumes are those of the interpolated field, the same for every grid they are rasterized on.
 
 The scene builder replaces its hand-placed tubes with::
 
@@ -217,8 +221,9 @@ class SampledField(Shape):
     The distance returned is ``|I|`` over a bound of ``I``'s gradient, taken from the node values
     themselves: across a cell, each partial derivative of ``I`` is a mean of its four edge
     differences over ``step_mm``, so ``sqrt(sum_a max_a^2)`` bounds the gradient there.
-    ``near_slope`` (per cell) holds the largest such bound over the cells within ``NEAR_MM``,
-    ``far_slope`` (per block of ``SLOPE_BLOCK`` cells) over those within ``FIELD_CLAMP_MM``; a
+    ``near_slope`` (flat, per node: the cell it starts) holds the largest such bound over the cells
+    within ``NEAR_MM``, ``far_slope`` (the same, per block of ``SLOPE_BLOCK`` cells) over those
+    within ``FIELD_CLAMP_MM``; a
     zero of ``I`` within that radius is then no nearer than ``|I| / slope``, which makes the value a
     true lower bound of the distance to the surface, exact in sign. Boundary nodes are positive,
     so outside the lattice the distance to its box stands in.
