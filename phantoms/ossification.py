@@ -226,7 +226,7 @@ class Lobe:
 
 
 @dataclass(frozen=True, eq=False)
-class SampledField(Shape):
+class SampledDistances(Shape):
     """A shape given by signed distances (mm) sampled on a grid, indexed (x, y, z), trilinear
     between samples. The shape lies inside the grid's box; outside it the distance is a lower
     bound: the larger of the distance to the box and the nearest sample's value less that distance."""
@@ -246,10 +246,10 @@ class SampledField(Shape):
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self.origin_mm.copy(), self.origin_mm + self.spacing_mm * (np.asarray(self.values.shape) - 1)
 
-    def mirrored(self) -> SampledField:
+    def mirrored(self) -> SampledDistances:
         """The field reflected through x = 0."""
         lo, hi = self.bounds()
-        return SampledField(np.array([-hi[0], lo[1], lo[2]]), self.spacing_mm, self.values[::-1].copy())
+        return SampledDistances(np.array([-hi[0], lo[1], lo[2]]), self.spacing_mm, self.values[::-1].copy())
 
 
 @dataclass(frozen=True, eq=False)
@@ -282,7 +282,7 @@ class LesionGeometry:
     seed_mm: np.ndarray
     lobes: tuple[Lobe, ...]
     bumps: tuple[tuple[np.ndarray, float], ...] = field(default=())  # (centre mm, radius mm)
-    mass: SampledField | None = None  # a mass of many lobes, as sampled distances (exact depth inside)
+    mass: SampledDistances | None = None  # a mass of many lobes, as sampled distances (exact depth inside)
 
     def shape(self, scale: float = 1.0) -> Shape | None:
         """The lesion at ``scale`` times its reference size; None when too small to exist (< 0.05)."""
@@ -385,7 +385,7 @@ def mass_lobes(
     return tuple(lobes)
 
 
-def mass_field(lobes: tuple[Lobe, ...]) -> SampledField:
+def mass_field(lobes: tuple[Lobe, ...]) -> SampledDistances:
     """The union of ``lobes`` as sampled signed distances on a :data:`MASS_FIELD_SPACING_MM` grid,
     closed over :data:`SMOOTH_MM` / 2 (the blend of a smooth union). Inside, the distance is exact
     (a union of many lobes would understate the depth where lobes overlap, putting a cortex
@@ -411,7 +411,7 @@ def mass_field(lobes: tuple[Lobe, ...]) -> SampledField:
     outside_d = ndimage.distance_transform_edt(~inside, sampling=h)
     inside_d = ndimage.distance_transform_edt(inside, sampling=h)
     values = np.where(inside, 0.5 * h - inside_d, outside_d - 0.5 * h).astype(np.float32)
-    return SampledField(lo, h, values)
+    return SampledDistances(lo, h, values)
 
 
 def with_mass(geometry: LesionGeometry, lobes: tuple[Lobe, ...]) -> LesionGeometry:
