@@ -8,7 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nmosim.phantoms.anatomy import HipLandmarks, femur_shape, hip_landmarks
+from nmosim.phantoms.anatomy import (
+    ARTERY_RADIUS_MM,
+    HipLandmarks,
+    femur_shape,
+    hip_landmarks,
+    vessel_nerve_paths,
+)
 from nmosim.phantoms.labels import Structure, Tissue
 from nmosim.phantoms.ossification import point_at_depth, unit
 from nmosim.phantoms.rasterize import Part
@@ -25,8 +31,6 @@ from nmosim.phantoms.shapes import (
 from nmosim.phantoms.spec import AnatomySpec
 
 KINDS = ("phlebolith", "vascular", "tendinitis", "osteophyte")
-VESSEL_RADIUS_MM = 4.0  # the femoral artery's radius in anatomy.py
-VEIN_CLEARANCE_MM = 6.0  # the vein's wall lies 6.5 mm from the artery's axis (12 mm apart, 5.5 radius)
 
 
 @dataclass(frozen=True)
@@ -40,18 +44,6 @@ class Confounder:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "side": self.side, "center_mm": list(self.center_mm)}
-
-
-def femoral_artery_path(lm: HipLandmarks) -> list[tuple[float, float, float]]:
-    """Axis points (mm) of the right femoral artery; must match the artery drawn by anatomy.py."""
-    hx = lm.head_center[0]
-    return [
-        (52.0, 8.0, 110.0),
-        (hx - 30.0, 24.0, 40.0),
-        (hx - 16.0, 30.0, 0.0),
-        (hx - 22.0, 34.0, -60.0),
-        (hx - 44.0, 24.0, -240.0),
-    ]
 
 
 def _side(shape: Shape, side: str) -> Shape:
@@ -83,35 +75,38 @@ def phleboliths(rng: np.random.Generator, lm: HipLandmarks, side: str, n: int) -
 
 
 def vascular_calcifications(
-    rng: np.random.Generator, lm: HipLandmarks, side: str, n: int
+    rng: np.random.Generator, spec: AnatomySpec, side: str, n: int
 ) -> list[Confounder]:
-    """Plaque arcs in the wall of the femoral artery (DOMAIN.md 5: tram-track along the vessel).
+    """Plaque arcs in the wall of ``side``'s femoral artery (DOMAIN.md 5: tram-track along the vessel),
+    on the artery that the scene draws (:func:`nmosim.phantoms.anatomy.vessel_nerve_paths`), in the
+    groin and upper thigh: from 30 mm above to 70 mm below the femoral head's centre.
 
-    The arcs lie just outside the artery's lumen (4.0-5.5 mm from its axis), so the vessel, painted
-    over them, keeps its shape and the calcification stays adjacent to it, clear of the vein.
+    The arcs lie just outside the artery's lumen (its radius plus 1.0-1.5 mm from its axis), so the
+    vessel, painted over them, keeps its shape and the calcification stays adjacent to it, on the
+    wall that faces away from the vein (which runs medial to the artery).
     """
-    path = np.asarray(femoral_artery_path(lm))
-    segments = [(1, 2), (2, 3)]  # the groin and upper thigh, around the hip
+    path, _ = vessel_nerve_paths(spec, side)["femoral_artery"]
+    head_z = hip_landmarks(spec, side).head_center[2]
+    near_hip = np.flatnonzero((path[:-1, 2] <= head_z + 30.0) & (path[1:, 2] >= head_z - 70.0))
+    lateral = 1.0 if side == "right" else -1.0
     out = []
     for i in range(n):
-        a, b = segments[int(rng.integers(len(segments)))]
+        a = int(near_hip[int(rng.integers(near_hip.size))])
         t = rng.uniform(0.1, 0.9)
-        p = path[a] + t * (path[b] - path[a])
-        tangent = unit(path[b] - path[a])
+        p = path[a] + t * (path[a + 1] - path[a])
+        tangent = unit(path[a + 1] - path[a])
         length = float(rng.uniform(3.0, 8.0))
-        outer = VESSEL_RADIUS_MM + float(rng.uniform(1.0, 1.5))
+        outer = ARTERY_RADIUS_MM + float(rng.uniform(1.0, 1.5))
         shell = Difference(
             Capsule(p - length * tangent, p + length * tangent, outer),
-            Capsule(p - 2 * length * tangent, p + 2 * length * tangent, VESSEL_RADIUS_MM),
+            Capsule(p - 2 * length * tangent, p + 2 * length * tangent, ARTERY_RADIUS_MM),
         )
-        # Keep an arc of the wall, facing away from the vein (which runs 12 mm medial, -x).
         normal = unit(np.cross(tangent, rng.normal(size=3)))
-        if normal[0] < 0:
+        if normal[0] * lateral < 0:
             normal = -normal
         arc = Intersection((shell, HalfSpace(p - 1.0 * normal, -normal, extent_mm=outer + length)))
-        out.append(
-            Confounder("vascular", side, _flip(p, side), _part(f"vascular_calc_{side}_{i}", _side(arc, side)))
-        )
+        center = tuple(float(v) for v in p)
+        out.append(Confounder("vascular", side, center, _part(f"vascular_calc_{side}_{i}", arc)))
     return out
 
 
@@ -177,7 +172,7 @@ def sample_confounders(
             if kind == "phlebolith":
                 out += phleboliths(rng, lm, side, int(rng.integers(1, 5)))
             elif kind == "vascular":
-                out += vascular_calcifications(rng, lm, side, int(rng.integers(1, 5)))
+                out += vascular_calcifications(rng, spec, side, int(rng.integers(1, 5)))
             elif kind == "tendinitis":
                 out.append(calcific_tendinitis(rng, spec, lm, side))
             else:
