@@ -14,7 +14,7 @@ import numpy as np
 # 1.2: bones from the LLP26 shape model: "bones" (model, mode weights, measured morphology) and
 # "landmarks_left_mm" added, anatomy parameters of the analytic bones removed; a per-hip key
 # ("brooker_counted_tissues") names the HO tissue classes the Brooker grade counts.
-TRUTH_SCHEMA_VERSION = "1.2"
+TRUTH_SCHEMA_VERSION = "1.3"
 # The stream of each component: the spawn key of its child of ``SeedSequence((seed, case_index))``.
 # Keys are fixed once given: a component added later takes a new key and leaves the others' draws
 # as they were. Key 4 belongs to the cohort's per-case draws (phase, dose, kernel, split).

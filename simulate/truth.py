@@ -71,6 +71,12 @@ def _measured_phase(measured: dict, index_side: str | None) -> str:
     return GRADE_PHASE[grade]
 
 
+def _measured_pattern(measured: dict) -> str:
+    """"none", "unilateral" or "bilateral": how many hips hold HO voxels in the labels."""
+    sides = sum(1 for side in ("right", "left") if measured[side]["ho_volume_ml"] > 0)
+    return ("none", "unilateral", "bilateral")[sides]
+
+
 def phantom_truth(
     phantom: Phantom, labels: Rasterization, case_id: str | None = None, threads: int | None = None
 ) -> dict:
@@ -79,6 +85,7 @@ def phantom_truth(
     ``case_id`` is the case folder's name; None in memory until the case is written.
     """
     meta = dict(phantom.metadata)
+    meta.pop("pattern", None)  # the plan's; truth records what the labels hold
     fine = truth_labels(phantom, threads)
     measured = lesion_truth(fine, phantom)
     voxel_ml = labels.grid.voxel_volume_mm3 / 1000.0
@@ -90,9 +97,9 @@ def phantom_truth(
         "phase": _measured_phase(measured, meta.get("index_side")),
         "requested_phase": meta.pop("phase", "none"),
         "weeks_since_injury": meta.pop("weeks_since_injury", None),
-        # Which hips have HO at this time: "none", "unilateral" or "bilateral", and the dominant
-        # (index) hip of the plan, None without HO (DOMAIN.md 2.3).
-        "pattern": meta.pop("pattern", "none"),
+        # Which hips have HO at this time, measured from the labels: "none", "unilateral" or
+        # "bilateral"; and the dominant (index) hip of the plan, None without HO (DOMAIN.md 2.3).
+        "pattern": _measured_pattern(measured),
         "dominant_side": meta.pop("dominant_side", None),
         # The tissue classes that the Brooker grade counts as HO bone (grading.py, DOMAIN.md 1.1, 2.6).
         "brooker_counted_tissues": list(COUNTED_HO_TISSUE_NAMES),

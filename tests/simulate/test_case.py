@@ -136,9 +136,22 @@ def test_truth_grade_is_measured_and_matches_the_labels(case):
     assert truth[index]["ho_volume_ml"] > 0
 
 
+def test_truth_pattern_names_the_hips_whose_labels_hold_ho(case):
+    truth = json.loads((case / "truth.json").read_text())
+    structures, _ = load(case, "structures.nii.gz")
+    # The case's labels are coarse (2 mm): a hip whose HO is under a voxel may show none there,
+    # so the check runs from the labels to the pattern.
+    sides = {s for s, label in (("right", Structure.HO_RIGHT), ("left", Structure.HO_LEFT))
+             if (structures == int(label)).any()}  # fmt: skip
+    assert truth["dominant_side"] in sides
+    if len(sides) == 2:
+        assert truth["pattern"] == "bilateral"
+    assert truth["pattern"] in ("unilateral", "bilateral")
+
+
 def test_truth_records_the_tissues_that_the_grade_counts(case):
     truth = json.loads((case / "truth.json").read_text())
-    assert truth["schema_version"] == "1.2"
+    assert truth["schema_version"] == "1.3"
     assert truth["brooker_counted_tissues"] == ["ho_immature", "ho_cortex", "ho_trabecular"]
     for side in ("right", "left"):
         hip = truth[side]
