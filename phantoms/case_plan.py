@@ -7,8 +7,10 @@ dominant. Bilateral with probability :data:`P_BILATERAL` (DOMAIN.md 2.3), the do
 right with probability :data:`P_RIGHT_DOMINANT`; or fixed by the caller. The requested phase applies to
 the dominant hip; the other hip of a bilateral case has grade ``index grade - k`` (k = 0, 1, 2 with
 probabilities :data:`CONTRALATERAL_DROP`, at least I) and steps down further until one is met by
-measurement. The plan gives each side's requested grade; truth reports the grades measured from
-the labels.
+measurement. When the other hip's HO comes out smaller than the dominant hip's by more than 1:5
+(DOMAIN.md 2.3), its main lesion grows a mature mass in the muscle, clear of the bone it must not
+reach, to a drawn ratio of 1:1 to 1:5, as long as its grade still holds. The plan gives each side's
+requested grade; truth reports the grades measured from the labels.
 """
 
 from __future__ import annotations
@@ -24,15 +26,19 @@ from nmosim.phantoms.grading import SIDES
 from nmosim.phantoms.honouring import (
     HONOUR_SPACING_MM,
     MAX_ATTEMPTS,
+    SideCrop,
+    honour_mass,
     honour_other_side,
     honour_side,
     side_crop,
+    side_volume_ml,
 )
 from nmosim.phantoms.lesion_plans import SPUR_CLEARANCE_MM
 from nmosim.phantoms.muscles import muscle_names
 from nmosim.phantoms.ossification import (
     LOCATION_PRIOR,
     LesionGeometry,
+    MuscleMap,
     bezier,
     bowed_path,
     hip_sites,
@@ -54,6 +60,7 @@ from nmosim.phantoms.progression import (
     phase_from_weeks,
     sample_course,
 )
+from nmosim.phantoms.shapes import Shape
 from nmosim.phantoms.spec import AnatomySpec, sample_anatomy
 
 P_BILATERAL = {"sci": 0.4, "brain": 0.3}  # DOMAIN.md 2.3: 0.3-0.5 in SCI
@@ -62,6 +69,9 @@ P_RIGHT_DOMINANT = 0.5
 # "<pattern>_<dominant side>": HO of the dominant hip only, or of both hips with that one the worse.
 LATERALITIES = ("unilateral_right", "unilateral_left", "bilateral_right", "bilateral_left")
 CONTRALATERAL_DROP = (0.3, 0.45, 0.25)  # P(other side = index grade - 0, 1, 2); DOMAIN.md 2.3
+# DOMAIN.md 2.3: when bilateral, the volume ratio between the sides is 1:1 to 1:5.
+VOLUME_RATIO = (1.0, 5.0)
+MAX_VOLUME_RATIO = VOLUME_RATIO[1]
 MAX_SCALE = {"bridge": 1.0, "other": 1.5}  # growth beyond the reference size; ankylosis is complete
 
 
@@ -153,6 +163,31 @@ class CasePlan:
         return "unilateral", sides.pop()
 
 
+def _within_volume_ratio(
+    rng: np.random.Generator,
+    honoured: dict[str, tuple[list, list, SideCrop, list[Shape], MuscleMap]],
+    index_side: str,
+    other: str,
+    grade: int,
+) -> int:
+    """Bring a bilateral case's hips within :data:`MAX_VOLUME_RATIO` of each other (DOMAIN.md 2.3):
+    when the other hip's measured HO is smaller than the index hip's over that ratio, its main lesion
+    gets a mass making the index-to-other ratio a draw of :data:`VOLUME_RATIO` (log-uniform), as long as
+    the other hip's grade still holds. Updates ``honoured[other]``; returns the measurements spent."""
+    ratio = float(np.exp(rng.uniform(*np.log(VOLUME_RATIO))))  # drawn whether used or not
+    index_plans, index_geometries, index_crop = honoured[index_side][:3]
+    plans, geometries, crop, bones, muscle = honoured[other]
+    index_ml = side_volume_ml(index_crop, index_side, index_geometries, index_plans)
+    other_ml = side_volume_ml(crop, other, geometries, plans)
+    spent = 2
+    if other_ml * MAX_VOLUME_RATIO >= index_ml:
+        return spent
+    massed, n = honour_mass(crop, bones, other, grade, plans, muscle, index_ml / ratio - other_ml)
+    if massed is not None:
+        honoured[other] = (plans, massed, crop, bones, muscle)
+    return spent + n
+
+
 def check_laterality(laterality: str) -> str:
     """``laterality`` if it is one of :data:`LATERALITIES`, else :class:`SpecError`."""
     return str(check_choice("laterality", laterality, LATERALITIES))
@@ -201,7 +236,7 @@ def plan_case(
         weeks = check_weeks(weeks, phase)
     streams = rng if isinstance(rng, CaseStreams) else CaseStreams.spawned_from(rng)
     # The lesion stream's children: adding one at the end leaves the others' draws unchanged.
-    r_course, r_phase, r_lesion, r_conf, r_oedema = streams.lesions.spawn(5)
+    r_course, r_phase, r_lesion, r_conf, r_oedema, r_ratio = streams.lesions.spawn(6)
     base = sample_anatomy(streams.anatomy, **(anatomy_overrides or {}))
     if weeks is None:
         weeks = round(float(r_phase.uniform(*PHASE_WEEKS_WINDOW[phase or "none"])), 2)
@@ -232,8 +267,8 @@ def plan_case(
 
     ankylosed = grade == 4
     ref_anatomy = adjusted_anatomy(base, course, weeks, ankylosed)
-    lesions: list[LesionSpec] = []
     attempts = {"right": 0, "left": 0}
+    honoured: dict[str, tuple[list, list, SideCrop, list[Shape], MuscleMap]] = {}
     for side in SIDES:
         if not requested[side]:
             continue
@@ -254,6 +289,14 @@ def plan_case(
             if not plans:
                 continue
         attempts[side] = n
+        honoured[side] = (plans, geometries, crop, bones, muscle)
+    if len(honoured) == 2:
+        attempts[other] += _within_volume_ratio(r_ratio, honoured, index_side, other, requested[other])
+    lesions: list[LesionSpec] = []
+    for side in SIDES:
+        if side not in honoured:
+            continue
+        plans, geometries = honoured[side][:2]
         g_ref = linear_growth(weeks - onsets[side], course.half_time_weeks)
         for plan, geometry in zip(plans, geometries, strict=True):
             lesions.append(

@@ -25,7 +25,7 @@ from nmosim.phantoms.anatomy import HipLandmarks, build_anatomy
 from nmosim.phantoms.grading import SideGrade, grade_side
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import Structure
-from nmosim.phantoms.lesion_plans import ISLAND_CLEARANCE_MM, LesionPlan, draw_side
+from nmosim.phantoms.lesion_plans import ISLAND_CLEARANCE_MM, LesionPlan, draw_side, mass_room
 from nmosim.phantoms.ossification import (
     SINGLE_LOCATIONS,
     LesionGeometry,
@@ -41,6 +41,7 @@ from nmosim.phantoms.spec import AnatomySpec
 HONOUR_SPACING_MM = 1.5
 MAX_ATTEMPTS = 24
 MUSCLE_PATH_DRAWS = 3  # drawn layouts per side whose paths run through the muscle map
+MASS_TRIES = 3  # masses tried around a hip's main lesion, each half the last, until the grade holds
 # What a measurement on the honour grid must show of a spur's gap (mm) for grades II and III.
 GAP_ACCEPT_MM = {2: (12.5, math.inf), 3: (2.5, 8.0)}
 CROP_PAD_MM = 36.0  # crop around the lesions: holds every opposing bone nearer than the largest aim
@@ -267,3 +268,43 @@ def honour_other_side(
         return plans, geometries, spent + n
     requested[side] = 0
     return [], [], spent
+
+
+def side_volume_ml(
+    crop: SideCrop, side: str, geometries: list[LesionGeometry], plans: list[LesionPlan]
+) -> float:
+    """HO volume (ml) of ``side``'s lesions as measured on the crop, under the native parts."""
+    _, _, structures, grid = _measure(crop, side, geometries, plans)
+    ho = Structure.HO_RIGHT if side == "right" else Structure.HO_LEFT
+    return float((structures == ho).sum() * grid.voxel_volume_mm3 / 1000.0)
+
+
+def honour_mass(
+    crop: SideCrop,
+    bones: list[Shape],
+    side: str,
+    grade: int,
+    plans: list[LesionPlan],
+    muscle: MuscleMap,
+    volume_ml: float,
+) -> tuple[list[LesionGeometry] | None, int]:
+    """Give ``side``'s main lesion (``plans[0]``, honoured at ``grade``) a mature mass of about
+    ``volume_ml`` in the muscle around it, kept clear of the bone it must not reach
+    (:func:`~nmosim.phantoms.lesion_plans.mass_room`); the mass is halved until the measured grade
+    still holds, at most :data:`MASS_TRIES` times. Returns the new geometries, or None with the
+    plans unchanged, and the measurements spent. A bridge's mass is replaced, shared among bridges."""
+    main = plans[0]
+    bridges = [p for p in plans if p.attachment == "bridge"] if main.attachment == "bridge" else [main]
+    before = [(p.mass_ml, p.mass_room_mm) for p in bridges]
+    room = mass_room(main, bones, muscle)
+    for k in range(MASS_TRIES):
+        for p in bridges:
+            p.mass_ml, p.mass_room_mm = volume_ml / 2**k / len(bridges), room
+        right = [p.geometry(muscle) for p in plans]
+        geometries = right if side == "right" else [mirror(g) for g in right]
+        grade_obj, gaps, _, _ = _measure(crop, side, geometries, plans)
+        if _acceptable(grade_obj, grade, plans, gaps):
+            return geometries, k + 1
+    for p, (ml, r) in zip(bridges, before, strict=True):
+        p.mass_ml, p.mass_room_mm = ml, r
+    return None, MASS_TRIES

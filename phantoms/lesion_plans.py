@@ -49,10 +49,11 @@ class LesionPlan:
     target_gap: float | None = None
     length_mm: float = 1.0
     last: tuple[float, float] | None = None  # (u_end, gap) of the previous measurement
-    mass_ml: float = 0.0  # a bridge's mature mass in the muscle around it (needs a MuscleMap)
+    mass_ml: float = 0.0  # a mature mass in the muscle around the lesion (needs a MuscleMap)
+    mass_room_mm: np.ndarray | None = None  # per muscle-map point, the mass's largest lobe extent
 
     def geometry(self, muscle: MuscleMap | None = None) -> LesionGeometry:
-        """The lesion's shape (right-hip frame); a bridge with ``mass_ml`` gets its mass in ``muscle``."""
+        """The lesion's shape (right-hip frame); with ``mass_ml`` it gets a mass in ``muscle``."""
         rng = np.random.default_rng(self.shape_seed)
         if self.attachment == "island":
             seed = bezier(self.control, np.array([0.5 * (self.u_start + self.u_end)]))[0]
@@ -60,8 +61,30 @@ class LesionPlan:
             seed = self.control[0]
         geometry = lobulated_mass(rng, self.control, self.u_start, self.u_end, self.thickness, seed)
         if self.mass_ml > 0.0 and muscle is not None:
-            geometry = with_mass(geometry, mass_lobes(rng, muscle, self.control, 1000.0 * self.mass_ml))
+            lobes = mass_lobes(rng, muscle, self.control, 1000.0 * self.mass_ml, self.mass_room_mm)
+            geometry = with_mass(geometry, lobes)
         return geometry
+
+
+# A mass around a lesion that is not a bridge stays this much (mm) farther from the bone it must not
+# reach than the lesion's own aim: the spur, not its mass, sets the gap that grades the hip.
+MASS_MARGIN_MM = 3.0
+
+
+def mass_room(plan: LesionPlan, bones: list[Shape], muscle: MuscleMap) -> np.ndarray | None:
+    """Per point of ``muscle`` (C order), how far (mm) a mass lobe of ``plan`` may reach without
+    changing the hip's grade: an island's mass keeps clear of both bones (``bones`` = [pelvis,
+    femur], right-hip frame), a spur's of the opposing bone by its gap aim; None for a bridge."""
+    if plan.attachment == "bridge":
+        return None
+    pts = muscle.points()
+    if plan.attachment == "island":
+        clear = [bones[0], bones[1]]
+        keep = ISLAND_CLEARANCE_MM + MASS_MARGIN_MM
+    else:
+        clear = [bones[1] if plan.attachment == "pelvis" else bones[0]]
+        keep = float(plan.target_gap or 0.0) + MASS_MARGIN_MM
+    return np.min([b.sdf(pts) for b in clear], axis=0) - keep
 
 
 def _arc_length(control: np.ndarray, u0: float = 0.0, u1: float = 1.0) -> float:

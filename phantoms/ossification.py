@@ -344,6 +344,7 @@ def lobulated_mass(
 # each of a radius up to the muscle's depth at its centre (plus a little), until the volume is met.
 MASS_REACH_MM = 80.0
 MASS_LOBE_MM = (5.0, 14.0)  # lobe radius range
+LOBE_STRETCH = 1.15  # a lobe's longest semi-axis over its radius
 MASS_MIN_DEPTH_MM = 2.0  # lobe centres lie at least this deep in muscle
 MAX_MASS_LOBES = 1000
 MASS_FIELD_SPACING_MM = 1.0
@@ -353,16 +354,26 @@ MASS_COUNT_MARGIN = 1.1
 
 
 def mass_lobes(
-    rng: np.random.Generator, muscle: MuscleMap, control: np.ndarray, volume_mm3: float
+    rng: np.random.Generator,
+    muscle: MuscleMap,
+    control: np.ndarray,
+    volume_mm3: float,
+    room_mm: np.ndarray | None = None,
 ) -> tuple[Lobe, ...]:
     """Lobes of a mass of about ``volume_mm3`` (counted on the map, outside native parts) filling
     the muscle around the Bezier ``control`` outward from the path, with a random lobulation: a
-    mature ankylosing mass grows in the muscle planes and envelops its bridge (DOMAIN.md 1.5-1.6)."""
+    mature ankylosing mass grows in the muscle planes and envelops its bridge (DOMAIN.md 1.5-1.6).
+
+    ``room_mm``: per map point (the map's C order), the largest extent (mm) a lobe centred there may
+    have, e.g. its distance to a bone the mass must keep clear of; no limit when None. A lobe whose
+    room is under the smallest lobe radius is not placed."""
     pts = muscle.points()
     depth, free = muscle.depth.ravel(), ~muscle.blocked.ravel()
+    room = np.full(depth.size, np.inf) if room_mm is None else np.asarray(room_mm, float).ravel()
     path = bezier(control, np.linspace(0.05, 0.95, 64))
     dist, _ = cKDTree(path).query(pts, distance_upper_bound=MASS_REACH_MM)
-    idx = np.flatnonzero(np.isfinite(dist) & free & (depth >= MASS_MIN_DEPTH_MM))
+    roomy = room >= LOBE_STRETCH * MASS_LOBE_MM[0]
+    idx = np.flatnonzero(np.isfinite(dist) & free & (depth >= MASS_MIN_DEPTH_MM) & roomy)
     order = idx[np.argsort(dist[idx] * rng.uniform(0.7, 1.3, idx.size), kind="stable")]
     tree = cKDTree(pts)
     covered = np.zeros(depth.size, bool)
@@ -372,7 +383,8 @@ def mass_lobes(
         if covered[i]:
             continue
         r = float(np.clip(depth[i] + 1.5, *MASS_LOBE_MM))
-        radii = r * np.array([rng.uniform(1.0, 1.15), rng.uniform(0.85, 1.0), rng.uniform(0.7, 0.9)])
+        r = min(r, float(room[i]) / LOBE_STRETCH)
+        radii = r * np.array([rng.uniform(1.0, LOBE_STRETCH), rng.uniform(0.85, 1.0), rng.uniform(0.7, 0.9)])
         rotation = _frame(rng.normal(size=3), rng.uniform(0.0, np.pi))
         near = np.asarray(tree.query_ball_point(pts[i], float(radii.max())), int)
         inside = near[((((pts[near] - pts[i]) @ rotation) / radii) ** 2).sum(axis=1) <= 1.0]

@@ -177,6 +177,18 @@ def test_laterality_fixes_which_hips_have_ho(laterality):
         assert 1 <= grades[other].grade <= 2
 
 
+def test_bilateral_hips_keep_the_domain_volume_ratio():
+    """DOMAIN.md 2.3: bilateral HO has a volume ratio between the sides of 1:1 to 1:5, even when the
+    other hip is graded lower than an ankylosed one (a 100-400 ml mass on the dominant side)."""
+    phantom = build_case_phantom(np.random.default_rng(0), phase="d", laterality="bilateral_right")
+    grid, r = ho_crop(phantom, spacing_mm=2.0, pad_mm=8.0)
+    grades = grade_hips(r.structures, grid.spacing_mm, grid.origin_mm)
+    assert grades["right"].grade == 4 and 1 <= grades["left"].grade < 4  # the case this test is about
+    volumes = [(r.structures == label).sum() * grid.voxel_volume_mm3 / 1000.0 for label in HO]
+    assert min(volumes) > 0.0
+    assert max(volumes) / min(volumes) <= 5.0, volumes
+
+
 def test_laterality_is_drawn_at_domain_frequencies():
     """DOMAIN.md 2.3: P(bilateral | hip NHO) 0.3-0.5 in SCI."""
     rng = np.random.default_rng(0)
