@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nmosim.phantoms.shapes import EXACT_WITHIN_MM, Capsule, Ellipsoid, Offset, Shape, Union
-from nmosim.phantoms.skeleton import SIDES, Skeleton, skeleton
+from nmosim.phantoms.skeleton import SIDES, Skeleton, shaft_ring, skeleton
 from nmosim.phantoms.spec import AnatomySpec
 
 SKIN_MM = 2.0  # DOMAIN.md 3: dermis 1.5-3 mm
@@ -265,8 +265,7 @@ def _thigh(sk: Skeleton, side: str, s: float) -> Capsule:
     axis = axis / np.linalg.norm(axis)
     lesser = np.asarray(m[f"lesser_trochanter_{side}"], float)
     sx = 1.0 if side == "right" else -1.0
-    height = (femur - lesser) @ axis
-    ring = femur[np.abs(height - 40.0) < 8.0]
+    ring = shaft_ring(femur, lesser, axis)
     centre = ring.mean(axis=0) - ((ring.mean(axis=0) - lesser) @ axis) * axis  # on the lesser's plane
     shaft_r = float(np.mean(np.linalg.norm(ring - ring.mean(axis=0), axis=1)))
     centre = centre + np.array([-sx * THIGH_MEDIAL_SHIFT_MM * s, 0.0, 0.0])

@@ -124,11 +124,31 @@ def _pelvis_mesh(pelvis) -> TriangleMesh:
     )
 
 
+# The shaft is sampled in a slab 16 mm thick centred 40 mm below the lesser trochanter; in some
+# shapes the mesh's rows of vertices lie up to about 20 mm apart there and the slab holds too few
+# of them, and then it is centred on the nearest vertex farther down the shaft (narrower, not the
+# flare above).
+SHAFT_RING_MM = 40.0
+SHAFT_RING_HALF_MM = 8.0
+SHAFT_RING_MIN_VERTICES = 6  # about one row of the mesh
+
+
+def shaft_ring(vertices: np.ndarray, lesser: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """The femoral surface ``vertices`` (N, 3, mm) in a slab across the shaft about
+    :data:`SHAFT_RING_MM` below the lesser trochanter along the unit shaft ``axis``."""
+    height = (vertices - lesser) @ axis
+    ring = vertices[np.abs(height - SHAFT_RING_MM) < SHAFT_RING_HALF_MM]
+    if len(ring) >= SHAFT_RING_MIN_VERTICES:
+        return ring
+    centre = float(height[height >= SHAFT_RING_MM].min())
+    return vertices[np.abs(height - centre) < SHAFT_RING_HALF_MM]
+
+
 def _shaft_radius(femur: TriangleMesh, lesser: np.ndarray, axis: np.ndarray) -> float:
     """Mean outer radius (mm) of the shaft 40 mm below the lesser trochanter: the mean distance of
-    the surface vertices in a 16 mm slab there from their centroid (the shaft is near straight)."""
-    height = (femur.vertices - lesser) @ axis
-    ring = femur.vertices[np.abs(height - 40.0) < 8.0]
+    the surface vertices in a slab there (:func:`shaft_ring`) from their centroid (the shaft is
+    near straight)."""
+    ring = shaft_ring(femur.vertices, lesser, axis)
     ring = ring - ((ring - lesser) @ axis)[:, None] * axis  # onto one plane
     return float(np.mean(np.linalg.norm(ring - ring.mean(axis=0), axis=1)))
 

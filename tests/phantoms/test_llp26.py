@@ -268,3 +268,21 @@ def test_all_landmarks_are_present(mean_bones):
     # the greater trochanter tip is near the head centre's level and lateral to it (DOMAIN.md 3)
     assert abs(lm["greater_trochanter_right"][2] - lm["head_centre_right"][2]) < 25
     assert lm["lesser_trochanter_right"][2] < lm["head_centre_right"][2] - 30
+
+
+@pytest.mark.parametrize("seed", [39, 44])
+def test_shaft_is_measured_where_the_mesh_rows_lie_far_apart(seed):
+    """Shapes whose femoral mesh has no row of vertices 32-48 mm below the lesser trochanter still
+    get a shaft: a finite outer radius of an adult femur (DOMAIN.md 3: shaft diameter 25-32 mm, here
+    with room for the slab's taper) and a body envelope."""
+    from nmosim.phantoms.case_plan import CaseStreams
+    from nmosim.phantoms.envelope import lean_pieces
+    from nmosim.phantoms.skeleton import skeleton
+    from nmosim.phantoms.spec import sample_anatomy
+
+    spec = sample_anatomy(CaseStreams.spawned_from(np.random.default_rng(seed)).anatomy)
+    for side in ("right", "left"):
+        assert 11.0 <= skeleton(spec).landmarks[side].shaft_radius <= 18.0
+    for piece in lean_pieces(spec):
+        lo, hi = piece.bounds()
+        assert np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))
