@@ -15,8 +15,8 @@ The GP factors are those of a point isotropic source in an infinite medium: ever
 photon that could reach the point is counted. In the 32 cm phantom, 15 cm long and irradiated in
 a slab a few cm wide, less medium scatters, so the estimate is an upper bound that errs most at
 the centre: it gives a centre dose about equal to the peripheral one, where measured CTDI
-phantoms read about half (the linear ``1 + mu x`` used before gave under a third). The weighted
-CTDI is two thirds periphery, where the bound is closer.
+phantoms read clearly less at the centre (the linear ``1 + mu x`` used before gave under a
+third). The weighted CTDI is two thirds periphery, where the bound is closer.
 
 Dose and noise. The same fluence makes the image noise: :mod:`nmosim.simulate.ct` counts the
 photons per reading from spekpy's fluence per mAs at 1 m, the tube charge of one view, the
