@@ -1,10 +1,12 @@
 """Separate the sources of the fixed (noise-free) image texture, one setting changed at a time.
 
 Usage: python benchmarks/texture_sources.py [--seed 1] [--phase c] [--slices 3] [--threads N]
-    [--preset quick] [--cache FILE]
+    [--preset quick] [--cache FILE] [--qa-table]
 
-Prints, per configuration, the SD (HU) of noise-free scans in three regions:
-  qa     the uniform centre of the 200 mm QA phantom (:mod:`nmosim.simulate.qa_phantom`);
+Prints, per configuration, the SD (HU) of noise-free scans in these regions:
+  qa     the centre disc (40 mm) of the 200 mm QA phantom's insert section
+         (:mod:`nmosim.simulate.qa_phantom`), where the rods' streaks reach;
+  uniform the same disc in its uniformity section (water only), where qa.json measures noise;
   water  a 320 mm water cylinder within 120 mm of its axis;
   muscle muscle of the case at the femoral heads at least ``ERODE_MM`` from any other tissue
          (distance on the labels, supersampled 2), with the imaging maps as the case rasterizes
@@ -12,11 +14,17 @@ Prints, per configuration, the SD (HU) of noise-free scans in three regions:
          with bone as water of the same attenuation at the beam's effective energy ("mono bone":
          its contrast kept, its beam hardening gone) or as plain water ("no bone").
 The maps of the case are cached in ``--cache`` (an npz) so a rerun skips the phantom.
+
+``--qa-table``: instead, what makes the insert section's centre texture, one change at a time
+(bone inserts as water of equal attenuation at the beam's effective energy, no scatter, no
+bowtie, more views, sub-rays, leaving out the dense or the air rods, water only), SD in the 40 mm
+disc and in a 20 mm one.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -70,13 +78,62 @@ def _grid(row: np.ndarray):
     return Grid(tuple(int(v) for v in row[:3]), tuple(row[3:6]), tuple(row[6:9]))
 
 
-def qa_sd(p, threads) -> float:
-    phantom = qa_phantom.qa_phantom(200.0)
+CENTRE_MM = qa_phantom.uniform_radius_mm() - 5.0  # qa.json's centre disc
+
+
+def qa_sd(p, threads, phantom=None, mono_bone=False, radii=(CENTRE_MM,)):
+    """SD (HU) of a noise-free scan of ``phantom`` (default: the 200 mm QA phantom's insert
+    section) in centre discs of ``radii`` (mm); ``mono_bone``: bone basis as water of equal
+    attenuation at the beam's effective energy (no beam hardening from it)."""
+    phantom = qa_phantom.qa_phantom(200.0) if phantom is None else phantom
     w, b, fine, rec = qa_phantom.phantom_maps(phantom, p, ct.protocol_spectrum(p), 1)
+    if mono_bone:
+        w, b = _mono_bone(w, b, p)
     hu = ct.simulate_ct(w, b, fine, rec, p, None, threads=threads)[0]
-    mask = image_quality.disc_mask(hu.shape, rec.spacing_mm[0], (0.0, 0.0),
-                                   qa_phantom.uniform_radius_mm() - 5.0, rec.origin_mm[:2])  # fmt: skip
-    return float(hu[mask].std())
+    sds = []
+    for radius in radii:
+        mask = image_quality.disc_mask(hu.shape, rec.spacing_mm[0], (0.0, 0.0), radius, rec.origin_mm[:2])
+        sds.append(float(hu[mask].std()))
+    return sds[0] if len(sds) == 1 else sds
+
+
+def _mono_bone(water, bone, p):
+    spectrum = ct.protocol_spectrum(p)
+    energy = physics.effective_energy_kev(spectrum, water_cm=20.0)
+    mu_w, mu_b = (float(physics.linear_attenuation_per_cm(m, [energy])[0]) for m in physics.BASIS_MATERIALS)
+    return water + bone * np.float32(mu_b / mu_w), np.zeros_like(bone)
+
+
+def qa_table(preset: str, threads) -> None:
+    """The insert section's centre texture, one change at a time (see the module's docstring)."""
+    full = qa_phantom.qa_phantom(200.0)
+
+    def without(names):
+        return dataclasses.replace(full, inserts=tuple(i for i in full.inserts if i.name not in names))
+
+    dense = {"cortical_bone", "ho_mature_cortex"}
+    rows = {
+        "preset": ({}, full, False),
+        "bone inserts monochromatic": ({}, full, True),
+        "no scatter": ({"scatter": "none"}, full, False),
+        "no bowtie": ({"bowtie": "none"}, full, False),
+        "1440 views": ({"n_views": 1440}, full, False),
+        "imaging oversampling 4": ({"imaging_oversampling": 4}, full, False),
+        "focal 2 x cell 2": ({"focal_spot_samples": 2, "cell_samples": 2}, full, False),
+        "soft kernel": ({"kernel": "soft"}, full, False),
+        "no cortical, HO cortex": ({}, without(dense), False),
+        "no air rod": ({}, without({"air"}), False),
+        "no air, cortical, HO cortex": ({}, without(dense | {"air"}), False),
+        "water only (uniformity)": ({}, qa_phantom.uniformity_section(full), False),
+        "water only, 1440 views": ({"n_views": 1440}, qa_phantom.uniformity_section(full), False),
+    }
+    radii = (CENTRE_MM, 20.0)
+    print(f"preset {preset}; noise-free SD (HU) at the QA phantom's centre, one change at a time")
+    print(f"{'change':30s}{'r 40 mm':>10s}{'r 20 mm':>10s}   cpu s")
+    for name, (overrides, phantom, mono) in rows.items():
+        start = time.process_time()
+        sd40, sd20 = qa_sd(make_protocol(preset, **overrides), threads, phantom, mono, radii)
+        print(f"{name:30s}{sd40:10.2f}{sd20:10.2f}   {time.process_time() - start:5.1f}", flush=True)
 
 
 def water_sd(p, threads) -> float:
@@ -90,12 +147,7 @@ def muscle_sd(p, maps, kind, threads) -> float:
     if kind == "no bone":  # bone as water: neither its contrast nor its hardening
         water, bone = water + bone, np.zeros_like(bone)
     elif kind == "mono bone":  # bone as water of the same attenuation at the effective energy
-        spectrum = ct.protocol_spectrum(p)
-        energy = physics.effective_energy_kev(spectrum, water_cm=20.0)
-        mu_w, mu_b = (
-            float(physics.linear_attenuation_per_cm(m, [energy])[0]) for m in physics.BASIS_MATERIALS
-        )
-        water, bone = water + bone * np.float32(mu_b / mu_w), np.zeros_like(bone)
+        water, bone = _mono_bone(water, bone, p)
     hu = ct.simulate_ct(water, bone, _grid(maps["img"]), _grid(maps["rec"]), p, None, threads=threads)
     roi = maps["roi"]
     return float(np.mean([hu[i][roi[i]].std() for i in range(hu.shape[0])]))
@@ -110,8 +162,14 @@ def main() -> None:
     parser.add_argument("--preset", default="quick")
     parser.add_argument("--cache", default=None)
     parser.add_argument("--only", default=None, help="comma-separated configuration names")
-    parser.add_argument("--regions", default="qa,water,stepped,aa,mono bone,no bone")
+    parser.add_argument("--regions", default="qa,uniform,water,stepped,aa,mono bone,no bone")
+    parser.add_argument(
+        "--qa-table", action="store_true", help="the QA centre's sources, one change at a time"
+    )
     args = parser.parse_args()
+    if args.qa_table:
+        qa_table(args.preset, args.threads)
+        return
     maps = None
     configurations = {
         "preset": {},
@@ -134,6 +192,9 @@ def main() -> None:
         for region in regions:
             if region == "qa":
                 row.append(qa_sd(make_protocol(args.preset, **overrides), args.threads))
+            elif region == "uniform":
+                uniform = qa_phantom.uniformity_section(qa_phantom.qa_phantom(200.0))
+                row.append(qa_sd(make_protocol(args.preset, **overrides), args.threads, uniform))
             elif region == "water":
                 row.append(water_sd(make_protocol(args.preset, **overrides), args.threads))
             else:

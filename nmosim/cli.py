@@ -209,10 +209,13 @@ def _add_qa_parser(sub) -> None:
     qa = sub.add_parser(
         "qa",
         help="a CT quality-assurance phantom through the scanner: HU, noise, NPS, MTF, uniformity",
-        description="Scan a water cylinder with inserts (air, fat, acrylic, bone, mature HO) twice with "
-        "the protocol of nmosim case and write qa.json (HU per insert against the expected HU, noise SD, "
-        "NPS and its peak, MTF50/MTF10 from the air insert's edge, uniformity, the protocol) and "
-        "ct.nii.gz, ct_repeat.nii.gz (float32 HU, the two noise realizations).",
+        description="Scan a water cylinder's insert section (air, fat, acrylic, bone, mature HO) and its "
+        "water-only uniformity section twice each with the protocol of nmosim case, and the insert section "
+        "once more onto a small field of 0.35 mm pixels, and write qa.json (HU per insert against the "
+        "expected HU; noise SD, NPS and its peak, uniformity from the uniformity section; MTF50/MTF10 from "
+        "the air insert's edge at the protocol's pixel and on the fine field; the protocol) and ct.nii.gz, "
+        "ct_repeat.nii.gz, ct_uniformity.nii.gz, ct_uniformity_repeat.nii.gz, ct_targeted.nii.gz "
+        "(float32 HU).",
     )
     _add_scanner_options(qa)
     qa.add_argument(

@@ -1,9 +1,13 @@
-"""A CT quality-assurance phantom: a water cylinder with material inserts and a uniform centre, as
-water- and bone-basis maps on a protocol's imaging grid.
+"""A CT quality-assurance phantom: a water cylinder with an insert section and a uniformity
+section, as water- and bone-basis maps on a protocol's imaging grid.
 
-Layout (mm, patient frame, centred on the rotation axis): rods of ``INSERT_DIAMETER_MM`` on a ring
-of radius ``INSERT_RING_MM`` (air first, at 12 o'clock, then clockwise), a uniform water centre
-and water periphery. The air rod's rim is the edge for the MTF (a circular edge, AAPM Report 233).
+Layout (mm, patient frame, centred on the rotation axis). Insert section (at z = 0): rods of
+``INSERT_DIAMETER_MM`` on a ring of radius ``INSERT_RING_MM`` (air first, at 12 o'clock, then
+clockwise), water between and around them. The air rod's rim is the edge for the MTF (a circular
+edge, AAPM Report 233). Uniformity section (at z = ``UNIFORMITY_SECTION_Z_MM``): water only, for
+noise, NPS and uniformity, as CT QA phantoms measure them in a module of their own (ACR CT
+accreditation phantom module 3, Catphan CTP486): in the insert section the dense rods' streaks and
+shading reach the centre (several HU in a noise-free scan), which is no property of the noise.
 It builds maps only; scanning is :mod:`nmosim.simulate.ct`'s, measuring :mod:`.image_quality`'s.
 """
 
@@ -27,6 +31,9 @@ DIAMETERS_MM = (200.0, 320.0)  # head-size and body-size water cylinders (AAPM C
 INSERT_DIAMETER_MM = 20.0
 INSERT_RING_MM = 60.0
 EDGE_INSERT = "air"
+# Centre of the uniformity section along z (mm): one 40 mm module away from the insert section, as
+# the modules of the ACR CT accreditation phantom (each 40 mm long) follow one another.
+UNIFORMITY_SECTION_Z_MM = 40.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,11 @@ def qa_phantom(diameter_mm: float = DIAMETERS_MM[0]) -> QAPhantom:
     return QAPhantom(float(diameter_mm), tuple(inserts))
 
 
+def uniformity_section(phantom: QAPhantom) -> QAPhantom:
+    """The uniformity section of ``phantom``: its water cylinder without inserts."""
+    return QAPhantom(phantom.diameter_mm, ())
+
+
 def uniform_radius_mm() -> float:
     """Radius (mm) of the uniform water centre, inside the ring of inserts by 5 mm."""
     return INSERT_RING_MM - INSERT_DIAMETER_MM / 2.0 - 5.0
@@ -135,25 +147,32 @@ def phantom_maps(
     n_slices: int = 1,
     *,
     z_margin_mm: float = 0.0,
+    z_center_mm: float = 0.0,
     supersample: int = 4,
 ) -> tuple[np.ndarray, np.ndarray, Grid, Grid]:
     """Basis maps of the phantom (long along z) on the protocol's grids.
 
     Returns ``(water_map, bone_map, imaging_grid, recon_grid)`` as
     :func:`nmosim.simulate.ct.water_cylinder_maps` does: ``n_slices`` reconstructed slices centred
-    on z = 0, the phantom and imaging grid reaching ``z_margin_mm`` beyond them.
+    on z = ``z_center_mm`` (mm), the phantom and imaging grid reaching ``z_margin_mm`` beyond them.
     """
     if phantom.diameter_mm > 0.95 * protocol.recon_fov_mm:
         raise SpecError(f"the {phantom.diameter_mm:g} mm phantom does not fit the recon_fov_mm = "
                         f"{protocol.recon_fov_mm:g} field of view; give a larger one")  # fmt: skip
-    rec, fine = cylinder_grids(protocol, n_slices, z_margin_mm)
-    coef = material_basis([i.material for i in phantom.inserts], spectrum)
+    rec, fine = (_shifted(g, z_center_mm) for g in cylinder_grids(protocol, n_slices, z_margin_mm))
+    coef = material_basis([i.material for i in phantom.inserts], spectrum) if phantom.inserts else []
     water = _disc_fraction(fine, (0.0, 0.0), phantom.diameter_mm / 2.0, supersample)
     bone = np.zeros_like(water)
-    for insert, (a_w, a_b) in zip(phantom.inserts, coef, strict=True):
+    for insert, (a_w, a_b) in zip(phantom.inserts, coef, strict=True):  # none in a uniformity section
         part = _disc_fraction(fine, insert.center_xy_mm, insert.diameter_mm / 2.0, supersample)
         water += part * (a_w - 1.0)  # the rod replaces water
         bone += part * a_b
     shape = fine.shape
     return (np.broadcast_to(water.astype(np.float32), shape).copy(),
             np.broadcast_to(bone.astype(np.float32), shape).copy(), fine, rec)  # fmt: skip
+
+
+def _shifted(grid: Grid, dz_mm: float) -> Grid:
+    """``grid`` moved by ``dz_mm`` along z."""
+    ox, oy, oz = grid.origin_mm
+    return Grid(grid.shape, grid.spacing_mm, (ox, oy, oz + float(dz_mm)))

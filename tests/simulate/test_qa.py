@@ -103,6 +103,51 @@ def test_report_is_self_consistent(report):
     json.dumps(r, allow_nan=False)  # finite numbers only
 
 
+def test_noise_nps_and_uniformity_come_from_the_uniformity_section(report):
+    scan, r = report
+    # the uniformity section: the same cylinder without rods, one 40 mm module along z
+    assert scan.uniform_grid.shape == scan.grid.shape
+    dz = scan.uniform_grid.origin_mm[2] - scan.grid.origin_mm[2]
+    assert dz == pytest.approx(qa_phantom.UNIFORMITY_SECTION_Z_MM)
+    sections = r["phantom"]["sections"]
+    assert sections["uniformity"]["inserts"] == [] and len(r["phantom"]["inserts"]) == 7
+    assert r["noise"]["section"] == r["nps"]["section"] == r["uniformity"]["section"] == "uniformity"
+    # the noise-only SD of both sections agree (same water path at the centre); the image SD of
+    # the insert section carries the rods' streaks on top
+    uniform, inserts = r["noise"], r["insert_section"]
+    assert uniform["sd_noise_only_hu"] == pytest.approx(inserts["sd_noise_only_hu"], rel=0.15)
+    assert (
+        inserts["sd_hu"] ** 2 - inserts["sd_noise_only_hu"] ** 2
+        > uniform["sd_hu"] ** 2 - uniform["sd_noise_only_hu"] ** 2
+    )
+    # the report's noise is that of the uniformity images, measured here directly
+    x, y = scan.uniform_grid.voxel_centers_axis(0), scan.uniform_grid.voxel_centers_axis(1)
+    disc = np.hypot(x[None, :], y[:, None]) <= qa_phantom.uniform_radius_mm() - 5.0
+    assert scan.uniform_first[:, disc].std(ddof=1) == pytest.approx(uniform["sd_hu"], abs=2e-3)
+
+
+def test_targeted_reconstruction_measures_the_mtf_on_fine_pixels(report):
+    scan, r = report
+    grid = scan.targeted_grid
+    assert grid.spacing_mm[:2] == (qa.TARGETED_PIXEL_MM, qa.TARGETED_PIXEL_MM)
+    assert grid.shape[0] == scan.grid.shape[0] and grid.origin_mm[2] == scan.grid.origin_mm[2]
+    air = next(i for i in scan.phantom.inserts if i.name == "air")
+    centre = [grid.voxel_centers_axis(a).mean() for a in (0, 1)]
+    np.testing.assert_allclose(centre, air.center_xy_mm, atol=1e-6)
+    # the air rod reads air at the centre of the targeted field, water around it
+    mid = grid.shape[1] // 2
+    assert scan.targeted[:, mid - 2 : mid + 3, mid - 2 : mid + 3].mean() < -900.0
+    assert abs(scan.targeted[:, :8, :8].mean()) < 30.0
+    # quick's 1.2 mm bins at the iso-centre cap it: the finer pixel adds little, takes nothing away
+    targeted, display = r["mtf_targeted"], r["mtf"]
+    assert targeted["pixel_mm"] == qa.TARGETED_PIXEL_MM and display["pixel_mm"] == 1.5
+    assert display["mtf50_lp_mm"] <= targeted["mtf50_lp_mm"] < 0.5 / scan.protocol.iso_bin_width_mm
+    assert (
+        r["scanner"]["kernel_mtf_targeted"]["grid_limit_lp_mm"]
+        > r["scanner"]["kernel_mtf"]["grid_limit_lp_mm"]
+    )
+
+
 def test_noise_falls_as_one_over_root_mas():
     """Quantum noise only (no electronic noise), from paired differences of two realizations."""
     sd = {}
@@ -135,6 +180,9 @@ def test_kernels_order_in_mtf50_and_noise_on_the_clinical_grid():
     assert measured["bone"][2]["mtf"]["peak_mtf"] > 1.03  # edge enhancement survives the grid
     for kernel, (m50, _, r) in measured.items():
         assert m50 == pytest.approx(r["scanner"]["kernel_mtf"]["effective_mtf50_lp_mm"], rel=0.1), kernel
+    # the 0.75 mm pixel holds the bone kernel below DOMAIN.md 4.4's 0.6-0.9 lp/mm, the targeted field not
+    bone = measured["bone"][2]
+    assert bone["mtf"]["mtf50_lp_mm"] < 0.6 <= bone["mtf_targeted"]["mtf50_lp_mm"] <= 0.9
 
 
 def _run(out: Path, *extra: str) -> int:
@@ -144,7 +192,9 @@ def _run(out: Path, *extra: str) -> int:
 def test_cli_writes_the_qa_folder_and_repeats_byte_for_byte(tmp_path, capsys):
     assert _run(tmp_path / "a") == 0
     folder = tmp_path / "a"
-    assert {p.name for p in folder.iterdir()} >= {"qa.json", "ct.nii.gz", "ct_repeat.nii.gz", ".nmosim"}
+    images = {"ct.nii.gz", "ct_repeat.nii.gz", "ct_uniformity.nii.gz", "ct_uniformity_repeat.nii.gz",
+              "ct_targeted.nii.gz"}  # fmt: skip
+    assert {p.name for p in folder.iterdir()} >= {"qa.json", ".nmosim", *images}
     assert read_marker(folder)["kind"] == "qa"
     report = json.loads((folder / "qa.json").read_text())
     assert report["scanner"]["n_views"] == 240 and report["scanner"]["preset"] == "quick"
@@ -152,7 +202,8 @@ def test_cli_writes_the_qa_folder_and_repeats_byte_for_byte(tmp_path, capsys):
     assert ct_volume.data.dtype == np.float32 and ct_volume.data.shape[0] == 1
     assert ct_volume.spacing_zyx_mm == pytest.approx((1.5, 1.5, 1.5))
     assert _run(tmp_path / "b") == 0
-    for name in ("qa.json", "ct.nii.gz", "ct_repeat.nii.gz"):
+    assert report["format"] == qa.QA_FORMAT == 2
+    for name in ("qa.json", *images):
         assert (folder / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     assert _run(folder) == 2  # exists: refused without --overwrite
     assert "--overwrite" in capsys.readouterr().err
