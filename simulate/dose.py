@@ -6,17 +6,10 @@ full rotation of the protocol's tube charge, the primary photons that reach it (
 fluence per mAs at 1 m, inverse square from the focal spot, the bowtie's aluminium along that
 ray, the PMMA in front of the point) times their energy and PMMA's mass energy-absorption
 coefficient (xraylib, Hubbell and Seltzer tables; BSD licence), times a buildup factor for the
-scattered photons: the geometric-progression (GP) fit of the water buildup factors of
-ANSI/ANS-6.4.3-1991 at the ray's energy and depth in mean free paths (:func:`buildup_factor`).
-The beam profile along z is taken as ideal, its width that of the detector rows, so CTDI100 is
-the dose on the plane of the beam (no over-beaming).
-
-The GP factors are those of a point isotropic source in an infinite medium: every scattered
-photon that could reach the point is counted. In the 32 cm phantom, 15 cm long and irradiated in
-a slab a few cm wide, less medium scatters, so the estimate is an upper bound that errs most at
-the centre: it gives a centre dose about equal to the peripheral one, where measured CTDI
-phantoms read clearly less at the centre (the linear ``1 + mu x`` used before gave under a
-third). The weighted CTDI is two thirds periphery, where the bound is closer.
+scattered photons, ``B = 1 + mu x`` (the linear form of a low-Z buildup factor; an
+approximation, see ``BUILDUP``). The beam profile along z is taken as ideal, its width that of
+the detector rows, so CTDI100 is the dose on the plane of the beam (no over-beaming, no scatter
+tails beyond the beam).
 
 Dose and noise. The same fluence makes the image noise: :mod:`nmosim.simulate.ct` counts the
 photons per reading from spekpy's fluence per mAs at 1 m, the tube charge of one view, the
@@ -45,46 +38,8 @@ PMMA = Material("pmma", 1.19, {"H": 0.080538, "C": 0.599848, "O": 0.319614})
 PHANTOM_RADIUS_MM = 160.0  # body phantom
 PERIPHERY_DEPTH_MM = 10.0  # peripheral chamber holes 1 cm below the surface
 N_ANGLES = 360
+BUILDUP = 1.0  # B = 1 + BUILDUP * mu * x
 _KEV_TO_J = 1.602176634e-16
-
-# Geometric-progression fit of the exposure buildup factors of water for a point isotropic source
-# in an infinite medium: ANSI/ANS-6.4.3-1991, "Gamma-ray attenuation coefficients and buildup
-# factors for engineering materials" (American Nuclear Society; GP form of Harima et al., Nucl.
-# Sci. Eng. 94 (1986) 24-35), water, 15-150 keV. Columns: energy (keV), b, c, a, X_k, d. Water
-# stands for PMMA (both low-Z: effective Z 7.4 and 6.5) with the depth in PMMA's own mean free
-# paths. Exposure stands for energy absorption: water's mass energy-absorption coefficient over
-# air's is 1.01-1.05 from 20 to 150 keV, so the two buildup factors of water differ by a few per
-# cent. Published data of a standard, quoted for the numbers.
-_GP_WATER = np.array([
-    [15.0, 1.182, 0.463, 0.175, 14.23, -0.0908],
-    [20.0, 1.427, 0.549, 0.143, 14.86, -0.0707],
-    [30.0, 2.335, 0.736, 0.087, 13.28, -0.0419],
-    [40.0, 3.477, 1.117, -0.019, 11.67, 0.0026],
-    [50.0, 4.461, 1.457, -0.084, 13.62, 0.0341],
-    [60.0, 4.983, 1.730, -0.126, 13.64, 0.0561],
-    [80.0, 5.059, 2.059, -0.168, 13.67, 0.0770],
-    [100.0, 4.663, 2.221, -0.186, 13.33, 0.0826],
-    [150.0, 3.897, 2.242, -0.185, 14.19, 0.0777],
-])  # fmt: skip
-
-
-def buildup_factor(energies_kev: np.ndarray, mfp: np.ndarray) -> np.ndarray:
-    """GP buildup factor of water (dimensionless, >= 1) at ``energies_kev`` (keV, last axis) and
-    depths ``mfp`` (mean free paths, broadcast against the energies).
-
-    ``B = 1 + (b - 1)(K**x - 1)/(K - 1)`` (``1 + (b - 1) x`` where ``K = 1``) with
-    ``K = c x**a + d (tanh(x/X_k - 2) - tanh(-2)) / (1 - tanh(-2))``; the parameters are
-    interpolated linearly in energy in :data:`_GP_WATER` (held at its ends outside 15-150 keV).
-    """
-    e = np.asarray(energies_kev, dtype=float)
-    x = np.maximum(np.asarray(mfp, dtype=float), 0.0)
-    b, c, a, x_k, d = (np.interp(e, _GP_WATER[:, 0], _GP_WATER[:, i]) for i in range(1, 6))
-    k = c * np.power(np.maximum(x, 1e-12), a) + d * (np.tanh(x / x_k - 2.0) - np.tanh(-2.0)) / (
-        1.0 - np.tanh(-2.0)
-    )
-    near_one = np.abs(k - 1.0) < 1e-6
-    geometric = (np.power(k, x) - 1.0) / np.where(near_one, 1.0, k - 1.0)
-    return 1.0 + (b - 1.0) * np.where(near_one, x, geometric)
 
 
 def mass_energy_absorption_cm2_g(material: Material, energies_kev: np.ndarray) -> np.ndarray:
@@ -130,7 +85,7 @@ def _point_dose(protocol: ScannerProtocol, point_mm: tuple[float, float]) -> flo
     mas_per_angle = protocol.mas / N_ANGLES
     fluence = photons[None, :] * mas_per_angle * (1000.0 / distance[:, None]) ** 2  # per mm2
     mux = mu_pmma[None, :] * depth[:, None]
-    fluence = fluence * np.exp(-mu_al[None, :] * al[:, None] - mux) * buildup_factor(energies[None, :], mux)
+    fluence = fluence * np.exp(-mu_al[None, :] * al[:, None] - mux) * (1.0 + BUILDUP * mux)
     return float((fluence * absorbed[None, :]).sum() * 1000.0)  # mGy
 
 

@@ -187,11 +187,10 @@ def test_ctdi_vol_scales_with_mas_and_inverse_pitch():
         make_protocol("quick", mas=100.0, geometry="helical", pitch=0.5)
     ) == pytest.approx(2 * helical, rel=1e-9)
     # DOMAIN.md 4.3: abdomen-pelvis CTDIvol 10-20 mGy at 150-250 mAs; the body phantom's centre
-    # receives no more than its periphery (the infinite-medium buildup of simulate/dose.py brings
-    # it close to the periphery; measured phantoms read clearly less)
+    # receives less than its periphery
     assert 3.0 < base < 12.0
     p = make_protocol("quick")
-    assert dose.point_dose_mgy(p, (0.0, 0.0)) < 1.05 * dose.point_dose_mgy(p, (0.0, 150.0))
+    assert dose.point_dose_mgy(p, (0.0, 0.0)) < dose.point_dose_mgy(p, (0.0, 150.0))
     assert "ctdi_vol_mgy" in p.to_dict()
 
 
