@@ -400,9 +400,13 @@ class MuscleField:
     B of another group, inside the lean body and out of the cavities (but for the belly of the
     muscles that line them). As a field, negative inside (mm):
 
-        f_A = max(d_A - R_A, min((e_A - e_B + plane) / 2, R_B - d_B), cavity_A)
+        f_A = max(d_A - R_A, min((e_A - e_B + w) / 2, R_B + plane - d_B), cavity_A, bar_A)
 
-    and the union is min(f_A, f_B) raised to the lean body's distance, clamped to
+    with w = plane times the chord of half the angle between the directions from the two paths
+    (a fat plane ``plane`` wide however they meet) and bar_A the largest R_j + plane - d_j of the
+    muscles nearer than A in e that no longer compete (a plane at the end of their reach, and a
+    field continuous as they leave the competition). The union is min(f_A, f_2), f_2 the same
+    bar for the next muscle A2, raised to the lean body's distance and clamped to
     +-FIELD_CLAMP_MM. It is sampled once, every LATTICE_MM over the lean body within
     ``z_range_mm``, and read by interpolation (:class:`SampledField`); beyond that range
     there is no muscle.
@@ -499,36 +503,51 @@ class MuscleField:
         col = (slice(None),) + (None,) * len(shape)
         beyond = dist - self.reaches[order].astype(np.float32)[col]  # d - R
         outside = np.minimum(beyond.min(axis=0), np.float32(FIELD_CLAMP_MM))
-        e = np.where(beyond <= plane, dist - self.radii[order].astype(np.float32)[col], inf)
-        # A: the nearest muscle; B: the nearest of another group
+        weighted = dist - self.radii[order].astype(np.float32)[col]  # e, within reach or not
+        e = np.where(beyond <= plane, weighted, inf)  # e of the muscles that compete
+        # A: the nearest muscle; A2: the next (any group); B: the nearest of another group than A
         k_a = np.argmin(e, axis=0)[None]
         e_a = np.take_along_axis(e, k_a, axis=0)[0]
+        rest = e.copy()
+        np.put_along_axis(rest, k_a, inf, axis=0)
+        k_2 = np.argmin(rest, axis=0)[None]
+        e_2 = np.take_along_axis(rest, k_2, axis=0)[0]
         group = self.group_ids[order]
-        e[group[col] == group[k_a]] = inf
-        k_b = np.argmin(e, axis=0)[None]
-        e_b = np.take_along_axis(e, k_b, axis=0)[0]
-        x_a, x_b = (np.take_along_axis(beyond, k, axis=0)[0] for k in (k_a, k_b))
-        d_a, d_b = (np.take_along_axis(dist, k, axis=0)[0] for k in (k_a, k_b))
-        k_a, k_b = k_a[0], k_b[0]
+        rest[group[col] == group[k_a]] = inf
+        k_b = np.argmin(rest, axis=0)[None]
+        e_b = np.take_along_axis(rest, k_b, axis=0)[0]
+        x_a, x_2, x_b = (np.take_along_axis(beyond, k, axis=0)[0] for k in (k_a, k_2, k_b))
+        d_a, d_2 = (np.take_along_axis(dist, k, axis=0)[0] for k in (k_a, k_2))
+        w_a, w_2 = (np.take_along_axis(weighted, k, axis=0)[0] for k in (k_a, k_2))
+        k_a, k_2, k_b = k_a[0], k_2[0], k_b[0]
         core = (CAVITY_CORE_RADII * self.radii[order]).astype(np.float32)
         lining = self.in_cavity[order]
         # Out of the cavities, but for the belly of the muscles that line them.
         c_a = np.where(lining[k_a], np.minimum(-cav, d_a - core[k_a]), -cav)
-        c_b = np.where(lining[k_b], np.minimum(-cav, d_b - core[k_b]), -cav)
+        c_2 = np.where(lining[k_2], np.minimum(-cav, d_2 - core[k_2]), -cav)
         x_b = np.where(np.isfinite(e_b), x_b, inf)
+        # A muscle nearer (in e) than A or A2 but beyond its reach and a plane does not compete:
+        # it bars them up to that limit, plane - (d - R), which keeps the field continuous as
+        # muscles leave the competition (for A2, A itself bars it wherever A competes).
+        slack = plane - beyond
+        bar_a = np.where(weighted < w_a, slack, -inf).max(axis=0)
+        bar_2 = np.where(weighted < w_2, slack, -inf).max(axis=0)
         # The plane, in e, is ``plane`` times half the angle's chord between the directions from
         # the two paths: e_B - e_A grows across the bisector at that chord's rate, so the fat plane
-        # is ``plane`` wide however the muscles meet.
+        # is ``plane`` wide however the muscles meet. B bars A up to its own limit, plane - (d - R).
         v_a = np.take_along_axis(vec, k_a[None, None], axis=0)[0]
         v_b = np.take_along_axis(vec, k_b[None, None], axis=0)[0]
+        d_b = np.take_along_axis(dist, k_b[None], axis=0)[0]
         cos = np.einsum("i...,i...->...", v_a, v_b) / np.maximum(d_a * d_b, np.float32(1e-6))
         chord = np.sqrt(np.clip(0.5 - 0.5 * cos, 0.0, 1.0))
         with np.errstate(invalid="ignore"):
             width = plane * chord
-            f_a = np.maximum(np.maximum(x_a, np.minimum(0.5 * (e_a - e_b + width), -x_b)), c_a)
-            f_b = np.maximum(np.maximum(x_b, np.minimum(0.5 * (e_b - e_a + width), -x_a)), c_b)
+            f_a = np.maximum(np.maximum(x_a, np.minimum(0.5 * (e_a - e_b + width), plane - x_b)), c_a)
+            f_a = np.maximum(f_a, bar_a)
+            f_2 = np.maximum(np.maximum(x_2, c_2), bar_2)
+            f_2 = np.where(np.isfinite(e_2), f_2, inf)
             held = np.isfinite(e_a)
-            out = np.where(held, np.minimum(f_a, f_b), outside)
+            out = np.where(held, np.minimum(f_a, f_2), outside)
         label = np.where(held, order[k_a], -1).astype(np.int8)
         out = np.clip(np.maximum(out, lean), -FIELD_CLAMP_MM, FIELD_CLAMP_MM).astype(np.float32)
         return out, label
@@ -537,7 +556,8 @@ class MuscleField:
         """Per cube (centre, half-diagonal, mm): the muscles that may set the field in it. A
         muscle farther than its reach plus the clamp changes nothing; nor does one whose weighted
         distance exceeds, all over the cube, that of two other groups' muscles in reach there; nor
-        one out of reach all over the cube where another is in reach all over it."""
+        one farther than its reach, a plane and REFINE_MM all over the cube where another is in
+        reach all over it."""
         starts = np.vstack([p[:-1] for p in self.paths])
         dirs = np.vstack([np.diff(p, axis=0) for p in self.paths])
         owner = np.concatenate([np.full(len(p) - 1, i) for i, p in enumerate(self.paths)])
@@ -559,8 +579,10 @@ class MuscleField:
             by_group[:, g] = np.minimum(by_group[:, g], e_hi[:, j])
         second = np.sort(by_group, axis=1)[:, 1]
         # Beyond its reach (plus a plane) all over the cube, a muscle only sets the field where no
-        # muscle is within reach: nowhere, when one surely is.
-        some = d_lo <= self.reaches + self.plane_mm
+        # muscle is within reach, or bars a muscle farther in e by plane - (d - R): deeper than
+        # REFINE_MM, where the sign and the refinement no longer depend on it, when it lies that
+        # much farther still.
+        some = d_lo <= self.reaches + self.plane_mm + REFINE_MM
         keep = (some & (d_lo - self.radii <= second[:, None])) | (near & ~sure.any(axis=1)[:, None])
         return [np.flatnonzero(row) for row in keep]
 
