@@ -42,8 +42,9 @@ from nmosim.phantoms.skeleton import SCENE_Z_MM
 
 SIDES = ("right", "left")
 # Width of the fat planes between neighbouring muscles (mm): 1-2 mm of intermuscular fat; wider
-# than the lattice step (LATTICE_MM), so that sampling never loses one.
-FAT_PLANE_MM = 1.75
+# than the lattice step (LATTICE_MM), so that sampling never loses one. 1.6 mm leaves the healthy
+# proximal thigh at least half muscle under the fitted lean body (1.75 mm left 49.7 %).
+FAT_PLANE_MM = 1.6
 # Reach of a muscle around its path, in radii of its PCSA circle: far enough that healthy
 # muscles fill the space between bone and subcutaneous fat, near enough that atrophy (smaller
 # radii) leaves fat between them (DOMAIN.md 2.8).
@@ -327,50 +328,49 @@ def sampled_field(values: np.ndarray, origin_mm: np.ndarray, step_mm: float) -> 
     return SampledField(v, origin, float(step_mm), near, far, lower, upper)
 
 
-def _polyline_distance(
-    x: np.ndarray, y: np.ndarray, z: np.ndarray, path: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Distance (mm, float32 [z, y, x]) from the lattice of axes ``x``, ``y``, ``z`` (mm) to
-    ``path``, and the vectors (3, z, y, x) from the nearest path points."""
-    best = q = None
-    for a, b in zip(path[:-1], path[1:], strict=True):
+def _segment_sweep(ax, ay, az, path: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distance (mm, float32) to the polyline ``path`` of the points whose offsets from its first
+    point are ``ax``, ``ay``, ``az`` (float32, broadcast together), with the index (int8) of the
+    nearest segment and the position ``t`` (0 to 1) of the nearest point along it."""
+    best = seg = where = None
+    r2 = ax * ax + ay * ay + az * az
+    start = path[0]
+    for k, (a, b) in enumerate(zip(path[:-1], path[1:], strict=True)):
         ab = (b - a).astype(np.float32)
-        dd = float(ab @ ab)
-        ax, ay, az = (np.asarray(c - s, np.float32) for c, s in zip((x, y, z), a, strict=True))
-        tn = az[:, None, None] * ab[2] + (ay * ab[1])[None, :, None] + (ax * ab[0])[None, None, :]
-        t = np.clip(tn * np.float32(1.0 / max(dd, 1e-12)), 0.0, 1.0)
-        v = np.stack(
-            [ax[None, None, :] - t * ab[0], ay[None, :, None] - t * ab[1], az[:, None, None] - t * ab[2]]
-        )
-        d2 = np.einsum("i...,i...->...", v, v)
+        dd = np.float32(max(float(ab @ ab), 1e-12))
+        sx, sy, sz = (a - start).astype(np.float32)
+        # |p - a - t ab|^2 = |p - a|^2 - t (2 (p - a).ab - t |ab|^2), t clipped to the segment
+        if k == 0:
+            tn, rel2 = ax * ab[0] + ay * ab[1] + az * ab[2], r2
+        else:
+            bx, by, bz = ax - sx, ay - sy, az - sz
+            tn, rel2 = bx * ab[0] + by * ab[1] + bz * ab[2], bx * bx + by * by + bz * bz
+        t = np.clip(tn * (np.float32(1.0) / dd), 0.0, 1.0)
+        d2 = rel2 - t * (np.float32(2.0) * tn - t * dd)
         if best is None:
-            best, q = d2, v
+            best, seg, where = d2, np.zeros(d2.shape, np.int8), t
         else:
             closer = d2 < best
             best = np.where(closer, d2, best)
-            q = np.where(closer, v, q)
-    return np.sqrt(best), q
+            seg = np.where(closer, np.int8(k), seg)
+            where = np.where(closer, t, where)
+    return np.sqrt(np.maximum(best, 0.0)), seg, where
 
 
-def _point_distance(points: np.ndarray, path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distance (mm, float32) from each of ``points`` (N, 3) to the polyline ``path``, and the
-    vectors (3, N) from the nearest path points."""
-    p = points.astype(np.float32)
-    best = q = None
-    for a, b in zip(path[:-1], path[1:], strict=True):
-        ab = (b - a).astype(np.float32)
-        dd = float(ab @ ab)
-        rel = p - a.astype(np.float32)
-        t = np.clip(rel @ ab * np.float32(1.0 / max(dd, 1e-12)), 0.0, 1.0)
-        rel -= t[:, None] * ab
-        d2 = np.einsum("ij,ij->i", rel, rel)
-        if best is None:
-            best, q = d2, rel.T
-        else:
-            closer = d2 < best
-            best = np.where(closer, d2, best)
-            q = np.where(closer, rel.T, q)
-    return np.sqrt(best), q
+def _polyline_distance(x: np.ndarray, y: np.ndarray, z: np.ndarray, path: np.ndarray):
+    """:func:`_segment_sweep` on the lattice of axes ``x``, ``y``, ``z`` (mm), arrays [z, y, x]."""
+    a = path[0]
+    ax = np.asarray(x - a[0], np.float32)[None, None, :]
+    ay = np.asarray(y - a[1], np.float32)[None, :, None]
+    az = np.asarray(z - a[2], np.float32)[:, None, None]
+    shape = (az.shape[0], ay.shape[1], ax.shape[2])
+    return tuple(np.broadcast_to(v, shape) for v in _segment_sweep(ax, ay, az, path))
+
+
+def _point_distance(points: np.ndarray, path: np.ndarray):
+    """:func:`_segment_sweep` at ``points`` (N, 3) (mm)."""
+    rel = (points - path[0]).astype(np.float32)
+    return _segment_sweep(rel[:, 0], rel[:, 1], rel[:, 2], path)
 
 
 def _interpolate(values: np.ndarray, origin: np.ndarray, step: float, axes) -> np.ndarray:
@@ -472,7 +472,12 @@ class MuscleField:
         none is within reach) on the lattice of axes ``x``, ``y``, ``z`` (mm), from ``muscles``
         (indices; default all)."""
         lean, cav = self._envelope(x, y, z)
-        return self._rule(lean, cav, muscles, lambda path: _polyline_distance(x, y, z, path))
+        coords = (
+            np.asarray(x, np.float32)[None, None, :],
+            np.asarray(y, np.float32)[None, :, None],
+            np.asarray(z, np.float32)[:, None, None],
+        )
+        return self._rule(lean, cav, muscles, lambda path: _polyline_distance(x, y, z, path), coords)
 
     def point_field(self, points: np.ndarray, muscles=None) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`lattice_field` at ``points`` (N, 3) (mm)."""
@@ -483,9 +488,15 @@ class MuscleField:
         u = ((pts - lo) / ENVELOPE_MM)[:, ::-1].T
         lean = ndimage.map_coordinates(lean, u, order=1, mode="nearest").astype(np.float32)
         cav = ndimage.map_coordinates(cavity, u, order=1, mode="nearest").astype(np.float32)
-        return self._rule(lean, cav, muscles, lambda path: _point_distance(pts, path))
+        coords = tuple(pts[:, a].astype(np.float32) for a in range(3))
+        return self._rule(lean, cav, muscles, lambda path: _point_distance(pts, path), coords)
 
-    def _rule(self, lean: np.ndarray, cav: np.ndarray, muscles, distance) -> tuple[np.ndarray, np.ndarray]:
+    def _rule(
+        self, lean: np.ndarray, cav: np.ndarray, muscles, distance, coords
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The field and nearest muscle from ``distance`` (path -> distance, nearest segment and
+        position along it) at the points of ``coords`` (x, y, z, float32, broadcast to
+        ``lean.shape``), given the lean body's and the cavities' distances there."""
         shape = lean.shape
         if lean.min() >= FIELD_CLAMP_MM:  # out of the lean body
             return np.full(shape, np.float32(FIELD_CLAMP_MM)), np.full(shape, -1, np.int8)
@@ -497,9 +508,10 @@ class MuscleField:
         inf = np.float32(np.inf)
         plane = np.float32(self.plane_mm)
         dist = np.empty((order.size, *shape), np.float32)
-        vec = np.empty((order.size, 3, *shape), np.float32)
+        seg = np.empty((order.size, *shape), np.int8)
+        along = np.empty((order.size, *shape), np.float32)
         for k, j in enumerate(order):
-            dist[k], vec[k] = distance(self.paths[j])
+            dist[k], seg[k], along[k] = distance(self.paths[j])
         col = (slice(None),) + (None,) * len(shape)
         beyond = dist - self.reaches[order].astype(np.float32)[col]  # d - R
         outside = np.minimum(beyond.min(axis=0), np.float32(FIELD_CLAMP_MM))
@@ -535,10 +547,8 @@ class MuscleField:
         # The plane, in e, is ``plane`` times half the angle's chord between the directions from
         # the two paths: e_B - e_A grows across the bisector at that chord's rate, so the fat plane
         # is ``plane`` wide however the muscles meet. B bars A up to its own limit, plane - (d - R).
-        v_a = np.take_along_axis(vec, k_a[None, None], axis=0)[0]
-        v_b = np.take_along_axis(vec, k_b[None, None], axis=0)[0]
         d_b = np.take_along_axis(dist, k_b[None], axis=0)[0]
-        cos = np.einsum("i...,i...->...", v_a, v_b) / np.maximum(d_a * d_b, np.float32(1e-6))
+        cos = self._dot(order, seg, along, coords, k_a, k_b) / np.maximum(d_a * d_b, np.float32(1e-6))
         chord = np.sqrt(np.clip(0.5 - 0.5 * cos, 0.0, 1.0))
         with np.errstate(invalid="ignore"):
             width = plane * chord
@@ -551,6 +561,27 @@ class MuscleField:
         label = np.where(held, order[k_a], -1).astype(np.int8)
         out = np.clip(np.maximum(out, lean), -FIELD_CLAMP_MM, FIELD_CLAMP_MM).astype(np.float32)
         return out, label
+
+    def _dot(self, order, seg, along, coords, k_a, k_b) -> np.ndarray:
+        """(p - q_A) . (p - q_B) at the points ``coords``, q the nearest points of the paths of
+        muscles ``order[k_a]`` and ``order[k_b]`` (their segments ``seg`` and positions ``along``)."""
+        n = max(len(self.paths[j]) for j in order) - 1
+        starts = np.zeros((order.size, n, 3), np.float32)
+        steps = np.zeros((order.size, n, 3), np.float32)
+        for k, j in enumerate(order):
+            path = self.paths[j]
+            starts[k, : len(path) - 1] = path[:-1]
+            steps[k, : len(path) - 1] = np.diff(path, axis=0)
+        feet = []
+        for k in (k_a, k_b):
+            s = np.take_along_axis(seg, k[None], axis=0)[0]
+            t = np.take_along_axis(along, k[None], axis=0)[0]
+            feet.append((starts[k, s], steps[k, s], t))
+        out = np.zeros(k_a.shape, np.float32)
+        for c in range(3):
+            (sa, da, ta), (sb, db, tb) = feet
+            out += (coords[c] - sa[..., c] - ta * da[..., c]) * (coords[c] - sb[..., c] - tb * db[..., c])
+        return out
 
     def _relevant(self, centres: np.ndarray, half: np.ndarray) -> list[np.ndarray]:
         """Per cube (centre, half-diagonal, mm): the muscles that may set the field in it. A
