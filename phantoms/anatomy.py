@@ -150,9 +150,11 @@ def shaft_canal_shape(spec: AnatomySpec, femur: Shape, lm: HipLandmarks) -> Shap
 # ----------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4)
 def muscle_field_for(spec: AnatomySpec) -> MuscleField:
     """Gait2392's muscles of both hips registered to the bone model's landmarks, inside the lean
-    body and sized by ``spec.muscle_bulk`` (:mod:`nmosim.phantoms.muscles`)."""
+    body and sized by ``spec.muscle_bulk`` (:mod:`nmosim.phantoms.muscles`); one per anatomy, so
+    that its field is sampled once."""
     return muscle_field(skeleton(spec).bones.landmarks, lean_shape(spec), spec.muscle_bulk)
 
 

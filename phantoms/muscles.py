@@ -5,10 +5,14 @@ generator. Patient frame RAS+ in mm (DESIGN.md 2): +x toward the patient's right
 x > 0), +y anterior, +z superior, origin midway between the femoral head centres.
 
 Each muscle owns the part of the lean body (inside the subcutaneous fat) that is nearer to its
-belly than to any other, nearness measured from a tube of its PCSA's radius (an additively
-weighted Voronoi rule), within a reach of its path that grows with its size, and outside the
-pelvic and abdominal cavities unless it lines them (iliacus, psoas, obturator internus). Thin fat
-planes separate neighbours.
+belly than to any other muscle within reach there, nearness measured from a tube of its PCSA's
+radius (an additively weighted Voronoi rule), within a reach of its path that grows with its size,
+and outside the pelvic and abdominal cavities unless it lines them (iliacus, psoas, obturator
+internus). Fat planes FAT_PLANE_MM wide separate neighbours of different muscles.
+
+The rule is evaluated once per anatomy on a lattice (:meth:`MuscleField.sampled`) and read by
+trilinear interpolation with distance bounds taken from the samples (:class:`SampledField`): the
+volumes are those of the interpolated field, the same for every grid they are rasterized on.
 
 The scene builder replaces its hand-placed tubes with::
 
@@ -21,19 +25,26 @@ painted after the body and before lesions, vessels, nerves, joint spaces and bon
 from __future__ import annotations
 
 import functools
+import os
+import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from nmosim.phantoms import gait2392 as g
 from nmosim.phantoms.labels import Structure, Tissue
 from nmosim.phantoms.rasterize import Part
 from nmosim.phantoms.shapes import Ellipsoid, Shape, Union
+from nmosim.phantoms.skeleton import SCENE_Z_MM
 
 SIDES = ("right", "left")
-# Width of the fat planes between neighbouring muscles (mm): 1-2 mm of intermuscular fat.
-FAT_PLANE_MM = 1.5
+# Width of the fat planes between neighbouring muscles (mm): 1-2 mm of intermuscular fat; wider
+# than the lattice step (LATTICE_MM), so that sampling never loses one. 1.6 mm leaves the healthy
+# proximal thigh at least half muscle under the fitted lean body (1.75 mm left 49.7 %).
+FAT_PLANE_MM = 1.6
 # Reach of a muscle around its path, in radii of its PCSA circle: far enough that healthy
 # muscles fill the space between bone and subcutaneous fat, near enough that atrophy (smaller
 # radii) leaves fat between them (DOMAIN.md 2.8).
@@ -41,16 +52,22 @@ REACH_RADII = 4.5
 REACH_MIN_MM = 20.0  # small muscles still reach the bone they lie on
 CAVITY_REACH_RADII = 2.0  # reach of the muscles that line the cavities (iliacus, psoas, ...)
 CAVITY_CORE_RADII = 1.3  # ... and how far from their path they fill the cavity itself
-TILE_MM = 40.0  # points are grouped in cubes of this edge to pick the segments that matter
-TILE_POINTS = 4000  # ... when a call brings at least this many
-# The fat-plane term turns with the direction to the paths; dividing by this keeps the
-# territory bound below the true distance where it turns fastest, near converging paths.
-LIPSCHITZ_SLACK = 1.2
-UNION_TILE_MM = 24.0  # the union of muscles picks the segments that matter per cube of this edge
-# Depth (mm) beyond which the union reports no deeper inside distance: enough for the
-# rasterizer's blocks (8 voxels) to be called uniform on grids of 2 mm or finer.
-UNION_DEPTH_MM = 24.0
-UNION_CHUNK = 4096  # ... and takes at most this many points at a time
+# The field is sampled once per anatomy every LATTICE_MM (fine enough to carry fat planes of
+# FAT_PLANE_MM), in cubes of LATTICE_CHUNK nodes, each reading only the muscles that matter there.
+LATTICE_MM = 1.5
+LATTICE_CHUNK = 32
+# The field is held within +-FIELD_CLAMP_MM: deeper than the rasterizer's blocks need to be called
+# uniform on grids of 2 mm or finer.
+FIELD_CLAMP_MM = 16.0
+NEAR_MM = 2.0  # radius of the fine gradient bounds (per cell) of a sampled field ...
+SLOPE_BLOCK = 8  # ... and cells per block edge of the coarse ones (within FIELD_CLAMP_MM)
+# A cube is first sampled every other node; cells of that lattice whose corners all lie farther
+# than this (mm) on one side of the surface, held by one muscle, are interpolated.
+REFINE_MM = 3.5
+ENVELOPE_MM = 4.0  # lean body and cavities, sampled on a coarser lattice
+MUSCLE_Z_MM = (SCENE_Z_MM[0] - 12.0, SCENE_Z_MM[1] + 12.0)  # the muscles are drawn in this range
+_THREADS = os.cpu_count() or 1  # results do not depend on it
+_LOCK = threading.RLock()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -193,48 +210,207 @@ def standin_landmarks(spec) -> dict[str, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Territories
+# Territories: one field per anatomy, sampled on a lattice and read by interpolation
 # ----------------------------------------------------------------------------------------------
 
 
-def _closest(points: np.ndarray, path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distance (mm) from each point to the polyline ``path`` and the unit vector from the
-    nearest path point to the point."""
-    starts, dirs = path[:-1], np.diff(path, axis=0)
-    inv = 1.0 / np.maximum(np.einsum("ij,ij->i", dirs, dirs), 1e-12)
-    best = np.full(points.shape[0], np.inf)
-    which = np.zeros(points.shape[0], np.intp)
-    for k in range(len(dirs)):
-        rel = points - starts[k]
-        t = np.clip(rel @ dirs[k] * inv[k], 0.0, 1.0)
-        rel -= t[:, None] * dirs[k]
-        d2 = np.einsum("ij,ij->i", rel, rel)
-        closer = d2 < best
-        best[closer] = d2[closer]
-        which[closer] = k
-    rel = points - starts[which]
-    t = np.clip(np.einsum("ij,ij->i", rel, dirs[which]) * inv[which], 0.0, 1.0)
-    rel -= t[:, None] * dirs[which]
-    d = np.sqrt(np.einsum("ij,ij->i", rel, rel))
-    return d, rel / np.maximum(d, 1e-9)[:, None]
+@dataclass(frozen=True, eq=False)
+class SampledField(Shape):
+    """A Shape whose surface is the zero set of the trilinear interpolation ``I`` of ``values``
+    ([z, y, x], float32, nodes ``step_mm`` apart from ``origin_mm`` (x, y, z)); negative inside.
+
+    The distance returned is ``|I|`` over a bound of ``I``'s gradient, taken from the node values
+    themselves: across a cell, each partial derivative of ``I`` is a mean of its four edge
+    differences over ``step_mm``, so ``sqrt(sum_a max_a^2)`` bounds the gradient there.
+    ``near_slope`` (flat, per node: the cell it starts) holds the largest such bound over the cells
+    within ``NEAR_MM``, ``far_slope`` (the same, per block of ``SLOPE_BLOCK`` cells) over those
+    within ``FIELD_CLAMP_MM``; a
+    zero of ``I`` within that radius is then no nearer than ``|I| / slope``, which makes the value a
+    true lower bound of the distance to the surface, exact in sign. Boundary nodes are positive,
+    so outside the lattice the distance to its box stands in.
+    """
+
+    values: np.ndarray
+    origin_mm: np.ndarray
+    step_mm: float
+    near_slope: np.ndarray
+    far_slope: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.lower.copy(), self.upper.copy()
+
+    def sdf(self, points: np.ndarray) -> np.ndarray:
+        pts = np.asarray(points, float).reshape(-1, 3)
+        nz, ny, nx = self.values.shape
+        top = np.array([nx, ny, nz]) - 1
+        u = (pts - self.origin_mm) * (1.0 / self.step_mm)
+        within = np.all((u >= 0.0) & (u <= top), axis=1)
+        if within.all():
+            idx = None
+            out = np.empty(pts.shape[0])
+        else:
+            gap = np.maximum(np.maximum(-u, u - top), 0.0)
+            out = np.sqrt(np.einsum("ij,ij->i", gap, gap)) * self.step_mm + 1e-6
+            idx = np.flatnonzero(within)
+            if idx.size == 0:
+                return out
+            u = u[idx]
+        i0 = np.minimum(u.astype(np.int64), top - 1)  # u >= 0: truncation is the floor
+        t = (u - i0).astype(np.float32)
+        base = (i0[:, 2] * ny + i0[:, 1]) * nx + i0[:, 0]
+        flat = self.values.reshape(-1)
+        tx, ty, tz = t[:, 0], t[:, 1], t[:, 2]
+        sx = np.float32(1.0) - tx
+        value = np.zeros(base.size, np.float32)
+        for offset, w in (
+            (0, (1 - tz) * (1 - ty)),
+            (nx, (1 - tz) * ty),
+            (nx * ny, tz * (1 - ty)),
+            (nx * ny + nx, tz * ty),
+        ):
+            row = base + offset
+            value += w * (sx * flat[row] + tx * flat[row + 1])
+        size = np.abs(value)
+        near = self.near_slope[base].astype(np.float32)
+        far = self.far_slope[base].astype(np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bound = np.maximum(
+                np.minimum(size / near, np.float32(NEAR_MM)),
+                np.minimum(size / far, np.float32(FIELD_CLAMP_MM)),
+            )
+        bound = np.where(size > 0, bound, 0.0)  # 0 / 0 where the slope is 0 too
+        result = np.copysign(bound, value).astype(float)
+        if idx is None:
+            return result
+        out[idx] = result
+        return out
 
 
-def _segment_distance(points: np.ndarray, path: np.ndarray) -> np.ndarray:
-    """Distance (mm) from each point to the polyline ``path`` (K, 3)."""
-    best = None
-    for a, b in zip(path[:-1], path[1:], strict=True):
-        ab = b - a
-        t = np.clip((points - a) @ ab / max(ab @ ab, 1e-12), 0.0, 1.0)
-        q = points - a - t[:, None] * ab
-        d2 = np.einsum("ij,ij->i", q, q)
-        best = d2 if best is None else np.minimum(best, d2)
-    return np.sqrt(best)
+def sampled_field(values: np.ndarray, origin_mm: np.ndarray, step_mm: float) -> SampledField:
+    """:class:`SampledField` of ``values`` (float32 [z, y, x], at least 2 nodes a side, negative
+    inside, every boundary node positive), with its gradient bounds."""
+    v = np.ascontiguousarray(values, np.float32)
+    cell = np.zeros(tuple(n - 1 for n in v.shape), np.float32)
+    for axis in range(3):
+        d = np.abs(np.diff(v, axis=axis))
+        others = [a for a in range(3) if a != axis]
+        for a in others:  # largest of the four parallel edges of each cell
+            lo = [slice(None)] * 3
+            hi = [slice(None)] * 3
+            lo[a], hi[a] = slice(None, -1), slice(1, None)
+            d = np.maximum(d[tuple(lo)], d[tuple(hi)])
+        cell += d * d
+    np.sqrt(cell, out=cell)
+    cell /= np.float32(step_mm)
+    reach = int(np.ceil(NEAR_MM / step_mm))
+    near = ndimage.maximum_filter(cell, size=2 * reach + 1, mode="nearest")
+    # float16 keeps memory down; rounding up keeps the bound
+    near = (near * np.float32(1.001) + np.float32(1e-3)).astype(np.float16)
+    near = np.pad(near, [(0, 1)] * 3, mode="edge").reshape(-1)  # per node: the cell it starts
+    pad = [(0, -n % SLOPE_BLOCK) for n in cell.shape]
+    blocks = np.pad(cell, pad, mode="edge")
+    bz, by, bx = (n // SLOPE_BLOCK for n in blocks.shape)
+    blocks = blocks.reshape(bz, SLOPE_BLOCK, by, SLOPE_BLOCK, bx, SLOPE_BLOCK).max(axis=(1, 3, 5))
+    far_reach = int(np.ceil(np.ceil(FIELD_CLAMP_MM / step_mm) / SLOPE_BLOCK)) + 1
+    far = ndimage.maximum_filter(blocks, size=2 * far_reach + 1, mode="nearest")
+    far = (far * np.float32(1.001) + np.float32(1e-3)).astype(np.float16)
+    nodes = [np.minimum(np.arange(n) // SLOPE_BLOCK, m - 1) for n, m in zip(v.shape, far.shape, strict=True)]
+    far = far[np.ix_(*nodes)].reshape(-1)
+    inside = np.argwhere(v < 0.0)
+    origin = np.asarray(origin_mm, float)
+    if inside.size:
+        lower = origin + (inside.min(axis=0)[::-1] - 1) * step_mm
+        upper = origin + (inside.max(axis=0)[::-1] + 1) * step_mm
+    else:
+        lower = upper = origin.copy()
+    return SampledField(v, origin, float(step_mm), near, far, lower, upper)
+
+
+def _segment_sweep(ax, ay, az, path: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distance (mm, float32) to the polyline ``path`` of the points whose offsets from its first
+    point are ``ax``, ``ay``, ``az`` (float32, broadcast together), with the index (int8) of the
+    nearest segment and the position ``t`` (0 to 1) of the nearest point along it."""
+    best = seg = where = None
+    r2 = ax * ax + ay * ay + az * az
+    start = path[0]
+    for k, (a, b) in enumerate(zip(path[:-1], path[1:], strict=True)):
+        ab = (b - a).astype(np.float32)
+        dd = np.float32(max(float(ab @ ab), 1e-12))
+        sx, sy, sz = (a - start).astype(np.float32)
+        # |p - a - t ab|^2 = |p - a|^2 - t (2 (p - a).ab - t |ab|^2), t clipped to the segment
+        if k == 0:
+            tn, rel2 = ax * ab[0] + ay * ab[1] + az * ab[2], r2
+        else:
+            bx, by, bz = ax - sx, ay - sy, az - sz
+            tn, rel2 = bx * ab[0] + by * ab[1] + bz * ab[2], bx * bx + by * by + bz * bz
+        t = np.clip(tn * (np.float32(1.0) / dd), 0.0, 1.0)
+        d2 = rel2 - t * (np.float32(2.0) * tn - t * dd)
+        if best is None:
+            best, seg, where = d2, np.zeros(d2.shape, np.int8), t
+        else:
+            closer = d2 < best
+            best = np.where(closer, d2, best)
+            seg = np.where(closer, np.int8(k), seg)
+            where = np.where(closer, t, where)
+    return np.sqrt(np.maximum(best, 0.0)), seg, where
+
+
+def _polyline_distance(x: np.ndarray, y: np.ndarray, z: np.ndarray, path: np.ndarray):
+    """:func:`_segment_sweep` on the lattice of axes ``x``, ``y``, ``z`` (mm), arrays [z, y, x]."""
+    a = path[0]
+    ax = np.asarray(x - a[0], np.float32)[None, None, :]
+    ay = np.asarray(y - a[1], np.float32)[None, :, None]
+    az = np.asarray(z - a[2], np.float32)[:, None, None]
+    shape = (az.shape[0], ay.shape[1], ax.shape[2])
+    return tuple(np.broadcast_to(v, shape) for v in _segment_sweep(ax, ay, az, path))
+
+
+def _point_distance(points: np.ndarray, path: np.ndarray):
+    """:func:`_segment_sweep` at ``points`` (N, 3) (mm)."""
+    rel = (points - path[0]).astype(np.float32)
+    return _segment_sweep(rel[:, 0], rel[:, 1], rel[:, 2], path)
+
+
+def _interpolate(values: np.ndarray, origin: np.ndarray, step: float, axes) -> np.ndarray:
+    """Trilinear interpolation (float32 [z, y, x]) of ``values`` (nodes ``step`` apart from
+    ``origin``, x y z) on the lattice of ``axes`` (x, y, z in mm); clamped at the edges."""
+    out = values
+    for axis, coords in zip((2, 1, 0), axes, strict=True):
+        n = values.shape[axis]
+        u = np.clip((np.asarray(coords, float) - origin[2 - axis]) / step, 0.0, n - 1.0)
+        i0 = np.minimum(np.floor(u).astype(np.intp), n - 2)
+        w = (u - i0).astype(np.float32)
+        shape = [1, 1, 1]
+        shape[axis] = -1
+        w = w.reshape(shape)
+        out = np.take(out, i0, axis=axis) * (1.0 - w) + np.take(out, i0 + 1, axis=axis) * w
+    return out
 
 
 @dataclass(frozen=True, eq=False)
 class MuscleField:
     """All muscles of both sides: paths (mm), PCSA radii (mm) and reaches (mm), and the shapes
-    that bound them. Each muscle's :class:`Territory` reads its neighbours from here."""
+    that bound them.
+
+    The rule, at a point: each muscle within its reach plus a fat plane competes by its weighted
+    distance e = distance to its path less its PCSA radius; the nearest muscle A holds the point
+    if it lies within A's reach, at least a fat plane (in e) nearer to A than to the nearest muscle
+    B of another group, inside the lean body and out of the cavities (but for the belly of the
+    muscles that line them). As a field, negative inside (mm):
+
+        f_A = max(d_A - R_A, min((e_A - e_B + w) / 2, R_B + plane - d_B), cavity_A, bar_A)
+
+    with w = plane times the chord of half the angle between the directions from the two paths
+    (a fat plane ``plane`` wide however they meet) and bar_A the largest R_j + plane - d_j of the
+    muscles nearer than A in e that no longer compete (a plane at the end of their reach, and a
+    field continuous as they leave the competition). The union is min(f_A, f_2), f_2 the same
+    bar for the next muscle A2, raised to the lean body's distance and clamped to
+    +-FIELD_CLAMP_MM. It is sampled once, every LATTICE_MM over the lean body within
+    ``z_range_mm``, and read by interpolation (:class:`SampledField`); beyond that range
+    there is no muscle.
+    """
 
     names: tuple[str, ...]
     paths: tuple[np.ndarray, ...]
@@ -245,24 +421,8 @@ class MuscleField:
     in_cavity: np.ndarray  # bool per muscle: may lie inside ``cavity``
     groups: tuple[str, ...]  # parts of one muscle (same group) meet without a fat plane
     plane_mm: float = FAT_PLANE_MM
-    _boxes: np.ndarray = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        boxes = np.array([[p.min(axis=0), p.max(axis=0)] for p in self.paths])
-        object.__setattr__(self, "_boxes", boxes)
-
-    @functools.cached_property
-    def _rivals(self) -> tuple[tuple[np.ndarray, ...], ...]:
-        return tuple(self._segments_near(i) for i in range(len(self.paths)))
-
-    @functools.cached_property
-    def segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Every path segment, muscle by muscle: starts, directions, 1 / length^2 and owners."""
-        starts = np.vstack([p[:-1] for p in self.paths])
-        dirs = np.vstack([np.diff(p, axis=0) for p in self.paths])
-        owner = np.concatenate([np.full(len(p) - 1, i) for i, p in enumerate(self.paths)])
-        inv = 1.0 / np.maximum(np.einsum("ij,ij->i", dirs, dirs), 1e-12)
-        return starts, dirs, inv, owner
+    z_range_mm: tuple[float, float] = MUSCLE_Z_MM
+    _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     @functools.cached_property
     def group_ids(self) -> np.ndarray:
@@ -270,114 +430,317 @@ class MuscleField:
         names = sorted(set(self.groups))
         return np.array([names.index(gr) for gr in self.groups])
 
-    def _segments_near(self, i: int) -> tuple[np.ndarray, ...]:
-        """Other muscles' path segments that can compete with muscle ``i`` within its reach:
-        starts, directions, 1 / length^2 and radii. At a point within R_i of path i, a segment
-        of muscle j matters only if it lies nearer than L = R_i - r_i + r_j + plane, so only
-        segments within R_i + L of path i are kept (tested on points 2 mm apart, less 1 mm)."""
-        starts, dirs, radii, planes, samples_all, owner = [], [], [], [], [], []
-        for j, path in enumerate(self.paths):
-            if j == i:
-                continue
-            limit = 2 * self.reaches[i] - self.radii[i] + self.radii[j] + self.plane_mm + 1.0
-            for a, b in zip(path[:-1], path[1:], strict=True):
-                n = max(int(np.ceil(np.linalg.norm(b - a) / 2.0)), 1)
-                samples = a + np.linspace(0.0, 1.0, n + 1)[:, None] * (b - a)
-                if _segment_distance(samples, self.paths[i]).min() < limit:
-                    samples_all.append(samples)
-                    owner.append(np.full(len(samples), len(starts)))
-                    starts.append(a)
-                    dirs.append(b - a)
-                    radii.append(self.radii[j])
-                    planes.append(0.0 if self.groups[j] == self.groups[i] else self.plane_mm)
-        starts = np.asarray(starts, float).reshape(-1, 3)
-        dirs = np.asarray(dirs, float).reshape(-1, 3)
-        inv = 1.0 / np.maximum(np.einsum("ij,ij->i", dirs, dirs), 1e-12)
-        samples = np.vstack(samples_all) if samples_all else np.zeros((0, 3))
-        owner = np.concatenate(owner) if owner else np.zeros(0, int)
-        return starts, dirs, inv, np.asarray(radii, float), np.asarray(planes, float), samples, owner
-
-    def bounds(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = self._boxes[i]
+    def axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The lattice's axes x, y, z (mm): the lean body and the muscles' reach, in ``z_range_mm``."""
+        lo = np.min([p.min(axis=0) - r for p, r in zip(self.paths, self.reaches, strict=True)], axis=0)
+        hi = np.max([p.max(axis=0) + r for p, r in zip(self.paths, self.reaches, strict=True)], axis=0)
         llo, lhi = self.lean.bounds()
-        lo, hi = np.maximum(lo - self.reaches[i], llo), np.minimum(hi + self.reaches[i], lhi)
-        return lo, np.maximum(hi, lo)
+        lo, hi = np.maximum(lo, llo), np.minimum(hi, lhi)
+        lo[2], hi[2] = max(lo[2], self.z_range_mm[0]), min(hi[2], self.z_range_mm[1])
+        h = LATTICE_MM
+        lo = np.floor(lo / h) * h - 2 * h
+        n = np.ceil((np.maximum(hi, lo + h) - lo) / h).astype(int) + 3
+        return tuple(lo[a] + h * np.arange(n[a]) for a in range(3))
 
-    def sdf(self, i: int, points: np.ndarray) -> np.ndarray:
-        """A lower bound of the signed distance (mm) to muscle ``i``'s volume, exact in sign."""
-        pts = np.asarray(points, float)
-        d_own, u_own = _closest(pts, self.paths[i])
-        out = d_own - self.reaches[i]  # beyond the reach: a lower bound on its own
-        todo = np.flatnonzero(out < 0.0)
-        if todo.size == 0:
-            return out
-        p = pts[todo]
-        res = np.maximum(out[todo], self._territory(i, p, d_own[todo], u_own[todo]))
-        keep = np.flatnonzero(res < 0.0)
-        if keep.size:
-            q = p[keep]
-            lean = self.lean.sdf(q)
-            if self.in_cavity[i]:
-                # Inside a cavity only the muscle's own belly: within CAVITY_CORE_RADII radii.
-                core = d_own[todo[keep]] - CAVITY_CORE_RADII * self.radii[i]
-                lean = np.maximum(lean, np.minimum(-self.cavity.sdf(q), core))
-            else:
-                lean = np.maximum(lean, -self.cavity.sdf(q))
-            res[keep] = np.maximum(res[keep], lean)
-        out[todo] = res
+    def _envelope(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lean body and cavity distances (mm, float32 [z, y, x]) on a lattice, interpolated from
+        a coarse one (ENVELOPE_MM): both are smooth blends of ellipsoids and capsules."""
+        if "envelope" not in self._cache:
+            self._build_envelope()
+        lean, cavity, lo = self._cache["envelope"]
+        axes = (x, y, z)
+        return _interpolate(lean, lo, ENVELOPE_MM, axes), _interpolate(cavity, lo, ENVELOPE_MM, axes)
+
+    def _build_envelope(self) -> None:
+        with _LOCK:
+            if "envelope" not in self._cache:
+                ax = self.axes()
+                h = ENVELOPE_MM
+                lo = np.array([a[0] for a in ax]) - h
+                n = np.ceil((np.array([a[-1] for a in ax]) + h - lo) / h).astype(int) + 1
+                cz, cy, cx = (lo[a] + h * np.arange(n[a]) for a in (2, 1, 0))
+                gz, gy, gx = np.meshgrid(cz, cy, cx, indexing="ij")
+                pts = np.stack([gx.ravel(), gy.ravel(), gz.ravel()], axis=1)
+                lean = self.lean.sdf(pts).reshape(gz.shape).astype(np.float32)
+                cavity = self.cavity.sdf(pts).reshape(gz.shape).astype(np.float32)
+                self._cache["envelope"] = (lean, cavity, lo)
+
+    def lattice_field(
+        self, x: np.ndarray, y: np.ndarray, z: np.ndarray, muscles=None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The rule's field (mm, float32 [z, y, x]) and the nearest muscle's index (int8, -1 where
+        none is within reach) on the lattice of axes ``x``, ``y``, ``z`` (mm), from ``muscles``
+        (indices; default all)."""
+        lean, cav = self._envelope(x, y, z)
+        coords = (
+            np.asarray(x, np.float32)[None, None, :],
+            np.asarray(y, np.float32)[None, :, None],
+            np.asarray(z, np.float32)[:, None, None],
+        )
+        return self._rule(lean, cav, muscles, lambda path: _polyline_distance(x, y, z, path), coords)
+
+    def point_field(self, points: np.ndarray, muscles=None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`lattice_field` at ``points`` (N, 3) (mm)."""
+        pts = np.asarray(points, float).reshape(-1, 3)
+        if "envelope" not in self._cache:
+            self._build_envelope()
+        lean, cavity, lo = self._cache["envelope"]
+        u = ((pts - lo) / ENVELOPE_MM)[:, ::-1].T
+        lean = ndimage.map_coordinates(lean, u, order=1, mode="nearest").astype(np.float32)
+        cav = ndimage.map_coordinates(cavity, u, order=1, mode="nearest").astype(np.float32)
+        coords = tuple(pts[:, a].astype(np.float32) for a in range(3))
+        return self._rule(lean, cav, muscles, lambda path: _point_distance(pts, path), coords)
+
+    def _rule(
+        self, lean: np.ndarray, cav: np.ndarray, muscles, distance, coords
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The field and nearest muscle from ``distance`` (path -> distance, nearest segment and
+        position along it) at the points of ``coords`` (x, y, z, float32, broadcast to
+        ``lean.shape``), given the lean body's and the cavities' distances there."""
+        shape = lean.shape
+        if lean.min() >= FIELD_CLAMP_MM:  # out of the lean body
+            return np.full(shape, np.float32(FIELD_CLAMP_MM)), np.full(shape, -1, np.int8)
+        if muscles is None:
+            muscles = range(len(self.paths))
+        order = np.array(sorted(muscles, key=lambda j: (self.group_ids[j], j)), np.intp)
+        if order.size == 0:
+            return np.full(shape, np.float32(FIELD_CLAMP_MM)), np.full(shape, -1, np.int8)
+        inf = np.float32(np.inf)
+        plane = np.float32(self.plane_mm)
+        dist = np.empty((order.size, *shape), np.float32)
+        seg = np.empty((order.size, *shape), np.int8)
+        along = np.empty((order.size, *shape), np.float32)
+        for k, j in enumerate(order):
+            dist[k], seg[k], along[k] = distance(self.paths[j])
+        col = (slice(None),) + (None,) * len(shape)
+        beyond = dist - self.reaches[order].astype(np.float32)[col]  # d - R
+        outside = np.minimum(beyond.min(axis=0), np.float32(FIELD_CLAMP_MM))
+        weighted = dist - self.radii[order].astype(np.float32)[col]  # e, within reach or not
+        e = np.where(beyond <= plane, weighted, inf)  # e of the muscles that compete
+        # A: the nearest muscle; A2: the next (any group); B: the nearest of another group than A
+        k_a = np.argmin(e, axis=0)[None]
+        e_a = np.take_along_axis(e, k_a, axis=0)[0]
+        rest = e.copy()
+        np.put_along_axis(rest, k_a, inf, axis=0)
+        k_2 = np.argmin(rest, axis=0)[None]
+        e_2 = np.take_along_axis(rest, k_2, axis=0)[0]
+        group = self.group_ids[order]
+        rest[group[col] == group[k_a]] = inf
+        k_b = np.argmin(rest, axis=0)[None]
+        e_b = np.take_along_axis(rest, k_b, axis=0)[0]
+        x_a, x_2, x_b = (np.take_along_axis(beyond, k, axis=0)[0] for k in (k_a, k_2, k_b))
+        d_a, d_2 = (np.take_along_axis(dist, k, axis=0)[0] for k in (k_a, k_2))
+        w_a, w_2 = (np.take_along_axis(weighted, k, axis=0)[0] for k in (k_a, k_2))
+        k_a, k_2, k_b = k_a[0], k_2[0], k_b[0]
+        core = (CAVITY_CORE_RADII * self.radii[order]).astype(np.float32)
+        lining = self.in_cavity[order]
+        # Out of the cavities, but for the belly of the muscles that line them.
+        c_a = np.where(lining[k_a], np.minimum(-cav, d_a - core[k_a]), -cav)
+        c_2 = np.where(lining[k_2], np.minimum(-cav, d_2 - core[k_2]), -cav)
+        x_b = np.where(np.isfinite(e_b), x_b, inf)
+        # A muscle nearer (in e) than A or A2 but beyond its reach and a plane does not compete:
+        # it bars them up to that limit, plane - (d - R), which keeps the field continuous as
+        # muscles leave the competition (for A2, A itself bars it wherever A competes).
+        slack = plane - beyond
+        bar_a = np.where(weighted < w_a, slack, -inf).max(axis=0)
+        bar_2 = np.where(weighted < w_2, slack, -inf).max(axis=0)
+        # The plane, in e, is ``plane`` times half the angle's chord between the directions from
+        # the two paths: e_B - e_A grows across the bisector at that chord's rate, so the fat plane
+        # is ``plane`` wide however the muscles meet. B bars A up to its own limit, plane - (d - R).
+        d_b = np.take_along_axis(dist, k_b[None], axis=0)[0]
+        cos = self._dot(order, seg, along, coords, k_a, k_b) / np.maximum(d_a * d_b, np.float32(1e-6))
+        chord = np.sqrt(np.clip(0.5 - 0.5 * cos, 0.0, 1.0))
+        with np.errstate(invalid="ignore"):
+            width = plane * chord
+            f_a = np.maximum(np.maximum(x_a, np.minimum(0.5 * (e_a - e_b + width), plane - x_b)), c_a)
+            f_a = np.maximum(f_a, bar_a)
+            f_2 = np.maximum(np.maximum(x_2, c_2), bar_2)
+            f_2 = np.where(np.isfinite(e_2), f_2, inf)
+            held = np.isfinite(e_a)
+            out = np.where(held, np.minimum(f_a, f_2), outside)
+        label = np.where(held, order[k_a], -1).astype(np.int8)
+        out = np.clip(np.maximum(out, lean), -FIELD_CLAMP_MM, FIELD_CLAMP_MM).astype(np.float32)
+        return out, label
+
+    def _dot(self, order, seg, along, coords, k_a, k_b) -> np.ndarray:
+        """(p - q_A) . (p - q_B) at the points ``coords``, q the nearest points of the paths of
+        muscles ``order[k_a]`` and ``order[k_b]`` (their segments ``seg`` and positions ``along``)."""
+        n = max(len(self.paths[j]) for j in order) - 1
+        starts = np.zeros((order.size, n, 3), np.float32)
+        steps = np.zeros((order.size, n, 3), np.float32)
+        for k, j in enumerate(order):
+            path = self.paths[j]
+            starts[k, : len(path) - 1] = path[:-1]
+            steps[k, : len(path) - 1] = np.diff(path, axis=0)
+        feet = []
+        for k in (k_a, k_b):
+            s = np.take_along_axis(seg, k[None], axis=0)[0]
+            t = np.take_along_axis(along, k[None], axis=0)[0]
+            feet.append((starts[k, s], steps[k, s], t))
+        out = np.zeros(k_a.shape, np.float32)
+        for c in range(3):
+            (sa, da, ta), (sb, db, tb) = feet
+            out += (coords[c] - sa[..., c] - ta * da[..., c]) * (coords[c] - sb[..., c] - tb * db[..., c])
         return out
 
-    def _territory(self, i: int, points: np.ndarray, d_own: np.ndarray, u_own: np.ndarray) -> np.ndarray:
-        """Signed distance bound (mm) to muscle ``i``'s territory: the largest over rival
-        segments s of (e_i - e_s) / 2 + (plane_s / 2) |u_i - u_s| / 2, over LIPSCHITZ_SLACK.
+    def _relevant(self, centres: np.ndarray, half: np.ndarray) -> list[np.ndarray]:
+        """Per cube (centre, half-diagonal, mm): the muscles that may set the field in it. A
+        muscle farther than its reach plus the clamp changes nothing; nor does one whose weighted
+        distance exceeds, all over the cube, that of two other groups' muscles in reach there; nor
+        one farther than its reach, a plane and REFINE_MM all over the cube where another is in
+        reach all over it."""
+        starts = np.vstack([p[:-1] for p in self.paths])
+        dirs = np.vstack([np.diff(p, axis=0) for p in self.paths])
+        owner = np.concatenate([np.full(len(p) - 1, i) for i, p in enumerate(self.paths)])
+        runs = np.flatnonzero(np.r_[True, np.diff(owner) != 0])
+        inv = 1.0 / np.maximum(np.einsum("ij,ij->i", dirs, dirs), 1e-12)
+        rel = centres[:, None, :] - starts[None, :, :]
+        t = np.clip(np.einsum("csj,sj->cs", rel, dirs) * inv, 0.0, 1.0)
+        q = rel - t[:, :, None] * dirs[None, :, :]
+        dc = np.minimum.reduceat(np.sqrt(np.einsum("csj,csj->cs", q, q)), runs, axis=1)
+        slack = half[:, None] + 1e-3  # and float32 rounding
+        d_lo, d_hi = np.maximum(dc - slack, 0.0), dc + slack
+        near = d_lo <= self.reaches + FIELD_CLAMP_MM
+        sure = d_hi <= self.reaches + self.plane_mm
+        e_hi = np.where(sure, d_hi - self.radii, np.inf)
+        ngroups = int(self.group_ids.max()) + 1
+        by_group = np.full((centres.shape[0], ngroups), np.inf)
+        for j in range(len(self.paths)):
+            g = self.group_ids[j]
+            by_group[:, g] = np.minimum(by_group[:, g], e_hi[:, j])
+        second = np.sort(by_group, axis=1)[:, 1]
+        # Beyond its reach (plus a plane) all over the cube, a muscle only sets the field where no
+        # muscle is within reach, or bars a muscle farther in e by plane - (d - R): deeper than
+        # REFINE_MM, where the sign and the refinement no longer depend on it, when it lies that
+        # much farther still.
+        some = d_lo <= self.reaches + self.plane_mm + REFINE_MM
+        keep = (some & (d_lo - self.radii <= second[:, None])) | (near & ~sure.any(axis=1)[:, None])
+        return [np.flatnonzero(row) for row in keep]
 
-        e = distance to the path less the PCSA radius; u = unit vector from the nearest path
-        point. (e_i - e_s) / 2 is 1-Lipschitz, a distance bound to the bisector; the plane term
-        makes the fat between two muscles ``plane`` wide across it whatever the angle between
-        them (it turns slowly: 1 / distance per mm). Rivals far from the path are left out: the
-        cap term (e_i - (R_i - r_i)) / 2 lies above them wherever the reach holds. Points are
-        taken in tiles; in each, only segments that may win there are read.
-        """
-        e_i = d_own - self.radii[i]
-        starts, dirs, inv, radii, planes, samples, owner = self._rivals[i]
-        out = 0.5 * (e_i - (self.reaches[i] - self.radii[i]))
-        if radii.size == 0:
-            return out / LIPSCHITZ_SLACK
-        tiles = np.floor(points / TILE_MM).astype(np.int64)
-        if points.shape[0] < TILE_POINTS:
-            tiles[:] = 0
-        keys = (tiles[:, 0] * 4096 + tiles[:, 1]) * 4096 + tiles[:, 2]
-        order = np.argsort(keys, kind="stable")
-        cuts = np.flatnonzero(np.diff(keys[order])) + 1
-        seg_starts = np.flatnonzero(np.r_[True, np.diff(owner) != 0])
-        for group in np.split(order, cuts):
-            p, e, u = points[group], e_i[group], u_own[group]
-            lo, hi = p.min(axis=0), p.max(axis=0)
-            gap = np.maximum(np.maximum(lo - samples, samples - hi), 0.0)
-            near = np.minimum.reduceat(np.sqrt(np.einsum("ij,ij->i", gap, gap)), seg_starts)
-            # A segment whose nearest sample (less the 1 mm sampling slack) is farther than
-            # e_i + plane + r_j at every point of the tile cannot raise the result there.
-            use = np.flatnonzero(near - 1.0 - radii < e.max() + planes)
-            if use.size == 0:
-                continue
-            f4 = np.float32
-            st, di, iv = starts[use].astype(f4), dirs[use].astype(f4), inv[use].astype(f4)
-            pc, uc = p.astype(f4), u.astype(f4)
-            rel = [pc[:, a : a + 1] - st[:, a] for a in range(3)]
-            t = (rel[0] * di[:, 0] + rel[1] * di[:, 1] + rel[2] * di[:, 2]) * iv
-            np.clip(t, 0.0, 1.0, out=t)
-            q = [rel[a] - t * di[:, a] for a in range(3)]
-            d = np.sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2])
-            qu = q[0] * uc[:, 0:1] + q[1] * uc[:, 1:2] + q[2] * uc[:, 2:3]
-            # |u_i - u_s| / 2 = sqrt((1 - cos) / 2), cos = q . u_i / |q|
-            half_gap = np.sqrt(np.maximum(0.5 - 0.5 * qu / np.maximum(d, f4(1e-6)), 0.0))
-            term = (half_gap * (0.5 * planes[use]).astype(f4) - 0.5 * d + (0.5 * radii[use]).astype(f4)).max(
-                axis=1
+    def _cube(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, muscles: np.ndarray):
+        """:meth:`lattice_field` on a small lattice, from every other node first: nodes of the
+        cells of that coarser lattice whose corners all lie on one side, farther than
+        REFINE_MM from the surface, and share one muscle take the interpolation of the corners."""
+        shape = (z.size, y.size, x.size)
+        if muscles.size == 0:
+            return np.full(shape, np.float32(FIELD_CLAMP_MM)), np.full(shape, -1, np.int8)
+        picks = [np.unique(np.r_[np.arange(0, n, 2), n - 1]) for n in shape]
+        if any(p.size < 2 for p in picks):
+            return self.lattice_field(x, y, z, muscles)
+        coarse, held = self.lattice_field(x[picks[2]], y[picks[1]], z[picks[0]], muscles)
+        if coarse.min() >= FIELD_CLAMP_MM:
+            return np.full(shape, np.float32(FIELD_CLAMP_MM)), np.full(shape, -1, np.int8)
+        corner_lo = coarse.copy()
+        corner_hi = coarse.copy()
+        lab_lo = held.copy()
+        lab_hi = held.copy()
+        for axis in range(3):
+            lo = [slice(None)] * 3
+            hi = [slice(None)] * 3
+            lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+            lo, hi = tuple(lo), tuple(hi)
+            corner_lo = np.minimum(corner_lo[lo], corner_lo[hi])
+            corner_hi = np.maximum(corner_hi[lo], corner_hi[hi])
+            lab_lo = np.minimum(lab_lo[lo], lab_lo[hi])
+            lab_hi = np.maximum(lab_hi[lo], lab_hi[hi])
+        settled = ((corner_lo > REFINE_MM) | (corner_hi < -REFINE_MM)) & (lab_lo == lab_hi)
+        cells, weights = [], []
+        for n, p in zip(shape, picks, strict=True):
+            i = np.arange(n)
+            j = np.clip(np.searchsorted(p, i, side="right") - 1, 0, p.size - 2)
+            cells.append(j)
+            weights.append(((i - p[j]) / (p[j + 1] - p[j])).astype(np.float32))
+        out = coarse
+        for axis in range(3):
+            w = weights[axis].reshape([-1 if a == axis else 1 for a in range(3)])
+            j = cells[axis]
+            out = np.take(out, j, axis=axis) * (1.0 - w) + np.take(out, j + 1, axis=axis) * w
+        label = held[np.ix_(cells[0], cells[1], cells[2])]
+        todo = np.argwhere(~settled[np.ix_(cells[0], cells[1], cells[2])])
+        if todo.size:
+            pts = np.stack([x[todo[:, 2]], y[todo[:, 1]], z[todo[:, 0]]], axis=1)
+            f, lab = self.point_field(pts, muscles)
+            out[tuple(todo.T)] = f
+            label[tuple(todo.T)] = lab
+        return out.astype(np.float32), label
+
+    def sampled(self) -> tuple[np.ndarray, np.ndarray]:
+        """The rule's field (float32) and nearest muscle (int8) at the lattice's nodes [z, y, x],
+        computed once, cube by cube with only the muscles that matter there."""
+        with _LOCK:
+            if "sampled" in self._cache:
+                return self._cache["sampled"]
+            self._build_envelope()
+            x, y, z = self.axes()
+            shape = (z.size, y.size, x.size)
+            values = np.empty(shape, np.float32)
+            label = np.empty(shape, np.int8)
+            c = LATTICE_CHUNK
+            cuts = [np.arange(0, n, c) for n in shape]
+            cubes = [(a, b, d) for a in cuts[0] for b in cuts[1] for d in cuts[2]]
+            lo = np.array([[x[d], y[b], z[a]] for a, b, d in cubes])
+            hi = np.array(
+                [
+                    [x[min(d + c, x.size) - 1], y[min(b + c, y.size) - 1], z[min(a + c, z.size) - 1]]
+                    for a, b, d in cubes
+                ]
             )
-            # float32 rounding (< 1e-4 mm here) is far below the slack
-            term = term.astype(float) + 0.5 * e
-            out[group] = np.maximum(out[group], term)
-        return out / LIPSCHITZ_SLACK
+            relevant = self._relevant((lo + hi) / 2, np.linalg.norm(hi - lo, axis=1) / 2)
+
+            def fill(k: int) -> None:
+                a, b, d = cubes[k]
+                sl = (slice(a, a + c), slice(b, b + c), slice(d, d + c))
+                values[sl], label[sl] = self._cube(x[sl[2]], y[sl[1]], z[sl[0]], relevant[k])
+
+            with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+                list(pool.map(fill, range(len(cubes))))
+            # No muscle on the lattice's faces, and a slope of 1 up to them: the field stays closed
+            # and its gradient bounded there.
+            ramp = np.float32(0.5 * LATTICE_MM) - LATTICE_MM * np.arange(int(FIELD_CLAMP_MM / LATTICE_MM) + 1)
+            for axis in range(3):
+                for k, floor in enumerate(ramp[: values.shape[axis] // 2]):
+                    for end in (k, values.shape[axis] - 1 - k):
+                        face = [slice(None)] * 3
+                        face[axis] = end
+                        values[tuple(face)] = np.maximum(values[tuple(face)], floor)
+            self._cache["sampled"] = (values, label)
+            return values, label
+
+    def sdf(self, i: int, points: np.ndarray) -> np.ndarray:
+        """Signed distance bound (mm) to muscle ``i``'s volume (:class:`Territory`)."""
+        return self.shape_of((i,)).sdf(points)
+
+    def bounds(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """A box (mm) that holds muscle ``i``."""
+        return self.shape_of((i,)).bounds()
+
+    def shape_of(self, members: tuple[int, ...]) -> SampledField:
+        """The volume of the muscles ``members`` (indices) as a :class:`SampledField`. Nodes held
+        by another muscle read the field's absolute value: two territories that share a cell of
+        the lattice then hold opposite values there and never overlap."""
+        key = ("shape", tuple(sorted(set(members))))
+        with _LOCK:
+            if key in self._cache:
+                return self._cache[key]
+            values, label = self.sampled()
+            x, y, z = self.axes()
+            origin = np.array([x[0], y[0], z[0]])
+            if len(key[1]) < len(self.paths):
+                mine = np.isin(label, np.array(key[1], np.int8))
+                held = np.argwhere(mine & (values < 0.0))
+                if held.size == 0:
+                    lo = np.zeros(3, int)
+                    sub = np.full((2, 2, 2), FIELD_CLAMP_MM, np.float32)
+                else:
+                    lo = np.maximum(held.min(axis=0) - 3, 0)
+                    hi = np.minimum(held.max(axis=0) + 4, values.shape)
+                    sl = tuple(slice(lo[a], hi[a]) for a in range(3))
+                    sub = np.where(mine[sl], values[sl], np.abs(values[sl]))
+                origin = origin + lo[::-1] * LATTICE_MM
+                values = sub
+            shape = sampled_field(values, origin, LATTICE_MM)
+            self._cache[key] = shape
+            return shape
 
 
 @dataclass(frozen=True, eq=False)
@@ -388,147 +751,25 @@ class Territory(Shape):
     index: int
 
     def sdf(self, points: np.ndarray) -> np.ndarray:
-        return self.muscles.sdf(self.index, points)
+        return self.muscles.shape_of((self.index,)).sdf(points)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.muscles.bounds(self.index)
+        return self.muscles.shape_of((self.index,)).bounds()
 
 
 @dataclass(frozen=True, eq=False)
 class MuscleUnion(Shape):
-    """The union of the muscles ``members`` (indices into ``muscles``) as one Shape, evaluated in
-    one pass over all paths: the same volume as the union of their :class:`Territory` shapes.
-
-    At a point, with 1 the weighted-nearest muscle (least e = distance to path less PCSA radius):
-    the point is muscle if 1 is a member, within its reach, not within a fat plane of a rival,
-    inside the lean body and out of the cavities (:meth:`MuscleField.sdf`'s rule, for muscle 1
-    only). Any other member i lies at least (e_i - e_1) / 2 / LIPSCHITZ_SLACK away (the bisector
-    bound), so the distance bound is the least of muscle 1's and those.
-    """
+    """The union of the muscles ``members`` (indices into ``muscles``) as one Shape: the field
+    of :class:`MuscleField` read once for all of them."""
 
     muscles: MuscleField
     members: tuple[int, ...]
 
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        boxes = [self.muscles.bounds(i) for i in self.members]
-        return np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0)
-
     def sdf(self, points: np.ndarray) -> np.ndarray:
-        mf = self.muscles
-        pts = np.asarray(points, float).reshape(-1, 3)
-        n = pts.shape[0]
-        g1, others, d1 = np.empty(n), np.empty(n), np.empty(n)
-        first = np.empty(n, np.intp)
-        cells = np.floor(pts / UNION_TILE_MM).astype(np.int64)
-        keys = (cells[:, 0] * 4096 + cells[:, 1]) * 4096 + cells[:, 2]
-        order = np.argsort(keys, kind="stable")
-        cuts = np.flatnonzero(np.diff(keys[order])) + 1
-        groups = np.split(order, cuts)
-        heads = np.array([gr[0] for gr in groups], np.intp).reshape(-1)
-        keep, floor = self._prune((cells[heads] + 0.5) * UNION_TILE_MM, 0.5 * np.sqrt(3.0) * UNION_TILE_MM)
-        for k, group in enumerate(groups):
-            for start in range(0, group.size, UNION_CHUNK):
-                idx = group[start : start + UNION_CHUNK]
-                g1[idx], others[idx], d1[idx], first[idx] = self._tile(pts[idx], keep[k], floor[k])
-        out = np.minimum(g1, others)
-        inside = np.flatnonzero(g1 < 0.0)
-        if inside.size:
-            # Muscle 1's volume: inside the lean body, out of the cavities but for its own belly
-            # where it lines them (MuscleField.sdf).
-            p, i1 = pts[inside], first[inside]
-            cavity = -mf.cavity.sdf(p)
-            lining = mf.in_cavity[i1]
-            core = d1[inside] - CAVITY_CORE_RADII * mf.radii[i1]
-            cavity[lining] = np.minimum(cavity[lining], core[lining])
-            bound = np.maximum(mf.lean.sdf(p), cavity)
-            out[inside] = np.minimum(np.maximum(g1[inside], bound), others[inside])
-        return out
+        return self.muscles.shape_of(self.members).sdf(points)
 
-    def _prune(self, centres: np.ndarray, half: float) -> tuple[np.ndarray, np.ndarray]:
-        """Per cube (centre, half-diagonal ``half``, mm): which segments to read (bool, cubes x
-        segments) and a lower bound of each muscle's distance over the others (cubes x muscles)."""
-        mf = self.muscles
-        starts, dirs, inv, owner = mf.segments
-        runs = np.flatnonzero(np.r_[True, np.diff(owner) != 0])
-        rel = centres[:, None, :] - starts[None, :, :]
-        t = np.clip(np.einsum("tsj,sj->ts", rel, dirs) * inv, 0.0, 1.0)
-        q = rel - t[:, :, None] * dirs[None, :, :]
-        dc = np.sqrt(np.einsum("tsj,tsj->ts", q, q))
-        dlo = np.maximum(dc - half, 0.0)
-        # No point of a cube has e_1 (distance less PCSA radius) above ub.
-        ub = (np.minimum.reduceat(dc + half, runs, axis=1) - mf.radii).min(axis=1)
-        near = np.minimum.reduceat(dlo, runs, axis=1) - mf.radii <= ub[:, None]
-        span = np.where(near, mf.reaches - mf.radii, -np.inf).max(axis=1) + mf.plane_mm
-        # Inside values are held above -UNION_DEPTH_MM: a rival s then counts only where
-        # e_s < e_1 + plane + 2 * slack * depth.
-        span = np.minimum(span, ub + mf.plane_mm + 2.0 * LIPSCHITZ_SLACK * UNION_DEPTH_MM)
-        # Segments beyond this decide no point: not nearest, and a rival s only counts within
-        # R_1 - r_1 + r_s + plane of a point inside muscle 1's reach (MuscleField._segments_near).
-        limit = np.maximum(ub, span)[:, None] + mf.radii[owner] + 1e-6  # rounding
-        keep = dlo <= limit
-        floor = np.minimum.reduceat(np.where(keep, np.inf, dlo), runs, axis=1)
-        return keep, floor
-
-    def _tile(self, p: np.ndarray, keep: np.ndarray, floor: np.ndarray):
-        """Muscle 1's bound, the other members' bound, muscle 1's path distance (mm) and index."""
-        mf = self.muscles
-        starts, dirs, inv, owner = mf.segments
-        keep = np.flatnonzero(keep)
-        f4 = np.float32
-        pc = p.astype(f4)
-        st, di, iv = starts[keep].astype(f4), dirs[keep].astype(f4), inv[keep].astype(f4)
-        rel3 = [pc[:, a : a + 1] - st[:, a] for a in range(3)]
-        tt = (rel3[0] * di[:, 0] + rel3[1] * di[:, 1] + rel3[2] * di[:, 2]) * iv
-        np.clip(tt, 0.0, 1.0, out=tt)
-        qs = [rel3[a] - tt * di[:, a] for a in range(3)]
-        d = np.sqrt(qs[0] * qs[0] + qs[1] * qs[1] + qs[2] * qs[2])
-        own = owner[keep]
-        rows = np.arange(p.shape[0])
-        e_seg = d - mf.radii[own].astype(f4)
-        nearest = np.argmin(e_seg, axis=1)  # a segment of the weighted-nearest muscle 1
-        first = own[nearest]
-        d1 = d[rows, nearest].astype(float)
-        e1 = d1 - mf.radii[first]
-        # Muscle 1's direction from its path; each rival segment's against it, as in _territory.
-        q1 = [qs[a][rows, nearest][:, None] for a in range(3)]
-        qu = (q1[0] * qs[0] + q1[1] * qs[1] + q1[2] * qs[2]) / np.maximum(d * d[rows, nearest][:, None], 1e-6)
-        half_gap = np.sqrt(np.maximum(0.5 - 0.5 * qu, 0.0))
-        groups = mf.group_ids
-        planes = np.where(groups[own][None, :] != groups[first][:, None], f4(0.5 * mf.plane_mm), f4(0.0))
-        terms = f4(0.5) * (e1[:, None].astype(f4) - e_seg) + planes * half_gap
-        terms[own[None, :] == first[:, None]] = -np.inf
-        territory = np.maximum(terms.max(axis=1), 0.5 * (d1 - mf.reaches[first])) / LIPSCHITZ_SLACK
-        g1 = np.maximum(np.maximum(d1 - mf.reaches[first], territory), -UNION_DEPTH_MM)
-        member = self._member
-        g1[~member[first]] = np.inf
-        # Every other member: beyond its reach or across the bisector with muscle 1, from the
-        # nearest kept segment or the bound on those left out (segments run muscle by muscle).
-        runs = np.flatnonzero(np.r_[True, np.diff(own) != 0])
-        read = own[runs]
-        dist = np.minimum(np.minimum.reduceat(d, runs, axis=1), floor[read].astype(f4))
-        others = np.maximum(
-            dist - mf.reaches[read].astype(f4),
-            (dist - mf.radii[read].astype(f4) - e1[:, None].astype(f4)) * f4(0.5 / LIPSCHITZ_SLACK),
-        )
-        others[read[None, :] == first[:, None]] = np.inf
-        others[:, ~member[read]] = np.inf
-        least = others.min(axis=1).astype(float)
-        # Members none of whose segments were read: max(min a_j, min b_j - e_1 / 2.4) bounds
-        # min_j max(a_j, b_j - e_1 / 2.4) from below (a = floor - R, b = (floor - r) / 2.4).
-        unread = member.copy()
-        unread[read] = False
-        if unread.any():
-            a = float((floor - mf.reaches)[unread].min())
-            b = float((floor - mf.radii)[unread].min())
-            least = np.minimum(least, np.maximum(a, 0.5 * (b - e1) / LIPSCHITZ_SLACK))
-        # Never below 0: muscle 1 is the nearest, so no other member holds the point.
-        return g1, np.maximum(least, 0.0), d1, first
-
-    @functools.cached_property
-    def _member(self) -> np.ndarray:
-        member = np.zeros(len(self.muscles.paths), bool)
-        member[list(self.members)] = True
-        return member
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.muscles.shape_of(self.members).bounds()
 
 
 def cavity_shape(landmarks: Mapping[str, np.ndarray]) -> Shape:
