@@ -7,9 +7,9 @@ dominant. Bilateral with probability :data:`P_BILATERAL` (DOMAIN.md 2.3), the do
 right with probability :data:`P_RIGHT_DOMINANT`; or fixed by the caller. The requested phase applies to
 the dominant hip; the other hip of a bilateral case has grade ``index grade - k`` (k = 0, 1, 2 with
 probabilities :data:`CONTRALATERAL_DROP`, at least I) and steps down further until one is met by
-measurement. When the other hip's HO comes out smaller than the dominant hip's by more than 1:5
-(DOMAIN.md 2.3), its main lesion grows a mature mass in the muscle, clear of the bone it must not
-reach, to a drawn ratio of 1:1 to 1:5, as long as its grade still holds. The plan gives each side's
+measurement. When one hip's HO comes out smaller than the other's by more than 1:5 (DOMAIN.md
+2.3), its main lesion grows a mature mass in the muscle, clear of the bone it must not reach, to a
+drawn ratio of 1:1 to 1:5, as long as its grade still holds. The plan gives each side's
 requested grade; truth reports the grades measured from the labels.
 """
 
@@ -166,26 +166,27 @@ class CasePlan:
 def _within_volume_ratio(
     rng: np.random.Generator,
     honoured: dict[str, tuple[list, list, SideCrop, list[Shape], MuscleMap]],
-    index_side: str,
-    other: str,
-    grade: int,
-) -> int:
+    grades: dict[str, int],
+) -> dict[str, int]:
     """Bring a bilateral case's hips within :data:`MAX_VOLUME_RATIO` of each other (DOMAIN.md 2.3):
-    when the other hip's measured HO is smaller than the index hip's over that ratio, its main lesion
-    gets a mass making the index-to-other ratio a draw of :data:`VOLUME_RATIO` (log-uniform), as long as
-    the other hip's grade still holds. Updates ``honoured[other]``; returns the measurements spent."""
+    when one hip's measured HO is smaller than the other's over that ratio, its main lesion gets a
+    mass making the larger-to-smaller ratio a draw of :data:`VOLUME_RATIO` (log-uniform), as long as
+    that hip's grade (``grades``) still holds. Updates ``honoured``; returns the measurements spent
+    per side."""
     ratio = float(np.exp(rng.uniform(*np.log(VOLUME_RATIO))))  # drawn whether used or not
-    index_plans, index_geometries, index_crop = honoured[index_side][:3]
-    plans, geometries, crop, bones, muscle = honoured[other]
-    index_ml = side_volume_ml(index_crop, index_side, index_geometries, index_plans)
-    other_ml = side_volume_ml(crop, other, geometries, plans)
-    spent = 2
-    if other_ml * MAX_VOLUME_RATIO >= index_ml:
+    volumes = {side: side_volume_ml(h[2], side, h[1], h[0]) for side, h in honoured.items()}
+    spent = dict.fromkeys(honoured, 1)
+    small, large = sorted(honoured, key=lambda side: (volumes[side], side))
+    if volumes[small] * MAX_VOLUME_RATIO >= volumes[large]:
         return spent
-    massed, n = honour_mass(crop, bones, other, grade, plans, muscle, index_ml / ratio - other_ml)
+    plans, _, crop, bones, muscle = honoured[small]
+    massed, n = honour_mass(
+        crop, bones, small, grades[small], plans, muscle, volumes[large] / ratio - volumes[small]
+    )
     if massed is not None:
-        honoured[other] = (plans, massed, crop, bones, muscle)
-    return spent + n
+        honoured[small] = (plans, massed, crop, bones, muscle)
+    spent[small] += n
+    return spent
 
 
 def check_laterality(laterality: str) -> str:
@@ -291,7 +292,8 @@ def plan_case(
         attempts[side] = n
         honoured[side] = (plans, geometries, crop, bones, muscle)
     if len(honoured) == 2:
-        attempts[other] += _within_volume_ratio(r_ratio, honoured, index_side, other, requested[other])
+        for side, n in _within_volume_ratio(r_ratio, honoured, requested).items():
+            attempts[side] += n
     lesions: list[LesionSpec] = []
     for side in SIDES:
         if side not in honoured:
