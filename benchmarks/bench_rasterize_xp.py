@@ -107,7 +107,7 @@ def main() -> None:
         d_np, t_np, c_np = _timed(lambda sh=part.shape: sh.sdf(pts))
         d_xp, t_xp, c_xp = _timed(lambda sh=part.shape: sh.sdf(pts_xp), xp)
         err = float(np.abs(to_host(d_xp) - d_np).max())
-        work = f"sdf {part.name} ({type(part.shape).__name__}) 10^{np.log10(args.points):.0f}"
+        work = f"sdf {part.name} ({type(part.shape).__name__}), {args.points} points"
         print(
             f"{work[:40]:<40} {t_np:>9.3f} {c_np:>7.3f} {t_xp:>9.3f} {c_xp:>7.3f} {t_xp / t_np:>6.2f}"
             f"  max |diff| {err:.1e} mm"
