@@ -23,6 +23,7 @@ import numpy as np
 Points = Any  # (N, 3) float64 array of any array-API namespace, (x, y, z) in mm
 
 _ARRAY_API_FUNCTIONS: set[Callable] = set()
+_NUMPY = array_api_compat.array_namespace(np.empty(0))
 
 
 def array_api_sdf(function: Callable) -> Callable:
@@ -36,8 +37,16 @@ def runs_on_array_api(shape: Shape) -> bool:
     return type(shape).sdf in _ARRAY_API_FUNCTIONS
 
 
+def _is_host(points: Any) -> bool:
+    """True for numpy arrays and for what numpy takes as one (lists, tuples, numbers)."""
+    return isinstance(points, np.ndarray) or not array_api_compat.is_array_api_obj(points)
+
+
 def namespace(points: Points) -> ModuleType:
-    """The array-API namespace of ``points`` (numpy's through ``array_api_compat`` for numpy)."""
+    """The array-API namespace of ``points`` (numpy's through ``array_api_compat`` for numpy,
+    lists and numbers)."""
+    if _is_host(points):
+        return _NUMPY
     return array_api_compat.array_namespace(points)
 
 
@@ -53,7 +62,7 @@ def to_host(array: Any) -> np.ndarray:
 def on_host(function: Callable[[np.ndarray], np.ndarray], points: Points) -> Any:
     """``function(points)`` for a numpy-only ``function``: the points go to the host and the result
     comes back to their namespace and device. The one place where array-API code leaves the device."""
-    if isinstance(points, np.ndarray):
+    if _is_host(points):
         return function(points)
     xp = namespace(points)
     result = np.asarray(function(to_host(points)))
@@ -62,7 +71,7 @@ def on_host(function: Callable[[np.ndarray], np.ndarray], points: Points) -> Any
 
 def evaluate(shape: Shape, points: Points) -> Any:
     """``shape.sdf(points)`` for points of any namespace: in place or, for numpy-only shapes, on the host."""
-    if isinstance(points, np.ndarray) or runs_on_array_api(shape):
+    if _is_host(points) or runs_on_array_api(shape):
         return shape.sdf(points)
     return on_host(shape.sdf, points)
 
@@ -71,7 +80,7 @@ def field_at(value: float | Callable[[Points], Any], points: Points) -> Any:
     """A number, or a field of position (points -> values) evaluated at ``points`` in their namespace."""
     if not callable(value):
         return value
-    if isinstance(points, np.ndarray) or value in _ARRAY_API_FUNCTIONS:
+    if _is_host(points) or value in _ARRAY_API_FUNCTIONS:
         return value(points)
     return on_host(value, points)
 
@@ -117,7 +126,7 @@ class _Constants:
         self._by_place: dict[tuple[str, str], dict[str, Any]] = {}
 
     def get(self, owner: Any, points: Points, names: tuple[str, ...]) -> tuple[Any, ...]:
-        if isinstance(points, np.ndarray):
+        if _is_host(points):
             return tuple(getattr(owner, n) for n in names)
         xp = namespace(points)
         device = array_api_compat.device(points)
@@ -179,7 +188,7 @@ class Shape:
         raise NotImplementedError
 
     def contains(self, points: Points) -> Any:
-        if isinstance(points, np.ndarray):
+        if _is_host(points):
             points = np.atleast_2d(points)
         return evaluate(self, points) < 0.0
 
