@@ -96,7 +96,7 @@ class MeshShape(Shape):
         xp = namespace(points)
         points = xp.reshape(xp.asarray(points, dtype=xp.float64), (-1, 3))
         device = array_api_compat.device(points)
-        h = self.resolution_mm
+        h = float(self.resolution_mm)
         nz, ny, nx = self.values.shape
         origin, counts, last, flat = constants(self, points, "origin_mm", "_counts", "_last_index", "_flat")
         u = (points - origin) / h  # fractional grid index, (x, y, z)

@@ -79,7 +79,7 @@ def evaluate(shape: Shape, points: Points) -> Any:
 def field_at(value: float | Callable[[Points], Any], points: Points) -> Any:
     """A number, or a field of position (points -> values) evaluated at ``points`` in their namespace."""
     if not callable(value):
-        return value
+        return float(value)
     if _is_host(points) or value in _ARRAY_API_FUNCTIONS:
         return value(points)
     return on_host(value, points)
@@ -213,7 +213,7 @@ class Sphere(Shape):
     @array_api_sdf
     def sdf(self, points: Points) -> Any:
         (center,) = constants(self, points, "center")
-        return _norm(points - center) - self.radius
+        return _norm(points - center) - float(self.radius)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self.center - self.radius, self.center + self.radius
@@ -279,7 +279,7 @@ class Capsule(Shape):
         length2 = float(max(self._ab @ self._ab, 1e-12))
         t = xp.clip((points - a) @ ab / length2, 0.0, 1.0)
         closest = a + t[:, None] * ab
-        radius = self.radius_a + t * (self.radius_b - self.radius_a)
+        radius = float(self.radius_a) + t * float(self.radius_b - self.radius_a)
         return _norm(points - closest) - radius
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -309,7 +309,7 @@ class Box(Shape):
         q = xp.abs((points - center) @ rotation) - core
         outside = _norm(xp.maximum(q, 0.0))
         inside = xp.minimum(xp.max(q, axis=1), 0.0)
-        return outside + inside - self.rounding
+        return outside + inside - float(self.rounding)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         half = np.abs(self.rotation) @ self.half_sizes
@@ -332,7 +332,7 @@ class Plate(Shape):
 
     @array_api_sdf
     def sdf(self, points: Points) -> Any:
-        return self._triangle.distance(points) - self.thickness / 2.0
+        return self._triangle.distance(points) - float(self.thickness / 2.0)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         corners = np.stack([self.a, self.b, self.c])
@@ -436,7 +436,7 @@ class Union(Shape):
     @array_api_sdf
     def sdf(self, points: Points) -> Any:
         xp = namespace(points)
-        k = self.smooth_mm
+        k = float(self.smooth_mm)
         pad = max(k, EXACT_WITHIN_MM)
         # A child farther than its stand-in distance (>= pad) leaves a running result at or
         # below pad - k untouched (min, and no blend): such points skip that child.
@@ -494,7 +494,7 @@ class Union(Shape):
         """The blend of every child at ``points``, without stand-ins."""
         result = evaluate(self.children[0], points)
         for child in self.children[1:]:
-            result = _smooth_min(result, evaluate(child, points), self.smooth_mm)
+            result = _smooth_min(result, evaluate(child, points), float(self.smooth_mm))
         return result
 
     @staticmethod

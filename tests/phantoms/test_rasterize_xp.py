@@ -265,7 +265,7 @@ def test_strict_array_api_rasterizes_the_hip_scene_like_numpy():
     grid = Grid.covering(tuple(lo), tuple(hi), 6.0)
     expected = rasterize(phantom.parts, grid, 2, threads=2)
     got = rasterize(phantom.parts, grid, 2, threads=2, xp=xps)
-    assert len(np.unique(expected.structures)) > 10
+    assert len(np.unique(expected.structures)) >= 6  # body, muscle, fat, bones, vessels ...
     assert _raster_digest(got) == _raster_digest(expected)
 
 
