@@ -20,9 +20,11 @@ from nmosim.phantoms.shapes import (
     Shape,
     _box_distance,
     array_api_sdf,
+    clip,
     constants,
     namespace,
     row_dot,
+    take,
 )
 
 EXACT_BAND_CELLS = 1.5  # grid points within this many cells of the surface get exact distances
@@ -119,7 +121,7 @@ class MeshShape(Shape):
         for dz, wz in ((0, 1.0 - tz), (1, tz)):
             for dy, wy in ((0, 1.0 - ty), (1, ty)):
                 row = base + (dz * ny + dy) * nx
-                v0, v1 = xp.take(flat, row), xp.take(flat, row + 1)
+                v0, v1 = take(xp, flat, row), take(xp, flat, row + 1)
                 interp += wz * wy * ((1.0 - tx) * v0 + tx * v1)
                 lowest = xp.minimum(lowest, xp.minimum(xp.abs(v0), xp.abs(v1)))
                 signs += xp.sign(v0) + xp.sign(v1)
@@ -131,7 +133,7 @@ class MeshShape(Shape):
         with np.errstate(divide="ignore"):
             bound = xp.where(m > 0, xp.minimum(err, err2 / (2.0 * xp.maximum(m, 1e-300))), err)
         size = xp.abs(interp)
-        ramp = xp.clip(size / h - 1.0, 0.0, 1.0)
+        ramp = clip(xp, size / h - 1.0, 0.0, 1.0)
         safe = xp.maximum(size - bound * ramp, 0.25 * size)
         out[inside] = xp.copysign(safe, interp)
         return out

@@ -85,9 +85,18 @@ def field_at(value: float | Callable[[Points], Any], points: Points) -> Any:
     return on_host(value, points)
 
 
-def take(xp: ModuleType, array: Any, index: Any) -> Any:
-    """Rows ``index`` (1-D integers) of ``array``."""
-    return xp.take(array, index, axis=0)
+def take(xp: ModuleType, array: Any, index: Any, axis: int = 0) -> Any:
+    """``array`` at 1-D integer ``index`` along ``axis`` (numpy's own indexing: no wrapper overhead)."""
+    if isinstance(array, np.ndarray):
+        return array[index] if axis == 0 else np.take(array, index, axis=axis)
+    return xp.take(array, index, axis=axis)
+
+
+def clip(xp: ModuleType, array: Any, lo: float, hi: float) -> Any:
+    """``array`` clipped to ``[lo, hi]`` (numpy's own ``clip`` for numpy: the wrapper is slow)."""
+    if isinstance(array, np.ndarray):
+        return np.clip(array, lo, hi)
+    return xp.clip(array, lo, hi)
 
 
 def put(xp: ModuleType, array: Any, index: Any, values: Any) -> None:
@@ -277,7 +286,7 @@ class Capsule(Shape):
         xp = namespace(points)
         a, ab = constants(self, points, "a", "_ab")
         length2 = float(max(self._ab @ self._ab, 1e-12))
-        t = xp.clip((points - a) @ ab / length2, 0.0, 1.0)
+        t = clip(xp, (points - a) @ ab / length2, 0.0, 1.0)
         closest = a + t[:, None] * ab
         radius = float(self.radius_a) + t * float(self.radius_b - self.radius_a)
         return _norm(points - closest) - radius
@@ -360,7 +369,7 @@ class _Triangle:
         s = xp.sign(pa @ side_ba) + xp.sign(pb @ side_cb) + xp.sign(pc @ side_ac)
 
         def edge(pv: Any, e: Any, e2: float) -> Any:
-            t = xp.clip(pv @ e / e2, 0.0, 1.0)
+            t = clip(xp, pv @ e / e2, 0.0, 1.0)
             d = pv - t[:, None] * e
             return row_dot(xp, d, d)
 
@@ -454,7 +463,7 @@ class Union(Shape):
             near = (lo[0] - x <= pad) & (x - hi[0] <= pad)
             candidates = xp.nonzero(near)[0]
             for a in (1, 2):
-                c = xp.take(columns[a, :], candidates)
+                c = take(xp, columns[a, :], candidates)
                 candidates = candidates[(lo[a] - c <= pad) & (c - hi[a] <= pad)]
             n_candidates = int(candidates.shape[0])
             if result is None:
@@ -469,8 +478,8 @@ class Union(Shape):
             put(xp, far, candidates, False)
             far = xp.nonzero(far)[0]
             if far.shape[0]:
-                stand_in = self._stand_in(xp.take(columns, far, axis=1), lo, hi, pad)
-                running = xp.take(result, far)
+                stand_in = self._stand_in(take(xp, columns, far, axis=1), lo, hi, pad)
+                running = take(xp, result, far)
                 if smooth:
                     # Only where the stand-in comes within k of the running result does it act.
                     acts = stand_in < running + k
@@ -479,7 +488,7 @@ class Union(Shape):
                 put(xp, result, far, _smooth_min(running, stand_in, k))
             if n_candidates:
                 d = evaluate(child, take(xp, points, candidates))
-                before = xp.take(result, candidates)
+                before = take(xp, result, candidates)
                 if smooth:
                     # A plain minimum (d at least k below) drops whatever came before.
                     put(xp, approx, candidates[d <= before - k], False)
@@ -540,7 +549,7 @@ class Intersection(Shape):
             # the intersection; the other children need not be evaluated there.
             if todo.shape[0] == 0:
                 break
-            d = xp.maximum(xp.take(result, todo), evaluate(child, take(xp, points, todo)))
+            d = xp.maximum(take(xp, result, todo), evaluate(child, take(xp, points, todo)))
             put(xp, result, todo, d)
             todo = todo[d < EXACT_WITHIN_MM]
         return result
