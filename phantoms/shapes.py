@@ -56,7 +56,10 @@ def to_host(array: Any) -> np.ndarray:
         return array
     if array_api_compat.is_cupy_array(array):
         return array.get()
-    return np.asarray(array)
+    try:
+        return np.asarray(array)
+    except (TypeError, ValueError, RuntimeError):  # namespaces that offer only DLPack
+        return np.from_dlpack(array)
 
 
 def on_host(function: Callable[[np.ndarray], np.ndarray], points: Points) -> Any:
