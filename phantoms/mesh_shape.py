@@ -8,12 +8,24 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
+import array_api_compat
 import edt  # exact Euclidean distance transform (seung-lab, BSD-3-Clause)
 import numpy as np
 
 from nmosim.phantoms.mesh import TriangleMesh
-from nmosim.phantoms.shapes import Points, Shape
+from nmosim.phantoms.shapes import (
+    Points,
+    Shape,
+    _box_distance,
+    array_api_sdf,
+    clip,
+    constants,
+    namespace,
+    row_dot,
+    take,
+)
 
 EXACT_BAND_CELLS = 1.5  # grid points within this many cells of the surface get exact distances
 _PAIR_CHUNK = 1 << 17  # (triangle, grid point) pairs handled at once: small enough to stay in cache
@@ -61,62 +73,78 @@ class MeshShape(Shape):
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self.mesh_lower.copy(), self.mesh_upper.copy()
 
-    def sdf(self, points: Points) -> np.ndarray:
-        points = np.asarray(points, dtype=float).reshape(-1, 3)
-        h = self.resolution_mm
+    @property
+    def _flat(self) -> np.ndarray:
+        return self.values.reshape(-1)
+
+    @property
+    def _counts(self) -> np.ndarray:
         nz, ny, nx = self.values.shape
-        counts = np.array([nx, ny, nz])
-        u = (points - self.origin_mm) / h  # fractional grid index, (x, y, z)
-        inside = np.all((u >= 0.0) & (u <= counts - 1), axis=1)
-        out = np.empty(points.shape[0])
+        return np.array([nx, ny, nz])
+
+    @property
+    def _last_index(self) -> np.ndarray:
+        return (self._counts - 1).astype(float)
+
+    @property
+    def _grid_upper(self) -> np.ndarray:
+        return self.origin_mm + self.resolution_mm * (self._counts - 1)
+
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
+        """Distances (mm) at points of any array-API namespace; the grid is copied there once."""
+        if isinstance(points, np.ndarray) or not hasattr(points, "shape"):
+            points = np.asarray(points, dtype=float)
+        xp = namespace(points)
+        points = xp.reshape(xp.asarray(points, dtype=xp.float64), (-1, 3))
+        device = array_api_compat.device(points)
+        h = float(self.resolution_mm)
+        nz, ny, nx = self.values.shape
+        origin, counts, last, flat = constants(self, points, "origin_mm", "_counts", "_last_index", "_flat")
+        u = (points - origin) / h  # fractional grid index, (x, y, z)
+        inside = xp.all((u >= 0.0) & (u <= last), axis=1)
+        out = xp.empty(points.shape[0], dtype=xp.float64, device=device)
         far = ~inside
-        if far.any():
+        if bool(xp.any(far)):
             out[far] = self._outside(points[far])
-        idx = np.flatnonzero(inside)
-        if idx.size == 0:
+        if not bool(xp.any(inside)):
             return out
-        u = u[idx]
-        i0 = np.minimum(np.floor(u).astype(np.int64), counts - 2)
-        t = u - i0
-        flat = self.values.reshape(-1)
+        u = u[inside]
+        i0 = xp.minimum(xp.astype(xp.floor(u), xp.int64), counts - 2)
+        t = u - xp.astype(i0, xp.float64)
         base = (i0[:, 2] * ny + i0[:, 1]) * nx + i0[:, 0]
         tx, ty, tz = t[:, 0], t[:, 1], t[:, 2]
-        interp = np.zeros(idx.size)
-        lowest = np.full(idx.size, np.inf)  # smallest corner |value|
-        signs = np.zeros(idx.size)
+        n = u.shape[0]
+        interp = xp.zeros(n, dtype=xp.float64, device=device)
+        lowest = xp.full(n, xp.inf, dtype=xp.float64, device=device)  # smallest corner |value|
+        signs = xp.zeros(n, dtype=xp.float64, device=device)
         for dz, wz in ((0, 1.0 - tz), (1, tz)):
             for dy, wy in ((0, 1.0 - ty), (1, ty)):
                 row = base + (dz * ny + dy) * nx
-                v0, v1 = flat[row], flat[row + 1]
+                v0, v1 = take(xp, flat, row), take(xp, flat, row + 1)
                 interp += wz * wy * ((1.0 - tx) * v0 + tx * v1)
-                lowest = np.minimum(lowest, np.minimum(np.abs(v0), np.abs(v1)))
-                signs += np.sign(v0) + np.sign(v1)
-        err2 = np.einsum("ij,ij->i", t, 1.0 - t) * h * h
-        err = np.sqrt(err2)  # Lipschitz bound on the overstatement
+                lowest = xp.minimum(lowest, xp.minimum(xp.abs(v0), xp.abs(v1)))
+                signs += xp.sign(v0) + xp.sign(v1)
+        err2 = row_dot(xp, t, 1.0 - t) * h * h
+        err = xp.sqrt(err2)  # Lipschitz bound on the overstatement
         # Semiconcavity: over a cell at least m from the surface (same sign at all corners),
         # the overstatement is at most err^2 / (2 m).
-        m = np.where(np.abs(signs) == 8, lowest - 0.5 * np.sqrt(3.0) * h, 0.0)
+        m = xp.where(xp.abs(signs) == 8, lowest - float(0.5 * np.sqrt(3.0) * h), 0.0)
         with np.errstate(divide="ignore"):
-            bound = np.where(m > 0, np.minimum(err, err2 / (2.0 * np.maximum(m, 1e-300))), err)
-        size = np.abs(interp)
-        ramp = np.clip(size / h - 1.0, 0.0, 1.0)
-        safe = np.maximum(size - bound * ramp, 0.25 * size)
-        out[idx] = np.copysign(safe, interp)
+            bound = xp.where(m > 0, xp.minimum(err, err2 / (2.0 * xp.maximum(m, 1e-300))), err)
+        size = xp.abs(interp)
+        ramp = clip(xp, size / h - 1.0, 0.0, 1.0)
+        safe = xp.maximum(size - bound * ramp, 0.25 * size)
+        out[inside] = xp.copysign(safe, interp)
         return out
 
-    def _outside(self, points: Points) -> np.ndarray:
+    def _outside(self, points: Points) -> Any:
         """A lower bound on the (positive) distance of points outside the grid box."""
-        h = self.resolution_mm
-        nz, ny, nx = self.values.shape
-        lo = self.origin_mm
-        hi = lo + h * (np.array([nx, ny, nz]) - 1)
-        to_grid = _box_distance(points, lo, hi) + self.boundary_mm
-        return np.maximum(to_grid, _box_distance(points, self.mesh_lower, self.mesh_upper))
-
-
-def _box_distance(points: Points, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    gap = np.maximum(np.maximum(lo - points, points - hi), 0.0)
-    return np.sqrt(np.einsum("ij,ij->i", gap, gap))
+        xp = namespace(points)
+        names = ("origin_mm", "_grid_upper", "mesh_lower", "mesh_upper")
+        lo, hi, mesh_lower, mesh_upper = constants(self, points, *names)
+        to_grid = _box_distance(points, lo, hi) + float(self.boundary_mm)
+        return xp.maximum(to_grid, _box_distance(points, mesh_lower, mesh_upper))
 
 
 def mesh_shape(

@@ -10,13 +10,15 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 from nmosim.phantoms.errors import SpecError, check_range
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import N_TISSUES
-from nmosim.phantoms.shapes import Shape
+from nmosim.phantoms.shapes import Shape, evaluate, field_at, namespace, to_host
 
 MAX_SUPERSAMPLING = 8  # sub-samples per voxel edge: 512 per voxel that a surface crosses
 BLOCK = 8  # voxels per block edge in the coarse pass
@@ -25,7 +27,7 @@ BLOCK = 8  # voxels per block edge in the coarse pass
 BLOCK_SAFETY = 1.3
 VOXEL_SAFETY = 1.1
 
-Depth = float | Callable[[np.ndarray], np.ndarray]
+Depth = float | Callable[[Any], Any]  # a field runs on the host unless marked ``array_api_sdf``
 
 
 @dataclass(frozen=True)
@@ -119,16 +121,18 @@ def _index_box(grid: Grid, shape: Shape) -> tuple[np.ndarray, np.ndarray] | None
     return start, stop
 
 
-def _cell_centres(grid: Grid, cells: np.ndarray, step: int) -> np.ndarray:
+def _cell_centres(grid: Grid, cells: Any, step: int) -> Any:
     """Points (mm, x y z) at the centres of cells (rows z, y, x) of ``step`` voxels on the grid.
 
-    For ``step == 1`` these are exactly the voxel centres of :meth:`Grid.index_to_mm`.
+    ``cells`` may be of any array-API namespace; the points are in the same one. For
+    ``step == 1`` these are exactly the voxel centres of :meth:`Grid.index_to_mm`.
     """
-    pts = np.empty((cells.shape[0], 3))
+    xp = namespace(cells)
+    cols = []
     for a in range(3):
-        index = cells[:, 2 - a] * step + (step - 1) / 2.0
-        pts[:, a] = grid.origin_mm[a] + index * grid.spacing_mm[a]
-    return pts
+        index = xp.astype(cells[:, 2 - a] * step, xp.float64) + (step - 1) / 2.0
+        cols.append(float(grid.origin_mm[a]) + index * float(grid.spacing_mm[a]))
+    return xp.stack(cols, axis=1)
 
 
 _CHILDREN = np.stack(np.meshgrid([0, 1], [0, 1], [0, 1], indexing="ij"), axis=-1).reshape(1, 8, 3)
@@ -139,6 +143,7 @@ class _PartState:
     """One part or layer: cells wholly inside it and its surface voxels with sub-sample occupancy.
 
     Cells are aligned to the grid: ``inside[c]`` holds rows (z, y, x) of cells of ``c`` voxels.
+    Always numpy arrays, whichever namespace classified the part.
     """
 
     inside: dict[int, np.ndarray]
@@ -146,87 +151,98 @@ class _PartState:
     surface_occupancy: np.ndarray  # (n_surface_voxels, s**3) bool
 
 
-def _depth(depth: Depth, points: np.ndarray) -> np.ndarray | float:
-    return depth(points) if callable(depth) else float(depth)
+def _depth(depth: Depth, points: Any) -> Any:
+    """A layer's depth (mm) at ``points``: a fixed number, or a field (numpy-only ones run on the host)."""
+    return field_at(depth, points) if callable(depth) else float(depth)
 
 
-def _states(d: np.ndarray, points: np.ndarray, depths: list[Depth], margin: float) -> np.ndarray:
+def _states(d: Any, points: Any, depths: list[Depth], margin: float) -> Any:
     """State per level (rows) and point: 0 outside, 1 inside, 2 within ``margin`` of the surface."""
-    out = np.empty((len(depths), d.size), dtype=np.uint8)
-    for i, depth in enumerate(depths):
+    xp = namespace(d)
+    rows = []
+    for depth in depths:
         dl = d + _depth(depth, points)
-        out[i] = np.where(dl < -margin, 1, np.where(dl > margin, 0, 2))
-    return out
+        inside = dl < -margin
+        near = ~inside & ~(dl > margin)  # NaN counts as near, as before
+        rows.append(xp.astype(inside, xp.uint8) + 2 * xp.astype(near, xp.uint8))
+    return xp.stack(rows)
 
 
-def _classify(part: Part, grid: Grid, s: int) -> list[_PartState] | None:
+def _classify(part: Part, grid: Grid, s: int, xp: ModuleType) -> list[_PartState] | None:
     """Inside cells and surface voxels of the part and of each of its layers.
 
     Cells of BLOCK voxels are halved down to single voxels only where a surface may pass, so
     distance evaluations concentrate near surfaces. A cell is uniform when its centre lies more
     than a safety factor times the reach of its sample points from every surface; uniform cells
     that stick out of the part's index box are split further, so nothing is painted outside it.
+    The work runs in the array namespace ``xp``; the states come back as numpy arrays.
     """
     box = _index_box(grid, part.shape)
     if box is None:
         return None
-    start, stop = box
+    start_np, stop_np = box
+    start, stop = xp.asarray(start_np, dtype=xp.int64), xp.asarray(stop_np, dtype=xp.int64)
     spacing = np.asarray(grid.spacing_mm)
-    voxel_half_diag = 0.5 * np.linalg.norm(spacing)
+    voxel_half_diag = float(0.5 * np.linalg.norm(spacing))
     depths: list[Depth] = [0.0] + [layer.depth_mm for layer in part.layers]
     nd = len(depths)
-    inside: list[dict[int, np.ndarray]] = [{} for _ in depths]
+    inside: list[dict[int, Any]] = [{} for _ in depths]
 
-    offsets = _subsample_offsets(spacing, s)
-    nsub = offsets.shape[0]
+    offsets_np = _subsample_offsets(spacing, s)
+    nsub = offsets_np.shape[0]
     # A voxel's content is that of its sub-samples, which lie within (s - 1) / s half-diagonals
     # of its centre; those of a cell of ``step`` voxels lie within (step - 1) voxel
     # half-diagonals plus that reach of the cell's centre.
-    reach = float(np.linalg.norm(offsets, axis=1).max())
+    reach = float(np.linalg.norm(offsets_np, axis=1).max())
 
-    b0, b1 = start // BLOCK, -(-stop // BLOCK)
+    b0, b1 = start_np // BLOCK, -(-stop_np // BLOCK)
     axes = [np.arange(b0[a], b1[a]) for a in range(3)]
-    cells = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    cells = xp.asarray(np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3), dtype=xp.int64)
+    children = xp.asarray(_CHILDREN, dtype=xp.int64)
     step = BLOCK
     while step > 1:
         pts = _cell_centres(grid, cells, step)
         margin = BLOCK_SAFETY * ((step - 1) * voxel_half_diag + reach)
-        st = _states(part.shape.sdf(pts), pts, depths, margin)
-        mixed = (st == 2).any(axis=0)
+        st = _states(evaluate(part.shape, pts), pts, depths, margin)
+        mixed = xp.any(st == 2, axis=0)
         lo = cells * step
-        within = np.all((lo >= start) & (lo + step <= stop), axis=1)
-        some_inside = (st == 1).any(axis=0)
+        within = xp.all((lo >= start) & (lo + step <= stop), axis=1)
+        some_inside = xp.any(st == 1, axis=0)
         for i in range(nd):
-            inside[i][step] = cells[(st[i] == 1) & within & ~mixed]
+            inside[i][step] = cells[(st[i, :] == 1) & within & ~mixed]
         cells = cells[mixed | (some_inside & ~within)]
         # Children of the cells to split, less those wholly outside the box.
         step //= 2
-        cells = (2 * cells[:, None, :] + _CHILDREN).reshape(-1, 3)
+        cells = xp.reshape(2 * cells[:, None, :] + children, (-1, 3))
         lo = cells * step
-        cells = cells[np.all((lo < stop) & (lo + step > start), axis=1)]
+        cells = cells[xp.all((lo < stop) & (lo + step > start), axis=1)]
 
     centres = _cell_centres(grid, cells, 1)
-    d = part.shape.sdf(centres)
+    d = evaluate(part.shape, centres)
     # Farther than the reach from every surface, the sub-samples share the centre's side. With
     # one sub-sample per voxel, the sign at the centre is the voxel's content.
     st = _states(d, centres, depths, VOXEL_SAFETY * reach)
-    on_surface = (st == 2).any(axis=0)
-    flat = np.ravel_multi_index(tuple(cells.T), grid.shape) if cells.size else cells[:, 0]
-    if on_surface.any():
+    on_surface = xp.any(st == 2, axis=0)
+    ny, nx = grid.shape[1], grid.shape[2]
+    flat = (cells[:, 0] * ny + cells[:, 1]) * nx + cells[:, 2]
+    if bool(xp.any(on_surface)):
         if s == 1:  # the single sub-sample is the voxel centre (and d == 0 there)
             sub_pts, d_sub = centres[on_surface], d[on_surface]
         else:
-            sub_pts = (centres[on_surface, None, :] + offsets[None, :, :]).reshape(-1, 3)
-            d_sub = part.shape.sdf(sub_pts)
+            offsets = xp.asarray(offsets_np, dtype=xp.float64)
+            sub_pts = xp.reshape(centres[on_surface][:, None, :] + offsets[None, :, :], (-1, 3))
+            d_sub = evaluate(part.shape, sub_pts)
     out = []
     for i, depth in enumerate(depths):
-        inside[i][1] = cells[st[i] == 1]
-        surf = st[i] == 2
-        if surf.any():
-            occ = (d_sub + _depth(depth, sub_pts) < 0.0).reshape(-1, nsub)[surf[on_surface]]
+        inside[i][1] = cells[st[i, :] == 1]
+        surf = st[i, :] == 2
+        if bool(xp.any(surf)):
+            occ = xp.reshape(d_sub + _depth(depth, sub_pts) < 0.0, (-1, nsub))[surf[on_surface]]
+            occ = to_host(occ)
         else:
             occ = np.empty((0, nsub), bool)
-        out.append(_PartState(inside[i], flat[surf], occ))
+        cells_inside = {step: to_host(c) for step, c in inside[i].items()}
+        out.append(_PartState(cells_inside, to_host(flat[surf]), occ))
     return out
 
 
@@ -264,12 +280,19 @@ def _counts(values: np.ndarray, n_values: int) -> np.ndarray:
 
 
 def rasterize(
-    parts: Sequence[Part], grid: Grid, supersampling: int = 2, threads: int | None = None
+    parts: Sequence[Part],
+    grid: Grid,
+    supersampling: int = 2,
+    threads: int | None = None,
+    xp: ModuleType | None = None,
 ) -> Rasterization:
     """Paint ``parts`` (later over earlier) onto ``grid``; voxels nothing covers are part 0.
 
     ``supersampling`` s gives s**3 sample points in each voxel that a surface crosses.
     ``threads`` classify parts concurrently (default: every core); the result does not depend on it.
+    ``xp`` is the array-API namespace that refines cells, evaluates distances and supersamples
+    (default numpy; e.g. CuPy's from ``nmosim.simulate.arrays.namespace("cuda")``); the labels
+    are painted on the host, and the result is numpy whatever ``xp``.
 
     Examples
     --------
@@ -283,6 +306,7 @@ def rasterize(
     if s != supersampling:
         raise ValueError(f"supersampling = {supersampling!r} must be an integer in [1, 8]")
     workers = worker_threads(threads)
+    xp = namespace(np.empty(0)) if xp is None else xp
     table = np.array([(0, 0, 0)] + [lab for p in parts for lab in p.labels()], np.int64)
     if len(table) > np.iinfo(np.uint16).max:
         raise ValueError(f"too many parts and layers ({len(table) - 1}); at most 65534")
@@ -297,7 +321,7 @@ def rasterize(
     order = sorted(range(len(parts)), key=lambda i: -extent(parts[i]))
     classified: list[list[_PartState] | None] = [None] * len(parts)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {i: pool.submit(_classify, parts[i], grid, s) for i in order}
+        futures = {i: pool.submit(_classify, parts[i], grid, s, xp) for i in order}
         for i, future in futures.items():
             classified[i] = future.result()
     states: list[_PartState | None] = []

@@ -1,35 +1,184 @@
 """Signed-distance shapes in the patient frame (mm): primitives and the ways to combine them.
 
 A shape is negative inside, positive outside, and knows its bounding box; it never rasterizes.
+
+Distances are written once on the Python array API: ``sdf(points)`` takes points of any array-API
+namespace (numpy, CuPy on a GPU, array_api_strict in the tests) and returns distances in the same
+namespace and on the same device. A shape's constants (centres, matrices, grids) are copied to
+that namespace on first use and kept. Shapes whose ``sdf`` is numpy only (defined elsewhere,
+without :func:`array_api_sdf`) run on the host through :func:`on_host`; :func:`evaluate` picks
+the way and :func:`runs_on_array_api` tells which one a shape takes. Bounds are always numpy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
 
+import array_api_compat
 import numpy as np
 
-Points = np.ndarray  # (N, 3) float64, (x, y, z) in mm
+Points = Any  # (N, 3) float64 array of any array-API namespace, (x, y, z) in mm
+
+_ARRAY_API_FUNCTIONS: set[Callable] = set()
+_NUMPY = array_api_compat.array_namespace(np.empty(0))
+
+
+def array_api_sdf(function: Callable) -> Callable:
+    """Mark ``function`` (an ``sdf`` method or a depth field of points) as written on the array API."""
+    _ARRAY_API_FUNCTIONS.add(function)
+    return function
+
+
+def runs_on_array_api(shape: Shape) -> bool:
+    """True when ``shape.sdf`` runs in the points' own namespace; False when it runs on the host."""
+    return type(shape).sdf in _ARRAY_API_FUNCTIONS
+
+
+def _is_host(points: Any) -> bool:
+    """True for numpy arrays and for what numpy takes as one (lists, tuples, numbers)."""
+    return isinstance(points, np.ndarray) or not array_api_compat.is_array_api_obj(points)
+
+
+def namespace(points: Points) -> ModuleType:
+    """The array-API namespace of ``points`` (numpy's through ``array_api_compat`` for numpy,
+    lists and numbers)."""
+    if _is_host(points):
+        return _NUMPY
+    return array_api_compat.array_namespace(points)
+
+
+def to_host(array: Any) -> np.ndarray:
+    """A numpy copy (or view) of an array of any namespace."""
+    if isinstance(array, np.ndarray):
+        return array
+    if array_api_compat.is_cupy_array(array):
+        return array.get()
+    try:
+        return np.asarray(array)
+    except (TypeError, ValueError, RuntimeError):  # namespaces that offer only DLPack
+        return np.from_dlpack(array)
+
+
+def on_host(function: Callable[[np.ndarray], np.ndarray], points: Points) -> Any:
+    """``function(points)`` for a numpy-only ``function``: the points go to the host and the result
+    comes back to their namespace and device. The one place where array-API code leaves the device."""
+    if _is_host(points):
+        return function(points)
+    xp = namespace(points)
+    result = np.asarray(function(to_host(points)))
+    return xp.asarray(result, device=array_api_compat.device(points))
+
+
+def evaluate(shape: Shape, points: Points) -> Any:
+    """``shape.sdf(points)`` for points of any namespace: in place or, for numpy-only shapes, on the host."""
+    if _is_host(points) or runs_on_array_api(shape):
+        return shape.sdf(points)
+    return on_host(shape.sdf, points)
+
+
+def field_at(value: float | Callable[[Points], Any], points: Points) -> Any:
+    """A number, or a field of position (points -> values) evaluated at ``points`` in their namespace."""
+    if not callable(value):
+        return float(value)
+    if _is_host(points) or value in _ARRAY_API_FUNCTIONS:
+        return value(points)
+    return on_host(value, points)
+
+
+def take(xp: ModuleType, array: Any, index: Any, axis: int = 0) -> Any:
+    """``array`` at 1-D integer ``index`` along ``axis`` (numpy's own indexing: no wrapper overhead)."""
+    if isinstance(array, np.ndarray):
+        return array[index] if axis == 0 else np.take(array, index, axis=axis)
+    return xp.take(array, index, axis=axis)
+
+
+def clip(xp: ModuleType, array: Any, lo: float, hi: float) -> Any:
+    """``array`` clipped to ``[lo, hi]`` (numpy's own ``clip`` for numpy: the wrapper is slow)."""
+    if isinstance(array, np.ndarray):
+        return np.clip(array, lo, hi)
+    return xp.clip(array, lo, hi)
+
+
+def put(xp: ModuleType, array: Any, index: Any, values: Any) -> None:
+    """``array[index] = values`` for sorted, distinct 1-D integer ``index`` (rows of ``array``).
+
+    The standard has no integer-array assignment; numpy and CuPy have it. Elsewhere the index
+    becomes a mask (found by ``searchsorted``), whose assignment takes the values in order.
+    """
+    if isinstance(array, np.ndarray) or array_api_compat.is_cupy_array(array):
+        array[index] = values
+        return
+    n = index.shape[0]
+    if n == 0:
+        return
+    rows = xp.arange(array.shape[0], dtype=index.dtype, device=array_api_compat.device(array))
+    pos = xp.clip(xp.searchsorted(index, rows), 0, n - 1)
+    array[xp.take(index, pos) == rows] = values
+
+
+def row_dot(xp: ModuleType, a: Any, b: Any) -> Any:
+    """Dot product of each row of two (N, 3) arrays.
+
+    numpy's ``einsum``, as before; elsewhere the products summed in the order einsum adds them on
+    x86-64 ((x + z) + y), so that namespaces wrapping numpy give the same bytes.
+    """
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return np.einsum("ij,ij->i", a, b)
+    p = a * b
+    return (p[:, 0] + p[:, 2]) + p[:, 1]
+
+
+class _Constants:
+    """A shape's constant arrays per namespace and device, copied there on first use."""
+
+    def __init__(self) -> None:
+        self._by_place: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def get(self, owner: Any, points: Points, names: tuple[str, ...]) -> tuple[Any, ...]:
+        if _is_host(points):
+            return tuple(getattr(owner, n) for n in names)
+        xp = namespace(points)
+        device = array_api_compat.device(points)
+        place = self._by_place.setdefault((xp.__name__, str(device)), {})
+        out = []
+        for n in names:
+            if n not in place:
+                place[n] = xp.asarray(np.asarray(getattr(owner, n)), device=device)
+            out.append(place[n])
+        return tuple(out)
+
+
+def constants(owner: Any, points: Points, *names: str) -> tuple[Any, ...]:
+    """``owner``'s numpy attributes ``names`` in the namespace and on the device of ``points`` (cached)."""
+    cache = owner.__dict__.get("_xp_constants")
+    if cache is None:
+        cache = owner.__dict__.setdefault("_xp_constants", _Constants())
+    return cache.get(owner, points, names)
 
 
 def _vec(v: Sequence[float]) -> np.ndarray:
     return np.asarray(v, dtype=float).reshape(3)
 
 
-def _box_distance(points: Points, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def _box_distance(points: Points, lo: Any, hi: Any) -> Any:
     """Euclidean distance (mm) from each point to an axis-aligned box; 0 inside it."""
-    gap = np.maximum(np.maximum(lo - points, points - hi), 0.0)
-    return np.sqrt(np.einsum("ij,ij->i", gap, gap))
+    xp = namespace(points)
+    gap = xp.maximum(xp.maximum(lo - points, points - hi), 0.0)
+    return xp.sqrt(row_dot(xp, gap, gap))
 
 
-def _norm(v: np.ndarray) -> np.ndarray:
+def _norm(v: Any) -> Any:
     """Euclidean norm of each row of an (N, 3) array (much faster than ``np.linalg.norm``)."""
-    return np.sqrt(np.einsum("ij,ij->i", v, v))
+    xp = namespace(v)
+    return xp.sqrt(row_dot(xp, v, v))
 
 
-def _in_box(points: Points, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    return np.all((points >= lo) & (points <= hi), axis=1)
+def _in_box(points: Points, lo: Any, hi: Any) -> Any:
+    xp = namespace(points)
+    return xp.all((points >= lo) & (points <= hi), axis=1)
 
 
 def rotation_matrix(axis: Sequence[float], angle_deg: float) -> np.ndarray:
@@ -43,15 +192,17 @@ def rotation_matrix(axis: Sequence[float], angle_deg: float) -> np.ndarray:
 class Shape:
     """Base of all shapes: ``sdf(points) -> distances`` (mm, negative inside) and ``bounds()``."""
 
-    def sdf(self, points: Points) -> np.ndarray:
+    def sdf(self, points: Points) -> Any:
         raise NotImplementedError
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Axis-aligned box ``(lower, upper)`` in mm that contains the whole shape."""
         raise NotImplementedError
 
-    def contains(self, points: Points) -> np.ndarray:
-        return self.sdf(np.atleast_2d(points)) < 0.0
+    def contains(self, points: Points) -> Any:
+        if _is_host(points):
+            points = np.atleast_2d(points)
+        return evaluate(self, points) < 0.0
 
     def __or__(self, other: Shape) -> Shape:
         return Union((self, other))
@@ -71,8 +222,10 @@ class Sphere(Shape):
     def __post_init__(self) -> None:
         object.__setattr__(self, "center", _vec(self.center))
 
-    def sdf(self, points: Points) -> np.ndarray:
-        return _norm(points - self.center) - self.radius
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
+        (center,) = constants(self, points, "center")
+        return _norm(points - center) - float(self.radius)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self.center - self.radius, self.center + self.radius
@@ -94,16 +247,20 @@ class Ellipsoid(Shape):
         object.__setattr__(self, "radii", _vec(self.radii))
         object.__setattr__(self, "rotation", np.asarray(self.rotation, dtype=float))
         object.__setattr__(self, "_turned", not np.array_equal(self.rotation, np.eye(3)))
+        object.__setattr__(self, "_radii2", self.radii**2)
 
-    def sdf(self, points: Points) -> np.ndarray:
-        q = points - self.center
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
+        xp = namespace(points)
+        center, radii, radii2, rotation = constants(self, points, "center", "radii", "_radii2", "rotation")
+        q = points - center
         if self._turned:
-            q = q @ self.rotation  # coordinates in the ellipsoid's own axes
-        k0 = _norm(q / self.radii)
-        k1 = _norm(q / self.radii**2)
+            q = q @ rotation  # coordinates in the ellipsoid's own axes
+        k0 = _norm(q / radii)
+        k1 = _norm(q / radii2)
         with np.errstate(divide="ignore", invalid="ignore"):
             d = k0 * (k0 - 1.0) / k1
-        return np.where(k1 > 0, d, -self.radii.min())
+        return xp.where(k1 > 0, d, -float(self.radii.min()))
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         half = np.sqrt(((self.rotation * self.radii) ** 2).sum(axis=1))
@@ -125,12 +282,16 @@ class Capsule(Shape):
         object.__setattr__(self, "b", _vec(self.b))
         if self.radius_b is None:
             object.__setattr__(self, "radius_b", self.radius_a)
+        object.__setattr__(self, "_ab", self.b - self.a)
 
-    def sdf(self, points: Points) -> np.ndarray:
-        ab = self.b - self.a
-        t = np.clip((points - self.a) @ ab / max(ab @ ab, 1e-12), 0.0, 1.0)
-        closest = self.a + t[:, None] * ab
-        radius = self.radius_a + t * (self.radius_b - self.radius_a)
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
+        xp = namespace(points)
+        a, ab = constants(self, points, "a", "_ab")
+        length2 = float(max(self._ab @ self._ab, 1e-12))
+        t = clip(xp, (points - a) @ ab / length2, 0.0, 1.0)
+        closest = a + t[:, None] * ab
+        radius = float(self.radius_a) + t * float(self.radius_b - self.radius_a)
         return _norm(points - closest) - radius
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -151,12 +312,16 @@ class Box(Shape):
         object.__setattr__(self, "center", _vec(self.center))
         object.__setattr__(self, "half_sizes", _vec(self.half_sizes))
         object.__setattr__(self, "rotation", np.asarray(self.rotation, dtype=float))
+        object.__setattr__(self, "_core", self.half_sizes - self.rounding)
 
-    def sdf(self, points: Points) -> np.ndarray:
-        q = np.abs((points - self.center) @ self.rotation) - (self.half_sizes - self.rounding)
-        outside = _norm(np.maximum(q, 0.0))
-        inside = np.minimum(q.max(axis=1), 0.0)
-        return outside + inside - self.rounding
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
+        xp = namespace(points)
+        center, rotation, core = constants(self, points, "center", "rotation", "_core")
+        q = xp.abs((points - center) @ rotation) - core
+        outside = _norm(xp.maximum(q, 0.0))
+        inside = xp.minimum(xp.max(q, axis=1), 0.0)
+        return outside + inside - float(self.rounding)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         half = np.abs(self.rotation) @ self.half_sizes
@@ -175,9 +340,11 @@ class Plate(Shape):
     def __post_init__(self) -> None:
         for name in ("a", "b", "c"):
             object.__setattr__(self, name, _vec(getattr(self, name)))
+        object.__setattr__(self, "_triangle", _Triangle(self.a, self.b, self.c))
 
-    def sdf(self, points: Points) -> np.ndarray:
-        return _triangle_distance(points, self.a, self.b, self.c) - self.thickness / 2.0
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
+        return self._triangle.distance(points) - float(self.thickness / 2.0)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         corners = np.stack([self.a, self.b, self.c])
@@ -185,25 +352,41 @@ class Plate(Shape):
         return corners.min(axis=0) - r, corners.max(axis=0) + r
 
 
-def _triangle_distance(p: Points, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+class _Triangle:
+    """The constants of a triangle's distance: vertices, edges, normal and the edge normals."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> None:
+        self.a, self.b, self.c = a, b, c
+        self.ba, self.cb, self.ac = b - a, c - b, a - c
+        self.nor = np.cross(self.ba, self.ac)
+        self.side_ba = np.cross(self.ba, self.nor)
+        self.side_cb = np.cross(self.cb, self.nor)
+        self.side_ac = np.cross(self.ac, self.nor)
+
+    def distance(self, p: Points) -> Any:
+        """Unsigned distance (mm) from points to the triangle."""
+        xp = namespace(p)
+        names = ("a", "b", "c", "ba", "cb", "ac", "nor", "side_ba", "side_cb", "side_ac")
+        a, b, c, ba, cb, ac, nor, side_ba, side_cb, side_ac = constants(self, p, *names)
+        pa, pb, pc = p - a, p - b, p - c
+        s = xp.sign(pa @ side_ba) + xp.sign(pb @ side_cb) + xp.sign(pc @ side_ac)
+
+        def edge(pv: Any, e: Any, e2: float) -> Any:
+            t = clip(xp, pv @ e / e2, 0.0, 1.0)
+            d = pv - t[:, None] * e
+            return row_dot(xp, d, d)
+
+        edges = xp.minimum(
+            xp.minimum(edge(pa, ba, float(self.ba @ self.ba)), edge(pb, cb, float(self.cb @ self.cb))),
+            edge(pc, ac, float(self.ac @ self.ac)),
+        )
+        plane = (pa @ nor) ** 2 / float(self.nor @ self.nor)
+        return xp.sqrt(xp.where(s < 2.0, edges, plane))
+
+
+def _triangle_distance(p: Points, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> Any:
     """Unsigned distance (mm) from points to the triangle ``abc``."""
-    ba, cb, ac = b - a, c - b, a - c
-    pa, pb, pc = p - a, p - b, p - c
-    nor = np.cross(ba, ac)
-    s = (
-        np.sign(pa @ np.cross(ba, nor))
-        + np.sign(pb @ np.cross(cb, nor))
-        + np.sign(pc @ np.cross(ac, nor))
-    )
-
-    def edge(pv: np.ndarray, e: np.ndarray) -> np.ndarray:
-        t = np.clip(pv @ e / (e @ e), 0.0, 1.0)
-        d = pv - t[:, None] * e
-        return np.einsum("ij,ij->i", d, d)
-
-    edges = np.minimum(np.minimum(edge(pa, ba), edge(pb, cb)), edge(pc, ac))
-    plane = (pa @ nor) ** 2 / (nor @ nor)
-    return np.sqrt(np.where(s < 2.0, edges, plane))
+    return _Triangle(_vec(a), _vec(b), _vec(c)).distance(p)
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,8 +402,10 @@ class HalfSpace(Shape):
         object.__setattr__(self, "normal", n / np.linalg.norm(n))
         object.__setattr__(self, "point", _vec(self.point))
 
-    def sdf(self, points: Points) -> np.ndarray:
-        return (points - self.point) @ self.normal
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
+        point, normal = constants(self, points, "point", "normal")
+        return (points - point) @ normal
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self.point - self.extent_mm, self.point + self.extent_mm
@@ -229,12 +414,13 @@ class HalfSpace(Shape):
 EXACT_WITHIN_MM = 15.0  # unions report exact distances up to this value (see Union)
 
 
-def _smooth_min(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+def _smooth_min(a: Any, b: Any, k: float) -> Any:
     """Polynomial smooth minimum with blend radius ``k`` (mm); ``min`` when ``k == 0``."""
+    xp = namespace(a)
     if k <= 0:
-        return np.minimum(a, b)
-    h = np.maximum(k - np.abs(a - b), 0.0) / k
-    return np.minimum(a, b) - h * h * k * 0.25
+        return xp.minimum(a, b)
+    h = xp.maximum(k - xp.abs(a - b), 0.0) / k
+    return xp.minimum(a, b) - h * h * k * 0.25
 
 
 @dataclass(frozen=True, eq=False)
@@ -259,72 +445,77 @@ class Union(Shape):
         object.__setattr__(self, "children", tuple(self.children))
         object.__setattr__(self, "_boxes", [c.bounds() for c in self.children])
 
-    def sdf(self, points: Points) -> np.ndarray:
-        k = self.smooth_mm
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
+        xp = namespace(points)
+        k = float(self.smooth_mm)
         pad = max(k, EXACT_WITHIN_MM)
         # A child farther than its stand-in distance (>= pad) leaves a running result at or
         # below pad - k untouched (min, and no blend): such points skip that child.
         settled = pad - max(k, 0.0)
         smooth = k > 0
-        columns = np.ascontiguousarray(points.T)  # per-axis arrays: much faster than (N, 3) math
-        x = columns[0]
+        # per-axis arrays: much faster than (N, 3) math
+        columns = xp.stack([points[:, 0], points[:, 1], points[:, 2]])
+        x = columns[0, :]
         result = None
         approx = None  # smooth unions: points whose running result a stand-in has lowered
         for child, (lo, hi) in zip(self.children, self._boxes, strict=True):
+            lo, hi = [float(v) for v in lo], [float(v) for v in hi]
             # Outside the padded box the child is at least max(box distance, pad) away: a lower
             # bound that leaves the blend untouched, since the blend acts only within smooth_mm.
             near = (lo[0] - x <= pad) & (x - hi[0] <= pad)
-            candidates = np.flatnonzero(near)
+            candidates = xp.nonzero(near)[0]
             for a in (1, 2):
-                c = columns[a, candidates]
+                c = take(xp, columns[a, :], candidates)
                 candidates = candidates[(lo[a] - c <= pad) & (c - hi[a] <= pad)]
+            n_candidates = int(candidates.shape[0])
             if result is None:
                 result = self._stand_in(columns, lo, hi, pad)
                 if smooth:
-                    approx = np.ones(result.size, dtype=bool)
-                    approx[candidates] = False
-                if candidates.size:
-                    result[candidates] = child.sdf(points[candidates])
+                    approx = xp.ones(result.shape[0], dtype=xp.bool, device=array_api_compat.device(points))
+                    put(xp, approx, candidates, False)
+                if n_candidates:
+                    put(xp, result, candidates, evaluate(child, take(xp, points, candidates)))
                 continue
             far = result > settled
-            far[candidates] = False
-            far = np.flatnonzero(far)
-            if far.size:
-                stand_in = self._stand_in(columns[:, far], lo, hi, pad)
+            put(xp, far, candidates, False)
+            far = xp.nonzero(far)[0]
+            if far.shape[0]:
+                stand_in = self._stand_in(take(xp, columns, far, axis=1), lo, hi, pad)
+                running = take(xp, result, far)
                 if smooth:
                     # Only where the stand-in comes within k of the running result does it act.
-                    acts = stand_in < result[far] + k
-                    far, stand_in = far[acts], stand_in[acts]
-                    approx[far] = True
-                result[far] = _smooth_min(result[far], stand_in, k)
-            if candidates.size:
-                d = child.sdf(points[candidates])
-                before = result[candidates]
+                    acts = stand_in < running + k
+                    far, stand_in, running = far[acts], stand_in[acts], running[acts]
+                    put(xp, approx, far, True)
+                put(xp, result, far, _smooth_min(running, stand_in, k))
+            if n_candidates:
+                d = evaluate(child, take(xp, points, candidates))
+                before = take(xp, result, candidates)
                 if smooth:
                     # A plain minimum (d at least k below) drops whatever came before.
-                    approx[candidates[d <= before - k]] = False
-                result[candidates] = _smooth_min(before, d, k)
+                    put(xp, approx, candidates[d <= before - k], False)
+                put(xp, result, candidates, _smooth_min(before, d, k))
         if smooth:
-            redo = np.flatnonzero(approx & (result < EXACT_WITHIN_MM))
-            if redo.size:
-                result[redo] = self._fold(points[redo])
+            redo = xp.nonzero(approx & (result < EXACT_WITHIN_MM))[0]
+            if redo.shape[0]:
+                put(xp, result, redo, self._fold(take(xp, points, redo)))
         return result
 
-    def _fold(self, points: Points) -> np.ndarray:
+    def _fold(self, points: Points) -> Any:
         """The blend of every child at ``points``, without stand-ins."""
-        result = self.children[0].sdf(points)
+        result = evaluate(self.children[0], points)
         for child in self.children[1:]:
-            result = _smooth_min(result, child.sdf(points), self.smooth_mm)
+            result = _smooth_min(result, evaluate(child, points), float(self.smooth_mm))
         return result
 
     @staticmethod
-    def _stand_in(columns: np.ndarray, lo: np.ndarray, hi: np.ndarray, pad: float) -> np.ndarray:
+    def _stand_in(columns: Any, lo: Sequence[float], hi: Sequence[float], pad: float) -> Any:
         """max(distance to the box ``lo``-``hi``, pad) for points given as (3, N) columns."""
-        gaps = [
-            np.maximum(np.maximum(lo[a] - columns[a], columns[a] - hi[a]), 0.0) for a in range(3)
-        ]
-        d = np.sqrt(gaps[0] * gaps[0] + gaps[1] * gaps[1] + gaps[2] * gaps[2])
-        return np.maximum(d, pad, out=d)
+        xp = namespace(columns)
+        gaps = [xp.maximum(xp.maximum(lo[a] - columns[a, :], columns[a, :] - hi[a]), 0.0) for a in range(3)]
+        d = xp.sqrt(gaps[0] * gaps[0] + gaps[1] * gaps[1] + gaps[2] * gaps[2])
+        return xp.maximum(d, pad)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         los, his = zip(*(c.bounds() for c in self.children), strict=True)
@@ -344,18 +535,26 @@ class Intersection(Shape):
 
     children: tuple[Shape, ...]
 
-    def sdf(self, points: Points) -> np.ndarray:
+    def __post_init__(self) -> None:
         lo, hi = self.bounds()
+        object.__setattr__(self, "_lo", lo)
+        object.__setattr__(self, "_hi", hi)
+
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
+        xp = namespace(points)
+        lo, hi = constants(self, points, "_lo", "_hi")
         result = _box_distance(points, lo, hi)  # a lower bound outside the common box
-        todo = np.flatnonzero(_in_box(points, lo, hi))
-        result[todo] = -np.inf
+        todo = xp.nonzero(_in_box(points, lo, hi))[0]
+        put(xp, result, todo, -np.inf)
         for child in self.children:
             # Once a point is EXACT_WITHIN_MM outside one child it is at least that far outside
             # the intersection; the other children need not be evaluated there.
-            if todo.size == 0:
+            if todo.shape[0] == 0:
                 break
-            result[todo] = np.maximum(result[todo], child.sdf(points[todo]))
-            todo = todo[result[todo] < EXACT_WITHIN_MM]
+            d = xp.maximum(take(xp, result, todo), evaluate(child, take(xp, points, todo)))
+            put(xp, result, todo, d)
+            todo = todo[d < EXACT_WITHIN_MM]
         return result
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -371,14 +570,21 @@ class Difference(Shape):
     base: Shape
     cut: Shape
 
-    def sdf(self, points: Points) -> np.ndarray:
-        d = self.base.sdf(points)
+    def __post_init__(self) -> None:
         lo, hi = self.cut.bounds()
+        object.__setattr__(self, "_cut_lo", lo)
+        object.__setattr__(self, "_cut_hi", hi)
+
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
+        xp = namespace(points)
+        d = evaluate(self.base, points)
+        lo, hi = constants(self, points, "_cut_lo", "_cut_hi")
         bound = -_box_distance(points, lo, hi)  # -cut <= bound; bound is 0 inside the cut's box
         # Where d >= bound the cut cannot win, so d is exact; elsewhere evaluate the cut.
         need = d < bound
-        if need.any():
-            d[need] = np.maximum(d[need], -self.cut.sdf(points[need]))
+        if bool(xp.any(need)):
+            d[need] = xp.maximum(d[need], -evaluate(self.cut, points[need]))
         return d
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -387,15 +593,19 @@ class Difference(Shape):
 
 @dataclass(frozen=True, eq=False)
 class Offset(Shape):
-    """``shape`` grown by ``mm`` (shrunk when negative); ``mm`` may vary with position."""
+    """``shape`` grown by ``mm`` (shrunk when negative); ``mm`` may vary with position.
+
+    A field ``mm`` (points -> mm) runs on the host unless marked with :func:`array_api_sdf`.
+    """
 
     shape: Shape
-    mm: float | Callable[[Points], np.ndarray]
+    mm: float | Callable[[Points], Any]
     max_mm: float | None = None
 
-    def sdf(self, points: Points) -> np.ndarray:
-        amount = self.mm(points) if callable(self.mm) else self.mm
-        return self.shape.sdf(points) - amount
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
+        amount = field_at(self.mm, points)
+        return evaluate(self.shape, points) - amount
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         grow = self.max_mm if self.max_mm is not None else self.mm
@@ -404,29 +614,33 @@ class Offset(Shape):
         return lo - grow, hi + grow
 
 
+_FLIP_X = np.array([-1.0, 1.0, 1.0])
+
+
 @dataclass(frozen=True, eq=False)
 class MirrorX(Shape):
     """``shape`` reflected through the mid-sagittal plane x = 0 (right side to left side)."""
 
     shape: Shape
 
-    def sdf(self, points: Points) -> np.ndarray:
-        return self.shape.sdf(points * np.array([-1.0, 1.0, 1.0]))
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
+        (flip,) = constants(self, points, "_flip")
+        return evaluate(self.shape, points * flip)
+
+    @property
+    def _flip(self) -> np.ndarray:
+        return _FLIP_X
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.shape.bounds()
-        flip = np.array([-1.0, 1.0, 1.0])
-        a, b = lo * flip, hi * flip
+        a, b = lo * _FLIP_X, hi * _FLIP_X
         return np.minimum(a, b), np.maximum(a, b)
 
 
-def tube(
-    points: Sequence[Sequence[float]], radii: Sequence[float], smooth_mm: float = 0.0
-) -> Shape:
+def tube(points: Sequence[Sequence[float]], radii: Sequence[float], smooth_mm: float = 0.0) -> Shape:
     """A tapered tube through ``points`` (mm) with ``radii`` (mm) at each point."""
     if len(points) != len(radii) or len(points) < 2:
         raise ValueError("a tube needs at least two points and one radius per point")
-    segments = [
-        Capsule(points[i], points[i + 1], radii[i], radii[i + 1]) for i in range(len(points) - 1)
-    ]
+    segments = [Capsule(points[i], points[i + 1], radii[i], radii[i + 1]) for i in range(len(points) - 1)]
     return segments[0] if len(segments) == 1 else Union(tuple(segments), smooth_mm)

@@ -66,3 +66,14 @@ def sparse_matrix(xp: ModuleType, matrix):
 
         return cupyx.scipy.sparse.csr_matrix(matrix)
     return matrix
+
+
+def ndimage(xp: ModuleType) -> ModuleType:
+    """``scipy.ndimage`` for numpy arrays, ``cupyx.scipy.ndimage`` (the same functions) for CuPy's."""
+    if xp is _cupy():
+        import cupyx.scipy.ndimage
+
+        return cupyx.scipy.ndimage
+    import scipy.ndimage
+
+    return scipy.ndimage

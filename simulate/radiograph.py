@@ -7,13 +7,14 @@ phantom and writes no files.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from types import ModuleType
 
 import numpy as np
 from scipy import ndimage
 
 from nmosim.phantoms.errors import SpecError, check_choice, check_range
 from nmosim.phantoms.grid import Grid
-from nmosim.simulate import physics
+from nmosim.simulate import arrays, physics
 
 
 @dataclass(frozen=True)
@@ -140,34 +141,42 @@ class RadiographGeometry:
 
 
 def cone_projection(
-    volume: np.ndarray, grid: Grid, geometry: RadiographGeometry, pixel_mm: float | None = None
+    volume: np.ndarray,
+    grid: Grid,
+    geometry: RadiographGeometry,
+    pixel_mm: float | None = None,
+    xp: ModuleType | None = None,
 ) -> np.ndarray:
     """Line integrals (value x mm) of ``volume`` [z, y, x] from the focal spot to each pixel
     (of ``pixel_mm``, default the output pixel).
 
     Exact for a point source: each coronal plane of the volume is magnified onto the detector
     (bilinear sampling) and added with the path length of the ray through that plane's slab.
-    Returns ``[v, u]``, v along +z (superior) and u along +x (patient's right).
+    Returns ``[v, u]`` (numpy), v along +z (superior) and u along +x (patient's right). The sums
+    run in the array namespace ``xp`` (default numpy; CuPy's on a GPU, with cupyx's ndimage).
     """
+    xp = arrays.namespace("cpu") if xp is None else xp
+    nd = arrays.ndimage(xp)
     u, v = geometry.detector_coordinates(pixel_mm)
-    uu, vv = np.meshgrid(u, v)
+    uu, vv = xp.meshgrid(xp.asarray(u), xp.asarray(v))
     ys = grid.voxel_centers_axis(1)
     span = geometry.source_y_mm - geometry.detector_y_mm
-    out = np.zeros(uu.shape, dtype=np.float64)
+    out = xp.zeros(uu.shape, dtype=xp.float64)
     x0, z0 = grid.origin_mm[0], grid.origin_mm[2]
     sx, sz = grid.spacing_mm[0], grid.spacing_mm[2]
+    volume = xp.asarray(volume)
     for j, y in enumerate(ys):
         plane = volume[:, j, :]
-        if not plane.any():
+        if not bool(xp.any(plane)):
             continue
         t = (geometry.source_y_mm - y) / span  # fraction of the way from source to detector
         x = t * uu
         z = geometry.center_z_mm + t * (vv - 0.0)
-        coords = np.stack([(z - z0) / sz, (x - x0) / sx])
-        out += ndimage.map_coordinates(plane, coords, order=1, mode="constant", cval=0.0)
+        coords = xp.stack([(z - z0) / sz, (x - x0) / sx])
+        out += nd.map_coordinates(plane, coords, order=1, mode="constant", cval=0.0)
     # Path length through a slab of thickness dy along a ray tilted from the central ray.
-    obliquity = np.sqrt(span**2 + uu**2 + vv**2) / span
-    return (out * grid.spacing_mm[1] * obliquity).astype(np.float32)
+    obliquity = xp.sqrt(span**2 + uu**2 + vv**2) / span
+    return arrays.to_numpy(xp.astype(out * grid.spacing_mm[1] * obliquity, xp.float32))
 
 
 @dataclass(frozen=True)
@@ -192,6 +201,7 @@ def simulate_radiograph(
     grid: Grid,
     geometry: RadiographGeometry,
     rng: np.random.Generator | None,
+    xp: ModuleType | None = None,
 ) -> Radiograph:
     """Polychromatic AP radiograph of basis maps (volume fractions) with blur, scatter and noise.
 
@@ -200,14 +210,15 @@ def simulate_radiograph(
     and the binning aperture, scatter added (both through the grid when there is one), quantum noise
     drawn (none when ``rng`` is None), then blurred by the detector LSF and element aperture.
     ``masks`` (boolean volumes on ``grid``) are projected too: a pixel is in a mask's projection
-    when the ray crosses at least half a millimetre of it.
+    when the ray crosses at least half a millimetre of it. The line integrals run in the array
+    namespace ``xp`` (default numpy; see :func:`cone_projection`).
     """
     spectrum = physics.tube_spectrum(geometry.kvp, geometry.filtration_mm_al).rebinned(
         physics.PROJECTION_BIN_KEV / 2
     )
     coarse = geometry.projection_mm
-    line_water_cm = antialias(cone_projection(water_map, grid, geometry, coarse), grid, geometry) / 10.0
-    line_bone_cm = antialias(cone_projection(bone_map, grid, geometry, coarse), grid, geometry) / 10.0
+    line_water_cm = antialias(cone_projection(water_map, grid, geometry, coarse, xp), grid, geometry) / 10.0
+    line_bone_cm = antialias(cone_projection(bone_map, grid, geometry, coarse, xp), grid, geometry) / 10.0
     area = geometry.pixel_mm**2
     counts = physics.expected_counts(
         line_water_cm, line_bone_cm, spectrum, mas=geometry.mas, pixel_area_mm2=area,
@@ -233,7 +244,7 @@ def simulate_radiograph(
     readings = np.maximum(apply_mtf(readings, geometry.pixel_mm, detector_mtf(geometry)), 0.5)
     image = physics.log_projections(readings, tp * i0)
     projected = {
-        name: to_output(cone_projection(mask.astype(np.float32), grid, geometry, coarse), geometry) >= 0.5
+        name: to_output(cone_projection(mask.astype(np.float32), grid, geometry, coarse, xp), geometry) >= 0.5
         for name, mask in masks.items()
     }
     return Radiograph(image=image, masks=projected, geometry=geometry, processed=process(image, geometry))

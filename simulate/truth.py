@@ -5,6 +5,8 @@ Measures labels of the analytic scene; it images nothing and writes no files.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
 from nmosim.phantoms import bone_measures as measures
@@ -14,7 +16,7 @@ from nmosim.phantoms.labels import Structure
 from nmosim.phantoms.lesions import lesion_truth
 from nmosim.phantoms.phantom import Phantom
 from nmosim.phantoms.progression import GRADE_PHASE
-from nmosim.phantoms.rasterize import Rasterization
+from nmosim.phantoms.rasterize import Rasterization, rasterize
 from nmosim.phantoms.skeleton import hip_landmarks, skeleton
 from nmosim.phantoms.spec import AnatomySpec
 from nmosim.simulate.provenance import TRUTH_SCHEMA_VERSION, software_versions
@@ -23,17 +25,18 @@ TRUTH_SPACING_MM = 1.0  # grid on which grades, gaps and volumes of truth.json a
 TRUTH_MARGIN_MM = np.array([95.0, 95.0, 0.0])
 
 
-def truth_labels(phantom: Phantom, threads: int | None = None) -> Rasterization:
+def truth_labels(phantom: Phantom, threads: int | None = None, xp: ModuleType | None = None) -> Rasterization:
     """The phantom rasterized on a fine grid around both hips, for measuring the truth.
 
     One sample per voxel at ``TRUTH_SPACING_MM``: labels are those of the analytic scene at the
-    voxel centres, independent of any imaging grid.
+    voxel centres, independent of any imaging grid. ``xp``: the array namespace that classifies
+    (default numpy; CuPy's on a GPU, see :func:`nmosim.phantoms.rasterize.rasterize`).
     """
     head = phantom.landmarks.head_center
     lo = np.array([-head[0], -95.0, -150.0]) - TRUTH_MARGIN_MM * [1, 0, 0]
     hi = np.array([head[0], 110.0, 95.0]) + TRUTH_MARGIN_MM * [1, 0, 0]
     grid = Grid.covering(tuple(lo), tuple(hi), TRUTH_SPACING_MM)
-    return phantom.rasterize(grid, supersampling=1, threads=threads)
+    return rasterize(phantom.parts, grid, 1, threads, xp=xp)  # Phantom.rasterize, on xp
 
 
 def bone_truth(anatomy: AnatomySpec) -> dict:
@@ -78,15 +81,20 @@ def _measured_pattern(measured: dict) -> str:
 
 
 def phantom_truth(
-    phantom: Phantom, labels: Rasterization, case_id: str | None = None, threads: int | None = None
+    phantom: Phantom,
+    labels: Rasterization,
+    case_id: str | None = None,
+    threads: int | None = None,
+    xp: ModuleType | None = None,
 ) -> dict:
     """The truth.json content of a phantom whose labels were written on ``labels.grid``.
 
-    ``case_id`` is the case folder's name; None in memory until the case is written.
+    ``case_id`` is the case folder's name; None in memory until the case is written. ``xp``: the
+    array namespace that rasterizes the truth grid (default numpy).
     """
     meta = dict(phantom.metadata)
     meta.pop("pattern", None)  # the plan's; truth records what the labels hold
-    fine = truth_labels(phantom, threads)
+    fine = truth_labels(phantom, threads, xp)
     measured = lesion_truth(fine, phantom)
     voxel_ml = labels.grid.voxel_volume_mm3 / 1000.0
     return {
