@@ -50,13 +50,16 @@ def _oedema_part(name: str, swell: Shape, native: dict[str, Shape], side: str) -
     return Part(name, Intersection((swell, Union(tuple(near)))), Structure.MUSCLE, Tissue.MUSCLE_OEDEMATOUS)
 
 
-def fatty_parts(name: str, muscle: Shape, spread: float, seed: int, marbled: bool = MARBLING) -> list[Part]:
+def fatty_parts(
+    name: str, muscle: Shape, spread: float, seed: int, marbled: bool | None = None
+) -> list[Part]:
     """Fat-infiltrated muscle ``name`` (a Territory of :func:`anatomy.muscle_shapes`): atrophic
-    muscle, marbled with fat streaks when ``marbled`` (DOMAIN.md 2.8: heterogeneous, not a uniform
-    drop in HU), their share growing with ``spread`` (0 to 1). The streaks come from a generator of
-    the muscle's own, seeded by ``seed`` and the muscle, so they only grow with time."""
+    muscle, marbled with fat streaks when ``marbled`` (default :data:`MARBLING`; DOMAIN.md 2.8:
+    heterogeneous, not a uniform drop in HU), their share growing with ``spread`` (0 to 1). The
+    streaks come from a generator of the muscle's own, seeded by ``seed`` and the muscle: nested
+    level sets of one field, so they only grow with time."""
     part = Part(f"{name}_fatty", muscle, Structure.MUSCLE, Tissue.MUSCLE_ATROPHIC)
-    if not marbled:
+    if not (MARBLING if marbled is None else marbled):
         return [part]
     rng = np.random.default_rng([seed, muscle_names().index(name)])
     streaks = marbling_for(part, MARBLING_FAT[0] + MARBLING_FAT[1] * spread, rng)
