@@ -13,10 +13,11 @@ with time as nested level sets of one field.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, special
+from scipy import ndimage, optimize, special
 
 from nmosim.phantoms.labels import Structure, Tissue
 from nmosim.phantoms.rasterize import Part
@@ -158,15 +159,17 @@ class StreakField:
         return np.maximum(np.copysign(reach, f), box)
 
 
+def _kernel(sigma: float) -> np.ndarray:
+    """The normalized 1-D Gaussian weights of ``gaussian_filter`` with ``sigma`` (lattice units)."""
+    radius = int(TRUNCATE * sigma + 0.5)
+    w = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    return w / w.sum()
+
+
 def _smoothed_std(sigma: np.ndarray) -> float:
     """Standard deviation of uniform noise in [-0.5, 0.5) after ``gaussian_filter`` with ``sigma``
     (lattice units) and ``TRUNCATE``: the noise's 1/12 variance times the squared kernel weights."""
-    total = 1.0 / 12.0
-    for s in sigma:
-        x = np.arange(-int(TRUNCATE * s + 0.5), int(TRUNCATE * s + 0.5) + 1)
-        w = np.exp(-0.5 * (x / s) ** 2)
-        total *= float(np.sum(w**2) / np.sum(w) ** 2)
-    return float(np.sqrt(total))
+    return float(np.sqrt(np.prod([np.sum(_kernel(s) ** 2) for s in sigma]) / 12.0))
 
 
 def streak_field(rotation: np.ndarray, lo_mm: np.ndarray, hi_mm: np.ndarray, key: int) -> StreakField:
@@ -218,13 +221,30 @@ def _cell_gradients(levels: np.ndarray) -> np.ndarray:
     return np.sqrt(total)
 
 
+@functools.cache
+def _interpolated_sds() -> np.ndarray:
+    """Standard deviations (in node standard deviations) of the trilinear interpolant at points
+    spread evenly over a lattice cell: between nodes it averages them, and varies less."""
+    t = (np.arange(8) + 0.5) / 8
+    total = np.ones(1)
+    for s in np.asarray(SMOOTH_MM) / np.asarray(LATTICE_MM):
+        w = _kernel(s)
+        rho = float(np.sum(w[1:] * w[:-1]) / np.sum(w * w))  # correlation of neighbouring nodes
+        variance = (1 - t) ** 2 + t**2 + 2 * t * (1 - t) * rho
+        total = (total[:, None] * variance[None, :]).reshape(-1)
+    return np.sqrt(total)
+
+
 def streak_level(fraction: float) -> float:
-    """The level below which ``fraction`` of a unit-variance Gaussian field lies."""
+    """The level below which ``fraction`` of the interpolated field lies, on average over space:
+    a Gaussian field whose variance varies over each cell as :func:`_interpolated_sds` says."""
     if fraction <= 0.0:
         return -np.inf
     if fraction >= 1.0:
         return np.inf
-    return LEVEL_ZERO + LEVELS_PER_SD * float(special.ndtri(fraction))
+    sds = _interpolated_sds()
+    z = optimize.brentq(lambda z: float(np.mean(special.ndtr(z / sds))) - fraction, -10.0, 10.0, xtol=1e-9)
+    return LEVEL_ZERO + LEVELS_PER_SD * z
 
 
 @dataclass(frozen=True, eq=False)

@@ -55,7 +55,7 @@ def test_infiltrated_muscle_reads_streaks_not_one_value(muscle):
         (Structure.MUSCLE, Tissue.MUSCLE_ATROPHIC),
         (Structure.MUSCLE, Tissue.FAT),
     ]
-    grid = Grid.centered((6, 48, 48), (1.0, 1.0, 1.0), tuple(_belly(muscle)))
+    grid = Grid.centered((4, 44, 44), (1.0, 1.0, 1.0), tuple(_belly(muscle)))
     r = rasterize(parts, grid, supersampling=2, threads=2)
     materials = tissue_materials()
     hu_of = np.zeros(N_TISSUES)
@@ -63,7 +63,7 @@ def test_infiltrated_muscle_reads_streaks_not_one_value(muscle):
         hu_of[int(tissue)] = hu_at_energy(materials[tissue], 64.0)
     held = r.tissue_fraction(Tissue.FAT) + r.tissue_fraction(Tissue.MUSCLE_ATROPHIC)
     inside = held > 0.999  # voxels wholly in the muscle
-    assert inside.sum() > 2000
+    assert inside.sum() > 1500
     hu = r.weighted_sum(hu_of)[inside]
     fat = r.tissue_fraction(Tissue.FAT)[inside]
     between = hu_of[int(Tissue.MUSCLE_ATROPHIC)]
@@ -78,8 +78,8 @@ def test_infiltrated_muscle_reads_streaks_not_one_value(muscle):
 
 @pytest.mark.parametrize("fraction", [0.1, 0.25])
 def test_fat_share_in_the_muscle_is_the_target(muscle, fraction):
-    pts = _inside_points(muscle, 30000, seed=1)
-    assert len(pts) > 2000
+    pts = _inside_points(muscle, 20000, seed=1)
+    assert len(pts) > 1500
     shares = []
     for seed in range(3):
         part = marbling_part(
@@ -128,7 +128,7 @@ def test_streaks_run_along_the_fibres():
     n = len(lags)
     length_along = _correlation_length(along.reshape(-1, n), step)
     length_across = _correlation_length(across.reshape(-1, n), step)
-    assert 0.15 < along.mean() < 0.25 and 0.15 < across.mean() < 0.25
+    assert 0.1 < along.mean() < 0.3 and 0.1 < across.mean() < 0.3
     assert 0.5 <= length_across <= 4.0  # streaks a few mm across
     assert length_along > 3.0 * length_across
 
@@ -152,11 +152,13 @@ def test_the_field_does_not_depend_on_its_box():
     frame = fibre_frame(PATH)
     a = streak_field(frame, np.array([-20.0, -20.0, -60.0]), np.array([20.0, 20.0, 60.0]), key=5)
     b = streak_field(frame, np.array([-5.0, -12.0, -20.0]), np.array([30.0, 10.0, 90.0]), key=5)
-    offset = b.start - a.start
-    overlap = tuple(slice(int(o), int(o) + n) for o, n in zip(offset, (a.levels.shape - offset), strict=True))
-    shared = a.levels[overlap]
-    assert shared.size > 1000
-    assert np.array_equal(shared, b.levels[tuple(slice(0, n) for n in shared.shape)])
+    lo = np.maximum(a.start, b.start)
+    hi = np.minimum(a.start + a.levels.shape, b.start + b.levels.shape)
+    shared = [
+        tuple(slice(int(x), int(y)) for x, y in zip(lo - f.start, hi - f.start, strict=True)) for f in (a, b)
+    ]
+    assert a.levels[shared[0]].size > 1000
+    assert np.array_equal(a.levels[shared[0]], b.levels[shared[1]])
     # Another muscle's key: another field.
     c = streak_field(frame, np.array([-20.0, -20.0, -60.0]), np.array([20.0, 20.0, 60.0]), key=6)
     assert np.mean(c.levels == a.levels) < 0.2
