@@ -38,13 +38,13 @@ LEVEL_ZERO = 128.0  # ... about this level for its mean, so that +-4 standard de
 # The muscle's distance is sampled once on a coarse lattice of this spacing (mm, in the fibre
 # frame): a node's value, less (or plus) the way to the node, bounds the distance at points near it,
 # so the muscle's own (costly) distance is read only within a few mm of its surface ...
-COARSE_MM = 4.0
+COARSE_MM = 2.5
 # ... with the node values taken as overstating the distance by up to this factor, as the
 # rasterizer allows a blended shape (rasterize.BLOCK_SAFETY) ...
 COARSE_SAFETY = 1.3
-# ... and only where the streaks' distance is below this (mm): elsewhere that alone is a distance
-# bound to their intersection.
-LAZY_MM = 0.5
+# ... and only inside the streaks (their distance below this, mm): elsewhere that alone is a
+# distance bound to their intersection.
+LAZY_MM = 0.0
 # Muscles seldom reach farther from their path than this many PCSA radii (their neighbours take
 # the space); the lattice covers that much, which keeps it to some MB a muscle.
 SPREAD_RADII = 3.0
@@ -127,20 +127,20 @@ class StreakField:
         """Levels at frame points (mm), their lattice cells (N, 3) and lattice coordinates."""
         n = np.asarray(self.levels.shape)
         u = frame_points * (1.0 / np.asarray(LATTICE_MM)) - self.start
-        cell = np.clip(np.floor(u).astype(np.int64), 0, n - 2)
-        t = np.clip(u - cell, 0.0, 1.0).astype(np.float32)
+        corner = np.clip(np.floor(u), 0, n - 2)
+        t = np.clip(u - corner, 0.0, 1.0).astype(np.float32)
+        cell = corner.astype(np.int64)
         flat = self.levels.reshape(-1)
         s0, s1 = int(n[1] * n[2]), int(n[2])
         base = (cell[:, 0] * n[1] + cell[:, 1]) * n[2] + cell[:, 2]
         t0, t1, t2 = t[:, 0], t[:, 1], t[:, 2]
-        out = None
-        for d0, w0 in ((0, 1.0 - t0), (s0, t0)):
-            for d1, w1 in ((0, 1.0 - t1), (s1, t1)):
-                row = base + (d0 + d1)
-                v0 = flat[row].astype(np.float32)
-                v = w0 * w1 * (v0 + t2 * (flat[row + 1] - v0))
-                out = v if out is None else out + v
-        return out.astype(float), cell, u
+        rows = []
+        for offset in (0, s1, s0, s0 + s1):  # along axis 2 on the cell's four edges
+            v0 = flat[base + offset].astype(np.float32)
+            rows.append(v0 + t2 * (flat[base + (offset + 1)] - v0))
+        low = rows[0] + t1 * (rows[1] - rows[0])
+        high = rows[2] + t1 * (rows[3] - rows[2])
+        return (low + t0 * (high - low)).astype(float), cell, u
 
     def signed_distance(self, frame_points: np.ndarray, threshold: float) -> np.ndarray:
         """A distance bound (mm, negative inside) to the part of the lattice box where the levels
