@@ -28,7 +28,7 @@ OEDEMA_UNTIL_WEEKS = 8.0  # DOMAIN.md 2.6: oedema persists while calcifying, fad
 # full spread (~6 HU): DOMAIN.md 2.8, chronic paraplegic muscle 10-35 HU with fat streaks, severe
 # fatty replacement below +10 HU; intramuscular fat ~6 % (3x normal) six weeks after injury.
 MARBLING_FAT = (0.05, 0.15)
-MARBLING = False  # fat streaks in fat-infiltrated muscles (marbling.py)
+MARBLING = True  # fat streaks in fat-infiltrated muscles (marbling.py)
 
 
 def _muscles_near(muscles: dict[str, Shape], shape: Shape, side: str) -> list[Shape]:
