@@ -70,7 +70,7 @@ def test_infiltrated_muscle_reads_streaks_not_one_value(muscle):
     # Most voxels read atrophic muscle between streaks, some pure fat, many a blend.
     assert np.mean(np.isclose(hu, between, atol=0.5)) > 0.3
     assert np.mean(hu < -90.0) > 0.03
-    assert np.mean((hu > -90.0) & (hu < between - 10.0)) > 0.1
+    assert np.mean((hu > -90.0) & (hu < between - 10.0)) > 0.05
     assert hu.std() > 25.0
     share = MARBLING_FAT[0] + MARBLING_FAT[1] * 0.6
     assert abs(fat.mean() - share) < 0.08
