@@ -30,7 +30,7 @@ LATTICE_MM = (1.0, 1.0, 4.0)
 SMOOTH_MM = (1.2, 1.2, 10.0)
 TRUNCATE = 3.0  # the smoothing kernel reaches this many standard deviations
 # Cells per block of the local gradient bounds: the blocks next to a point's block reach at least
-# the smallest block edge from it (4 mm).
+# the smallest block edge from it (2 mm).
 BLOCK_CELLS = (2, 2, 1)
 _BLOCK_REACH_MM = float(min(n * h for n, h in zip(BLOCK_CELLS, LATTICE_MM, strict=True)))
 LEVELS_PER_SD = 32.0  # the field is stored in uint8 levels: 1/32 of its standard deviation each
@@ -46,7 +46,7 @@ COARSE_SAFETY = 1.3
 # distance bound to their intersection.
 LAZY_MM = 0.0
 # Muscles seldom reach farther from their path than this many PCSA radii (their neighbours take
-# the space); the lattice covers that much, which keeps it to some MB a muscle.
+# the space); the lattice covers that much, about 1 MB (uint8) for the largest muscle.
 SPREAD_RADII = 3.0
 
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
