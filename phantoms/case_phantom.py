@@ -21,13 +21,14 @@ from nmosim.phantoms.progression import OEDEMA_LEAD_WEEKS, adjusted_anatomy, che
 from nmosim.phantoms.rasterize import Part
 from nmosim.phantoms.shapes import Ellipsoid, Intersection, Offset, Shape, Union
 
-OEDEMA_UNTIL_WEEKS = 8.0
+OEDEMA_UNTIL_WEEKS = 8.0  # DOMAIN.md 2.6: oedema persists while calcifying, fades while immature
 # Fat share of the streaks in a fat-infiltrated muscle: first value at onset, plus the second
-# times the spread of infiltration (0 to 1; DOMAIN.md 2.8: about 6 % at six weeks, far more later).
-MARBLING_FAT = (0.05, 0.25)
-# Off in the scene for now: streaks are unions of up to 160 tubes each, and a late case has dozens
-# of fat-infiltrated muscles, which multiplies the labelling time several-fold.
-MARBLING = False  # DOMAIN.md 2.6: oedema persists while calcifying, fades while immature
+# times the spread of infiltration (0 to 1). With the atrophic muscle's own 10 % fat between the
+# streaks (materials.tissue_materials), the muscle holds 14.5 % fat at onset (~27 HU) and 28 % at
+# full spread (~6 HU): DOMAIN.md 2.8, chronic paraplegic muscle 10-35 HU with fat streaks, severe
+# fatty replacement below +10 HU; intramuscular fat ~6 % (3x normal) six weeks after injury.
+MARBLING_FAT = (0.05, 0.15)
+MARBLING = True  # fat streaks in fat-infiltrated muscles (marbling.py)
 
 
 def _muscles_near(muscles: dict[str, Shape], shape: Shape, side: str) -> list[Shape]:
@@ -50,13 +51,16 @@ def _oedema_part(name: str, swell: Shape, native: dict[str, Shape], side: str) -
     return Part(name, Intersection((swell, Union(tuple(near)))), Structure.MUSCLE, Tissue.MUSCLE_OEDEMATOUS)
 
 
-def fatty_parts(name: str, muscle: Shape, spread: float, seed: int, marbled: bool = MARBLING) -> list[Part]:
+def fatty_parts(
+    name: str, muscle: Shape, spread: float, seed: int, marbled: bool | None = None
+) -> list[Part]:
     """Fat-infiltrated muscle ``name`` (a Territory of :func:`anatomy.muscle_shapes`): atrophic
-    muscle, marbled with fat streaks when ``marbled`` (DOMAIN.md 2.8: heterogeneous, not a uniform
-    drop in HU), their share growing with ``spread`` (0 to 1). The streaks come from a generator of
-    the muscle's own, seeded by ``seed`` and the muscle, so they only grow with time."""
+    muscle, marbled with fat streaks when ``marbled`` (default :data:`MARBLING`; DOMAIN.md 2.8:
+    heterogeneous, not a uniform drop in HU), their share growing with ``spread`` (0 to 1). The
+    streaks come from a generator of the muscle's own, seeded by ``seed`` and the muscle: nested
+    level sets of one field, so they only grow with time."""
     part = Part(f"{name}_fatty", muscle, Structure.MUSCLE, Tissue.MUSCLE_ATROPHIC)
-    if not marbled:
+    if not (MARBLING if marbled is None else marbled):
         return [part]
     rng = np.random.default_rng([seed, muscle_names().index(name)])
     streaks = marbling_for(part, MARBLING_FAT[0] + MARBLING_FAT[1] * spread, rng)

@@ -185,7 +185,7 @@ def tissue_materials(
     *,
     fat_density_g_cm3: float = 0.93,
     muscle_density_g_cm3: float = 1.055,
-    muscle_atrophic_fat_fraction: float = 0.2,
+    muscle_atrophic_fat_fraction: float = 0.1,
     muscle_oedema_water_fraction: float = 0.3,
     trabecular_density_scale: float = 1.0,
     ho_calcifying_ha_mass_fraction: float = 0.06,
@@ -207,9 +207,12 @@ def tissue_materials(
     - ``muscle_density_g_cm3``: ICRU 46 muscle composition at this density, 1.04-1.07 g/cm3.
       ICRU 46 rounds the density to 1.05, which reads 44 HU; 1.055 reads 49 HU, the lean thigh
       value (DOMAIN 2.8, Goodpaster 2000: 49.2 +- 2.8). Muscle-based tissues below share it.
-    - ``muscle_atrophic_fat_fraction``: volume fraction of adipose in fat-infiltrated muscle,
-      0.1-0.6 (DOMAIN 4.2, 2.8). 0.2 reads ~19 HU, chronic paraplegia 10-35 HU (DOMAIN 4.1); with
-      the marbling of case_phantom.fatty_parts on, about 0.12 (~31 HU) leaves the streaks the rest.
+    - ``muscle_atrophic_fat_fraction``: volume fraction of adipose in fat-infiltrated muscle
+      between its fat streaks, 0.1-0.6 (DOMAIN 4.2, 2.8). 0.1 reads ~34 HU; the streaks of
+      case_phantom.fatty_parts (fat, ~-103 HU) take 5 % of the muscle at onset and up to 20 %,
+      so the whole muscle holds 14-28 % fat and averages ~27 to ~6 HU: chronic paraplegia
+      10-35 HU, heterogeneous with fat streaks, severe fatty replacement below 10 (DOMAIN 2.8, 4.1).
+      Unmarbled, 0.2 (~19 HU) alone would read in that range.
     - ``muscle_oedema_water_fraction``: volume fraction of water in oedematous muscle, 0.1-0.5.
       DOMAIN 4.2 gives 10-30 %, but water lowers muscle by only ~0.5 HU per %, so reaching the
       10-35 HU of DOMAIN 4.1/2.9 needs up to 50 %. 0.3 reads ~34 HU (15 below normal, DOMAIN 2.6).
