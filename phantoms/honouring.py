@@ -196,6 +196,12 @@ def _adjust(plans: list[LesionPlan], gaps: list[float], grade: int) -> bool:
     return changed
 
 
+def _side_geometries(plans: list[LesionPlan], side: str, muscle: MuscleMap | None) -> list[LesionGeometry]:
+    """The shapes of ``plans`` (drawn on the right hip) on ``side``'s hip."""
+    right = [p.geometry(muscle) for p in plans]
+    return right if side == "right" else [mirror(g) for g in right]
+
+
 def honour_side(
     rng: np.random.Generator,
     crop: SideCrop,
@@ -228,8 +234,7 @@ def honour_side(
             draws += 1
         if not plans:
             continue
-        right = [p.geometry(muscle) for p in plans]
-        geometries = right if side == "right" else [mirror(g) for g in right]
+        geometries = _side_geometries(plans, side, muscle)
         grade_obj, gaps, _, _ = _measure(crop, side, geometries, plans)
         if _acceptable(grade_obj, grade, plans, gaps):
             return plans, geometries, attempt
@@ -300,8 +305,7 @@ def honour_mass(
     for k in range(MASS_TRIES):
         for p in bridges:
             p.mass_ml, p.mass_room_mm = volume_ml / 2**k / len(bridges), room
-        right = [p.geometry(muscle) for p in plans]
-        geometries = right if side == "right" else [mirror(g) for g in right]
+        geometries = _side_geometries(plans, side, muscle)
         grade_obj, gaps, _, _ = _measure(crop, side, geometries, plans)
         if _acceptable(grade_obj, grade, plans, gaps):
             return geometries, k + 1
