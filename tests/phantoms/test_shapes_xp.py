@@ -302,3 +302,32 @@ def test_bilateral_phase_d_case_rasterized_in_strict_equals_numpy(monkeypatch):
     assert set(calls) <= allowed, set(calls) - allowed
     for name in ("structures", "tissues", "instances", "mixed_index", "mixed_fractions"):
         np.testing.assert_array_equal(getattr(got, name), getattr(expected, name), err_msg=name)
+
+
+def _cupy_namespace():
+    """CuPy's array-API namespace when CuPy sees a GPU, else None (nothing imported otherwise)."""
+    from nmosim.simulate import arrays
+
+    return arrays.namespace("cuda") if arrays.has_gpu_arrays() else None
+
+
+@pytest.mark.skipif(_cupy_namespace() is None, reason="no CuPy with a GPU")
+def test_cuda_distances_and_depths_match_numpy(mass, spec):
+    """On the GPU sums may be fused or reordered: equal to rounding, nothing leaves the device."""
+    cp = _cupy_namespace()
+    muscle = Ellipsoid((3.0, 1.0, 0.0), (22.0, 16.0, 60.0), TURN)
+    lm = SimpleNamespace(
+        lesser_trochanter=np.array([60.0, 10.0, -80.0]), shaft_axis=np.array([0.0, 0.6, -0.8])
+    )
+    functions = {
+        "mass": mass.sdf,
+        "scaled": Scaled(mass, np.array([4.0, -1.0, 3.0]), 0.8).sdf,
+        "marbling": _marbling(muscle).sdf,
+        "pelvis_cortex": pelvis_cortex_depth(spec),
+        "femur_cortex": femur_cortex_depth(spec, lm),
+    }
+    pts = _around(*mass.bounds(), 5000, seed=9, pad=40.0)
+    for name, function in functions.items():
+        got = function(cp.asarray(pts))
+        assert type(got).__module__.startswith("cupy"), name
+        np.testing.assert_allclose(got.get(), function(pts), rtol=1e-6, atol=1e-5, err_msg=name)
