@@ -336,3 +336,17 @@ def test_cuda_distances_and_depths_match_numpy(mass, spec):
         got = function(cp.asarray(pts))
         assert type(got).__module__.startswith("cupy"), name
         np.testing.assert_allclose(got.get(), function(pts), rtol=1e-6, atol=1e-5, err_msg=name)
+
+
+def test_the_array_api_registry_lets_a_phantoms_depth_fields_go():
+    """Each phantom registers its own depth-field closures: a dataset building thousands of cases
+    in one process must not keep every one of them."""
+    import gc
+    import weakref
+
+    depth = pelvis_cortex_depth(AnatomySpec(muscle_bulk=0.97))
+    assert depth in shapes._ARRAY_API_FUNCTIONS  # registered: it runs in the points' namespace
+    gone = weakref.ref(depth)
+    del depth
+    gc.collect()
+    assert gone() is None
