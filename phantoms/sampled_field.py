@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import array_api_compat
+import edt  # exact Euclidean distance transform (seung-lab, BSD-3-Clause)
 import numpy as np
+from scipy import ndimage
 
 from nmosim.phantoms.shapes import Points, Shape, array_api_sdf, constants, evaluate, namespace, put, take
 
@@ -30,19 +32,15 @@ def corner_slopes(values: np.ndarray, step_mm: float) -> np.ndarray:
     lies at a corner and is the norm of that corner's three edge differences over ``step_mm``.
     """
     v = np.asarray(values, np.float32)
-    n = tuple(k - 1 for k in v.shape)
-    best = np.zeros(n, np.float32)
+    n0, n1, n2 = (k - 1 for k in v.shape)
+    dz, dy, dx = (np.square(np.diff(v, axis=axis)) for axis in range(3))
+    best = None
     for cz in (0, 1):
         for cy in (0, 1):
             for cx in (0, 1):
-                corner = v[cz : cz + n[0], cy : cy + n[1], cx : cx + n[2]]
-                g = np.zeros(n, np.float32)
-                for axis, c in enumerate((cz, cy, cx)):
-                    other = [slice(cz, cz + n[0]), slice(cy, cy + n[1]), slice(cx, cx + n[2])]
-                    other[axis] = slice(1 - c, 1 - c + n[axis])
-                    d = v[tuple(other)] - corner
-                    g += d * d
-                np.maximum(best, g, out=best)
+                g = dx[cz : cz + n0, cy : cy + n1, :] + dy[cz : cz + n0, :, cx : cx + n2]
+                g += dz[:, cy : cy + n1, cx : cx + n2]
+                best = g if best is None else np.maximum(best, g, out=best)
     return np.sqrt(best) / np.float32(step_mm)
 
 
@@ -124,14 +122,7 @@ def sample_band(
     every = np.indices(coarse).reshape(3, -1).T
     v = _evaluate_nodes(sdf, nodes(every, h)).reshape(coarse).astype(np.float32)
     for _ in range(levels):
-        lo = v
-        hi = v
-        for axis in range(3):
-            a = [slice(None)] * 3
-            b = [slice(None)] * 3
-            a[axis], b[axis] = slice(None, -1), slice(1, None)
-            lo = np.minimum(lo[tuple(a)], lo[tuple(b)])
-            hi = np.maximum(hi[tuple(a)], hi[tuple(b)])
+        lo, hi = _cell_range(v)
         half = 0.5 * np.sqrt(3.0) * h
         beyond = (lo >= clamp_mm[1] + half) | (hi <= clamp_mm[0] - half)
         far = (lo >= refine_mm + half) | (hi <= -refine_mm - half)
@@ -247,16 +238,162 @@ def banded_field(
     n = tuple(int(k) * scale + 1 for k in cells[::-1])  # z, y, x
     values = sample_band(shape.sdf, lo, step_mm, n, clamp_mm, refine_mm, levels)
     slopes = corner_slopes(values, step_mm)
-    lo_cell, hi_cell = values, values
-    for axis in range(3):
-        a = [slice(None)] * 3
-        b = [slice(None)] * 3
-        a[axis], b[axis] = slice(None, -1), slice(1, None)
-        lo_cell = np.minimum(lo_cell[tuple(a)], lo_cell[tuple(b)])
-        hi_cell = np.maximum(hi_cell[tuple(a)], hi_cell[tuple(b)])
+    lo_cell, hi_cell = _cell_range(values)
     in_band = (lo_cell <= band_mm) & (hi_cell >= -band_mm)
     # Rounded up: float32 interpolation must not make the bound overstate.
     grow = 1.0 + 1e-4
     slope_band = max(float(slopes[in_band].max(initial=0.0)) * grow, 1.0)
     slope_rest = max(float(slopes.max()) * grow, slope_band)
     return BandedField(values, lo, float(step_mm), float(band_mm), slope_band, slope_rest, shape)
+
+
+# ----------------------------------------------------------------------------------------------
+# Fields with local gradient bounds (the muscles' territories)
+# ----------------------------------------------------------------------------------------------
+
+# A SampledField's values are held within +-FIELD_CLAMP_MM: deeper than the rasterizer's blocks
+# need to be called uniform on grids of 2 mm or finer.
+FIELD_CLAMP_MM = 16.0
+NEAR_MM = 2.0  # radius of the fine gradient bounds (per cell) of a sampled field ...
+SLOPE_BLOCK = 8  # ... and cells per block edge of the coarse ones (within FIELD_CLAMP_MM)
+_SQRT3 = float(np.sqrt(3.0))
+
+
+@dataclass(frozen=True, eq=False)
+class SampledField(Shape):
+    """A Shape whose surface is the zero set of the trilinear interpolation ``I`` of ``values``
+    ([z, y, x], float32, nodes ``step_mm`` apart from ``origin_mm`` (x, y, z)); negative inside.
+
+    The distance returned is the larger of two lower bounds. One is ``|I|`` over a bound of
+    ``I``'s gradient taken from the node values: over a cell, the gradient is largest at a corner
+    (:func:`corner_slopes`). ``near_slope`` (flat, per node: the cell it starts) holds the largest
+    such bound over the cells within ``NEAR_MM``, ``far_slope`` (the same, per block of
+    ``SLOPE_BLOCK`` cells) over those within ``FIELD_CLAMP_MM``; a zero of ``I`` within that radius
+    is then no nearer than ``|I| / slope``. The other, ``gap`` (per node, mm), is the distance from
+    the cell to the nearest cell that holds a zero of ``I``, from a distance transform of the cells
+    (centre distance less a half-diagonal each). Both are true lower bounds of the distance to the
+    surface, exact in sign. Boundary nodes are positive, so outside the lattice the distance to
+    its box stands in.
+    """
+
+    values: np.ndarray
+    origin_mm: np.ndarray
+    step_mm: float
+    near_slope: np.ndarray
+    far_slope: np.ndarray
+    gap: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+    def __post_init__(self) -> None:
+        nz, ny, nx = self.values.shape
+        object.__setattr__(self, "_flat", np.ascontiguousarray(self.values, np.float32).reshape(-1))
+        object.__setattr__(self, "_top", np.array([nx, ny, nz], np.float64) - 1.0)
+        object.__setattr__(self, "_top_cell", np.array([nx, ny, nz], np.int64) - 2)
+        object.__setattr__(self, "_origin", np.asarray(self.origin_mm, np.float64))
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.lower.copy(), self.upper.copy()
+
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
+        xp = namespace(points)
+        origin, top = constants(self, points, "_origin", "_top")
+        u = (points - origin) * (1.0 / self.step_mm)
+        within = xp.all((u >= 0.0) & (u <= top), axis=1)
+        if bool(xp.all(within)):
+            return self._read(u)
+        gap = xp.maximum(xp.maximum(-u, u - top), 0.0)
+        gap2 = gap * gap
+        out = xp.sqrt((gap2[:, 0] + gap2[:, 2]) + gap2[:, 1]) * self.step_mm + 1e-6
+        idx = xp.nonzero(within)[0]
+        if idx.shape[0]:
+            put(xp, out, idx, self._read(take(xp, u, idx)))
+        return out
+
+    def _read(self, u: Any) -> Any:
+        """The distance bound at lattice coordinates ``u`` (N, 3; x y z in steps) inside the lattice."""
+        xp = namespace(u)
+        flat, top_cell, near_slope, far_slope, gap = constants(
+            self, u, "_flat", "_top_cell", "near_slope", "far_slope", "gap"
+        )
+        nz, ny, nx = self.values.shape
+        i0 = xp.minimum(xp.astype(u, xp.int64), top_cell)  # u >= 0: truncation is the floor
+        t = xp.astype(u - xp.astype(i0, xp.float64), xp.float32)
+        base = (i0[:, 2] * ny + i0[:, 1]) * nx + i0[:, 0]
+        tx, ty, tz = t[:, 0], t[:, 1], t[:, 2]
+        sx = 1.0 - tx
+        value = None
+        for offset, w in (
+            (0, (1.0 - tz) * (1.0 - ty)),
+            (nx, (1.0 - tz) * ty),
+            (nx * ny, tz * (1.0 - ty)),
+            (nx * ny + nx, tz * ty),
+        ):
+            row = base + offset
+            term = w * (sx * take(xp, flat, row) + tx * take(xp, flat, row + 1))
+            value = term if value is None else value + term
+        size = xp.abs(value)
+        near = xp.astype(take(xp, near_slope, base), xp.float32)
+        far = xp.astype(take(xp, far_slope, base), xp.float32)
+        bound = xp.maximum(
+            xp.minimum(size / near, NEAR_MM),
+            xp.minimum(size / far, FIELD_CLAMP_MM),
+        )
+        bound = xp.maximum(bound, xp.astype(take(xp, gap, base), xp.float32))
+        bound = xp.where(size > 0.0, xp.astype(bound, xp.float64), 0.0)
+        return xp.where(value < 0.0, -bound, bound)
+
+
+def _round_up16(a: np.ndarray) -> np.ndarray:
+    """float16 no smaller than ``a`` (float32): a slope bound kept as a bound."""
+    return (a * np.float32(1.001) + np.float32(1e-3)).astype(np.float16)
+
+
+def sampled_field(values: np.ndarray, origin_mm: np.ndarray, step_mm: float) -> SampledField:
+    """:class:`SampledField` of ``values`` (float32 [z, y, x], at least 2 nodes a side, negative
+    inside, every boundary node positive), with its gradient and gap bounds."""
+    v = np.ascontiguousarray(values, np.float32)
+    cell = corner_slopes(v, step_mm)
+    reach = int(np.ceil(NEAR_MM / step_mm))
+    near = ndimage.maximum_filter(cell, size=2 * reach + 1, mode="nearest")
+    near = np.pad(_round_up16(near), [(0, 1)] * 3, mode="edge").reshape(-1)  # per node: its cell
+    pad = [(0, -n % SLOPE_BLOCK) for n in cell.shape]
+    blocks = np.pad(cell, pad, mode="edge")
+    bz, by, bx = (n // SLOPE_BLOCK for n in blocks.shape)
+    blocks = blocks.reshape(bz, SLOPE_BLOCK, by, SLOPE_BLOCK, bx, SLOPE_BLOCK).max(axis=(1, 3, 5))
+    far_reach = int(np.ceil(np.ceil(FIELD_CLAMP_MM / step_mm) / SLOPE_BLOCK)) + 1
+    far = _round_up16(ndimage.maximum_filter(blocks, size=2 * far_reach + 1, mode="nearest"))
+    nodes = [np.minimum(np.arange(n) // SLOPE_BLOCK, m - 1) for n, m in zip(v.shape, far.shape, strict=True)]
+    far = far[np.ix_(*nodes)].reshape(-1)
+    # Cells that may hold a zero: the interpolant spans its corners' values, no more.
+    lo_cell, hi_cell = _cell_range(v)
+    holds = (lo_cell <= 0.0) & (hi_cell >= 0.0)
+    if holds.any():
+        # Any point of the cell is at least the centre distance less two half-diagonals (in
+        # cells) from any point of a holding cell; rounded down into float16.
+        centres = edt.edt(~holds, parallel=_THREADS).astype(np.float32)
+        gap = np.maximum((centres - np.float32(_SQRT3)) * np.float32(step_mm * 0.999) - np.float32(1e-3), 0.0)
+    else:
+        gap = np.full(cell.shape, FIELD_CLAMP_MM, np.float32)
+    gap = np.pad(gap.astype(np.float16), [(0, 1)] * 3, mode="edge").reshape(-1)
+    inside = np.argwhere(v < 0.0)
+    origin = np.asarray(origin_mm, float)
+    if inside.size:
+        lower = origin + (inside.min(axis=0)[::-1] - 1) * step_mm
+        upper = origin + (inside.max(axis=0)[::-1] + 1) * step_mm
+    else:
+        lower = upper = origin.copy()
+    return SampledField(v, origin, float(step_mm), near, far, gap, lower, upper)
+
+
+def _cell_range(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest corner value of each cell of a lattice."""
+    lo, hi = v, v
+    for axis in range(3):
+        a = [slice(None)] * 3
+        b = [slice(None)] * 3
+        a[axis], b[axis] = slice(None, -1), slice(1, None)
+        lo = np.minimum(lo[tuple(a)], lo[tuple(b)])
+        hi = np.maximum(hi[tuple(a)], hi[tuple(b)])
+    return lo, hi
