@@ -295,6 +295,18 @@ class SampledField(Shape):
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self.lower.copy(), self.upper.copy()
 
+    @property
+    def _near32(self) -> np.ndarray:
+        return self.near_slope.astype(np.float32)
+
+    @property
+    def _far32(self) -> np.ndarray:
+        return self.far_slope.astype(np.float32)
+
+    @property
+    def _gap32(self) -> np.ndarray:
+        return self.gap.astype(np.float32)
+
     @array_api_sdf
     def sdf(self, points: Points) -> Any:
         xp = namespace(points)
@@ -314,9 +326,11 @@ class SampledField(Shape):
     def _read(self, u: Any) -> Any:
         """The distance bound at lattice coordinates ``u`` (N, 3; x y z in steps) inside the lattice."""
         xp = namespace(u)
-        flat, top_cell, near_slope, far_slope, gap = constants(
-            self, u, "_flat", "_top_cell", "near_slope", "far_slope", "gap"
-        )
+        flat, top_cell = constants(self, u, "_flat", "_top_cell")
+        if isinstance(u, np.ndarray):
+            near_slope, far_slope, gap = self.near_slope, self.far_slope, self.gap
+        else:  # the standard has no float16: float32 copies, the same numbers
+            near_slope, far_slope, gap = constants(self, u, "_near32", "_far32", "_gap32")
         nz, ny, nx = self.values.shape
         i0 = xp.minimum(xp.astype(u, xp.int64), top_cell)  # u >= 0: truncation is the floor
         t = xp.astype(u - xp.astype(i0, xp.float64), xp.float32)
