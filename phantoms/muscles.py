@@ -251,10 +251,10 @@ def _polyline_distance(x: np.ndarray, y: np.ndarray, z: np.ndarray, path: np.nda
     return tuple(np.broadcast_to(v, shape) for v in _segment_sweep(ax, ay, az, path))
 
 
-def _point_distance(points: np.ndarray, path: np.ndarray):
-    """:func:`_segment_sweep` at ``points`` (N, 3) (mm)."""
-    rel = (points - path[0]).astype(np.float32)
-    return _segment_sweep(rel[:, 0], rel[:, 1], rel[:, 2], path)
+def _point_distance(columns: tuple[np.ndarray, np.ndarray, np.ndarray], path: np.ndarray):
+    """:func:`_segment_sweep` at points given as contiguous columns x, y, z (float64, mm)."""
+    rel = [(c - path[0][a]).astype(np.float32) for a, c in enumerate(columns)]
+    return _segment_sweep(rel[0], rel[1], rel[2], path)
 
 
 def _interpolate(values: np.ndarray, origin: np.ndarray, step: float, axes) -> np.ndarray:
@@ -372,8 +372,9 @@ class MuscleField:
         u = ((pts - lo) / ENVELOPE_MM)[:, ::-1].T
         lean = ndimage.map_coordinates(lean, u, order=1, mode="nearest").astype(np.float32)
         cav = ndimage.map_coordinates(cavity, u, order=1, mode="nearest").astype(np.float32)
-        coords = tuple(pts[:, a].astype(np.float32) for a in range(3))
-        return self._rule(lean, cav, muscles, lambda path: _point_distance(pts, path), coords)
+        columns = tuple(np.ascontiguousarray(pts[:, a]) for a in range(3))
+        coords = tuple(c.astype(np.float32) for c in columns)
+        return self._rule(lean, cav, muscles, lambda path: _point_distance(columns, path), coords)
 
     def _rule(
         self, lean: np.ndarray, cav: np.ndarray, muscles, distance, coords

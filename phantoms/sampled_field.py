@@ -165,12 +165,12 @@ class BandedField(Shape):
         object.__setattr__(self, "_top", np.array(v.shape[::-1], np.int64) - 2)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        inside = np.argwhere(self.values < 0.0)
+        box = _inside_box(self.values)
         lo, hi = self.outside.bounds()
-        if inside.size == 0:
+        if box is None:
             return lo, hi
-        s_lo = self._lo + (inside.min(axis=0)[::-1] - 1) * self.step_mm
-        s_hi = self._lo + (inside.max(axis=0)[::-1] + 1) * self.step_mm
+        s_lo = self._lo + (box[0][::-1] - 1) * self.step_mm
+        s_hi = self._lo + (box[1][::-1] + 1) * self.step_mm
         return np.minimum(lo, s_lo), np.maximum(hi, s_hi)
 
     @array_api_sdf
@@ -256,6 +256,7 @@ def banded_field(
 FIELD_CLAMP_MM = 16.0
 NEAR_MM = 2.0  # radius of the fine gradient bounds (per cell) of a sampled field ...
 SLOPE_BLOCK = 8  # ... and cells per block edge of the coarse ones (within FIELD_CLAMP_MM)
+GAP_BLOCK = 1  # cells per block edge of the gap bound's distance transform (2: looser, no cheaper)
 _SQRT3 = float(np.sqrt(3.0))
 
 
@@ -270,8 +271,8 @@ class SampledField(Shape):
     such bound over the cells within ``NEAR_MM``, ``far_slope`` (the same, per block of
     ``SLOPE_BLOCK`` cells) over those within ``FIELD_CLAMP_MM``; a zero of ``I`` within that radius
     is then no nearer than ``|I| / slope``. The other, ``gap`` (per node, mm), is the distance from
-    the cell to the nearest cell that holds a zero of ``I``, from a distance transform of the cells
-    (centre distance less a half-diagonal each). Both are true lower bounds of the distance to the
+    the cell to the nearest cell that holds a zero of ``I``, from a distance transform of blocks of
+    cells (:func:`_gap`). Both are true lower bounds of the distance to the
     surface, exact in sign. Boundary nodes are positive, so outside the lattice the distance to
     its box stands in.
     """
@@ -383,22 +384,44 @@ def sampled_field(values: np.ndarray, origin_mm: np.ndarray, step_mm: float) -> 
     # Cells that may hold a zero: the interpolant spans its corners' values, no more.
     lo_cell, hi_cell = _cell_range(v)
     holds = (lo_cell <= 0.0) & (hi_cell >= 0.0)
-    if holds.any():
-        # Any point of the cell is at least the centre distance less two half-diagonals (in
-        # cells) from any point of a holding cell; rounded down into float16.
-        centres = edt.edt(~holds, parallel=_THREADS).astype(np.float32)
-        gap = np.maximum((centres - np.float32(_SQRT3)) * np.float32(step_mm * 0.999) - np.float32(1e-3), 0.0)
-    else:
-        gap = np.full(cell.shape, FIELD_CLAMP_MM, np.float32)
+    gap = _gap(holds, step_mm)
     gap = np.pad(gap.astype(np.float16), [(0, 1)] * 3, mode="edge").reshape(-1)
-    inside = np.argwhere(v < 0.0)
     origin = np.asarray(origin_mm, float)
-    if inside.size:
-        lower = origin + (inside.min(axis=0)[::-1] - 1) * step_mm
-        upper = origin + (inside.max(axis=0)[::-1] + 1) * step_mm
-    else:
+    box = _inside_box(v)
+    if box is None:
         lower = upper = origin.copy()
+    else:
+        lower = origin + (box[0][::-1] - 1) * step_mm
+        upper = origin + (box[1][::-1] + 1) * step_mm
     return SampledField(v, origin, float(step_mm), near, far, gap, lower, upper)
+
+
+def _gap(holds: np.ndarray, step_mm: float) -> np.ndarray:
+    """Per cell, a lower bound (mm, float32) of the distance to the cells flagged in ``holds``.
+
+    Read on blocks of GAP_BLOCK cells (a block holds if any of its cells does): any point of a
+    block is at least the blocks' centre distance less two half-diagonals from any point of a
+    holding block. Rounded down, to stay a bound in float16.
+    """
+    if not holds.any():
+        return np.full(holds.shape, FIELD_CLAMP_MM, np.float32)
+    b = GAP_BLOCK
+    padded = np.pad(holds, [(0, -n % b) for n in holds.shape])
+    nz, ny, nx = (n // b for n in padded.shape)
+    blocks = padded.reshape(nz, b, ny, b, nx, b).any(axis=(1, 3, 5))
+    centres = edt.edt(~blocks, parallel=_THREADS).astype(np.float32)
+    gap = np.maximum((centres - np.float32(_SQRT3)) * np.float32(b * step_mm * 0.999) - np.float32(1e-3), 0.0)
+    cells = [np.arange(n) // b for n in holds.shape]
+    return gap[np.ix_(*cells)]
+
+
+def _inside_box(v: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """First and last node index (z, y, x) holding a negative value; None if none does."""
+    neg = v < 0.0
+    rows = [np.flatnonzero(neg.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+    if rows[0].size == 0:
+        return None
+    return np.array([r[0] for r in rows]), np.array([r[-1] for r in rows])
 
 
 def _cell_range(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
