@@ -211,3 +211,19 @@ def test_skin_and_muscles_on_the_strict_namespace_equal_numpy(skin):
     from nmosim.phantoms.muscles import Territory
 
     _strict_equals_numpy(Territory(union.muscles, 3), p)
+
+
+def test_sampling_gives_the_same_bytes_on_any_thread_count(monkeypatch):
+    import nmosim.phantoms.sampled_field as sf
+
+    ball = Sphere((0.5, -1.0, 2.0), 11.0)
+    fields = []
+    for threads in (1, 3):
+        monkeypatch.setattr(sf, "_THREADS", threads)
+        monkeypatch.setattr(sf, "_CHUNK", 1000)  # many chunks, shared among the threads
+        banded = banded_field(ball, np.array([-20.0] * 3), np.array([20.0] * 3), 1.5, (-8.0, 8.0), 3.0, 4.0)
+        values, origin, step = _bumpy_lattice()
+        values[[0, -1], :, :] = values[:, [0, -1], :] = values[:, :, [0, -1]] = 16.0
+        fields.append((banded.values, sampled_field(values, origin, step).gap))
+    np.testing.assert_array_equal(fields[0][0], fields[1][0])
+    np.testing.assert_array_equal(fields[0][1], fields[1][1])
