@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
-from nmosim.phantoms.envelope import SKIN_MM, body_shape, fat_field, lean_shape
+from nmosim.phantoms.envelope import SKIN_MM, body_shape, fat_field, lean_shape, sampled_body_shape
 from nmosim.phantoms.labels import Structure, Tissue
 from nmosim.phantoms.muscles import MuscleField, MuscleUnion, Territory, muscle_field
 from nmosim.phantoms.rasterize import Layer, Part
@@ -444,7 +444,7 @@ def build_anatomy(
     """
     sk = skeleton(spec)
     parts: list[Part] = []
-    body = body_shape(spec)
+    body = sampled_body_shape(spec)
     parts.append(
         Part(
             "body",
@@ -513,7 +513,7 @@ def _scene_bounds(spec: AnatomySpec) -> tuple[np.ndarray, np.ndarray]:
 
 def body_extent(spec: AnatomySpec, step_mm: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     """In-plane box (mm, x y) of the skin between the scene's z limits, sampled on a lattice."""
-    body = body_shape(spec)
+    body = sampled_body_shape(spec)
     lo, hi = body.bounds()
     xs = np.arange(lo[0], hi[0] + step_mm, step_mm)
     ys = np.arange(lo[1], hi[1] + step_mm, step_mm)
