@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import array_api_compat
@@ -134,6 +135,27 @@ def sample_band(
     return np.clip(v, clamp_mm[0], clamp_mm[1]).astype(np.float32)
 
 
+def _trilinear(xp: ModuleType, flat: Any, shape: tuple[int, ...], i0: Any, t: Any) -> tuple[Any, Any]:
+    """Trilinear interpolation of lattice values ``flat`` (nodes [z, y, x] of ``shape``, flattened)
+    in the cells whose first corners are ``i0`` (N, 3; x, y, z) at float32 fractions ``t``;
+    returns the values and the cells' flat indices."""
+    _, ny, nx = shape
+    base = (i0[:, 2] * ny + i0[:, 1]) * nx + i0[:, 0]
+    tx, ty, tz = t[:, 0], t[:, 1], t[:, 2]
+    sx = 1.0 - tx
+    value = None
+    for offset, w in (
+        (0, (1.0 - tz) * (1.0 - ty)),
+        (nx, (1.0 - tz) * ty),
+        (nx * ny, tz * (1.0 - ty)),
+        (nx * ny + nx, tz * ty),
+    ):
+        row = base + offset
+        term = w * (sx * take(xp, flat, row) + tx * take(xp, flat, row + 1))
+        value = term if value is None else value + term
+    return value, base
+
+
 @dataclass(frozen=True, eq=False)
 class BandedField(Shape):
     """A Shape whose surface is the zero set of the trilinear interpolation ``I`` of ``values``
@@ -195,20 +217,7 @@ class BandedField(Shape):
         u = (points - lo) * (1.0 / self.step_mm)
         i0 = xp.minimum(xp.astype(xp.floor(u), xp.int64), top)  # u >= 0
         t = xp.astype(u - xp.astype(i0, xp.float64), xp.float32)
-        nz, ny, nx = self.values.shape
-        base = (i0[:, 2] * ny + i0[:, 1]) * nx + i0[:, 0]
-        tx, ty, tz = t[:, 0], t[:, 1], t[:, 2]
-        sx = 1.0 - tx
-        value = None
-        for offset, w in (
-            (0, (1.0 - tz) * (1.0 - ty)),
-            (nx, (1.0 - tz) * ty),
-            (nx * ny, tz * (1.0 - ty)),
-            (nx * ny + nx, tz * ty),
-        ):
-            row = base + offset
-            term = w * (sx * take(xp, flat, row) + tx * take(xp, flat, row + 1))
-            value = term if value is None else value + term
+        value, base = _trilinear(xp, flat, self.values.shape, i0, t)
         size = xp.abs(xp.astype(value, xp.float64))
         band = float(self.band_mm)
         d = xp.where(
@@ -332,22 +341,9 @@ class SampledField(Shape):
             near_slope, far_slope, gap = self.near_slope, self.far_slope, self.gap
         else:  # the standard has no float16: float32 copies, the same numbers
             near_slope, far_slope, gap = constants(self, u, "_near32", "_far32", "_gap32")
-        nz, ny, nx = self.values.shape
         i0 = xp.minimum(xp.astype(u, xp.int64), top_cell)  # u >= 0: truncation is the floor
         t = xp.astype(u - xp.astype(i0, xp.float64), xp.float32)
-        base = (i0[:, 2] * ny + i0[:, 1]) * nx + i0[:, 0]
-        tx, ty, tz = t[:, 0], t[:, 1], t[:, 2]
-        sx = 1.0 - tx
-        value = None
-        for offset, w in (
-            (0, (1.0 - tz) * (1.0 - ty)),
-            (nx, (1.0 - tz) * ty),
-            (nx * ny, tz * (1.0 - ty)),
-            (nx * ny + nx, tz * ty),
-        ):
-            row = base + offset
-            term = w * (sx * take(xp, flat, row) + tx * take(xp, flat, row + 1))
-            value = term if value is None else value + term
+        value, base = _trilinear(xp, flat, self.values.shape, i0, t)
         size = xp.abs(value)
         near = xp.astype(take(xp, near_slope, base), xp.float32)
         far = xp.astype(take(xp, far_slope, base), xp.float32)
