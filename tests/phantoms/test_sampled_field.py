@@ -8,9 +8,6 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from nmosim.phantoms.grid import Grid
-from nmosim.phantoms.labels import N_TISSUES
-from nmosim.phantoms.rasterize import rasterize
 from nmosim.phantoms.sampled_field import banded_field, corner_slopes, sampled_field
 from nmosim.phantoms.shapes import Sphere, evaluate, runs_on_array_api
 from nmosim.phantoms.spec import AnatomySpec
@@ -22,6 +19,22 @@ def _interpolant(values: np.ndarray, origin: np.ndarray, step: float, points: np
     """Trilinear interpolation of ``values`` ([z, y, x]) at ``points`` (x y z, mm), by scipy."""
     u = ((points - origin) / step)[:, ::-1].T
     return ndimage.map_coordinates(values.astype(np.float64), u, order=1, mode="nearest")
+
+
+def _numeric_gradient(values: np.ndarray, step: float, points: np.ndarray) -> np.ndarray:
+    """Central differences (h = 1e-4 mm) of :func:`_interpolant` at ``points``: (N, 3)."""
+    h = 1e-4
+    return np.stack(
+        [
+            (
+                _interpolant(values, np.zeros(3), step, points + e)
+                - _interpolant(values, np.zeros(3), step, points - e)
+            )
+            / (2 * h)
+            for e in np.eye(3) * h
+        ],
+        axis=1,
+    )
 
 
 def _bumpy_lattice(step: float = 1.5):
@@ -44,37 +57,14 @@ def test_corner_slopes_bound_the_interpolants_gradient_and_are_reached():
     for k, j, i in cells:
         u = np.array([i, j, k]) + rng.uniform(0.02, 0.98, size=(200, 3))
         pts = u * step
-        h = 1e-4
-        grad = np.stack(
-            [
-                (
-                    _interpolant(values, np.zeros(3), step, pts + e)
-                    - _interpolant(values, np.zeros(3), step, pts - e)
-                )
-                / (2 * h)
-                for e in np.eye(3) * h
-            ],
-            axis=1,
-        )
-        norm = np.linalg.norm(grad, axis=1)
+        norm = np.linalg.norm(_numeric_gradient(values, step, pts), axis=1)
         assert norm.max() <= bound[k, j, i] * (1 + 1e-4)
         # The bound is reached at a corner: points close to the corners come within a few %.
         corners = (
             np.array([i, j, k])
             + np.stack(np.meshgrid([0.001, 0.999], [0.001, 0.999], [0.001, 0.999])).reshape(3, -1).T
         ) * step
-        g = np.stack(
-            [
-                (
-                    _interpolant(values, np.zeros(3), step, corners + e)
-                    - _interpolant(values, np.zeros(3), step, corners - e)
-                )
-                / (2 * h)
-                for e in np.eye(3) * h
-            ],
-            axis=1,
-        )
-        assert np.linalg.norm(g, axis=1).max() >= 0.99 * bound[k, j, i]
+        assert np.linalg.norm(_numeric_gradient(values, step, corners), axis=1).max() >= 0.99 * bound[k, j, i]
 
 
 def test_sampled_field_distance_is_a_lower_bound_exact_in_sign():
@@ -145,37 +135,6 @@ def test_sampled_skin_is_the_exact_outline_within_a_fraction_of_a_mm(skin):
     assert np.quantile(np.abs(s - e)[near], 0.99) < 0.2
     # A true lower bound where the exact distance is exact (within the smooth band).
     assert np.all(np.abs(s[near]) <= np.abs(e[near]) + 0.7)
-
-
-def _brute_force_fractions(part, grid: Grid, s: int) -> np.ndarray:
-    f = (np.arange(s) + 0.5) / s - 0.5
-    kk, jj, ii = np.meshgrid(*[np.arange(n) for n in grid.shape], indexing="ij")
-    centres = grid.index_to_mm(np.stack([kk, jj, ii], -1).reshape(-1, 3))
-    out = np.zeros((N_TISSUES, centres.shape[0]))
-    for dz in f:
-        for dy in f:
-            for dx in f:
-                pts = centres + np.array([dx, dy, dz]) * grid.spacing_mm
-                d = part.shape.sdf(pts)
-                tissue = np.where(d < 0, part.tissue, 0)
-                for layer in part.layers:
-                    tissue = np.where(d + layer.depth_mm < 0, layer.tissue, tissue)
-                out[tissue, np.arange(centres.shape[0])] += 1.0 / s**3
-    return out.reshape(N_TISSUES, *grid.shape)
-
-
-@pytest.mark.parametrize("centre", [(0.0, -20.0, -95.0), (192.0, 10.0, 0.0), (-60.0, -138.0, -40.0)])
-def test_skin_part_matches_brute_force_supersampling(centre):
-    """Perineum, lateral hip, left buttock."""
-    from nmosim.phantoms.anatomy import build_anatomy
-
-    part = next(p for p in build_anatomy(AnatomySpec()) if p.name == "body")
-    grid = Grid.centered((26, 28, 30), (1.3, 1.1, 1.7), centre)
-    r = rasterize([part], grid, supersampling=2)
-    expected = _brute_force_fractions(part, grid, 2)
-    assert 0.02 < expected[part.tissue].mean() < 0.98
-    for tissue in range(N_TISSUES):
-        np.testing.assert_array_equal(r.tissue_fraction(tissue), expected[tissue].astype(np.float32))
 
 
 def _strict_equals_numpy(shape, points: np.ndarray) -> None:
