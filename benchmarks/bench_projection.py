@@ -108,10 +108,14 @@ def main() -> None:
         "quick", n_views=args.views, n_bins=args.bins, bin_width_mm=1.5, recon_fov_mm=FOV_MM
     )
     print(f"ASTRA {astra.__version__}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
-    print(f"{args.views} views x {args.bins} bins, {args.slices} slices per size, "
-          f"best of {args.repeats}; seconds per slice")
-    header = (f"{'size':>6} {'raw':>7} {'fanbp':>7} {'ours1':>7} {'ours2':>7} "
-              f"{'ours1/raw':>9} {'ours2/ideal2':>12} {'speedup':>7}")
+    print(
+        f"{args.views} views x {args.bins} bins, {args.slices} slices per size, "
+        f"best of {args.repeats}; seconds per slice"
+    )
+    header = (
+        f"{'size':>6} {'raw':>7} {'fanbp':>7} {'ours1':>7} {'ours2':>7} "
+        f"{'ours1/raw':>9} {'ours2/ideal2':>12} {'speedup':>7}"
+    )
     print(header)
     previous = None
     for n in args.sizes:
@@ -126,11 +130,15 @@ def main() -> None:
         }
         t = {name: seconds / args.slices for name, seconds in timings(args.repeats, runs).items()}
         raw, fan, one, two = t["raw"], t["fan"], t["one"], t["two"]
-        print(f"{n:>5}² {raw:7.4f} {fan:7.4f} {one:7.4f} {two:7.4f} {one / raw:9.2f} "
-              f"{two / (raw / 2):12.2f} {one / two:7.2f}   (load {os.getloadavg()[0]:.1f})")
+        print(
+            f"{n:>5}² {raw:7.4f} {fan:7.4f} {one:7.4f} {two:7.4f} {one / raw:9.2f} "
+            f"{two / (raw / 2):12.2f} {one / two:7.2f}   (load {os.getloadavg()[0]:.1f})"
+        )
         if previous is not None:
-            print(f"{'':>6} growth vs {previous[0]}²: raw x{raw / previous[1]:.2f}, "
-                  f"ours x{one / previous[2]:.2f} (pixels x{(n / previous[0]) ** 2:.0f})")
+            print(
+                f"{'':>6} growth vs {previous[0]}²: raw x{raw / previous[1]:.2f}, "
+                f"ours x{one / previous[2]:.2f} (pixels x{(n / previous[0]) ** 2:.0f})"
+            )
         previous = (n, raw, one)
 
 

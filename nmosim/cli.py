@@ -432,8 +432,10 @@ def _add_evaluation_parsers(sub) -> None:
     baseline.add_argument("--cases", type=_folder, required=True, help="folder holding the case folders")
     _add_out(baseline, "prediction folder, created when every prediction is written")
     baseline.add_argument(
-        "--threshold-hu", type=_number("threshold_hu"), default=150.0,
-        help="candidate voxels above this HU; default 150"
+        "--threshold-hu",
+        type=_number("threshold_hu"),
+        default=150.0,
+        help="candidate voxels above this HU; default 150",
     )
     baseline.add_argument(
         "--mirror-tolerance-mm",
@@ -443,8 +445,10 @@ def _add_evaluation_parsers(sub) -> None:
         "HO, down to 0.4 of this distance; default 10",
     )
     baseline.add_argument(
-        "--min-volume-ml", type=_number("min_volume_ml", minimum=0), default=0.1,
-        help="drop components smaller than this (ml, >= 0); default 0.1"
+        "--min-volume-ml",
+        type=_number("min_volume_ml", minimum=0),
+        default=0.1,
+        help="drop components smaller than this (ml, >= 0); default 0.1",
     )
 
 
@@ -689,4 +693,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     print(f"nmosim {args.command}: wrote {out} in {time.perf_counter() - start:.1f} s")
     return 0
-

@@ -15,9 +15,7 @@ def check_range(name: str, value: float, lo: float, hi: float) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise SpecError(
-            f"{name} = {value!r} is not a number; allowed range [{lo:g}, {hi:g}]"
-        ) from None
+        raise SpecError(f"{name} = {value!r} is not a number; allowed range [{lo:g}, {hi:g}]") from None
     if not (lo <= number <= hi):  # also catches NaN
         raise SpecError(f"{name} = {value!r} is outside [{lo:g}, {hi:g}]")
     return number

@@ -29,9 +29,7 @@ class Grid:
 
     def __post_init__(self) -> None:
         if len(self.shape) != 3 or any(int(n) < 1 for n in self.shape):
-            raise SpecError(
-                f"shape = {tuple(self.shape)} must be three positive integers (nz, ny, nx)"
-            )
+            raise SpecError(f"shape = {tuple(self.shape)} must be three positive integers (nz, ny, nx)")
         if len(self.spacing_mm) != 3 or not all(np.isfinite(s) and s > 0 for s in self.spacing_mm):
             raise SpecError(
                 f"spacing_mm = {tuple(self.spacing_mm)} must be three positive numbers (x, y, z) in mm"
@@ -52,9 +50,7 @@ class Grid:
         """Grid of ``shape`` (nz, ny, nx) whose centre lies at ``center_mm`` (x, y, z)."""
         nz, ny, nx = (int(n) for n in shape)
         counts = (nx, ny, nz)
-        origin = tuple(
-            c - (n - 1) / 2.0 * s for c, n, s in zip(center_mm, counts, spacing_mm, strict=True)
-        )
+        origin = tuple(c - (n - 1) / 2.0 * s for c, n, s in zip(center_mm, counts, spacing_mm, strict=True))
         return cls((nz, ny, nx), tuple(spacing_mm), origin)
 
     @classmethod
@@ -98,9 +94,7 @@ class Grid:
 
     def mm_to_index(self, points_xyz: np.ndarray) -> np.ndarray:
         """Map patient coordinates ``[..., (x, y, z)]`` (mm) to fractional indices ``[..., (z, y, x)]``."""
-        p = (np.asarray(points_xyz, dtype=float) - np.asarray(self.origin_mm)) / np.asarray(
-            self.spacing_mm
-        )
+        p = (np.asarray(points_xyz, dtype=float) - np.asarray(self.origin_mm)) / np.asarray(self.spacing_mm)
         return p[..., ::-1]
 
     def to_dict(self) -> dict:

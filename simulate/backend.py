@@ -280,8 +280,14 @@ def forward_project(
     proj_geom, factor = fan_geometry(grid, protocol, sub_ray)
     out = np.empty((grid.shape[0], protocol.n_views, protocol.n_bins), dtype=np.float32)
     run_slices(
-        "FP", grid.shape[0], lambda k: volume[k], out, volume_geometry(grid), proj_geom,
-        device=device, threads=threads,
+        "FP",
+        grid.shape[0],
+        lambda k: volume[k],
+        out,
+        volume_geometry(grid),
+        proj_geom,
+        device=device,
+        threads=threads,
     )
     if factor is not None:
         out *= factor
@@ -353,7 +359,11 @@ def volume_geometry_3d(grid: Grid) -> dict:
 
 # --- parallel-beam backprojection ---------------------------------------------------------------
 def _backproject_slice(
-    rows: np.ndarray, x_mm: np.ndarray, y_mm: np.ndarray, angles: np.ndarray, t_step_mm: float,
+    rows: np.ndarray,
+    x_mm: np.ndarray,
+    y_mm: np.ndarray,
+    angles: np.ndarray,
+    t_step_mm: float,
     out: np.ndarray,
 ) -> None:
     """``out[y, x] = sum_theta rows(theta, x cos theta - y sin theta)``, linear interpolation,
@@ -413,8 +423,14 @@ def backproject_parallel(
     if device == "cuda":
         proj_geom, weights = parallel_geometry(grid, angles, t_step_mm, n_t)
         return run_slices(
-            "BP", grid.shape[0], lambda k: get_rows(k) * weights[:, None], out,
-            volume_geometry(grid), proj_geom, device=device, threads=threads,
+            "BP",
+            grid.shape[0],
+            lambda k: get_rows(k) * weights[:, None],
+            out,
+            volume_geometry(grid),
+            proj_geom,
+            device=device,
+            threads=threads,
         )
     x_mm, y_mm = grid.voxel_centers_axis(0), grid.voxel_centers_axis(1)
 

@@ -317,9 +317,7 @@ def book_pages(source: Path, progress: Progress | None = None) -> dict[str, str]
     return series_pages(source, progress)
 
 
-def write_book(
-    source: Path, out: Path, progress: Progress | None = None, overwrite: bool = False
-) -> Path:
+def write_book(source: Path, out: Path, progress: Progress | None = None, overwrite: bool = False) -> Path:
     """Write the book of ``source`` (case or series folder) into folder ``out``, whole or not at all;
     ``overwrite`` lets it replace an earlier nmosim output (:mod:`nmosim.simulate.outputs`)."""
     src, dst = Path(source).resolve(), Path(out).resolve()

@@ -199,7 +199,7 @@ def _formats(value: object) -> tuple[str, ...]:
     from nmosim.simulate.case import check_formats
 
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise SpecError(f"formats = {value!r} must be a list such as [\"nifti\", \"dicom\"]")
+        raise SpecError(f'formats = {value!r} must be a list such as ["nifti", "dicom"]')
     formats = check_formats(value)
     if "nifti" not in formats:
         raise SpecError(f"formats = {value!r} must hold \"nifti\": the nnU-Net and MSD layouts link "
@@ -215,8 +215,10 @@ def parse_cohort(config: dict) -> CohortSpec:
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_]+", name):
         raise SpecError(f"name = {name!r} must be letters, digits or '_'")
     test_fraction = config.get("test_fraction", d.test_fraction)
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not (
-        0 <= test_fraction < 1
+    if (
+        isinstance(test_fraction, bool)
+        or not isinstance(test_fraction, (int, float))
+        or not (0 <= test_fraction < 1)
     ):
         raise SpecError(f"test_fraction = {test_fraction!r} is outside [0, 1)")
     label_set = config.get("label_set", d.label_set)
@@ -227,8 +229,10 @@ def parse_cohort(config: dict) -> CohortSpec:
         raise SpecError(f"preset = {preset!r} is not one of {{{', '.join(PRESETS)}}}")
     z_range = config.get("z_range_mm")
     if z_range is not None:
-        ok = isinstance(z_range, list) and len(z_range) == 2 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in z_range
+        ok = (
+            isinstance(z_range, list)
+            and len(z_range) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in z_range)
         )
         if not ok:
             raise SpecError(f"z_range_mm = {z_range!r} must be [low, high] in mm with low < high")
@@ -239,8 +243,10 @@ def parse_cohort(config: dict) -> CohortSpec:
         raise SpecError(f"scanner = {scanner!r} must be a table")
     _unknown("scanner.", scanner, _SCANNER_KEYS)
     mas = scanner.get("mas", list(d.mas))
-    if not isinstance(mas, list) or not mas or not all(
-        isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in mas
+    if (
+        not isinstance(mas, list)
+        or not mas
+        or not all(isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in mas)
     ):
         raise SpecError(f"scanner.mas = {mas!r} must be a non-empty list of doses > 0 (mAs)")
     kernels = scanner.get("kernels", list(d.kernels))
@@ -410,9 +416,13 @@ def case_row(folder: Path) -> dict:
     row["scanner_kernel"] = scanner.get("kernel")
     marker = read_marker(folder) or {}
     files = marker.get("files")
-    row["sha256"] = dict(files) if isinstance(files, dict) else {
-        p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")
-    }
+    row["sha256"] = (
+        dict(files)
+        if isinstance(files, dict)
+        else {
+            p.name: sha256(p) for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")
+        }
+    )
     return row
 
 

@@ -81,9 +81,7 @@ def distribution_plot(path: Path, counts: dict[str, int], key: str) -> None:
     fig.savefig(path, metadata={"Software": None})
 
 
-def card_text(
-    record: dict, rows: list[dict], folder_name: str, figures_prefix: str = "figures/"
-) -> str:
+def card_text(record: dict, rows: list[dict], folder_name: str, figures_prefix: str = "figures/") -> str:
     """The README.md of a dataset from its config record (``dataset.config_record``) and rows."""
     config = record["config"]
     version = record["nmosim_version"]

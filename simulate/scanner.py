@@ -419,9 +419,7 @@ def make_protocol(preset: str = "quick", **overrides: object) -> ScannerProtocol
     names = tuple(f.name for f in fields(ScannerProtocol))
     unknown = [k for k in overrides if k not in names]
     if unknown:
-        raise SpecError(
-            f"unknown scanner parameter {unknown[0]!r}; allowed parameters: {', '.join(names)}"
-        )
+        raise SpecError(f"unknown scanner parameter {unknown[0]!r}; allowed parameters: {', '.join(names)}")
     settings = {**PRESETS[preset], **overrides}
     if settings.get("geometry") in GEOMETRIES_3D:
         settings = {**settings, **{k: v for k, v in _FAN2D_ONLY.items() if k not in overrides}}

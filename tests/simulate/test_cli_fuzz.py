@@ -33,8 +33,16 @@ PHANTOM_OPTIONS = {
     "--supersampling": ["1", "0", "9", "-2", "1.5", "x"],
     "--phase": ["none", "a", "d", "e", ""],
     "--weeks": ["4", "30", "-3", "nan", "600", "1e9", "inf"],
-    "--anatomy": ["inter_hip_distance_mm=172", "inter_hip_distance_mm=230", "foo", "=3", "sex=other",
-                  "body_scale=nan", "body_scale=", "muscle_bulk=1e308"],  # fmt: skip
+    "--anatomy": [
+        "inter_hip_distance_mm=172",
+        "inter_hip_distance_mm=230",
+        "foo",
+        "=3",
+        "sex=other",
+        "body_scale=nan",
+        "body_scale=",
+        "muscle_bulk=1e308",
+    ],  # fmt: skip
     "--sex": ["male", "x"],
     "--aetiology": ["sci", "brain", "flu"],
 }
@@ -143,11 +151,21 @@ TOML_KEYS = {
     "z_range_mm": st.sampled_from([[-20, 20], [20, -20], [0, math.inf], [1000, 1010], [1], "x"]),
     "phase_mix": st.sampled_from([{"a": 1.0}, {"a": 0.5, "c": 0.5}, {"e": 1.0}, {"a": 0.5}, {"a": math.nan}]),
     "aetiology_mix": st.sampled_from([{"sci": 1.0}, {"brain": 2.0}, {}]),
-    "scanner": st.sampled_from([
-        {"mas": [50], "kernels": ["soft"]}, {"mas": [0]}, {"mas": [math.inf]}, {"kernels": []},
-        {"overrides": {"n_views": 90}}, {"overrides": {"recon_pixel_mm": 0.001}}, {"overrides": {"mas": 5}},
-        {"overrides": {"n_viewz": 4}}, {"overrides": {"kvp": [1]}}, {"dose": 1}, "x",
-    ]),  # fmt: skip
+    "scanner": st.sampled_from(
+        [
+            {"mas": [50], "kernels": ["soft"]},
+            {"mas": [0]},
+            {"mas": [math.inf]},
+            {"kernels": []},
+            {"overrides": {"n_views": 90}},
+            {"overrides": {"recon_pixel_mm": 0.001}},
+            {"overrides": {"mas": 5}},
+            {"overrides": {"n_viewz": 4}},
+            {"overrides": {"kvp": [1]}},
+            {"dose": 1},
+            "x",
+        ]
+    ),  # fmt: skip
     "extra_key": VALUES,
 }
 

@@ -28,7 +28,7 @@ def work(tmp_path, monkeypatch) -> Path:
     (tmp_path / "earlier").mkdir()
     (tmp_path / "earlier" / "truth.json").write_text("{}")
     write_marker(tmp_path / "earlier", "phantom")
-    (tmp_path / "cohort.toml").write_text('n_cases = 1\n[phase_mix]\nnone = 1.0\n')
+    (tmp_path / "cohort.toml").write_text("n_cases = 1\n[phase_mix]\nnone = 1.0\n")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -64,8 +64,10 @@ MISTAKES = [
     (["dataset", "cohort.toml", "--out", "x", "--scheduler", "foo"], "scheduler = 'foo' is not a Dask"),
     (["dataset", "cohort.toml", "--out", "x", "--workers", "-1"], "workers = -1 is outside [0, inf)"),
     (["evaluate", "--truth", "earlier", "--pred", "data", "--out", "."], "is the current folder"),
-    (["evaluate", "--truth", "earlier", "--pred", "data", "--out", "earlier", "--overwrite"],
-     "holds the input"),
+    (
+        ["evaluate", "--truth", "earlier", "--pred", "data", "--out", "earlier", "--overwrite"],
+        "holds the input",
+    ),
 ]
 
 

@@ -78,9 +78,7 @@ def test_scan_fov_from_independent_trigonometry():
     # The edge ray is tangent to the circle of radius r: r = D_si * sin(edge fan angle)
     r = p.source_to_iso_mm * half_width / math.hypot(half_width, p.source_to_detector_mm)
     assert p.scan_fov_mm == pytest.approx(2 * r, rel=1e-12)
-    assert p.iso_bin_width_mm == pytest.approx(
-        p.bin_width_mm * p.source_to_iso_mm / p.source_to_detector_mm
-    )
+    assert p.iso_bin_width_mm == pytest.approx(p.bin_width_mm * p.source_to_iso_mm / p.source_to_detector_mm)
 
 
 def test_view_angles_and_bin_offsets():
