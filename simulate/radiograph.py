@@ -319,7 +319,16 @@ def resample(image: Any, rows: np.ndarray, cols: np.ndarray) -> Any:
     r0, r1, wr0, wr1 = weights(np.asarray(rows), image.shape[0])
     c0, c1, wc0, wc1 = weights(np.asarray(cols), image.shape[1])
     blended = take(xp, image, r0) * wr0[:, None] + take(xp, image, r1) * wr1[:, None]
-    return take(xp, blended, c0, axis=1) * wc0 + take(xp, blended, c1, axis=1) * wc1
+    return _columns(xp, blended, c0) * wc0 + _columns(xp, blended, c1) * wc1
+
+
+def _columns(xp: ModuleType, image: Any, index: Any) -> Any:
+    """The columns ``index`` of a 2-D ``image``. numpy's own indexing on numpy, as before: its
+    result is column-major, which the filters and block means downstream inherit, and a block
+    mean's float32 sums follow the memory order; so the numpy bytes stay those they always were."""
+    if isinstance(image, np.ndarray):
+        return image[:, index]
+    return xp.take(image, index, axis=1)
 
 
 def _sinc(xp: ModuleType, x: Any) -> Any:
@@ -375,7 +384,7 @@ def apply_mtf(image: Any, pixel_mm: float, mtf, pad: int = 16) -> Any:
     fxp, fft = arrays.fft(xp)
     image = fxp.asarray(image if fxp is xp else arrays.to_numpy(image))
     rows, cols = (fxp.asarray(_reflect_index(n, pad)) for n in image.shape)
-    padded = take(fxp, take(fxp, fxp.astype(image, fxp.float64), rows), cols, axis=1)
+    padded = _columns(fxp, take(fxp, fxp.astype(image, fxp.float64), rows), cols)
     shape = tuple(padded.shape)
     fv = fxp.reshape(fft.fftfreq(shape[0], d=pixel_mm), (-1, 1))
     fu = fxp.reshape(fft.rfftfreq(shape[1], d=pixel_mm), (1, -1))
