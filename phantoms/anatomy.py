@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 from scipy.spatial import cKDTree
 
-from nmosim.phantoms.envelope import SKIN_MM, body_shape, fat_field, lean_shape
+from nmosim.phantoms.envelope import SKIN_MM, body_shape, fat_field, lean_shape, sampled_body_shape
 from nmosim.phantoms.labels import Structure, Tissue
 from nmosim.phantoms.muscles import MuscleField, MuscleUnion, Territory, muscle_field
 from nmosim.phantoms.rasterize import Layer, Part
@@ -23,9 +25,14 @@ from nmosim.phantoms.shapes import (
     Intersection,
     MirrorX,
     Offset,
+    Points,
     Shape,
     Sphere,
     Union,
+    array_api_sdf,
+    clip,
+    constants,
+    namespace,
     tube,
 )
 from nmosim.phantoms.skeleton import SCENE_Z_MM, SIDES, HipLandmarks, _pelvis_mesh, hip_landmarks, skeleton
@@ -88,17 +95,12 @@ def pelvis_shape(spec: AnatomySpec) -> Shape:
     return Difference(sk.pelvis, Union(sockets))
 
 
-def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    ab = b - a
-    t = np.clip((points - a) @ ab / (ab @ ab), 0.0, 1.0)
-    return np.linalg.norm(points - (a + t[:, None] * ab), axis=1)
-
-
-def pelvis_cortex_depth(spec: AnatomySpec) -> Callable[[np.ndarray], np.ndarray]:
+def pelvis_cortex_depth(spec: AnatomySpec) -> Callable[[Points], Any]:
     """Cortical thickness of the pelvis (mm) as a smooth function of position (patient frame):
     :data:`PELVIS_CORTEX_MM` on the wings, rising to :data:`BUTTRESS_CORTEX_MM` along each side's
     line from the acetabular roof to the sciatic buttress above the greater sciatic notch, and
-    to :data:`TUBEROSITY_CORTEX_MM` over the ischial tuberosities (Gaussian fall-offs)."""
+    to :data:`TUBEROSITY_CORTEX_MM` over the ischial tuberosities (Gaussian fall-offs). Runs on
+    the array API."""
     m = skeleton(spec).bones.landmarks
     lines, spots = [], []
     for side in SIDES:
@@ -113,27 +115,55 @@ def pelvis_cortex_depth(spec: AnatomySpec) -> Callable[[np.ndarray], np.ndarray]
     thick, tuber = BUTTRESS_CORTEX_MM - PELVIS_CORTEX_MM, TUBEROSITY_CORTEX_MM - PELVIS_CORTEX_MM
     spread = 2.0 * CORTEX_SPREAD_MM**2
 
-    def depth(points: np.ndarray) -> np.ndarray:
-        near_line = np.minimum.reduce([_segment_distance(points, a, b) for a, b in lines])
-        near_spot = np.minimum.reduce([np.linalg.norm(points - c, axis=1) for c in spots])
+    held = SimpleNamespace(
+        starts=np.stack([a for a, _ in lines]),
+        steps=np.stack([b - a for a, b in lines]),
+        spots=np.stack(spots),
+    )
+    lengths2 = [float((b - a) @ (b - a)) for a, b in lines]
+
+    @array_api_sdf
+    def depth(points: Points) -> Any:
+        xp = namespace(points)
+        starts, steps, centres = constants(held, points, "starts", "steps", "spots")
+
+        def norm(v: Any) -> Any:  # np.linalg.norm's sum, in its order
+            return xp.sqrt(xp.sum(v * v, axis=1))
+
+        def to_line(i: int) -> Any:  # distance (mm) to segment i
+            a, ab = starts[i, :], steps[i, :]
+            t = clip(xp, (points - a) @ ab / lengths2[i], 0.0, 1.0)
+            return norm(points - (a + t[:, None] * ab))
+
+        near_line = functools.reduce(xp.minimum, [to_line(i) for i in range(len(lines))])
+        near_spot = functools.reduce(xp.minimum, [norm(points - centres[i, :]) for i in range(len(spots))])
         return (
             PELVIS_CORTEX_MM
-            + thick * np.exp(-(near_line**2) / spread)
-            + tuber * np.exp(-(near_spot**2) / spread)
+            + thick * xp.exp(-(near_line**2) / spread)
+            + tuber * xp.exp(-(near_spot**2) / spread)
         )
 
     return depth
 
 
-def femur_cortex_depth(spec: AnatomySpec, lm: HipLandmarks):
+def femur_cortex_depth(spec: AnatomySpec, lm: HipLandmarks) -> Callable[[Points], Any]:
     """Cortical thickness (mm) as a function of position in ``lm``'s frame: thin over the head and
-    neck, full in the shaft (DOMAIN.md 3: subchondral 0.5-1.5 mm, neck 1.6-3.9 mm, shaft 5-8 mm)."""
-    lesser, axis = lm.lesser_trochanter, lm.shaft_axis
-    t = spec.shaft_cortical_thickness_mm
+    neck, full in the shaft (DOMAIN.md 3: subchondral 0.5-1.5 mm, neck 1.6-3.9 mm, shaft 5-8 mm).
+    Runs on the array API."""
+    held = SimpleNamespace(
+        lesser=np.asarray(lm.lesser_trochanter, float), axis=np.asarray(lm.shaft_axis, float)
+    )
+    top, t = HEAD_CORTEX_MM + 0.5, float(spec.shaft_cortical_thickness_mm)
+    slope = (t - top) / (30.0 - (-5.0))
 
-    def depth(points: np.ndarray) -> np.ndarray:
+    @array_api_sdf
+    def depth(points: Points) -> Any:
+        xp = namespace(points)
+        lesser, axis = constants(held, points, "lesser", "axis")
         below = (points - lesser) @ axis  # mm distal of the lesser trochanter
-        return np.interp(below, [-5.0, 30.0], [HEAD_CORTEX_MM + 0.5, t])
+        # np.interp(below, [-5, 30], [top, t]) in its arithmetic: the end values at and beyond the ends
+        ramp = slope * (below - (-5.0)) + top
+        return xp.where(below <= -5.0, top, xp.where(below >= 30.0, t, ramp))
 
     return depth
 
@@ -414,7 +444,7 @@ def build_anatomy(
     """
     sk = skeleton(spec)
     parts: list[Part] = []
-    body = body_shape(spec)
+    body = sampled_body_shape(spec)
     parts.append(
         Part(
             "body",
@@ -483,7 +513,7 @@ def _scene_bounds(spec: AnatomySpec) -> tuple[np.ndarray, np.ndarray]:
 
 def body_extent(spec: AnatomySpec, step_mm: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     """In-plane box (mm, x y) of the skin between the scene's z limits, sampled on a lattice."""
-    body = body_shape(spec)
+    body = sampled_body_shape(spec)
     lo, hi = body.bounds()
     xs = np.arange(lo[0], hi[0] + step_mm, step_mm)
     ys = np.arange(lo[1], hi[1] + step_mm, step_mm)

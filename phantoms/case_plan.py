@@ -72,6 +72,9 @@ CONTRALATERAL_DROP = (0.3, 0.45, 0.25)  # P(other side = index grade - 0, 1, 2);
 # DOMAIN.md 2.3: when bilateral, the volume ratio between the sides is 1:1 to 1:5.
 VOLUME_RATIO = (1.0, 5.0)
 MAX_VOLUME_RATIO = VOLUME_RATIO[1]
+# The honour grid counts whole voxels of 1.5 mm; other grids (the case's, its truth's) read a few
+# per cent either way, so the honoured ratio keeps this share of the largest below it.
+RATIO_MARGIN = 0.95
 MAX_SCALE = {"bridge": 1.0, "other": 1.5}  # growth beyond the reference size; ankylosis is complete
 
 
@@ -169,20 +172,21 @@ def _within_volume_ratio(
     grades: dict[str, int],
 ) -> dict[str, int]:
     """Bring a bilateral case's hips within :data:`MAX_VOLUME_RATIO` of each other (DOMAIN.md 2.3):
-    when one hip's measured HO is smaller than the other's over that ratio, its main lesion gets a
-    mass making the larger-to-smaller ratio a draw of :data:`VOLUME_RATIO` (log-uniform), as long as
-    that hip's grade (``grades``) still holds. Updates ``honoured``; returns the measurements spent
+    when one hip's measured HO is smaller than the other's over that ratio (less
+    :data:`RATIO_MARGIN`), its main lesion gets a mass making the larger-to-smaller ratio a draw of
+    :data:`VOLUME_RATIO` (log-uniform; at most the ratio less the margin), as long as that hip's
+    grade (``grades``) still holds. Updates ``honoured``; returns the measurements spent
     per side."""
     ratio = float(np.exp(rng.uniform(*np.log(VOLUME_RATIO))))  # drawn whether used or not
     volumes = {side: side_volume_ml(h[2], side, h[1], h[0]) for side, h in honoured.items()}
     spent = dict.fromkeys(honoured, 1)
     small, large = sorted(honoured, key=lambda side: (volumes[side], side))
-    if volumes[small] * MAX_VOLUME_RATIO >= volumes[large]:
+    least = volumes[large] / (MAX_VOLUME_RATIO * RATIO_MARGIN)
+    if volumes[small] >= least:
         return spent
     plans, _, crop, bones, muscle = honoured[small]
-    massed, n = honour_mass(
-        crop, bones, small, grades[small], plans, muscle, volumes[large] / ratio - volumes[small]
-    )
+    target = max(volumes[large] / ratio, least)
+    massed, n = honour_mass(crop, bones, small, grades[small], plans, muscle, (volumes[small], target, least))
     if massed is not None:
         honoured[small] = (plans, massed, crop, bones, muscle)
     spent[small] += n

@@ -352,3 +352,32 @@ def body_shape(spec: AnatomySpec) -> Shape:
     factor = 1.0 + depth.slope
     grown = tuple(_grown(piece, depth) for piece in lean_pieces(spec))
     return _RescaledUnion(grown, smooth_mm=BODY_BLEND_MM, factor=factor)
+
+
+# The skin read from a lattice: the exact outline is costly to evaluate where the fat is thick
+# (Newton steps on every piece), and the scene reads it millions of times.
+SKIN_LATTICE_MM = 3.0
+_SKIN_CLAMP_MM = (-30.0, EXACT_WITHIN_MM)  # the body's distance is exact up to EXACT_WITHIN_MM outside
+_SKIN_BAND_MM = 5.0  # read as the exact distance this deep: the skin layer (SKIN_MM) and its margin
+_SKIN_REFINE_MM = 6.0
+_SKIN_Z_MARGIN_MM = 32.0  # sampled this far above and below the scene
+
+
+def sampled_body_shape(spec: AnatomySpec) -> Shape:
+    """:func:`body_shape` sampled once per anatomy every SKIN_LATTICE_MM over the scene's height
+    (:class:`~nmosim.phantoms.sampled_field.BandedField`): the same skin within a few hundredths
+    of a mm where it is smooth, a distance that is a true lower bound, and the exact shape above
+    and below the lattice."""
+    return _sampled_body_shape(spec)
+
+
+@functools.lru_cache(maxsize=4)
+def _sampled_body_shape(spec: AnatomySpec) -> Shape:
+    from nmosim.phantoms.sampled_field import banded_field
+    from nmosim.phantoms.skeleton import SCENE_Z_MM
+
+    body = body_shape(spec)
+    lo, hi = body.bounds()
+    lo[2] = max(lo[2], SCENE_Z_MM[0] - _SKIN_Z_MARGIN_MM)
+    hi[2] = min(hi[2], SCENE_Z_MM[1] + _SKIN_Z_MARGIN_MM)
+    return banded_field(body, lo, hi, SKIN_LATTICE_MM, _SKIN_CLAMP_MM, _SKIN_BAND_MM, _SKIN_REFINE_MM)

@@ -41,7 +41,7 @@ from nmosim.phantoms.spec import AnatomySpec
 HONOUR_SPACING_MM = 1.5
 MAX_ATTEMPTS = 24
 MUSCLE_PATH_DRAWS = 3  # drawn layouts per side whose paths run through the muscle map
-MASS_TRIES = 3  # masses tried around a hip's main lesion, each half the last, until the grade holds
+MASS_TRIES = 4  # masses measured around a hip's main lesion (see honour_mass)
 # What a measurement on the honour grid must show of a spur's gap (mm) for grades II and III.
 GAP_ACCEPT_MM = {2: (12.5, math.inf), 3: (2.5, 8.0)}
 CROP_PAD_MM = 36.0  # crop around the lesions: holds every opposing bone nearer than the largest aim
@@ -275,13 +275,18 @@ def honour_other_side(
     return [], [], spent
 
 
+def _ho_volume_ml(structures: np.ndarray, grid: Grid, side: str) -> float:
+    """HO volume (ml) of ``side`` in measured ``structures``: voxel count times voxel volume."""
+    ho = Structure.HO_RIGHT if side == "right" else Structure.HO_LEFT
+    return float((structures == ho).sum() * grid.voxel_volume_mm3 / 1000.0)
+
+
 def side_volume_ml(
     crop: SideCrop, side: str, geometries: list[LesionGeometry], plans: list[LesionPlan]
 ) -> float:
     """HO volume (ml) of ``side``'s lesions as measured on the crop, under the native parts."""
     _, _, structures, grid = _measure(crop, side, geometries, plans)
-    ho = Structure.HO_RIGHT if side == "right" else Structure.HO_LEFT
-    return float((structures == ho).sum() * grid.voxel_volume_mm3 / 1000.0)
+    return _ho_volume_ml(structures, grid, side)
 
 
 def honour_mass(
@@ -291,24 +296,49 @@ def honour_mass(
     grade: int,
     plans: list[LesionPlan],
     muscle: MuscleMap,
-    volume_ml: float,
+    volumes_ml: tuple[float, float, float],
 ) -> tuple[list[LesionGeometry] | None, int]:
-    """Give ``side``'s main lesion (``plans[0]``, honoured at ``grade``) a mature mass of about
-    ``volume_ml`` in the muscle around it, kept clear of the bone it must not reach
-    (:func:`~nmosim.phantoms.lesion_plans.mass_room`); the mass is halved until the measured grade
-    still holds, at most :data:`MASS_TRIES` times. Returns the new geometries, or None with the
-    plans unchanged, and the measurements spent. A bridge's mass is replaced, shared among bridges."""
+    """Give ``side``'s main lesion (``plans[0]``, honoured at ``grade``) a mature mass in the muscle
+    around it, kept clear of the bone it must not reach (:func:`~nmosim.phantoms.lesion_plans.mass_room`).
+
+    ``volumes_ml``: the side's measured HO volume now, the volume to reach and the least to accept
+    (ml, measured on the crop). A mass adds less than its own volume where it overlaps the lesion it
+    grows from, so a mass that falls short is asked again, larger by the shortfall; one that breaks
+    the grade is halved, and no later mass comes back to its size. At most :data:`MASS_TRIES`
+    measurements. Returns the first geometries that keep the grade and reach the least volume, else
+    the largest that keep the grade, else None with the plans unchanged; and the measurements spent.
+    A bridge's mass is replaced, shared among bridges."""
+    now_ml, target_ml, least_ml = volumes_ml
     main = plans[0]
     bridges = [p for p in plans if p.attachment == "bridge"] if main.attachment == "bridge" else [main]
     before = [(p.mass_ml, p.mass_room_mm) for p in bridges]
     room = mass_room(main, bones, muscle)
-    for k in range(MASS_TRIES):
+    ask, too_large = target_ml - now_ml, math.inf
+    best: tuple[float, float, list[LesionGeometry]] | None = None  # (volume, ask, geometries)
+
+    def set_mass(ml: float) -> None:
         for p in bridges:
-            p.mass_ml, p.mass_room_mm = volume_ml / 2**k / len(bridges), room
+            p.mass_ml, p.mass_room_mm = ml / len(bridges), room
+
+    for k in range(MASS_TRIES):
+        set_mass(ask)
         geometries = _side_geometries(plans, side, muscle)
-        grade_obj, gaps, _, _ = _measure(crop, side, geometries, plans)
-        if _acceptable(grade_obj, grade, plans, gaps):
+        grade_obj, gaps, structures, grid = _measure(crop, side, geometries, plans)
+        if not _acceptable(grade_obj, grade, plans, gaps):
+            too_large = ask
+            ask /= 2.0
+            continue
+        volume = _ho_volume_ml(structures, grid, side)
+        if best is None or volume > best[0]:
+            best = (volume, ask, geometries)
+        if volume >= least_ml:
             return geometries, k + 1
+        added = volume - now_ml
+        grown = ask * (target_ml - now_ml) / added if added > 0.0 else 2.0 * ask
+        ask = min(grown, 0.5 * (ask + too_large))
+    if best is not None:
+        set_mass(best[1])
+        return best[2], MASS_TRIES
     for p, (ml, r) in zip(bridges, before, strict=True):
         p.mass_ml, p.mass_room_mm = ml, r
     return None, MASS_TRIES

@@ -15,13 +15,25 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage, optimize, special
 
 from nmosim.phantoms.labels import Structure, Tissue
 from nmosim.phantoms.rasterize import Part
-from nmosim.phantoms.shapes import Points, Shape
+from nmosim.phantoms.shapes import (
+    Points,
+    Shape,
+    array_api_sdf,
+    clip,
+    constants,
+    evaluate,
+    namespace,
+    put,
+    row_dot,
+    take,
+)
 
 # Lattice spacing (mm) across and along the fibres, and the Gaussian that smooths the noise on it
 # (standard deviations, mm): streaks 1-4 mm across and some tens of mm long, the fat seams of a
@@ -67,9 +79,14 @@ def fibre_frame(path: np.ndarray) -> np.ndarray:
     return np.stack([a, np.cross(d, a), d], axis=1)
 
 
-def _to_frame(points: Points, rotation: np.ndarray) -> np.ndarray:
-    """Coordinates (mm) of ``points`` (N, 3) along the columns of ``rotation``."""
-    return np.einsum("ij,jk->ik", np.asarray(points, float).reshape(-1, 3), rotation)
+def _to_frame(points: Points, rotation: Any) -> Any:
+    """Coordinates (mm) of ``points`` (N, 3) along the columns of ``rotation`` (3, 3), in the
+    points' namespace. numpy's ``einsum`` as before; elsewhere its sums in its order on x86-64
+    ((x + y) + z), so that namespaces wrapping numpy give the same bytes."""
+    if isinstance(points, np.ndarray) or not hasattr(points, "shape"):
+        return np.einsum("ij,jk->ik", np.asarray(points, float).reshape(-1, 3), rotation)
+    x, y, z = points[:, 0:1], points[:, 1:2], points[:, 2:3]
+    return (x * rotation[0, :] + y * rotation[1, :]) + z * rotation[2, :]
 
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
@@ -113,50 +130,85 @@ class StreakField:
     gradient: float
     block_gradient: np.ndarray
 
+    @property
+    def _flat(self) -> np.ndarray:
+        return self.levels.reshape(-1)
+
+    @property
+    def _lattice(self) -> np.ndarray:
+        return np.asarray(LATTICE_MM)
+
+    @property
+    def _inverse_lattice(self) -> np.ndarray:
+        return 1.0 / np.asarray(LATTICE_MM)
+
+    @property
+    def _start_mm(self) -> np.ndarray:
+        return self.start.astype(float)  # lattice units, as a float for the array API
+
+    @property
+    def _corner_max(self) -> np.ndarray:
+        return np.asarray(self.levels.shape, float) - 2.0
+
+    @property
+    def _last_node(self) -> np.ndarray:
+        return np.asarray(self.levels.shape, float) - 1.0
+
+    @property
+    def _block_flat(self) -> np.ndarray:
+        return self.block_gradient.reshape(-1)
+
     def frame_box(self) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper corners (mm, frame coordinates) of the lattice box."""
         h = np.asarray(LATTICE_MM)
         lo = self.start * h
         return lo, lo + (np.asarray(self.levels.shape) - 1) * h
 
-    def value(self, points: Points) -> np.ndarray:
+    def value(self, points: Points) -> Any:
         """Interpolated levels at ``points`` (N, 3) mm; the nearest face's beyond the box."""
-        return self._interpolate(_to_frame(points, self.rotation))[0]
+        if isinstance(points, np.ndarray) or not hasattr(points, "shape"):
+            points = np.asarray(points, float).reshape(-1, 3)
+        (rotation,) = constants(self, points, "rotation")
+        return self._interpolate(_to_frame(points, rotation))[0]
 
-    def _interpolate(self, frame_points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Levels at frame points (mm), their lattice cells (N, 3) and lattice coordinates."""
-        n = np.asarray(self.levels.shape)
-        u = frame_points * (1.0 / np.asarray(LATTICE_MM)) - self.start
-        corner = np.clip(np.floor(u), 0, n - 2)
-        t = np.clip(u - corner, 0.0, 1.0).astype(np.float32)
-        cell = corner.astype(np.int64)
-        flat = self.levels.reshape(-1)
-        s0, s1 = int(n[1] * n[2]), int(n[2])
+    def _interpolate(self, frame_points: Any) -> tuple[Any, Any, Any]:
+        """Levels at frame points (mm), their lattice cells (N, 3) and lattice coordinates, in the
+        points' namespace: the levels are copied there once."""
+        xp = namespace(frame_points)
+        n = self.levels.shape
+        names = ("_inverse_lattice", "_start_mm", "_corner_max", "_flat")
+        inverse, start, corner_max, flat = constants(self, frame_points, *names)
+        u = frame_points * inverse - start
+        corner = xp.minimum(xp.maximum(xp.floor(u), 0.0), corner_max)
+        t = xp.astype(clip(xp, u - corner, 0.0, 1.0), xp.float32)
+        cell = xp.astype(corner, xp.int64)
+        s0, s1 = n[1] * n[2], n[2]
         base = (cell[:, 0] * n[1] + cell[:, 1]) * n[2] + cell[:, 2]
         t0, t1, t2 = t[:, 0], t[:, 1], t[:, 2]
         rows = []
         for offset in (0, s1, s0, s0 + s1):  # along axis 2 on the cell's four edges
-            v0 = flat[base + offset].astype(np.float32)
-            rows.append(v0 + t2 * (flat[base + (offset + 1)] - v0))
+            v0 = xp.astype(take(xp, flat, base + offset), xp.float32)
+            v1 = xp.astype(take(xp, flat, base + (offset + 1)), xp.float32)
+            rows.append(v0 + t2 * (v1 - v0))
         low = rows[0] + t1 * (rows[1] - rows[0])
         high = rows[2] + t1 * (rows[3] - rows[2])
-        return (low + t0 * (high - low)).astype(float), cell, u
+        return xp.astype(low + t0 * (high - low), xp.float64), cell, u
 
-    def signed_distance(self, frame_points: np.ndarray, threshold: float) -> np.ndarray:
+    def signed_distance(self, frame_points: Any, threshold: float) -> Any:
         """A distance bound (mm, negative inside) to the part of the lattice box where the levels
-        are below ``threshold``, at frame points (N, 3) mm."""
+        are below ``threshold``, at frame points (N, 3) mm of any array-API namespace."""
+        xp = namespace(frame_points)
         value, cell, u = self._interpolate(frame_points)
-        h = np.asarray(LATTICE_MM)
-        n = np.asarray(self.levels.shape)
-        box = np.max(np.maximum(-u, u - (n - 1)) * h, axis=1)  # <= the distance to the box
-        f = value - threshold
-        size = np.abs(f)
+        h, last, blocks = constants(self, frame_points, "_lattice", "_last_node", "_block_flat")
+        box = xp.max(xp.maximum(-u, u - last) * h, axis=1)  # <= the distance to the box
+        f = value - float(threshold)
+        size = xp.abs(f)
         # Within the blocks next to a point's block (at least REACH_MM away), the block bound holds.
-        block = cell // np.asarray(BLOCK_CELLS)
-        local = self.block_gradient[block[:, 0], block[:, 1], block[:, 2]]
-        with np.errstate(divide="ignore"):
-            reach = np.maximum(size / self.gradient, np.minimum(size / local, _BLOCK_REACH_MM))
-        return np.maximum(np.copysign(reach, f), box)
+        b, nb = BLOCK_CELLS, self.block_gradient.shape
+        row = ((cell[:, 0] // b[0]) * nb[1] + cell[:, 1] // b[1]) * nb[2] + cell[:, 2] // b[2]
+        local = take(xp, blocks, row)
+        reach = xp.maximum(size / float(self.gradient), xp.minimum(size / local, _BLOCK_REACH_MM))
+        return xp.maximum(xp.copysign(reach, f), box)
 
 
 def _kernel(sigma: float) -> np.ndarray:
@@ -266,13 +318,24 @@ class CoarseDistances:
         values = shape.sdf(nodes @ np.asarray(rotation).T).reshape(tuple(len(a) for a in axes))
         return CoarseDistances(np.asarray(rotation, float), start, values.astype(np.float32))
 
-    def nearest(self, frame_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The value at each point's nearest node and the way to it (mm)."""
-        index = np.rint(frame_points / COARSE_MM).astype(np.int64) - self.start
-        index = np.clip(index, 0, np.asarray(self.values.shape) - 1)
-        way = frame_points - (index + self.start) * COARSE_MM
-        value = self.values[index[:, 0], index[:, 1], index[:, 2]].astype(float)
-        return value, np.sqrt(np.einsum("ij,ij->i", way, way))
+    @property
+    def _flat(self) -> np.ndarray:
+        return self.values.reshape(-1)
+
+    @property
+    def _last_node(self) -> np.ndarray:
+        return np.asarray(self.values.shape, np.int64) - 1
+
+    def nearest(self, frame_points: Any) -> tuple[Any, Any]:
+        """The value at each point's nearest node and the way to it (mm), in the points' namespace."""
+        xp = namespace(frame_points)
+        start, last, flat = constants(self, frame_points, "start", "_last_node", "_flat")
+        index = xp.astype(xp.round(frame_points / COARSE_MM), xp.int64) - start
+        index = xp.minimum(xp.maximum(index, 0), last)
+        way = frame_points - xp.astype(index + start, xp.float64) * COARSE_MM
+        n = self.values.shape
+        value = xp.astype(take(xp, flat, (index[:, 0] * n[1] + index[:, 1]) * n[2] + index[:, 2]), xp.float64)
+        return value, xp.sqrt(row_dot(xp, way, way))
 
 
 @dataclass(frozen=True, eq=False)
@@ -292,20 +355,27 @@ class Marbling(Shape):
     muscle: Shape
     coarse: CoarseDistances
 
-    def sdf(self, points: Points) -> np.ndarray:
-        p = np.asarray(points, float).reshape(-1, 3)
-        q = _to_frame(p, self.field.rotation)
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
+        if isinstance(points, np.ndarray) or not hasattr(points, "shape"):
+            points = np.asarray(points, float)
+        xp = namespace(points)
+        p = xp.reshape(xp.asarray(points, dtype=xp.float64), (-1, 3))
+        (rotation,) = constants(self.field, p, "rotation")
+        q = _to_frame(p, rotation)
         out = self.field.signed_distance(q, self.threshold)
         m, way = self.coarse.nearest(q)
-        m *= 1.0 / COARSE_SAFETY
+        m = m * (1.0 / COARSE_SAFETY)
         outside, inside = m - way, m + way
         # Outside the muscle by at least ``outside``; inside it by at least ``-inside``: with the
         # streaks' bound, the larger is a bound on the distance to their intersection.
-        np.maximum(out, outside, out=out, where=outside > 0.0)
-        np.maximum(out, inside, out=out, where=inside < 0.0)
-        near = np.flatnonzero((outside <= 0.0) & (inside >= 0.0) & (out < LAZY_MM))
-        if near.size:
-            out[near] = np.maximum(out[near], self.muscle.sdf(p[near]))
+        out = xp.where(outside > 0.0, xp.maximum(out, outside), out)
+        out = xp.where(inside < 0.0, xp.maximum(out, inside), out)
+        near = xp.nonzero((outside <= 0.0) & (inside >= 0.0) & (out < LAZY_MM))[0]
+        if near.shape[0]:
+            # The muscle's own distance: in place where it runs on the array API, else on the host.
+            muscle = evaluate(self.muscle, take(xp, p, near))
+            put(xp, out, near, xp.maximum(take(xp, out, near), muscle))
         return out
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -37,7 +38,8 @@ from scipy import ndimage
 from nmosim.phantoms import gait2392 as g
 from nmosim.phantoms.labels import Structure, Tissue
 from nmosim.phantoms.rasterize import Part
-from nmosim.phantoms.shapes import Ellipsoid, Shape, Union
+from nmosim.phantoms.sampled_field import FIELD_CLAMP_MM, SampledField, sampled_field
+from nmosim.phantoms.shapes import Ellipsoid, Points, Shape, Union, array_api_sdf
 from nmosim.phantoms.skeleton import SCENE_Z_MM
 
 SIDES = ("right", "left")
@@ -56,11 +58,7 @@ CAVITY_CORE_RADII = 1.3  # ... and how far from their path they fill the cavity 
 # FAT_PLANE_MM), in cubes of LATTICE_CHUNK nodes, each reading only the muscles that matter there.
 LATTICE_MM = 1.5
 LATTICE_CHUNK = 32
-# The field is held within +-FIELD_CLAMP_MM: deeper than the rasterizer's blocks need to be called
-# uniform on grids of 2 mm or finer.
-FIELD_CLAMP_MM = 16.0
-NEAR_MM = 2.0  # radius of the fine gradient bounds (per cell) of a sampled field ...
-SLOPE_BLOCK = 8  # ... and cells per block edge of the coarse ones (within FIELD_CLAMP_MM)
+# The field is held within +-FIELD_CLAMP_MM (sampled_field.py).
 # A cube is first sampled every other node; cells of that lattice whose corners all lie farther
 # than this (mm) on one side of the surface, held by one muscle, are interpolated.
 REFINE_MM = 3.5
@@ -214,120 +212,6 @@ def standin_landmarks(spec) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
-class SampledField(Shape):
-    """A Shape whose surface is the zero set of the trilinear interpolation ``I`` of ``values``
-    ([z, y, x], float32, nodes ``step_mm`` apart from ``origin_mm`` (x, y, z)); negative inside.
-
-    The distance returned is ``|I|`` over a bound of ``I``'s gradient, taken from the node values
-    themselves: across a cell, each partial derivative of ``I`` is a mean of its four edge
-    differences over ``step_mm``, so ``sqrt(sum_a max_a^2)`` bounds the gradient there.
-    ``near_slope`` (flat, per node: the cell it starts) holds the largest such bound over the cells
-    within ``NEAR_MM``, ``far_slope`` (the same, per block of ``SLOPE_BLOCK`` cells) over those
-    within ``FIELD_CLAMP_MM``; a
-    zero of ``I`` within that radius is then no nearer than ``|I| / slope``, which makes the value a
-    true lower bound of the distance to the surface, exact in sign. Boundary nodes are positive,
-    so outside the lattice the distance to its box stands in.
-    """
-
-    values: np.ndarray
-    origin_mm: np.ndarray
-    step_mm: float
-    near_slope: np.ndarray
-    far_slope: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
-
-    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.lower.copy(), self.upper.copy()
-
-    def sdf(self, points: np.ndarray) -> np.ndarray:
-        pts = np.asarray(points, float).reshape(-1, 3)
-        nz, ny, nx = self.values.shape
-        top = np.array([nx, ny, nz]) - 1
-        u = (pts - self.origin_mm) * (1.0 / self.step_mm)
-        within = np.all((u >= 0.0) & (u <= top), axis=1)
-        if within.all():
-            idx = None
-            out = np.empty(pts.shape[0])
-        else:
-            gap = np.maximum(np.maximum(-u, u - top), 0.0)
-            out = np.sqrt(np.einsum("ij,ij->i", gap, gap)) * self.step_mm + 1e-6
-            idx = np.flatnonzero(within)
-            if idx.size == 0:
-                return out
-            u = u[idx]
-        i0 = np.minimum(u.astype(np.int64), top - 1)  # u >= 0: truncation is the floor
-        t = (u - i0).astype(np.float32)
-        base = (i0[:, 2] * ny + i0[:, 1]) * nx + i0[:, 0]
-        flat = self.values.reshape(-1)
-        tx, ty, tz = t[:, 0], t[:, 1], t[:, 2]
-        sx = np.float32(1.0) - tx
-        value = np.zeros(base.size, np.float32)
-        for offset, w in (
-            (0, (1 - tz) * (1 - ty)),
-            (nx, (1 - tz) * ty),
-            (nx * ny, tz * (1 - ty)),
-            (nx * ny + nx, tz * ty),
-        ):
-            row = base + offset
-            value += w * (sx * flat[row] + tx * flat[row + 1])
-        size = np.abs(value)
-        near = self.near_slope[base].astype(np.float32)
-        far = self.far_slope[base].astype(np.float32)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            bound = np.maximum(
-                np.minimum(size / near, np.float32(NEAR_MM)),
-                np.minimum(size / far, np.float32(FIELD_CLAMP_MM)),
-            )
-        bound = np.where(size > 0, bound, 0.0)  # 0 / 0 where the slope is 0 too
-        result = np.copysign(bound, value).astype(float)
-        if idx is None:
-            return result
-        out[idx] = result
-        return out
-
-
-def sampled_field(values: np.ndarray, origin_mm: np.ndarray, step_mm: float) -> SampledField:
-    """:class:`SampledField` of ``values`` (float32 [z, y, x], at least 2 nodes a side, negative
-    inside, every boundary node positive), with its gradient bounds."""
-    v = np.ascontiguousarray(values, np.float32)
-    cell = np.zeros(tuple(n - 1 for n in v.shape), np.float32)
-    for axis in range(3):
-        d = np.abs(np.diff(v, axis=axis))
-        others = [a for a in range(3) if a != axis]
-        for a in others:  # largest of the four parallel edges of each cell
-            lo = [slice(None)] * 3
-            hi = [slice(None)] * 3
-            lo[a], hi[a] = slice(None, -1), slice(1, None)
-            d = np.maximum(d[tuple(lo)], d[tuple(hi)])
-        cell += d * d
-    np.sqrt(cell, out=cell)
-    cell /= np.float32(step_mm)
-    reach = int(np.ceil(NEAR_MM / step_mm))
-    near = ndimage.maximum_filter(cell, size=2 * reach + 1, mode="nearest")
-    # float16 keeps memory down; rounding up keeps the bound
-    near = (near * np.float32(1.001) + np.float32(1e-3)).astype(np.float16)
-    near = np.pad(near, [(0, 1)] * 3, mode="edge").reshape(-1)  # per node: the cell it starts
-    pad = [(0, -n % SLOPE_BLOCK) for n in cell.shape]
-    blocks = np.pad(cell, pad, mode="edge")
-    bz, by, bx = (n // SLOPE_BLOCK for n in blocks.shape)
-    blocks = blocks.reshape(bz, SLOPE_BLOCK, by, SLOPE_BLOCK, bx, SLOPE_BLOCK).max(axis=(1, 3, 5))
-    far_reach = int(np.ceil(np.ceil(FIELD_CLAMP_MM / step_mm) / SLOPE_BLOCK)) + 1
-    far = ndimage.maximum_filter(blocks, size=2 * far_reach + 1, mode="nearest")
-    far = (far * np.float32(1.001) + np.float32(1e-3)).astype(np.float16)
-    nodes = [np.minimum(np.arange(n) // SLOPE_BLOCK, m - 1) for n, m in zip(v.shape, far.shape, strict=True)]
-    far = far[np.ix_(*nodes)].reshape(-1)
-    inside = np.argwhere(v < 0.0)
-    origin = np.asarray(origin_mm, float)
-    if inside.size:
-        lower = origin + (inside.min(axis=0)[::-1] - 1) * step_mm
-        upper = origin + (inside.max(axis=0)[::-1] + 1) * step_mm
-    else:
-        lower = upper = origin.copy()
-    return SampledField(v, origin, float(step_mm), near, far, lower, upper)
-
-
 def _segment_sweep(ax, ay, az, path: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distance (mm, float32) to the polyline ``path`` of the points whose offsets from its first
     point are ``ax``, ``ay``, ``az`` (float32, broadcast together), with the index (int8) of the
@@ -367,10 +251,10 @@ def _polyline_distance(x: np.ndarray, y: np.ndarray, z: np.ndarray, path: np.nda
     return tuple(np.broadcast_to(v, shape) for v in _segment_sweep(ax, ay, az, path))
 
 
-def _point_distance(points: np.ndarray, path: np.ndarray):
-    """:func:`_segment_sweep` at ``points`` (N, 3) (mm)."""
-    rel = (points - path[0]).astype(np.float32)
-    return _segment_sweep(rel[:, 0], rel[:, 1], rel[:, 2], path)
+def _point_distance(columns: tuple[np.ndarray, np.ndarray, np.ndarray], path: np.ndarray):
+    """:func:`_segment_sweep` at points given as contiguous columns x, y, z (float64, mm)."""
+    rel = [(c - path[0][a]).astype(np.float32) for a, c in enumerate(columns)]
+    return _segment_sweep(rel[0], rel[1], rel[2], path)
 
 
 def _interpolate(values: np.ndarray, origin: np.ndarray, step: float, axes) -> np.ndarray:
@@ -488,8 +372,9 @@ class MuscleField:
         u = ((pts - lo) / ENVELOPE_MM)[:, ::-1].T
         lean = ndimage.map_coordinates(lean, u, order=1, mode="nearest").astype(np.float32)
         cav = ndimage.map_coordinates(cavity, u, order=1, mode="nearest").astype(np.float32)
-        coords = tuple(pts[:, a].astype(np.float32) for a in range(3))
-        return self._rule(lean, cav, muscles, lambda path: _point_distance(pts, path), coords)
+        columns = tuple(np.ascontiguousarray(pts[:, a]) for a in range(3))
+        coords = tuple(c.astype(np.float32) for c in columns)
+        return self._rule(lean, cav, muscles, lambda path: _point_distance(columns, path), coords)
 
     def _rule(
         self, lean: np.ndarray, cav: np.ndarray, muscles, distance, coords
@@ -750,7 +635,8 @@ class Territory(Shape):
     muscles: MuscleField
     index: int
 
-    def sdf(self, points: np.ndarray) -> np.ndarray:
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
         return self.muscles.shape_of((self.index,)).sdf(points)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -765,7 +651,8 @@ class MuscleUnion(Shape):
     muscles: MuscleField
     members: tuple[int, ...]
 
-    def sdf(self, points: np.ndarray) -> np.ndarray:
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
         return self.muscles.shape_of(self.members).sdf(points)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -16,7 +18,19 @@ from nmosim.phantoms.anatomy import HipLandmarks, femur_shape, hip_bone_shape, m
 from nmosim.phantoms.labels import Structure, Tissue
 from nmosim.phantoms.muscles import MuscleUnion
 from nmosim.phantoms.rasterize import Layer, Part
-from nmosim.phantoms.shapes import Ellipsoid, Shape, Sphere, Union
+from nmosim.phantoms.shapes import (
+    Ellipsoid,
+    Points,
+    Shape,
+    Sphere,
+    Union,
+    array_api_sdf,
+    clip,
+    constants,
+    evaluate,
+    namespace,
+    take,
+)
 from nmosim.phantoms.spec import AnatomySpec
 
 LOCATIONS = ("anterior", "anteromedial", "lateral", "posterior", "circumferential")
@@ -229,19 +243,62 @@ class Lobe:
 class SampledDistances(Shape):
     """A shape given by signed distances (mm) sampled on a grid, indexed (x, y, z), trilinear
     between samples. The shape lies inside the grid's box; outside it the distance is a lower
-    bound: the larger of the distance to the box and the nearest sample's value less that distance."""
+    bound: the larger of the distance to the box and the nearest sample's value less that distance.
+
+    Distances run on the array API; the samples are copied to the points' namespace once.
+    """
 
     origin_mm: np.ndarray  # centre of sample (0, 0, 0)
     spacing_mm: float
     values: np.ndarray
 
-    def sdf(self, points: np.ndarray) -> np.ndarray:
-        p = np.asarray(points, float).reshape(-1, 3)
-        lo, hi = self.bounds()
-        outside = np.linalg.norm(np.maximum(np.maximum(lo - p, p - hi), 0.0), axis=1)
-        index = ((p - self.origin_mm) / self.spacing_mm).T
-        inner = ndimage.map_coordinates(self.values, index, order=1, mode="nearest").astype(float)
-        return np.where(outside > 0.0, np.maximum(inner - outside, outside), inner)
+    @property
+    def _upper(self) -> np.ndarray:
+        return self.bounds()[1]
+
+    @property
+    def _flat(self) -> np.ndarray:
+        return self.values.reshape(-1)
+
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
+        if isinstance(points, np.ndarray) or not hasattr(points, "shape"):
+            points = np.asarray(points, dtype=float)
+        xp = namespace(points)
+        p = xp.reshape(xp.asarray(points, dtype=xp.float64), (-1, 3))
+        origin, upper = constants(self, p, "origin_mm", "_upper")
+        gap = xp.maximum(xp.maximum(origin - p, p - upper), 0.0)
+        outside = xp.sqrt(xp.sum(gap * gap, axis=1))  # np.linalg.norm's sum, in its order
+        inner = self._trilinear(xp, p, (p - origin) / float(self.spacing_mm))
+        return xp.where(outside > 0.0, xp.maximum(inner - outside, outside), inner)
+
+    def _trilinear(self, xp: ModuleType, p: Points, index: Any) -> Any:
+        """Samples at fractional grid ``index`` (N, 3), nearest sample's beyond the grid: the
+        arithmetic of ``scipy.ndimage.map_coordinates`` at order 1, mode "nearest" (the same bytes
+        on numpy: weights ``1 - x`` and ``1 - (1 - x)``, corners summed with the last axis fastest,
+        the sum rounded to the samples' float32). numpy takes scipy's own, which is faster."""
+        if isinstance(p, np.ndarray):
+            return ndimage.map_coordinates(self.values, index.T, order=1, mode="nearest").astype(float)
+        (flat,) = constants(self, p, "_flat")
+        counts = self.values.shape
+        corners, weights = [], []
+        for a, n in enumerate(counts):
+            cc = clip(xp, index[:, a], 0.0, float(n - 1))
+            start = xp.floor(cc)
+            w0 = 1.0 - (cc - start)
+            i0 = xp.astype(start, xp.int64)
+            corners.append((i0, xp.minimum(i0 + 1, n - 1)))  # the second weighs 0 at the last sample
+            weights.append((w0, 1.0 - w0))
+        total = None
+        for ix in (0, 1):
+            for iy in (0, 1):
+                row = (corners[0][ix] * counts[1] + corners[1][iy]) * counts[2]
+                for iz in (0, 1):
+                    v = xp.astype(take(xp, flat, row + corners[2][iz]), xp.float64)
+                    term = v * weights[0][ix] * weights[1][iy] * weights[2][iz]
+                    total = 0.0 + term if total is None else total + term
+        sampled = xp.float32 if self.values.dtype == np.float32 else xp.float64
+        return xp.astype(xp.astype(total, sampled), xp.float64)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return self.origin_mm.copy(), self.origin_mm + self.spacing_mm * (np.asarray(self.values.shape) - 1)
@@ -260,9 +317,13 @@ class Scaled(Shape):
     center_mm: np.ndarray
     scale: float
 
-    def sdf(self, points: np.ndarray) -> np.ndarray:
-        c, s = self.center_mm, self.scale
-        return s * self.shape.sdf(c + (np.asarray(points, float) - c) / s)
+    @array_api_sdf
+    def sdf(self, points: Points) -> Any:
+        if isinstance(points, np.ndarray) or not hasattr(points, "shape"):
+            points = np.asarray(points, dtype=float)
+        (c,) = constants(self, points, "center_mm")
+        s = float(self.scale)
+        return s * evaluate(self.shape, c + (points - c) / s)
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = self.shape.bounds()

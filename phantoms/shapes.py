@@ -12,6 +12,7 @@ the way and :func:`runs_on_array_api` tells which one a shape takes. Bounds are 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -22,7 +23,8 @@ import numpy as np
 
 Points = Any  # (N, 3) float64 array of any array-API namespace, (x, y, z) in mm
 
-_ARRAY_API_FUNCTIONS: set[Callable] = set()
+# Weak: depth fields are closures made per phantom, and go when their phantom goes.
+_ARRAY_API_FUNCTIONS: weakref.WeakSet[Callable] = weakref.WeakSet()
 _NUMPY = array_api_compat.array_namespace(np.empty(0))
 
 

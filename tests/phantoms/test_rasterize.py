@@ -190,3 +190,18 @@ def test_lesion_part_matches_brute_force_supersampling():
         assert 0.02 < expected[part.tissue].mean() + expected[part.layers[0].tissue].mean() < 0.98
         for tissue in range(N_TISSUES):
             np.testing.assert_array_equal(r.tissue_fraction(tissue), expected[tissue].astype(np.float32))
+
+
+@pytest.mark.parametrize("centre", [(0.0, -20.0, -95.0), (192.0, 10.0, 0.0), (-60.0, -138.0, -40.0)])
+def test_skin_part_matches_brute_force_supersampling(centre):
+    """The skin read from its sampled lattice, at the perineum, lateral hip and left buttock."""
+    from nmosim.phantoms.anatomy import build_anatomy
+    from nmosim.phantoms.spec import AnatomySpec
+
+    part = next(p for p in build_anatomy(AnatomySpec()) if p.name == "body")
+    grid = Grid.centered((26, 28, 30), (1.3, 1.1, 1.7), centre)
+    r = rasterize([part], grid, supersampling=2)
+    expected = _brute_force_fractions(part, grid, 2)
+    assert 0.02 < expected[part.tissue].mean() < 0.98
+    for tissue in range(N_TISSUES):
+        np.testing.assert_array_equal(r.tissue_fraction(tissue), expected[tissue].astype(np.float32))
