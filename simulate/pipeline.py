@@ -196,6 +196,17 @@ def ap_radiograph(
     return simulate_radiograph(water, bone_map, masks, grid, geometry, rng, xp=xp)
 
 
+def stage_namespaces(device: str, xp: ModuleType) -> dict[str, str]:
+    """Where each stage of :func:`simulate_ct` computes, by stage name (as ``progress`` reports
+    them): the array namespace of the labels, imaging maps, radiograph and truth (``xp``); for the
+    CT, ASTRA's device and the namespace of the polychromatic counts and the FBP (CuPy's only on a
+    GPU with CuPy installed)."""
+    where = arrays.name(xp)
+    on_gpu = device == "cuda" and arrays.has_gpu_arrays()
+    ct_where = f"astra {device}; counts and fbp {'cupy' if on_gpu else 'numpy'}"
+    return {"labels": where, "imaging maps": where, "ct": ct_where, "radiograph": where, "truth": where}
+
+
 def _case_rngs(phantom: Phantom) -> tuple[np.random.Generator, np.random.Generator]:
     """The imaging and radiograph generators of the phantom's case (its seed and case index)."""
     if phantom.metadata.get("seed") is None:

@@ -169,10 +169,11 @@ def _projection(
     ys = grid.voxel_centers_axis(1)
     span = geometry.source_y_mm - geometry.detector_y_mm
     out = xp.zeros(uu.shape, dtype=xp.float64)
-    x0, z0 = grid.origin_mm[0], grid.origin_mm[2]
-    sx, sz = grid.spacing_mm[0], grid.spacing_mm[2]
+    # Python floats (not numpy scalars), which every namespace mixes with its float64 arrays
+    x0, z0 = float(grid.origin_mm[0]), float(grid.origin_mm[2])
+    sx, sz = float(grid.spacing_mm[0]), float(grid.spacing_mm[2])
     volume = xp.asarray(volume)
-    for j, y in enumerate(ys):
+    for j, y in enumerate(ys.tolist()):
         plane = volume[:, j, :]
         if not bool(xp.any(plane)):
             continue
@@ -183,7 +184,7 @@ def _projection(
         out += arrays.ndimage_call(xp, "map_coordinates", plane, coords, order=1, mode="constant", cval=0.0)
     # Path length through a slab of thickness dy along a ray tilted from the central ray.
     obliquity = xp.sqrt(span**2 + uu**2 + vv**2) / span
-    return xp.astype(out * grid.spacing_mm[1] * obliquity, xp.float32)
+    return xp.astype(out * float(grid.spacing_mm[1]) * obliquity, xp.float32)
 
 
 @dataclass(frozen=True)
