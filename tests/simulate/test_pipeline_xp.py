@@ -27,6 +27,8 @@ from nmosim.simulate import arrays, physics, pipeline
 from nmosim.simulate.radiograph import RadiographGeometry, simulate_radiograph
 
 STRICT_ARRAY = type(xps.asarray(0.0))
+CUPY = arrays.namespace("cuda") if arrays.has_gpu_arrays() else None
+needs_cupy = pytest.mark.skipif(CUPY is None or not astra.use_cuda(), reason="no CuPy with a GPU")
 
 
 def _digest(array: np.ndarray) -> str:
@@ -161,3 +163,53 @@ def test_a_case_through_array_api_strict_is_numpys():
     # a slab through the hips: bone in the labels and in the radiograph's mask
     assert np.isin(ours.structures, [int(s) for s in BONE_STRUCTURES]).any()
     assert ours.radiograph.masks["bone"].any()
+
+
+# --- CuPy on a GPU: sums may be fused or reordered there, so equal to float32 rounding -------------
+
+
+@needs_cupy
+def test_cuda_basis_maps_match_numpys():
+    phantom = _bone_phantom()
+    grid = Grid.centered((14, 26, 30), (2.5, 2.0, 1.75), (0.5, -0.5, 1.0))
+    labels = phantom.rasterize(grid, supersampling=2, threads=1)
+    spectrum = physics.tube_spectrum(75.0, 2.5)
+    for name, ours, theirs in zip(
+        ("water", "bone"), pipeline.basis_maps(phantom, labels, spectrum),
+        pipeline.basis_maps(phantom, labels, spectrum, CUPY), strict=True,
+    ):  # fmt: skip
+        assert arrays.is_cupy(theirs), name
+        np.testing.assert_allclose(arrays.to_numpy(theirs), ours, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@needs_cupy
+def test_cuda_radiograph_matches_numpys():
+    water, bone, masks, grid, geometry = _radiograph_inputs()
+    ours = simulate_radiograph(water, bone, masks, grid, geometry, np.random.default_rng(9))
+    theirs = simulate_radiograph(
+        CUPY.asarray(water), CUPY.asarray(bone), {k: CUPY.asarray(m) for k, m in masks.items()}, grid,
+        geometry, np.random.default_rng(9), xp=CUPY,
+    )  # fmt: skip
+    assert isinstance(theirs.image, np.ndarray)
+    # the noise is drawn on the host from the expected counts: the same draws up to their rounding
+    np.testing.assert_allclose(theirs.image, ours.image, rtol=0, atol=1e-3)
+    for name in ours.masks:  # a pixel may flip only where its ray crosses half a millimetre exactly
+        assert (theirs.masks[name] != ours.masks[name]).mean() < 1e-3, name
+    np.testing.assert_allclose(theirs.processed, ours.processed, rtol=0, atol=2e-3)
+
+
+@needs_cupy
+def test_cuda_case_matches_numpys():
+    """A tiny case on device cuda (CuPy stages, ASTRA's CUDA projector) against the CPU case: the
+    same labels but for rounding at a surface, HU within noise-free rounding, the same truth."""
+    phantom = nmosim.build_phantom(nmosim.CaseSpec(phase="b", seed=5))
+    protocol = nmosim.protocol("quick", recon_pixel_mm=4, slice_thickness_mm=3, n_views=90)
+    ours = nmosim.simulate_ct(phantom, protocol, z_range_mm=(-3.0, 3.0), device="cpu")
+    theirs = nmosim.simulate_ct(phantom, protocol, z_range_mm=(-3.0, 3.0), device="cuda")
+    assert (theirs.structures != ours.structures).mean() < 1e-4
+    assert (theirs.tissues != ours.tissues).mean() < 1e-4
+    # ASTRA's CUDA and CPU ray models differ (test_gpu.py): compare the mean HU of the body
+    body = ours.structures > 0
+    assert abs(float(theirs.hu[body].mean()) - float(ours.hu[body].mean())) < 5.0
+    assert theirs.truth["right"] == ours.truth["right"] and theirs.truth["left"] == ours.truth["left"]
+    np.testing.assert_allclose(theirs.radiograph.image, ours.radiograph.image, rtol=0, atol=1e-3)
