@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 
@@ -42,10 +43,14 @@ class Phantom:
         lo, hi = self.bounds()
         return Grid.covering(tuple(lo), tuple(hi), spacing_mm)
 
-    def rasterize(self, grid: Grid, supersampling: int = 2, threads: int | None = None) -> Rasterization:
+    def rasterize(
+        self, grid: Grid, supersampling: int = 2, threads: int | None = None, xp: ModuleType | None = None
+    ) -> Rasterization:
         """Labels and tissue fractions on ``grid``, ``supersampling**3`` samples per edge voxel;
-        ``threads`` workers (default every core) give the same labels for any count."""
-        return rasterize(self.parts, grid, supersampling, threads)
+        ``threads`` workers (default every core) give the same labels for any count. ``xp``: the
+        array namespace that classifies (default numpy; see :func:`nmosim.phantoms.rasterize.rasterize`);
+        the labels are numpy arrays whatever it is."""
+        return rasterize(self.parts, grid, supersampling, threads, xp=xp)
 
 
 def build_phantom(

@@ -18,7 +18,7 @@ import numpy as np
 from nmosim.phantoms.errors import SpecError, check_range
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import N_TISSUES
-from nmosim.phantoms.shapes import Shape, evaluate, field_at, namespace, to_host
+from nmosim.phantoms.shapes import Shape, evaluate, field_at, namespace, put, take, to_host
 
 MAX_SUPERSAMPLING = 8  # sub-samples per voxel edge: 512 per voxel that a surface crosses
 BLOCK = 8  # voxels per block edge in the coarse pass
@@ -85,20 +85,27 @@ class Rasterization:
     mixed_fractions: np.ndarray
     supersampling: int
 
-    def tissue_fraction(self, tissue: int) -> np.ndarray:
-        """Volume fraction (0 to 1) of ``tissue`` in every voxel, float32 ``[z, y, x]``."""
+    def tissue_fraction(self, tissue: int, xp: ModuleType | None = None) -> Any:
+        """Volume fraction (0 to 1) of ``tissue`` in every voxel, float32 ``[z, y, x]`` in the array
+        namespace ``xp`` (default numpy)."""
         values = np.zeros(N_TISSUES, dtype=np.float32)
         values[tissue] = 1.0
-        return self.weighted_sum(values)
+        return self.weighted_sum(values, xp)
 
-    def weighted_sum(self, per_tissue: Sequence[float]) -> np.ndarray:
-        """Sum over tissues of fraction times ``per_tissue[t]``: e.g. a density map, float32."""
-        values = np.asarray(per_tissue, dtype=np.float32)
-        if values.shape != (N_TISSUES,):
-            raise ValueError(f"per_tissue needs {N_TISSUES} values, got shape {values.shape}")
-        out = values[self.tissues]
-        out.reshape(-1)[self.mixed_index] = self.mixed_fractions @ values
-        return out
+    def weighted_sum(self, per_tissue: Sequence[float], xp: ModuleType | None = None) -> Any:
+        """Sum over tissues of fraction times ``per_tissue[t]``: e.g. a density map, float32
+        ``[z, y, x]`` in the array namespace ``xp`` (default numpy; e.g. CuPy's on a GPU: the labels are
+        copied there and the map is made there)."""
+        values_np = np.asarray(per_tissue, dtype=np.float32)
+        if values_np.shape != (N_TISSUES,):
+            raise ValueError(f"per_tissue needs {N_TISSUES} values, got shape {values_np.shape}")
+        xp = namespace(np.empty(0)) if xp is None else xp
+        values = xp.asarray(values_np)
+        tissues = xp.reshape(xp.asarray(self.tissues), (-1,))
+        out = take(xp, values, tissues)
+        if self.mixed_index.size:
+            put(xp, out, xp.asarray(self.mixed_index), xp.asarray(self.mixed_fractions) @ values)
+        return xp.reshape(out, self.grid.shape)
 
 
 def _subsample_offsets(spacing_mm: np.ndarray, s: int) -> np.ndarray:

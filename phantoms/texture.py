@@ -7,7 +7,12 @@ mm: the same bone reads the same on every grid. Knows nothing of grids or X-rays
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Any
+
 import numpy as np
+
+from nmosim.phantoms.shapes import clip, namespace
 
 N_WAVES = 32
 WAVELENGTH_MM = (2.5, 30.0)  # from about two CT voxels to the size of a trochanter
@@ -31,13 +36,22 @@ def _waves(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return direction * (2.0 * np.pi / wavelength)[:, None], phase, amplitude
 
 
-def trabecular_texture(points_mm: np.ndarray, seed: int, sd: float = TEXTURE_SD) -> np.ndarray:
+def trabecular_texture(
+    points_mm: Any, seed: int, sd: float = TEXTURE_SD, xp: ModuleType | None = None
+) -> Any:
     """Relative density (mean 1, standard deviation about ``sd``) of cancellous bone at
-    ``points_mm`` (N, 3), float32; the same ``seed`` and point give the same value."""
-    k, phase, amplitude = _waves(seed)
-    points = np.asarray(points_mm, float)
-    out = np.zeros(len(points), np.float64)
-    for start in range(0, len(points), 65536):  # bounded memory: (chunk, N_WAVES) at a time
-        chunk = points[start : start + 65536]
-        out[start : start + len(chunk)] = np.cos(chunk @ k.T + phase) @ amplitude
-    return np.clip(1.0 + sd * out, *_LIMITS).astype(np.float32)
+    ``points_mm`` (N, 3), float32; the same ``seed`` and point give the same value.
+
+    Runs in the array namespace ``xp`` (default: that of ``points_mm``; numpy for lists) and
+    returns its array: the waves are drawn on the host, the sums run where the points are.
+    """
+    xp = namespace(points_mm) if xp is None else xp
+    k_np, phase_np, amplitude_np = _waves(seed)
+    k, phase, amplitude = (xp.asarray(a) for a in (k_np.T, phase_np, amplitude_np))
+    points = xp.asarray(points_mm, dtype=xp.float64)
+    n = points.shape[0]
+    out = xp.zeros(n, dtype=xp.float64)
+    for start in range(0, n, 65536):  # bounded memory: (chunk, N_WAVES) at a time
+        stop = min(start + 65536, n)
+        out[start:stop] = xp.cos(points[start:stop, :] @ k + phase) @ amplitude
+    return xp.astype(clip(xp, 1.0 + sd * out, *_LIMITS), xp.float32)

@@ -46,12 +46,29 @@ def asarray(xp: ModuleType, data: np.ndarray, dtype=None):
 
 
 def to_numpy(array) -> np.ndarray:
-    """A host numpy array from a numpy or CuPy array."""
+    """A host numpy array from an array of any namespace (numpy, CuPy, array_api_strict)."""
     if isinstance(array, np.ndarray):
         return array
     if array_api_compat.is_cupy_array(array):
         return array.get()
-    return np.asarray(array)
+    try:
+        return np.asarray(array)
+    except (TypeError, ValueError, RuntimeError):  # namespaces that offer only DLPack
+        return np.from_dlpack(array)
+
+
+def is_numpy(xp: ModuleType) -> bool:
+    """True for numpy's namespace (numpy itself or ``array_api_compat``'s wrapper)."""
+    return array_api_compat.is_numpy_namespace(xp)
+
+
+def name(xp: ModuleType) -> str:
+    """A short name of namespace ``xp`` for reports: "numpy", "cupy" or the module's own name."""
+    if is_numpy(xp):
+        return "numpy"
+    if array_api_compat.is_cupy_namespace(xp):
+        return "cupy"
+    return xp.__name__.split(".")[-1]
 
 
 def is_cupy(array) -> bool:
@@ -70,10 +87,38 @@ def sparse_matrix(xp: ModuleType, matrix):
 
 def ndimage(xp: ModuleType) -> ModuleType:
     """``scipy.ndimage`` for numpy arrays, ``cupyx.scipy.ndimage`` (the same functions) for CuPy's."""
-    if xp is _cupy():
+    if array_api_compat.is_cupy_namespace(xp):
         import cupyx.scipy.ndimage
 
         return cupyx.scipy.ndimage
     import scipy.ndimage
 
     return scipy.ndimage
+
+
+def ndimage_call(xp: ModuleType, function: str, array, *args, **kwargs):
+    """``ndimage(xp).function(array, *args, **kwargs)`` for an ``array`` of namespace ``xp``.
+
+    numpy and CuPy arrays are filtered in place (scipy or cupyx); any other namespace (e.g.
+    array_api_strict) has no ndimage, so its array is filtered on the host and comes back to ``xp``.
+    Array arguments among ``args`` are moved the same way.
+    """
+    if is_numpy(xp) or array_api_compat.is_cupy_namespace(xp):
+        return getattr(ndimage(xp), function)(array, *args, **kwargs)
+    import scipy.ndimage
+
+    host = [to_numpy(a) if _is_array(a) else a for a in args]
+    return xp.asarray(getattr(scipy.ndimage, function)(to_numpy(array), *host, **kwargs))
+
+
+def _is_array(value) -> bool:
+    return array_api_compat.is_array_api_obj(value) and not isinstance(value, (int, float, complex))
+
+
+def fft(xp: ModuleType) -> tuple[ModuleType, ModuleType]:
+    """``(namespace, fft module)`` that Fourier filtering of ``xp`` arrays runs in: ``xp`` and its
+    ``fft`` extension when it has one, else numpy's (the arrays then go to the host)."""
+    if hasattr(xp, "fft"):
+        return xp, xp.fft
+    host = namespace("cpu")
+    return host, host.fft

@@ -82,7 +82,8 @@ def _sub_grid(grid: Grid, lo: int, hi: int) -> Grid:
 
 
 def _check_map(name: str, volume: np.ndarray, grid: Grid) -> np.ndarray:
-    volume = np.asarray(volume)
+    """``volume`` as a host array (copied once from a device array), checked against ``grid``."""
+    volume = arrays.to_numpy(volume)
     if volume.shape != grid.shape:
         raise SpecError(f"{name} has shape {volume.shape}, the imaging grid {grid.shape}")
     if not np.all(np.isfinite(volume)):
@@ -290,7 +291,8 @@ def simulate_ct(
     Parameters
     ----------
     water_map, bone_map : ``[nz, ny, nx]`` water- and bone-equivalent volume fractions
-        (dimensionless, see :func:`tissue_basis`) on the fine ``imaging_grid``.
+        (dimensionless, see :func:`tissue_basis`) on the fine ``imaging_grid``; arrays of any
+        namespace (e.g. CuPy's), copied to the host once: ASTRA's projectors read host memory.
     imaging_grid : grid of the maps; finer than ``recon_grid`` (no inverse crime), its slices
         subdividing the reconstructed ones (see :func:`nmosim.simulate.scanner.imaging_grid`).
     recon_grid : output grid; its slices are ``protocol.slice_thickness_mm`` thick.

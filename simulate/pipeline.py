@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -17,8 +19,9 @@ from nmosim.phantoms.labels import BONE_STRUCTURES, STRUCTURE_NAMES, Structure, 
 from nmosim.phantoms.materials import tissue_materials
 from nmosim.phantoms.phantom import Phantom
 from nmosim.phantoms.rasterize import Rasterization
+from nmosim.phantoms.shapes import put, take
 from nmosim.phantoms.texture import trabecular_texture
-from nmosim.simulate import backend, budget, ct, physics, reconstruct, scanner
+from nmosim.simulate import arrays, backend, budget, ct, physics, reconstruct, scanner
 from nmosim.simulate.provenance import stream_seed
 from nmosim.simulate.radiograph import Radiograph, RadiographGeometry, simulate_radiograph
 from nmosim.simulate.scanner import ScannerProtocol
@@ -105,15 +108,21 @@ def outside_scan_field(grid: Grid, protocol: ScannerProtocol) -> np.ndarray:
 
 
 def basis_maps(
-    phantom: Phantom, labels: Rasterization, spectrum: physics.Spectrum
-) -> tuple[np.ndarray, np.ndarray]:
+    phantom: Phantom, labels: Rasterization, spectrum: physics.Spectrum, xp: ModuleType | None = None
+) -> tuple[Any, Any]:
     """Water- and bone-equivalent volume fractions (float32) of rasterized ``labels`` of
     ``phantom``, fitted over ``spectrum``; the phantom's bone density sets its trabecular bone,
-    which carries the anatomy's texture (:func:`nmosim.phantoms.texture.trabecular_texture`)."""
-    scale = phantom.anatomy.bone_density_scale
+    which carries the anatomy's texture (:func:`nmosim.phantoms.texture.trabecular_texture`).
+
+    The maps are made in the array namespace ``xp`` (default numpy; CuPy's on a GPU) and are its
+    arrays ``[z, y, x]``.
+    """
+    xp = arrays.namespace("cpu") if xp is None else xp
+    scale = float(phantom.anatomy.bone_density_scale)
     materials = tissue_materials(trabecular_density_scale=scale)
     coefficients = physics.basis_coefficients(materials, spectrum)
-    water, bone = labels.weighted_sum(coefficients[:, 0]), labels.weighted_sum(coefficients[:, 1])
+    water = xp.reshape(labels.weighted_sum(coefficients[:, 0], xp), (-1,))
+    bone = xp.reshape(labels.weighted_sum(coefficients[:, 1], xp), (-1,))
     # Trabecular bone is a volume mix of spongiosa and red marrow, linear in the spongiosa fraction
     # s: the texture scales s about its mean, which moves the coefficients along that line.
     lo, hi = 0.4, 1.0
@@ -121,25 +130,43 @@ def basis_maps(
         physics.basis_coefficients(tissue_materials(trabecular_density_scale=hi), spectrum)
         - physics.basis_coefficients(tissue_materials(trabecular_density_scale=lo), spectrum)
     )[Tissue.TRABECULAR_BONE] / (hi - lo)
-    fraction = labels.tissue_fraction(Tissue.TRABECULAR_BONE).reshape(-1)
-    index = np.flatnonzero(fraction)
-    if index.size:
-        points = labels.grid.index_to_mm(np.stack(np.unravel_index(index, labels.grid.shape), axis=1))
-        change = (
-            fraction[index] * scale * (trabecular_texture(points, phantom.anatomy.bone_texture_seed) - 1.0)
-        )
-        water.reshape(-1)[index] += change * per_unit[0]
-        bone.reshape(-1)[index] += change * per_unit[1]
-    return water, bone
+    fraction = xp.reshape(labels.tissue_fraction(Tissue.TRABECULAR_BONE, xp), (-1,))
+    (index,) = xp.nonzero(fraction)  # sorted flat indices
+    if index.shape[0]:
+        points = _voxel_centres(xp, labels.grid, index)
+        texture = trabecular_texture(points, phantom.anatomy.bone_texture_seed, xp=xp)
+        change = xp.astype(take(xp, fraction, index) * scale * (texture - 1.0), xp.float64)
+        for volume, coefficient in ((water, per_unit[0]), (bone, per_unit[1])):
+            # float32 voxels plus a float64 change, rounded once to float32
+            added = xp.astype(take(xp, volume, index), xp.float64) + change * float(coefficient)
+            put(xp, volume, index, xp.astype(added, xp.float32))
+    return xp.reshape(water, labels.grid.shape), xp.reshape(bone, labels.grid.shape)
+
+
+def _voxel_centres(xp: ModuleType, grid: Grid, flat_index: Any) -> Any:
+    """Points (mm, x y z; float64 (N, 3)) of the voxel centres at flat indices into ``grid``, in
+    the namespace of the index: :meth:`Grid.index_to_mm` of their unravelled indices."""
+    ny, nx = grid.shape[1], grid.shape[2]
+    index_zyx = (flat_index // (ny * nx), (flat_index // nx) % ny, flat_index % nx)
+    return xp.stack(
+        [float(grid.origin_mm[a]) + xp.astype(index_zyx[2 - a], xp.float64) * float(grid.spacing_mm[a])
+         for a in range(3)],
+        axis=1,
+    )  # fmt: skip
 
 
 def imaging_maps(
-    phantom: Phantom, imaging: Grid, spectrum: physics.Spectrum, threads: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+    phantom: Phantom,
+    imaging: Grid,
+    spectrum: physics.Spectrum,
+    threads: int | None = None,
+    xp: ModuleType | None = None,
+) -> tuple[Any, Any]:
     """Water and bone basis maps (float32 volume fractions) of ``phantom`` on the ``imaging`` grid,
-    rasterized with ``IMAGING_SUPERSAMPLING`` sub-samples per edge of the voxels surfaces cross."""
-    fine = phantom.rasterize(imaging, supersampling=IMAGING_SUPERSAMPLING, threads=threads)
-    return basis_maps(phantom, fine, spectrum)
+    rasterized with ``IMAGING_SUPERSAMPLING`` sub-samples per edge of the voxels surfaces cross;
+    arrays of the namespace ``xp`` (default numpy), which rasterizes and makes the maps."""
+    fine = phantom.rasterize(imaging, supersampling=IMAGING_SUPERSAMPLING, threads=threads, xp=xp)
+    return basis_maps(phantom, fine, spectrum, xp)
 
 
 def ap_radiograph(
@@ -148,18 +175,36 @@ def ap_radiograph(
     rng: np.random.Generator,
     geometry: RadiographGeometry | None = None,
     threads: int | None = None,
+    xp: ModuleType | None = None,
 ) -> Radiograph:
     """The AP pelvis radiograph of ``phantom`` from a grid of ``pixel_mm`` (at least 2 mm), with
-    the projected bone and HO masks."""
+    the projected bone and HO masks; made in the array namespace ``xp`` (default numpy), returned
+    as numpy arrays."""
+    xp = arrays.namespace("cpu") if xp is None else xp
     geometry = geometry or RadiographGeometry()
     grid = phantom.grid(max(2.0, pixel_mm))
-    labels = phantom.rasterize(grid, supersampling=1, threads=threads)
+    labels = phantom.rasterize(grid, supersampling=1, threads=threads, xp=xp)
+    structures = xp.asarray(labels.structures)
+    bone = np.zeros(256, dtype=bool)
+    bone[[int(s) for s in BONE_STRUCTURES]] = True
     masks = {
-        "bone": np.isin(labels.structures, [int(s) for s in BONE_STRUCTURES]),
-        **{STRUCTURE_NAMES[int(s)]: labels.structures == s for s in (Structure.HO_RIGHT, Structure.HO_LEFT)},
+        "bone": xp.reshape(take(xp, xp.asarray(bone), xp.reshape(structures, (-1,))), grid.shape),
+        **{STRUCTURE_NAMES[int(s)]: structures == int(s) for s in (Structure.HO_RIGHT, Structure.HO_LEFT)},
     }
-    water, bone = basis_maps(phantom, labels, physics.tube_spectrum(geometry.kvp, geometry.filtration_mm_al))
-    return simulate_radiograph(water, bone, masks, grid, geometry, rng)
+    spectrum = physics.tube_spectrum(geometry.kvp, geometry.filtration_mm_al)
+    water, bone_map = basis_maps(phantom, labels, spectrum, xp)
+    return simulate_radiograph(water, bone_map, masks, grid, geometry, rng, xp=xp)
+
+
+def stage_namespaces(device: str, xp: ModuleType) -> dict[str, str]:
+    """Where each stage of :func:`simulate_ct` computes, by stage name (as ``progress`` reports
+    them): the array namespace of the labels, imaging maps, radiograph and truth (``xp``); for the
+    CT, ASTRA's device and the namespace of the polychromatic counts and the FBP (CuPy's only on a
+    GPU with CuPy installed)."""
+    where = arrays.name(xp)
+    on_gpu = device == "cuda" and arrays.has_gpu_arrays()
+    ct_where = f"astra {device}; counts and fbp {'cupy' if on_gpu else 'numpy'}"
+    return {"labels": where, "imaging maps": where, "ct": ct_where, "radiograph": where, "truth": where}
 
 
 def _case_rngs(phantom: Phantom) -> tuple[np.random.Generator, np.random.Generator]:
@@ -180,6 +225,7 @@ def simulate_ct(
     device: str | None = None,
     threads: int | None = None,
     progress: Progress | None = None,
+    xp: ModuleType | None = None,
 ) -> CTCase:
     """Image ``phantom`` with CT and an AP radiograph and measure its truth: a :class:`CTCase`, no files.
 
@@ -190,10 +236,16 @@ def simulate_ct(
     reach rasterization, projection and reconstruction; the result does not depend on
     ``threads``. ``progress``: see :data:`Progress`. Noise is drawn from the case's imaging and
     radiograph streams.
+
+    Every stage (labels, imaging and basis maps, radiograph, truth) runs in one array namespace:
+    ``xp``, or by default that of the device (:func:`nmosim.simulate.arrays.namespace`: CuPy's on
+    a GPU when CuPy is installed, else numpy's). The basis maps go to the host once, for ASTRA's
+    CPU path, and the returned case holds numpy arrays.
     """
     supersampling = int(check_range("supersampling", supersampling, 1, 8))
     # a forced but absent GPU, or a cone-beam geometry without one, is reported before any work
     device = backend.select_device(device, protocol)
+    xp = arrays.namespace(device) if xp is None else xp
     z_range = budget.check_z_range(  # finite, not empty, meets the body
         tuple(z_range_mm or SCAN_RANGE_MM.get(preset or "clinical", SCAN_RANGE_MM["clinical"]))
     )
@@ -209,16 +261,16 @@ def simulate_ct(
 
     protocol = fit_protocol(protocol, phantom)
     recon, imaging = case_grids(phantom, protocol, z_range)
-    labels = phantom.rasterize(recon, supersampling=supersampling, threads=threads)
+    labels = phantom.rasterize(recon, supersampling=supersampling, threads=threads, xp=xp)
     stage("labels")
-    water, bone = imaging_maps(phantom, imaging, ct.protocol_spectrum(protocol), threads=threads)
+    water, bone = imaging_maps(phantom, imaging, ct.protocol_spectrum(protocol), threads=threads, xp=xp)
     stage("imaging maps")
     hu = ct.simulate_ct(water, bone, imaging, recon, protocol, imaging_rng, device=device, threads=threads)
     del water, bone
     stage("ct")
-    radiograph = ap_radiograph(phantom, protocol.recon_pixel_mm, radiograph_rng, threads=threads)
+    radiograph = ap_radiograph(phantom, protocol.recon_pixel_mm, radiograph_rng, threads=threads, xp=xp)
     stage("radiograph")
-    truth = phantom_truth(phantom, labels, threads=threads)
+    truth = phantom_truth(phantom, labels, threads=threads, xp=xp)
     truth["scanner"] = {
         "preset": preset,
         **protocol.to_dict(),

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from types import ModuleType
+from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from nmosim.phantoms.errors import SpecError, check_choice, check_range
 from nmosim.phantoms.grid import Grid
+from nmosim.phantoms.shapes import namespace, take
 from nmosim.simulate import arrays, physics
 
 
@@ -156,16 +157,23 @@ def cone_projection(
     run in the array namespace ``xp`` (default numpy; CuPy's on a GPU, with cupyx's ndimage).
     """
     xp = arrays.namespace("cpu") if xp is None else xp
-    nd = arrays.ndimage(xp)
+    return arrays.to_numpy(_projection(volume, grid, geometry, pixel_mm, xp))
+
+
+def _projection(
+    volume: Any, grid: Grid, geometry: RadiographGeometry, pixel_mm: float | None, xp: ModuleType
+):
+    """:func:`cone_projection` as an array of ``xp`` (float32 ``[v, u]``)."""
     u, v = geometry.detector_coordinates(pixel_mm)
     uu, vv = xp.meshgrid(xp.asarray(u), xp.asarray(v))
     ys = grid.voxel_centers_axis(1)
     span = geometry.source_y_mm - geometry.detector_y_mm
     out = xp.zeros(uu.shape, dtype=xp.float64)
-    x0, z0 = grid.origin_mm[0], grid.origin_mm[2]
-    sx, sz = grid.spacing_mm[0], grid.spacing_mm[2]
+    # Python floats (not numpy scalars), which every namespace mixes with its float64 arrays
+    x0, z0 = float(grid.origin_mm[0]), float(grid.origin_mm[2])
+    sx, sz = float(grid.spacing_mm[0]), float(grid.spacing_mm[2])
     volume = xp.asarray(volume)
-    for j, y in enumerate(ys):
+    for j, y in enumerate(ys.tolist()):
         plane = volume[:, j, :]
         if not bool(xp.any(plane)):
             continue
@@ -173,10 +181,10 @@ def cone_projection(
         x = t * uu
         z = geometry.center_z_mm + t * (vv - 0.0)
         coords = xp.stack([(z - z0) / sz, (x - x0) / sx])
-        out += nd.map_coordinates(plane, coords, order=1, mode="constant", cval=0.0)
+        out += arrays.ndimage_call(xp, "map_coordinates", plane, coords, order=1, mode="constant", cval=0.0)
     # Path length through a slab of thickness dy along a ray tilted from the central ray.
     obliquity = xp.sqrt(span**2 + uu**2 + vv**2) / span
-    return arrays.to_numpy(xp.astype(out * grid.spacing_mm[1] * obliquity, xp.float32))
+    return xp.astype(out * float(grid.spacing_mm[1]) * obliquity, xp.float32)
 
 
 @dataclass(frozen=True)
@@ -210,62 +218,85 @@ def simulate_radiograph(
     and the binning aperture, scatter added (both through the grid when there is one), quantum noise
     drawn (none when ``rng`` is None), then blurred by the detector LSF and element aperture.
     ``masks`` (boolean volumes on ``grid``) are projected too: a pixel is in a mask's projection
-    when the ray crosses at least half a millimetre of it. The line integrals run in the array
-    namespace ``xp`` (default numpy; see :func:`cone_projection`).
+    when the ray crosses at least half a millimetre of it.
+
+    Every image step runs in the array namespace ``xp`` (default numpy; CuPy's on a GPU), the maps
+    and masks being of any namespace. Two steps run on the host whatever ``xp``, on small arrays:
+    the polychromatic sums on the coarse projection grid, and the noise, drawn from ``rng`` with
+    the same calls as on numpy (so a seed gives the same draws on every namespace). The
+    :class:`Radiograph` holds numpy arrays.
     """
+    xp = arrays.namespace("cpu") if xp is None else xp
     spectrum = physics.tube_spectrum(geometry.kvp, geometry.filtration_mm_al).rebinned(
         physics.PROJECTION_BIN_KEV / 2
     )
     coarse = geometry.projection_mm
-    line_water_cm = antialias(cone_projection(water_map, grid, geometry, coarse, xp), grid, geometry) / 10.0
-    line_bone_cm = antialias(cone_projection(bone_map, grid, geometry, coarse, xp), grid, geometry) / 10.0
+    line_water_cm = antialias(_projection(water_map, grid, geometry, coarse, xp), grid, geometry) / 10.0
+    line_bone_cm = antialias(_projection(bone_map, grid, geometry, coarse, xp), grid, geometry) / 10.0
     area = geometry.pixel_mm**2
     counts = physics.expected_counts(
-        line_water_cm, line_bone_cm, spectrum, mas=geometry.mas, pixel_area_mm2=area,
-        source_to_detector_mm=geometry.source_to_detector_mm,
+        arrays.to_numpy(line_water_cm), arrays.to_numpy(line_bone_cm), spectrum, mas=geometry.mas,
+        pixel_area_mm2=area, source_to_detector_mm=geometry.source_to_detector_mm,
     )  # fmt: skip
     i0 = physics.flat_field(
         spectrum, mas=geometry.mas, pixel_area_mm2=area, source_to_detector_mm=geometry.source_to_detector_mm
     )
-    primary_coarse = np.maximum(counts.mean, 1e-12)
-    gain = to_output(counts.variance / primary_coarse, geometry)
+    primary_coarse = xp.maximum(xp.asarray(counts.mean), _f32(xp, 1e-12))
+    gain = to_output(xp.asarray(counts.variance) / primary_coarse, geometry)
     # Interpolate the log (smooth) rather than the counts; then the primary on output pixels.
-    primary = i0 * np.exp(-to_output(np.log(i0 / primary_coarse), geometry))
+    primary = i0 * xp.exp(-to_output(xp.log(i0 / primary_coarse), geometry))
     primary = apply_mtf(primary, geometry.pixel_mm, focal_and_binning_mtf(geometry))
     scatter = scatter_image(primary_coarse, line_water_cm + line_bone_cm, geometry)
     tp, ts = (
         (geometry.grid_primary_transmission, geometry.grid_scatter_transmission) if geometry.grid else (1, 1)
     )
-    mean = (tp * primary + ts * scatter).astype(np.float32)
+    mean = xp.astype(tp * primary + ts * scatter, xp.float32)
     if rng is None:
         readings = mean
-    else:
-        readings = physics.add_noise(physics.Counts(mean, mean * gain), rng, 0.0)
-    readings = np.maximum(apply_mtf(readings, geometry.pixel_mm, detector_mtf(geometry)), 0.5)
-    image = physics.log_projections(readings, tp * i0)
+    else:  # on the host: the Generator's draws depend on the expected counts
+        host = arrays.to_numpy(mean)
+        noisy = physics.add_noise(physics.Counts(host, host * arrays.to_numpy(gain)), rng, 0.0)
+        readings = xp.asarray(noisy)
+    readings = xp.maximum(apply_mtf(readings, geometry.pixel_mm, detector_mtf(geometry)), _f32(xp, 0.5))
+    image = xp.astype(xp.log(_f32(xp, tp * i0) / readings), xp.float32)  # -log(I / I0)
     projected = {
-        name: to_output(cone_projection(mask.astype(np.float32), grid, geometry, coarse, xp), geometry) >= 0.5
+        name: to_output(_projection(xp.astype(xp.asarray(mask), xp.float32), grid, geometry, coarse, xp),
+                        geometry) >= 0.5
         for name, mask in masks.items()
-    }
-    return Radiograph(image=image, masks=projected, geometry=geometry, processed=process(image, geometry))
+    }  # fmt: skip
+    return Radiograph(
+        image=arrays.to_numpy(image),
+        masks={name: arrays.to_numpy(mask) for name, mask in projected.items()},
+        geometry=geometry,
+        processed=arrays.to_numpy(process(image, geometry)),
+    )
+
+
+def _f32(xp: ModuleType, value: float) -> Any:
+    """A float32 scalar array of ``xp``: ``value`` rounded as numpy rounds a Python float against
+    a float32 array."""
+    return xp.asarray(value, dtype=xp.float32)
 
 
 ANTIALIAS_VOXELS = 0.4  # Gaussian sigma (voxels) that smooths the staircase of voxel labels
 
 
-def antialias(lines: np.ndarray, grid: Grid, geometry: RadiographGeometry) -> np.ndarray:
+def antialias(lines: Any, grid: Grid, geometry: RadiographGeometry) -> Any:
     """Line integrals on the ``projection_mm`` grid smoothed by a Gaussian of ``ANTIALIAS_VOXELS``
     in-plane voxels (magnified to the detector at the grid's centre): voxel labels have stepped edges
     that multi-frequency processing would otherwise draw as a staircase. It sets the resolution
-    limit of the phantom's grid, not of the detector."""
+    limit of the phantom's grid, not of the detector. Arrays of any namespace."""
     magnification = geometry.source_to_detector_mm / (
         geometry.source_y_mm - float(grid.voxel_centers_axis(1).mean())
     )
     sigma_mm = ANTIALIAS_VOXELS * magnification * np.array([grid.spacing_mm[2], grid.spacing_mm[0]])
-    return ndimage.gaussian_filter(lines, sigma_mm / geometry.projection_mm, mode="nearest", truncate=3.0)
+    sigma = tuple(float(x) for x in sigma_mm / geometry.projection_mm)
+    return arrays.ndimage_call(
+        namespace(lines), "gaussian_filter", lines, sigma, mode="nearest", truncate=3.0
+    )
 
 
-def to_output(coarse: np.ndarray, geometry: RadiographGeometry) -> np.ndarray:
+def to_output(coarse: Any, geometry: RadiographGeometry) -> Any:
     """An image on the ``projection_mm`` grid linearly interpolated to the output pixels (edge
     values held beyond the outermost centres)."""
     uc, vc = geometry.detector_coordinates(geometry.projection_mm)
@@ -273,95 +304,131 @@ def to_output(coarse: np.ndarray, geometry: RadiographGeometry) -> np.ndarray:
     return resample(coarse, (v - vc[0]) / geometry.projection_mm, (u - uc[0]) / geometry.projection_mm)
 
 
-def resample(image: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def resample(image: Any, rows: np.ndarray, cols: np.ndarray) -> Any:
     """``image`` linearly interpolated at fractional ``rows`` x ``cols`` (index units, clipped to
-    the image): separable, one gather and blend per axis (float32)."""
+    the image): separable, one gather and blend per axis (float32, in the namespace of ``image``;
+    ``rows`` and ``cols`` are numpy)."""
+    xp = namespace(image)
 
-    def weights(f: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def weights(f: np.ndarray, n: int) -> tuple[Any, Any, Any, Any]:
         f = np.clip(f, 0.0, n - 1.0)
         i0 = np.minimum(np.floor(f).astype(np.intp), max(n - 2, 0))
-        return i0, np.minimum(i0 + 1, n - 1), (f - i0).astype(np.float32)
+        w = (f - i0).astype(np.float32)
+        return xp.asarray(i0), xp.asarray(np.minimum(i0 + 1, n - 1)), xp.asarray(1 - w), xp.asarray(w)
 
-    image = image.astype(np.float32)
-    r0, r1, wr = weights(rows, image.shape[0])
-    c0, c1, wc = weights(cols, image.shape[1])
-    blended = image[r0] * (1 - wr)[:, None] + image[r1] * wr[:, None]
-    return blended[:, c0] * (1 - wc) + blended[:, c1] * wc
+    image = xp.astype(image, xp.float32)
+    r0, r1, wr0, wr1 = weights(np.asarray(rows), image.shape[0])
+    c0, c1, wc0, wc1 = weights(np.asarray(cols), image.shape[1])
+    blended = take(xp, image, r0) * wr0[:, None] + take(xp, image, r1) * wr1[:, None]
+    return _columns(xp, blended, c0) * wc0 + _columns(xp, blended, c1) * wc1
 
 
-def _frequencies(shape: tuple[int, int], pixel_mm: float) -> np.ndarray:
-    """Radial spatial frequency (cycles/mm) of an rfft2 of ``shape``, and the two axes."""
-    fv = np.fft.fftfreq(shape[0], d=pixel_mm)[:, None]
-    fu = np.fft.rfftfreq(shape[1], d=pixel_mm)[None, :]
-    return fv, fu
+def _columns(xp: ModuleType, image: Any, index: Any) -> Any:
+    """The columns ``index`` of a 2-D ``image``. numpy's own indexing on numpy, as before: its
+    result is column-major, which the filters and block means downstream inherit, and a block
+    mean's float32 sums follow the memory order; so the numpy bytes stay those they always were."""
+    if isinstance(image, np.ndarray):
+        return image[:, index]
+    return xp.take(image, index, axis=1)
+
+
+def _sinc(xp: ModuleType, x: Any) -> Any:
+    """``sin(pi x) / (pi x)``, 1 at 0: numpy's ``sinc`` step for step (float64), in ``xp``."""
+    y = np.pi * x
+    y = xp.where(y != 0, y, xp.asarray(np.finfo(np.float64).eps, dtype=y.dtype))
+    return xp.sin(y) / y
 
 
 def focal_and_binning_mtf(geometry: RadiographGeometry):
     """MTF(fv, fu) of the focal spot (Gaussian, FWHM ``focal_blur_fwhm_mm``) times the output
-    pixel's aperture (binning of whole detector elements)."""
-    sigma = geometry.focal_blur_fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    pixel's aperture (binning of whole detector elements); frequencies (cycles/mm) of any namespace."""
+    sigma = float(geometry.focal_blur_fwhm_mm / (2.0 * np.sqrt(2.0 * np.log(2.0))))
     p = geometry.pixel_mm
 
-    def mtf(fv: np.ndarray, fu: np.ndarray) -> np.ndarray:
-        focal = np.exp(-2.0 * np.pi**2 * sigma**2 * (fv**2 + fu**2))
-        return focal * np.sinc(fv * p) * np.sinc(fu * p)
+    def mtf(fv: Any, fu: Any) -> Any:
+        xp = namespace(fv)
+        focal = xp.exp(-2.0 * np.pi**2 * sigma**2 * (fv**2 + fu**2))
+        return focal * _sinc(xp, fv * p) * _sinc(xp, fu * p)
 
     return mtf
 
 
 def detector_mtf(geometry: RadiographGeometry):
-    """MTF(fv, fu) of the scintillator's exponential LSF and the detector element's aperture."""
+    """MTF(fv, fu) of the scintillator's exponential LSF and the detector element's aperture;
+    frequencies (cycles/mm) of any namespace."""
     scale, a = geometry.detector_lsf_mm, geometry.detector_pitch_mm
 
-    def mtf(fv: np.ndarray, fu: np.ndarray) -> np.ndarray:
+    def mtf(fv: Any, fu: Any) -> Any:
+        xp = namespace(fv)
         lsf = 1.0 / (1.0 + (2.0 * np.pi * scale) ** 2 * (fv**2 + fu**2))
-        return lsf * np.sinc(fv * a) * np.sinc(fu * a)
+        return lsf * _sinc(xp, fv * a) * _sinc(xp, fu * a)
 
     return mtf
 
 
-def apply_mtf(image: np.ndarray, pixel_mm: float, mtf, pad: int = 16) -> np.ndarray:
+def _reflect_index(n: int, pad: int) -> np.ndarray:
+    """Indices of an axis of ``n`` padded by ``pad`` on each side by reflection about the edge
+    samples (numpy's ``pad`` mode "reflect", repeated for pads longer than the axis)."""
+    i = np.abs(np.arange(-pad, n + pad))
+    if n == 1:
+        return np.zeros_like(i)
+    period = 2 * (n - 1)
+    m = i % period
+    return np.where(m >= n, period - m, m)
+
+
+def apply_mtf(image: Any, pixel_mm: float, mtf, pad: int = 16) -> Any:
     """``image`` filtered by ``mtf(fv, fu)`` (cycles/mm) in the Fourier domain, edges padded by
-    reflection so nothing wraps around (the blurs here are a few pixels wide)."""
-    padded = np.pad(image.astype(np.float64), pad, mode="reflect")
-    fv, fu = _frequencies(padded.shape, pixel_mm)
-    out = np.fft.irfft2(np.fft.rfft2(padded) * mtf(fv, fu), s=padded.shape)
-    return out[pad:-pad, pad:-pad].astype(np.float32)
+    reflection so nothing wraps around (the blurs here are a few pixels wide). float32, in the
+    namespace of ``image`` (through numpy on the host if that namespace has no FFT)."""
+    xp = namespace(image)
+    fxp, fft = arrays.fft(xp)
+    image = fxp.asarray(image if fxp is xp else arrays.to_numpy(image))
+    rows, cols = (fxp.asarray(_reflect_index(n, pad)) for n in image.shape)
+    padded = _columns(fxp, take(fxp, fxp.astype(image, fxp.float64), rows), cols)
+    shape = tuple(padded.shape)
+    fv = fxp.reshape(fft.fftfreq(shape[0], d=pixel_mm), (-1, 1))
+    fu = fxp.reshape(fft.rfftfreq(shape[1], d=pixel_mm), (1, -1))
+    out = fft.irfftn(fft.rfftn(padded, axes=(0, 1)) * mtf(fv, fu), s=shape, axes=(0, 1))
+    out = fxp.astype(out[pad:-pad, pad:-pad], fxp.float32)
+    return out if fxp is xp else xp.asarray(out)
 
 
-def scatter_image(
-    primary_coarse: np.ndarray, thickness_cm: np.ndarray, geometry: RadiographGeometry
-) -> np.ndarray:
+def scatter_image(primary_coarse: Any, thickness_cm: Any, geometry: RadiographGeometry) -> Any:
     """Scatter (photons per output pixel, before any grid) on the output pixels: the primary times
     the local scatter-to-primary ratio (``scatter_spr_per_cm`` x water-equivalent thickness, cm),
     spread by a Gaussian kernel of ``scatter_kernel_mm`` (sigma) [Love & Kruger 1987]. Zero when
-    ``scatter`` is off. A uniform slab gets scatter = SPR x primary away from the field edges."""
+    ``scatter`` is off. A uniform slab gets scatter = SPR x primary away from the field edges.
+    float32, in the namespace of ``primary_coarse``."""
+    xp = namespace(primary_coarse)
     if not geometry.scatter:
-        return np.zeros(
-            geometry.detector_coordinates()[1].shape + geometry.detector_coordinates()[0].shape, np.float32
-        )
+        u, v = geometry.detector_coordinates()
+        return xp.zeros((v.shape[0], u.shape[0]), dtype=xp.float32)
     source = primary_coarse * geometry.scatter_spr_per_cm * thickness_cm
     sigma = geometry.scatter_kernel_mm / geometry.projection_mm
-    spread = ndimage.gaussian_filter(source.astype(np.float64), sigma, mode="constant", truncate=3.0)
+    spread = arrays.ndimage_call(
+        xp, "gaussian_filter", xp.astype(source, xp.float64), sigma, mode="constant", truncate=3.0
+    )
     return to_output(spread, geometry)
 
 
-def low_pass(image: np.ndarray, sigma_mm: float, pixel_mm: float) -> np.ndarray:
+def low_pass(image: Any, sigma_mm: float, pixel_mm: float) -> Any:
     """Gaussian low pass (sigma in mm); wide kernels run on a block-averaged copy, then are
-    interpolated back (they keep nothing finer than the block)."""
+    interpolated back (they keep nothing finer than the block). In the namespace of ``image``."""
+    xp = namespace(image)
     sigma_px = sigma_mm / pixel_mm
     k = max(1, int(sigma_px // 4))
     if k == 1:
-        return ndimage.gaussian_filter(image, sigma_px, mode="nearest", truncate=3.0)
+        return arrays.ndimage_call(xp, "gaussian_filter", image, sigma_px, mode="nearest", truncate=3.0)
     nv, nu = (image.shape[0] // k) * k, (image.shape[1] // k) * k
-    small = image[:nv, :nu].reshape(nv // k, k, nu // k, k).mean(axis=(1, 3))
-    small = ndimage.gaussian_filter(small, sigma_px / k, mode="nearest", truncate=3.0)
+    small = xp.mean(xp.reshape(image[:nv, :nu], (nv // k, k, nu // k, k)), axis=(1, 3))
+    small = arrays.ndimage_call(xp, "gaussian_filter", small, sigma_px / k, mode="nearest", truncate=3.0)
     rows = (np.arange(image.shape[0]) + 0.5) / k - 0.5
     cols = (np.arange(image.shape[1]) + 0.5) / k - 0.5
     return resample(small, rows, cols)
 
 
-def process(image: np.ndarray, geometry: RadiographGeometry) -> np.ndarray:
+def process(image: Any, geometry: RadiographGeometry) -> Any:
     """Display image in [0, 1] (bone bright) of a log radiograph: multi-frequency processing.
 
     ``out = log + enhancement (G_0.3 - G_band) - range_compression (G_wide - level)``: the detail
@@ -369,14 +436,23 @@ def process(image: np.ndarray, geometry: RadiographGeometry) -> np.ndarray:
     (an unsharp mask that spares the finest, noise-only band), and the wide background (soft-tissue
     thickness) compressed around the body's median so bone and soft tissue fit one window. The
     window maps the 0.5th-99.5th percentiles inside the body to [0, 1].
+
+    float32, in the namespace of ``image``; the median and percentiles (numpy's) are taken on the
+    host from the body's pixels, the filters where the image is.
     """
+    xp = namespace(image)
     p = geometry.pixel_mm
-    log = image.astype(np.float32)
+    log = xp.astype(image, xp.float32)
     body = log > 0.1
-    level = float(np.median(log[body])) if body.any() else 0.0
+    inside = arrays.to_numpy(log[body])
+    level = float(np.median(inside)) if inside.size else 0.0
     fine = low_pass(log, 0.3, p) if 0.3 / p >= 0.5 else log
     band = low_pass(log, geometry.processing_band_mm, p)
     wide = low_pass(log, geometry.compression_mm, p)
     out = log + geometry.enhancement * (fine - band) - geometry.range_compression * (wide - level)
-    lo, hi = np.percentile(out[body], [0.5, 99.5]) if body.any() else (float(out.min()), float(out.max()))
-    return np.clip((out - lo) / max(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
+    if inside.size:  # numpy's percentiles are float64, and so is the window arithmetic then
+        lo, hi = (float(q) for q in np.percentile(arrays.to_numpy(out[body]), [0.5, 99.5]))
+        out = xp.astype(out, xp.float64)
+    else:
+        lo, hi = float(xp.min(out)), float(xp.max(out))
+    return xp.astype(xp.clip((out - lo) / max(hi - lo, 1e-6), 0.0, 1.0), xp.float32)
