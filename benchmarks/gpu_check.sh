@@ -12,6 +12,7 @@
 # 6 minutes in all on an H100.
 # CPU_ONLY=1 runs the CPU-safe parts on a machine without a GPU: step 1 (the GPU tests skip) and
 # step 2 on device cpu; no CUDA call is made.
+# The array_api_strict tests need its wheel in the bundle: EXTRA_WHEELS=array-api-strict make_bundle.sh.
 set -o pipefail
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"

@@ -75,7 +75,7 @@ def _measured_phase(measured: dict, index_side: str | None) -> str:
 
 
 def _measured_pattern(measured: dict) -> str:
-    """"none", "unilateral" or "bilateral": how many hips hold HO voxels in the labels."""
+    """ "none", "unilateral" or "bilateral": how many hips hold HO voxels in the labels."""
     sides = sum(1 for side in ("right", "left") if measured[side]["ho_volume_ml"] > 0)
     return ("none", "unilateral", "bilateral")[sides]
 

@@ -154,8 +154,14 @@ def test_every_astra_object_is_deleted(monkeypatch):
 
     with pytest.raises(RuntimeError, match="input failed"):
         backend.run_slices(
-            "FP", 2, failing, np.empty((2, 6, 64), np.float32), backend.volume_geometry(grid),
-            backend.fan_geometry(grid, protocol)[0], device="cpu", threads=1,
+            "FP",
+            2,
+            failing,
+            np.empty((2, 6, 64), np.float32),
+            backend.volume_geometry(grid),
+            backend.fan_geometry(grid, protocol)[0],
+            device="cpu",
+            threads=1,
         )
     assert {kind for kind, _ in created} == {"data", "projector", "algorithm"}
     assert sorted(created) == sorted(deleted)
@@ -187,9 +193,7 @@ def test_cuda_without_gpu_raises_clear_error(monkeypatch):
     with pytest.raises(SpecError, match="NMOSIM_DEVICE = 'cuda' but no CUDA GPU is available"):
         select_device()
     with pytest.raises(SpecError, match="no CUDA GPU"):
-        backend.run_slices(
-            "FP", 1, lambda k: None, np.empty((1, 1, 8)), {}, {}, device="cuda", threads=1
-        )
+        backend.run_slices("FP", 1, lambda k: None, np.empty((1, 1, 8)), {}, {}, device="cuda", threads=1)
 
 
 def test_forcing_cuda_never_crashes_the_process():
