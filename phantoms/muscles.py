@@ -599,6 +599,16 @@ class MuscleField:
         """A box (mm) that holds muscle ``i``."""
         return self.shape_of((i,)).bounds()
 
+    def _held_boxes(self) -> list[tuple[slice, slice, slice] | None]:
+        """Per muscle, the box (slices [z, y, x] of the lattice) of the nodes it holds inside
+        (negative field), or None: found in one pass over the lattice for all muscles."""
+        with _LOCK:
+            if "boxes" not in self._cache:
+                values, label = self.sampled()
+                held = np.where(values < 0.0, label.astype(np.int16) + 1, 0)
+                self._cache["boxes"] = ndimage.find_objects(held, max_label=len(self.paths))
+            return self._cache["boxes"]
+
     def shape_of(self, members: tuple[int, ...]) -> SampledField:
         """The volume of the muscles ``members`` (indices) as a :class:`SampledField`. Nodes held
         by another muscle read the field's absolute value: two territories that share a cell of
@@ -611,16 +621,18 @@ class MuscleField:
             x, y, z = self.axes()
             origin = np.array([x[0], y[0], z[0]])
             if len(key[1]) < len(self.paths):
-                mine = np.isin(label, np.array(key[1], np.int8))
-                held = np.argwhere(mine & (values < 0.0))
-                if held.size == 0:
+                boxes = [b for b in (self._held_boxes()[i] for i in key[1]) if b is not None]
+                if not boxes:
                     lo = np.zeros(3, int)
                     sub = np.full((2, 2, 2), FIELD_CLAMP_MM, np.float32)
                 else:
-                    lo = np.maximum(held.min(axis=0) - 3, 0)
-                    hi = np.minimum(held.max(axis=0) + 4, values.shape)
+                    first = np.min([[s.start for s in b] for b in boxes], axis=0)
+                    last = np.max([[s.stop - 1 for s in b] for b in boxes], axis=0)
+                    lo = np.maximum(first - 3, 0)
+                    hi = np.minimum(last + 4, values.shape)
                     sl = tuple(slice(lo[a], hi[a]) for a in range(3))
-                    sub = np.where(mine[sl], values[sl], np.abs(values[sl]))
+                    mine = np.isin(label[sl], np.array(key[1], np.int8))
+                    sub = np.where(mine, values[sl], np.abs(values[sl]))
                 origin = origin + lo[::-1] * LATTICE_MM
                 values = sub
             shape = sampled_field(values, origin, LATTICE_MM)
