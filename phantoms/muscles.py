@@ -233,11 +233,11 @@ def _segment_sweep(ax, ay, az, path: np.ndarray) -> tuple[np.ndarray, np.ndarray
         d2 = rel2 - t * (np.float32(2.0) * tn - t * dd)
         if best is None:
             best, seg, where = d2, np.zeros(d2.shape, np.int8), t
-        else:
+        else:  # nearer segments overwrite in place (best, seg and where are arrays of their own)
             closer = d2 < best
-            best = np.where(closer, d2, best)
-            seg = np.where(closer, np.int8(k), seg)
-            where = np.where(closer, t, where)
+            np.copyto(best, d2, where=closer)
+            np.copyto(seg, np.int8(k), where=closer)
+            np.copyto(where, t, where=closer)
     return np.sqrt(np.maximum(best, 0.0)), seg, where
 
 
