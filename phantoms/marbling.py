@@ -134,6 +134,11 @@ class StreakField:
     def _flat(self) -> np.ndarray:
         return self.levels.reshape(-1)
 
+    @functools.cached_property
+    def _flat32(self) -> np.ndarray:
+        """The levels as float32 (the same numbers): read without a conversion per point."""
+        return self.levels.reshape(-1).astype(np.float32)
+
     @property
     def _lattice(self) -> np.ndarray:
         return np.asarray(LATTICE_MM)
@@ -176,7 +181,7 @@ class StreakField:
         points' namespace: the levels are copied there once."""
         xp = namespace(frame_points)
         n = self.levels.shape
-        names = ("_inverse_lattice", "_start_mm", "_corner_max", "_flat")
+        names = ("_inverse_lattice", "_start_mm", "_corner_max", "_flat32")
         inverse, start, corner_max, flat = constants(self, frame_points, *names)
         u = frame_points * inverse - start
         corner = xp.minimum(xp.maximum(xp.floor(u), 0.0), corner_max)
@@ -187,8 +192,8 @@ class StreakField:
         t0, t1, t2 = t[:, 0], t[:, 1], t[:, 2]
         rows = []
         for offset in (0, s1, s0, s0 + s1):  # along axis 2 on the cell's four edges
-            v0 = xp.astype(take(xp, flat, base + offset), xp.float32)
-            v1 = xp.astype(take(xp, flat, base + (offset + 1)), xp.float32)
+            v0 = take(xp, flat, base + offset)
+            v1 = take(xp, flat, base + (offset + 1))
             rows.append(v0 + t2 * (v1 - v0))
         low = rows[0] + t1 * (rows[1] - rows[0])
         high = rows[2] + t1 * (rows[3] - rows[2])
@@ -200,12 +205,14 @@ class StreakField:
         xp = namespace(frame_points)
         value, cell, u = self._interpolate(frame_points)
         h, last, blocks = constants(self, frame_points, "_lattice", "_last_node", "_block_flat")
-        box = xp.max(xp.maximum(-u, u - last) * h, axis=1)  # <= the distance to the box
+        out = xp.maximum(-u, u - last) * h
+        box = xp.maximum(xp.maximum(out[:, 0], out[:, 1]), out[:, 2])  # <= the distance to the box
         f = value - float(threshold)
         size = xp.abs(f)
         # Within the blocks next to a point's block (at least REACH_MM away), the block bound holds.
         b, nb = BLOCK_CELLS, self.block_gradient.shape
-        row = ((cell[:, 0] // b[0]) * nb[1] + cell[:, 1] // b[1]) * nb[2] + cell[:, 2] // b[2]
+        c0, c1, c2 = (cell[:, a] if b[a] == 1 else cell[:, a] // b[a] for a in range(3))
+        row = (c0 * nb[1] + c1) * nb[2] + c2
         local = take(xp, blocks, row)
         reach = xp.maximum(size / float(self.gradient), xp.minimum(size / local, _BLOCK_REACH_MM))
         return xp.maximum(xp.copysign(reach, f), box)

@@ -198,12 +198,12 @@ def mesh_shape(
     inside = _parity_inside(vertices, faces, origin, h, shape)
     frames = _face_frames(vertices[faces])
     near = _near_distances(vertices, faces, frames, origin, h, shape, band)
-    in_band = np.abs(near) <= band
+    in_band = near <= band  # ``near`` is unsigned
     # Beyond the band, |d| >= D + band - sqrt(3) h, D the distance to the nearest band point: the
     # path to the surface meets a band point within half a cell diagonal of its depth ``band - h
     # sqrt(3) / 2``. They are also farther than ``band``.
     if in_band.any():
-        to_band = edt.edt(np.ascontiguousarray(~in_band), anisotropy=(h, h, h), parallel=_THREADS)
+        to_band = _distance_to(in_band, h)
     else:
         to_band = np.full(shape, np.inf, dtype=np.float32)
     far = np.maximum(to_band + (band - np.sqrt(3.0) * h), band)
@@ -212,9 +212,9 @@ def mesh_shape(
     levels = band * np.arange(1, _LEVELS + 1) / _LEVELS
     over = to_band + band
     for level in levels[:-1]:
-        below = np.abs(near) <= level
+        below = near <= level
         if below.any():
-            over = np.minimum(over, edt.edt(~below, anisotropy=(h, h, h), parallel=_THREADS) + level)
+            over = np.minimum(over, _distance_to(below, h) + level)
     far = np.maximum(far, over - band / _LEVELS)  # below |d| but for a second-order term
     size = np.where(in_band, near, far).astype(np.float32)
     values = np.where(inside, -size, size).astype(np.float32)
@@ -225,6 +225,15 @@ def mesh_shape(
     )
     boundary = max(boundary - 0.5 * np.sqrt(3.0) * h, 0.0)  # anywhere on a boundary face
     return MeshShape(values, origin, h, lower, upper, boundary)
+
+
+def _distance_to(mask: np.ndarray, h: float) -> np.ndarray:
+    """Distance (mm, float32) from every grid point to the nearest point of ``mask`` (bool [z, y, x]).
+
+    The transform reads the complement as uint8 (the same numbers as bool, a faster path).
+    """
+    outside = np.logical_not(mask).view(np.uint8)
+    return edt.edt(outside, anisotropy=(h, h, h), parallel=_THREADS)
 
 
 def _expand_boxes(start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

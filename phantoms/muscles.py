@@ -233,11 +233,11 @@ def _segment_sweep(ax, ay, az, path: np.ndarray) -> tuple[np.ndarray, np.ndarray
         d2 = rel2 - t * (np.float32(2.0) * tn - t * dd)
         if best is None:
             best, seg, where = d2, np.zeros(d2.shape, np.int8), t
-        else:
+        else:  # nearer segments overwrite in place (best, seg and where are arrays of their own)
             closer = d2 < best
-            best = np.where(closer, d2, best)
-            seg = np.where(closer, np.int8(k), seg)
-            where = np.where(closer, t, where)
+            np.copyto(best, d2, where=closer)
+            np.copyto(seg, np.int8(k), where=closer)
+            np.copyto(where, t, where=closer)
     return np.sqrt(np.maximum(best, 0.0)), seg, where
 
 
@@ -271,6 +271,17 @@ def _interpolate(values: np.ndarray, origin: np.ndarray, step: float, axes) -> n
         w = w.reshape(shape)
         out = np.take(out, i0, axis=axis) * (1.0 - w) + np.take(out, i0 + 1, axis=axis) * w
     return out
+
+
+def _pick(stack: np.ndarray, k: np.ndarray, value: Any = None) -> np.ndarray | None:
+    """``stack[k[p], p]`` at every point ``p`` (``stack``: one contiguous array per muscle, along
+    axis 0; ``k``: integers of the points' shape); with ``value``, writes it there instead."""
+    flat = stack.reshape(-1)
+    index = k.reshape(-1) * k.size + np.arange(k.size)
+    if value is not None:
+        flat[index] = value
+        return None
+    return flat[index].reshape(k.shape)
 
 
 @dataclass(frozen=True, eq=False)
@@ -403,20 +414,19 @@ class MuscleField:
         weighted = dist - self.radii[order].astype(np.float32)[col]  # e, within reach or not
         e = np.where(beyond <= plane, weighted, inf)  # e of the muscles that compete
         # A: the nearest muscle; A2: the next (any group); B: the nearest of another group than A
-        k_a = np.argmin(e, axis=0)[None]
-        e_a = np.take_along_axis(e, k_a, axis=0)[0]
+        k_a = np.argmin(e, axis=0)
+        e_a = _pick(e, k_a)
         rest = e.copy()
-        np.put_along_axis(rest, k_a, inf, axis=0)
-        k_2 = np.argmin(rest, axis=0)[None]
-        e_2 = np.take_along_axis(rest, k_2, axis=0)[0]
+        _pick(rest, k_a, inf)
+        k_2 = np.argmin(rest, axis=0)
+        e_2 = _pick(rest, k_2)
         group = self.group_ids[order]
-        rest[group[col] == group[k_a]] = inf
-        k_b = np.argmin(rest, axis=0)[None]
-        e_b = np.take_along_axis(rest, k_b, axis=0)[0]
-        x_a, x_2, x_b = (np.take_along_axis(beyond, k, axis=0)[0] for k in (k_a, k_2, k_b))
-        d_a, d_2 = (np.take_along_axis(dist, k, axis=0)[0] for k in (k_a, k_2))
-        w_a, w_2 = (np.take_along_axis(weighted, k, axis=0)[0] for k in (k_a, k_2))
-        k_a, k_2, k_b = k_a[0], k_2[0], k_b[0]
+        rest[group[col] == group[k_a][None]] = inf
+        k_b = np.argmin(rest, axis=0)
+        e_b = _pick(rest, k_b)
+        x_a, x_2, x_b = (_pick(beyond, k) for k in (k_a, k_2, k_b))
+        d_a, d_2 = (_pick(dist, k) for k in (k_a, k_2))
+        w_a, w_2 = (_pick(weighted, k) for k in (k_a, k_2))
         core = (CAVITY_CORE_RADII * self.radii[order]).astype(np.float32)
         lining = self.in_cavity[order]
         # Out of the cavities, but for the belly of the muscles that line them.
@@ -432,7 +442,7 @@ class MuscleField:
         # The plane, in e, is ``plane`` times half the angle's chord between the directions from
         # the two paths: e_B - e_A grows across the bisector at that chord's rate, so the fat plane
         # is ``plane`` wide however the muscles meet. B bars A up to its own limit, plane - (d - R).
-        d_b = np.take_along_axis(dist, k_b[None], axis=0)[0]
+        d_b = _pick(dist, k_b)
         cos = self._dot(order, seg, along, coords, k_a, k_b) / np.maximum(d_a * d_b, np.float32(1e-6))
         chord = np.sqrt(np.clip(0.5 - 0.5 * cos, 0.0, 1.0))
         with np.errstate(invalid="ignore"):
@@ -459,8 +469,8 @@ class MuscleField:
             steps[k, : len(path) - 1] = np.diff(path, axis=0)
         feet = []
         for k in (k_a, k_b):
-            s = np.take_along_axis(seg, k[None], axis=0)[0]
-            t = np.take_along_axis(along, k[None], axis=0)[0]
+            s = _pick(seg, k)
+            t = _pick(along, k)
             feet.append((starts[k, s], steps[k, s], t))
         out = np.zeros(k_a.shape, np.float32)
         for c in range(3):
@@ -599,6 +609,16 @@ class MuscleField:
         """A box (mm) that holds muscle ``i``."""
         return self.shape_of((i,)).bounds()
 
+    def _held_boxes(self) -> list[tuple[slice, slice, slice] | None]:
+        """Per muscle, the box (slices [z, y, x] of the lattice) of the nodes it holds inside
+        (negative field), or None: found in one pass over the lattice for all muscles."""
+        with _LOCK:
+            if "boxes" not in self._cache:
+                values, label = self.sampled()
+                held = np.where(values < 0.0, label.astype(np.int16) + 1, 0)
+                self._cache["boxes"] = ndimage.find_objects(held, max_label=len(self.paths))
+            return self._cache["boxes"]
+
     def shape_of(self, members: tuple[int, ...]) -> SampledField:
         """The volume of the muscles ``members`` (indices) as a :class:`SampledField`. Nodes held
         by another muscle read the field's absolute value: two territories that share a cell of
@@ -611,16 +631,18 @@ class MuscleField:
             x, y, z = self.axes()
             origin = np.array([x[0], y[0], z[0]])
             if len(key[1]) < len(self.paths):
-                mine = np.isin(label, np.array(key[1], np.int8))
-                held = np.argwhere(mine & (values < 0.0))
-                if held.size == 0:
+                boxes = [b for b in (self._held_boxes()[i] for i in key[1]) if b is not None]
+                if not boxes:
                     lo = np.zeros(3, int)
                     sub = np.full((2, 2, 2), FIELD_CLAMP_MM, np.float32)
                 else:
-                    lo = np.maximum(held.min(axis=0) - 3, 0)
-                    hi = np.minimum(held.max(axis=0) + 4, values.shape)
+                    first = np.min([[s.start for s in b] for b in boxes], axis=0)
+                    last = np.max([[s.stop - 1 for s in b] for b in boxes], axis=0)
+                    lo = np.maximum(first - 3, 0)
+                    hi = np.minimum(last + 4, values.shape)
                     sl = tuple(slice(lo[a], hi[a]) for a in range(3))
-                    sub = np.where(mine[sl], values[sl], np.abs(values[sl]))
+                    mine = np.isin(label[sl], np.array(key[1], np.int8))
+                    sub = np.where(mine, values[sl], np.abs(values[sl]))
                 origin = origin + lo[::-1] * LATTICE_MM
                 values = sub
             shape = sampled_field(values, origin, LATTICE_MM)

@@ -278,7 +278,7 @@ def worker_threads(threads: int | None) -> int:
 def _counts(values: np.ndarray, n_values: int) -> np.ndarray:
     """Per row of a small non-negative integer array, how often each value occurs."""
     rows, cols = values.shape
-    out = np.zeros((rows, n_values), dtype=np.int64)
+    out = np.zeros((rows, n_values), dtype=np.uint16 if cols < 1 << 16 else np.int64)
     flat = out.reshape(-1)
     base = np.arange(0, rows * n_values, n_values, dtype=np.int64)
     for j in range(cols):  # a column holds each row once: no index repeats within a pass
@@ -326,24 +326,22 @@ def rasterize(
         return float(np.prod(np.maximum(hi - lo, 0.0)))
 
     order = sorted(range(len(parts)), key=lambda i: -extent(parts[i]))
-    classified: list[list[_PartState] | None] = [None] * len(parts)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {i: pool.submit(_classify, parts[i], grid, s, xp) for i in order}
-        for i, future in futures.items():
-            classified[i] = future.result()
-    states: list[_PartState | None] = []
-    for part, st in zip(parts, classified, strict=True):
-        states.extend(st if st is not None else [None] * (1 + len(part.layers)))
-
     # Cells wholly inside a part, painted in order on a grid padded to whole blocks: later
-    # parts cover earlier ones. Voxels that surfaces cross are relabelled below.
+    # parts cover earlier ones. Voxels that surfaces cross are relabelled below. Each part is
+    # painted as soon as it and the parts before it are classified, while the workers go on.
     padded = tuple(-(-n // BLOCK) * BLOCK for n in grid.shape)
     part_id = np.zeros(padded, dtype=np.uint16)
     surface = np.zeros(grid.shape, dtype=bool)
-    for k, st in enumerate(states, start=1):
-        if st is not None:
-            _paint_inside(part_id, st, k)
-            surface.reshape(-1)[st.surface] = True
+    states: list[_PartState | None] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {i: pool.submit(_classify, parts[i], grid, s, xp) for i in order}
+        for i, part in enumerate(parts):
+            classified = futures.pop(i).result()
+            for st in classified if classified is not None else [None] * (1 + len(part.layers)):
+                states.append(st)
+                if st is not None:
+                    _paint_inside(part_id, st, len(states))
+                    surface.reshape(-1)[st.surface] = True
     part_id = np.ascontiguousarray(part_id[: grid.shape[0], : grid.shape[1], : grid.shape[2]])
 
     mixed_index = np.flatnonzero(surface)
@@ -382,7 +380,6 @@ def rasterize(
     if mixed_index.size:
         # Each label is the most frequent among the voxel's sub-samples (ties: the smaller id).
         counts = _counts(tissue_of[sub], N_TISSUES)
-        fractions = (counts / nsub).astype(np.float32)
         sub_structure = structure_of[sub]
         structure_mode = _counts(sub_structure, int(table[:, 0].max()) + 1).argmax(axis=1)
         # The instance is taken among the sub-samples of the voxel's own structure, so that a
@@ -396,7 +393,8 @@ def rasterize(
         instances.reshape(-1)[mixed_index] = instance_mode
         # Voxels whose sub-samples all hold one tissue are not partial-volume voxels.
         partial = counts.max(axis=1) < nsub
-        mixed_index, fractions = mixed_index[partial], fractions[partial]
+        share = (np.arange(nsub + 1) / nsub).astype(np.float32)  # fraction of k sub-samples
+        mixed_index, fractions = mixed_index[partial], share[counts[partial]]
     else:
         fractions = np.zeros((0, N_TISSUES), dtype=np.float32)
     return Rasterization(grid, structures, tissues, instances, mixed_index, fractions, s)

@@ -402,11 +402,17 @@ def _gap(holds: np.ndarray, step_mm: float) -> np.ndarray:
     if not holds.any():
         return np.full(holds.shape, FIELD_CLAMP_MM, np.float32)
     b = GAP_BLOCK
-    padded = np.pad(holds, [(0, -n % b) for n in holds.shape])
-    nz, ny, nx = (n // b for n in padded.shape)
-    blocks = padded.reshape(nz, b, ny, b, nx, b).any(axis=(1, 3, 5))
-    centres = edt.edt(~blocks, parallel=_THREADS).astype(np.float32)
+    if b == 1:  # each cell its own block
+        blocks = holds
+    else:
+        padded = np.pad(holds, [(0, -n % b) for n in holds.shape])
+        nz, ny, nx = (n // b for n in padded.shape)
+        blocks = padded.reshape(nz, b, ny, b, nx, b).any(axis=(1, 3, 5))
+    # The complement as uint8: the same numbers as bool, a faster path of the transform.
+    centres = edt.edt(np.logical_not(blocks).view(np.uint8), parallel=_THREADS).astype(np.float32)
     gap = np.maximum((centres - np.float32(_SQRT3)) * np.float32(b * step_mm * 0.999) - np.float32(1e-3), 0.0)
+    if b == 1:
+        return gap
     cells = [np.arange(n) // b for n in holds.shape]
     return gap[np.ix_(*cells)]
 

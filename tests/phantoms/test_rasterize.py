@@ -6,7 +6,7 @@ import pytest
 from nmosim.phantoms.errors import SpecError
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.labels import N_TISSUES
-from nmosim.phantoms.rasterize import Layer, Part, rasterize
+from nmosim.phantoms.rasterize import Layer, Part, _counts, rasterize
 from nmosim.phantoms.shapes import Box, Capsule, Sphere
 
 
@@ -205,3 +205,9 @@ def test_skin_part_matches_brute_force_supersampling(centre):
     assert 0.02 < expected[part.tissue].mean() < 0.98
     for tissue in range(N_TISSUES):
         np.testing.assert_array_equal(r.tissue_fraction(tissue), expected[tissue].astype(np.float32))
+
+
+def test_counts_per_row_match_a_count_of_each_value():
+    values = np.random.default_rng(1).integers(0, 7, size=(200, 27)).astype(np.uint8)
+    expect = np.array([[np.sum(row == v) for v in range(9)] for row in values])
+    np.testing.assert_array_equal(_counts(values, 9), expect)
