@@ -130,10 +130,6 @@ class StreakField:
     gradient: float
     block_gradient: np.ndarray
 
-    @property
-    def _flat(self) -> np.ndarray:
-        return self.levels.reshape(-1)
-
     @functools.cached_property
     def _flat32(self) -> np.ndarray:
         """The levels as float32 (the same numbers): read without a conversion per point."""

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import array_api_compat
-import edt  # exact Euclidean distance transform (seung-lab, BSD-3-Clause)
 import numpy as np
 
 from nmosim.phantoms.mesh import TriangleMesh
+from nmosim.phantoms.sampled_field import distance_to
 from nmosim.phantoms.shapes import (
     Points,
     Shape,
@@ -203,7 +203,7 @@ def mesh_shape(
     # path to the surface meets a band point within half a cell diagonal of its depth ``band - h
     # sqrt(3) / 2``. They are also farther than ``band``.
     if in_band.any():
-        to_band = _distance_to(in_band, h)
+        to_band = distance_to(in_band, h)
     else:
         to_band = np.full(shape, np.inf, dtype=np.float32)
     far = np.maximum(to_band + (band - np.sqrt(3.0) * h), band)
@@ -214,7 +214,7 @@ def mesh_shape(
     for level in levels[:-1]:
         below = near <= level
         if below.any():
-            over = np.minimum(over, _distance_to(below, h) + level)
+            over = np.minimum(over, distance_to(below, h) + level)
     far = np.maximum(far, over - band / _LEVELS)  # below |d| but for a second-order term
     size = np.where(in_band, near, far).astype(np.float32)
     values = np.where(inside, -size, size).astype(np.float32)
@@ -225,15 +225,6 @@ def mesh_shape(
     )
     boundary = max(boundary - 0.5 * np.sqrt(3.0) * h, 0.0)  # anywhere on a boundary face
     return MeshShape(values, origin, h, lower, upper, boundary)
-
-
-def _distance_to(mask: np.ndarray, h: float) -> np.ndarray:
-    """Distance (mm, float32) from every grid point to the nearest point of ``mask`` (bool [z, y, x]).
-
-    The transform reads the complement as uint8 (the same numbers as bool, a faster path).
-    """
-    outside = np.logical_not(mask).view(np.uint8)
-    return edt.edt(outside, anisotropy=(h, h, h), parallel=_THREADS)
 
 
 def _expand_boxes(start: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 import array_api_compat
-import edt  # exact Euclidean distance transform (seung-lab, BSD-3-Clause)
+import edt  # exact Euclidean distance transform (seung-lab, LGPL-3.0-or-later)
 import numpy as np
 from scipy import ndimage
 
@@ -392,6 +392,15 @@ def sampled_field(values: np.ndarray, origin_mm: np.ndarray, step_mm: float) -> 
     return SampledField(v, origin, float(step_mm), near, far, gap, lower, upper)
 
 
+def distance_to(mask: np.ndarray, spacing_mm: float = 1.0) -> np.ndarray:
+    """Distance (float32; mm for a lattice of ``spacing_mm``, else cells) from every node of a
+    lattice [z, y, x] to the nearest node flagged in the boolean ``mask``: ``edt`` of its complement,
+    read as uint8 (the same numbers as bool, a faster path of the transform)."""
+    outside = np.logical_not(mask).view(np.uint8)
+    h = float(spacing_mm)
+    return edt.edt(outside, anisotropy=(h, h, h), parallel=_THREADS)
+
+
 def _gap(holds: np.ndarray, step_mm: float) -> np.ndarray:
     """Per cell, a lower bound (mm, float32) of the distance to the cells flagged in ``holds``.
 
@@ -408,8 +417,7 @@ def _gap(holds: np.ndarray, step_mm: float) -> np.ndarray:
         padded = np.pad(holds, [(0, -n % b) for n in holds.shape])
         nz, ny, nx = (n // b for n in padded.shape)
         blocks = padded.reshape(nz, b, ny, b, nx, b).any(axis=(1, 3, 5))
-    # The complement as uint8: the same numbers as bool, a faster path of the transform.
-    centres = edt.edt(np.logical_not(blocks).view(np.uint8), parallel=_THREADS).astype(np.float32)
+    centres = distance_to(blocks).astype(np.float32)
     gap = np.maximum((centres - np.float32(_SQRT3)) * np.float32(b * step_mm * 0.999) - np.float32(1e-3), 0.0)
     if b == 1:
         return gap

@@ -12,6 +12,8 @@ from types import ModuleType
 import array_api_compat
 import numpy as np
 
+from nmosim.phantoms.shapes import to_host
+
 
 @functools.lru_cache(maxsize=1)
 def _cupy() -> ModuleType | None:
@@ -47,14 +49,7 @@ def asarray(xp: ModuleType, data: np.ndarray, dtype=None):
 
 def to_numpy(array) -> np.ndarray:
     """A host numpy array from an array of any namespace (numpy, CuPy, array_api_strict)."""
-    if isinstance(array, np.ndarray):
-        return array
-    if array_api_compat.is_cupy_array(array):
-        return array.get()
-    try:
-        return np.asarray(array)
-    except (TypeError, ValueError, RuntimeError):  # namespaces that offer only DLPack
-        return np.from_dlpack(array)
+    return to_host(array)
 
 
 def is_numpy(xp: ModuleType) -> bool:
