@@ -513,6 +513,20 @@ def _scene_bounds(spec: AnatomySpec) -> tuple[np.ndarray, np.ndarray]:
 
 def body_extent(spec: AnatomySpec, step_mm: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     """In-plane box (mm, x y) of the skin between the scene's z limits, sampled on a lattice."""
+    lower, upper, _ = _skin_extent(spec, step_mm)
+    return lower.copy(), upper.copy()
+
+
+def body_radius(spec: AnatomySpec, step_mm: float = 2.0) -> float:
+    """The skin's largest distance (mm) from the z axis between the scene's z limits, sampled as
+    :func:`body_extent` (plus the step): what a scanner's field of view must hold, the rotation
+    axis being the z axis."""
+    return _skin_extent(spec, step_mm)[2]
+
+
+@functools.lru_cache(maxsize=64)
+def _skin_extent(spec: AnatomySpec, step_mm: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(lower, upper, radius)``: :func:`body_extent`'s box and :func:`body_radius`."""
     body = sampled_body_shape(spec)
     lo, hi = body.bounds()
     xs = np.arange(lo[0], hi[0] + step_mm, step_mm)
@@ -521,13 +535,17 @@ def body_extent(spec: AnatomySpec, step_mm: float = 2.0) -> tuple[np.ndarray, np
     inside_x = np.zeros(xs.size, bool)
     inside_y = np.zeros(ys.size, bool)
     gx, gy = np.meshgrid(xs, ys, indexing="ij")
+    reach = np.hypot(gx, gy)
+    radius = -np.inf
     for z in zs:
         pts = np.stack([gx.ravel(), gy.ravel(), np.full(gx.size, z)], axis=1)
         inside = (body.sdf(pts) < 0).reshape(gx.shape)
         inside_x |= inside.any(axis=1)
         inside_y |= inside.any(axis=0)
+        if inside.any():
+            radius = max(radius, float(reach[inside].max()))
     if not inside_x.any():
         raise ValueError("the body surface holds no sampled point")
     lower = np.array([xs[inside_x].min(), ys[inside_y].min()]) - step_mm
     upper = np.array([xs[inside_x].max(), ys[inside_y].max()]) + step_mm
-    return lower, upper
+    return lower, upper, radius + step_mm

@@ -11,7 +11,7 @@ from types import ModuleType
 
 import numpy as np
 
-from nmosim.phantoms.anatomy import HipLandmarks, build_anatomy, hip_landmarks, scene_bounds
+from nmosim.phantoms.anatomy import HipLandmarks, body_radius, build_anatomy, hip_landmarks, scene_bounds
 from nmosim.phantoms.errors import check_range
 from nmosim.phantoms.grid import Grid
 from nmosim.phantoms.rasterize import Part, Rasterization, rasterize
@@ -32,6 +32,11 @@ class Phantom:
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Box (mm, x y z) from above the iliac crests to below the lesser trochanters."""
         return scene_bounds(self.anatomy)
+
+    def body_radius(self) -> float:
+        """The skin's largest distance (mm) from the z axis, the scanner's axis of rotation, over
+        :meth:`bounds`' z range."""
+        return body_radius(self.anatomy)
 
     def grid(self, spacing_mm: float | tuple[float, float, float] = 1.5) -> Grid:
         """A grid of ``spacing_mm`` that covers :meth:`bounds`."""

@@ -6,6 +6,7 @@ Orchestrates rasterization, CT and radiograph simulation and truth measurement; 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -77,11 +78,11 @@ def fit_protocol(protocol: ScannerProtocol, phantom: Phantom) -> ScannerProtocol
     bins of the same pitch, as a wide-bore scanner would have (recorded in truth.json).
     """
     lo, hi = phantom.bounds()
-    corners = np.array([[x, y] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])])
-    radius = float(np.hypot(corners[:, 0], corners[:, 1]).max()) + FOV_MARGIN_MM
+    radius = phantom.body_radius() + FOV_MARGIN_MM  # the skin's reach, not its box's corners
     if 2 * radius > protocol.scan_fov_mm:
-        bins = int(np.ceil(2 * radius / protocol.iso_bin_width_mm)) + 2
-        protocol = dataclasses.replace(protocol, n_bins=bins)
+        # the flat detector's half width whose edge ray passes ``radius`` from the axis
+        half_width = protocol.source_to_detector_mm * math.tan(math.asin(radius / protocol.source_to_iso_mm))
+        protocol = dataclasses.replace(protocol, n_bins=math.ceil(2 * half_width / protocol.bin_width_mm))
     side = float(max(hi[0] - lo[0], hi[1] - lo[1])) + 2 * FOV_MARGIN_MM
     return dataclasses.replace(
         protocol, recon_fov_mm=min(max(protocol.recon_fov_mm, side), protocol.scan_fov_mm)

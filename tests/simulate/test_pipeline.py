@@ -108,3 +108,27 @@ def test_threads_of_the_phantom_build_change_nothing():
     for bad_spec in (spec, nmosim.CaseSpec(phase="none", seed=11)):  # refused with or without HO
         with pytest.raises(nmosim.SpecError, match="threads = 0 is outside"):
             nmosim.build_phantom(bad_spec, threads=0)
+
+
+def test_the_scan_field_holds_the_body_with_the_fewest_bins(phantom):
+    """The detector covers the skin measured on the labels, and one bin fewer would not reach the
+    body plus its margin (or the preset's detector already does)."""
+    from dataclasses import replace
+
+    from nmosim.simulate.pipeline import FOV_MARGIN_MM, fit_protocol
+
+    labels = phantom.rasterize(phantom.grid(3.0), supersampling=1)
+    grid = labels.grid
+    x, y = grid.voxel_centers_axis(0), grid.voxel_centers_axis(1)
+    body = (labels.tissues != 0).any(axis=0)
+    reach = float(np.hypot(x[None, :], y[:, None])[body].max()) + 3.0 / np.sqrt(2.0)  # voxel corners
+    for preset in ("quick", "clinical"):
+        base = nmosim.protocol(preset)
+        fitted = fit_protocol(base, phantom)
+        assert fitted.scan_fov_mm / 2 >= reach + FOV_MARGIN_MM - 3.0, preset  # the radius is sampled
+        assert fitted.n_bins >= base.n_bins and fitted.bin_width_mm == base.bin_width_mm
+        if fitted.n_bins > base.n_bins:
+            fewer = replace(fitted, n_bins=fitted.n_bins - 1)
+            assert fewer.scan_fov_mm < 2 * (phantom.body_radius() + FOV_MARGIN_MM), preset
+    # the measured radius is the skin's, within the sampling of both
+    assert reach - 3.0 <= phantom.body_radius() <= reach + 5.0
