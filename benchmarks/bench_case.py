@@ -33,26 +33,35 @@ def main() -> None:
     device = backend.select_device(args.device, protocol)
     xp = arrays.namespace(device)
     where = {"phantom": "numpy", **pipeline.stage_namespaces(device, xp), "write": "numpy"}
-    stages: list[tuple[str, float]] = []
+    stages: list[tuple[str, float, float]] = []  # name, wall s, process CPU s
     cpu_start = time.process_time()
+    cpu_mark = cpu_start
+
+    def record(name: str, seconds: float) -> None:
+        nonlocal cpu_mark
+        now = time.process_time()
+        stages.append((name, seconds, now - cpu_mark))
+        cpu_mark = now
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         phantom = nmosim.build_phantom(nmosim.CaseSpec(seed=args.seed, phase=args.phase))
-        stages.append(("phantom", time.perf_counter() - start))
+        record("phantom", time.perf_counter() - start)
         ct = nmosim.simulate_ct(
             phantom, protocol, preset=args.preset, threads=args.threads, device=device, xp=xp,
-            z_range_mm=args.z_range, progress=lambda name, seconds: stages.append((name, seconds)),
+            z_range_mm=args.z_range, progress=record,
         )  # fmt: skip
         clock = time.perf_counter()
         nmosim.write_case(ct, Path(tmp) / "case")
-        stages.append(("write", time.perf_counter() - clock))
+        record("write", time.perf_counter() - clock)
         total = time.perf_counter() - start
     cpu = time.process_time() - cpu_start
     z = f" --z-range {args.z_range[0]:g} {args.z_range[1]:g}" if args.z_range else ""
     print(f"nmosim case --preset {args.preset} --phase {args.phase} --seed {args.seed}{z} on {device}")
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; grid {ct.grid.shape}")
-    for name, seconds in stages:
-        print(f"  {name:<14} {seconds:7.1f} s  {100 * seconds / total:5.1f} %  {where.get(name, '?')}")
+    print(f"  {'stage':<14} {'wall':>9}  {'share':>6}  {'CPU':>7}  {'cores':>5}  namespace")
+    for name, seconds, cpu_s in stages:
+        share, cores = 100 * seconds / total, cpu_s / max(seconds, 1e-9)
+        print(f"  {name:<14} {seconds:7.1f} s  {share:5.1f} %  {cpu_s:5.1f} s  {cores:5.2f}  {where.get(name, '?')}")
     print(f"  {'total':<14} {total:7.1f} s  (process CPU {cpu:.1f} s)")
 
 

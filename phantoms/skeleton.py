@@ -9,6 +9,8 @@ the joint space, cortex and canal that change with time are cheap shapes laid ov
 from __future__ import annotations
 
 import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -197,11 +199,18 @@ def _skeleton(modes: tuple[float, ...], deviation: tuple[float, ...], inter_hip_
     bones = hip_bones(shared, right)
     heads = [np.asarray(bones.landmarks[f"head_centre_{s}"], float) for s in SIDES]
     bones = _scaled(bones, inter_hip_mm / float(np.linalg.norm(heads[0] - heads[1])))
-    femurs = {
-        side: mesh_shape(getattr(bones, f"femur_{side}"), MESH_RESOLUTION_MM, z_min_mm=FEMUR_GRID_BOTTOM_MM)
-        for side in SIDES
-    }
-    pelvis = mesh_shape(_pelvis_mesh(bones.pelvis), MESH_RESOLUTION_MM)
+    # The three shapes build side by side (each alone in its numbers): much of the work is numpy's
+    # and the distance transforms', outside the GIL.
+    with ThreadPoolExecutor(max_workers=min(3, os.cpu_count() or 1)) as pool:
+        pelvis_job = pool.submit(mesh_shape, _pelvis_mesh(bones.pelvis), MESH_RESOLUTION_MM)
+        femur_jobs = {
+            side: pool.submit(
+                mesh_shape, getattr(bones, f"femur_{side}"), MESH_RESOLUTION_MM, z_min_mm=FEMUR_GRID_BOTTOM_MM
+            )
+            for side in SIDES
+        }
+        femurs = {side: job.result() for side, job in femur_jobs.items()}
+        pelvis = pelvis_job.result()
     scale = inter_hip_mm / REFERENCE_INTER_HIP_MM
     landmarks = {s: _side_landmarks(bones, s, scale) for s in SIDES}
     return Skeleton(pelvis=pelvis, femurs=femurs, bones=bones, landmarks=landmarks)

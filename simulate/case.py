@@ -9,6 +9,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -134,10 +135,9 @@ def write_case(
     case_id = out.name
     truth = {**ct.truth, "case_id": case_id}
     preset = (truth.get("scanner") or {}).get("preset") or "custom protocol"
-    with staged_directory(out, "case", overwrite) as folder:
-        if "nifti" in formats:
-            write_nifti(folder / "ct.nii.gz", ct.hu, ct.grid, np.int16)
-            write_labels(folder, ct.grid, ct.structures, ct.tissues, ct.ho_instances)
+    with staged_directory(out, "case", overwrite) as folder, ThreadPoolExecutor(max_workers=1) as pool:
+        # The NIfTI volumes compress (zlib, outside the GIL) while the figures draw here.
+        volumes = pool.submit(_write_volumes, folder, ct) if "nifti" in formats else None
         if "dicom" in formats:
             from nmosim.simulate.dicom import write_dicom  # pydicom and highdicom load only when asked
 
@@ -158,7 +158,15 @@ def write_case(
             f"{case_id}: CT ({preset}), phase {truth['phase']}",
         )  # fmt: skip
         write_json(folder / "truth.json", truth)
+        if volumes is not None:
+            volumes.result()
     return out.resolve()
+
+
+def _write_volumes(folder: Path, ct: CTCase) -> None:
+    """ct.nii.gz (int16 HU) and the label volumes of ``ct`` into ``folder``."""
+    write_nifti(folder / "ct.nii.gz", ct.hu, ct.grid, np.int16)
+    write_labels(folder, ct.grid, ct.structures, ct.tissues, ct.ho_instances)
 
 
 def read_case(folder: Path | str) -> CTCase:
