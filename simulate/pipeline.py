@@ -74,8 +74,9 @@ def protocol(name: str = "quick", **overrides: object) -> ScannerProtocol:
 def fit_protocol(protocol: ScannerProtocol, phantom: Phantom) -> ScannerProtocol:
     """``protocol`` with a detector wide enough for the body and a field of view that holds it.
 
-    A body reaching beyond the scan field would be truncated; instead the detector gets more
-    bins of the same pitch, as a wide-bore scanner would have (recorded in truth.json).
+    A body reaching beyond the scan field (the skin's largest distance from the rotation axis,
+    plus ``FOV_MARGIN_MM``) would be truncated; instead the detector gets the fewest more bins of
+    the same pitch that hold it, as a wide-bore scanner would have (recorded in truth.json).
     """
     lo, hi = phantom.bounds()
     radius = phantom.body_radius() + FOV_MARGIN_MM  # the skin's reach, not its box's corners
