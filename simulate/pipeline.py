@@ -75,15 +75,20 @@ def fit_protocol(protocol: ScannerProtocol, phantom: Phantom) -> ScannerProtocol
     """``protocol`` with a detector wide enough for the body and a field of view that holds it.
 
     A body reaching beyond the scan field (the skin's largest distance from the rotation axis,
-    plus ``FOV_MARGIN_MM``) would be truncated; instead the detector gets the fewest more bins of
-    the same pitch that hold it, as a wide-bore scanner would have (recorded in truth.json).
+    plus ``FOV_MARGIN_MM``) would be truncated; instead the detector gets the fewest pairs of bins
+    of the same pitch, one at each end, that hold it, as a wide-bore scanner would have (recorded
+    in truth.json).
     """
     lo, hi = phantom.bounds()
     radius = phantom.body_radius() + FOV_MARGIN_MM  # the skin's reach, not its box's corners
     if 2 * radius > protocol.scan_fov_mm:
         # the flat detector's half width whose edge ray passes ``radius`` from the axis
         half_width = protocol.source_to_detector_mm * math.tan(math.asin(radius / protocol.source_to_iso_mm))
-        protocol = dataclasses.replace(protocol, n_bins=math.ceil(2 * half_width / protocol.bin_width_mm))
+        needed = math.ceil(2 * half_width / protocol.bin_width_mm)
+        # a bin more on each side: the preset's bins stay where they were (and so does the parity
+        # of their count, which sets whether conjugate rays coincide or interleave)
+        extra = math.ceil((needed - protocol.n_bins) / 2)
+        protocol = dataclasses.replace(protocol, n_bins=protocol.n_bins + 2 * extra)
     side = float(max(hi[0] - lo[0], hi[1] - lo[1])) + 2 * FOV_MARGIN_MM
     return dataclasses.replace(
         protocol, recon_fov_mm=min(max(protocol.recon_fov_mm, side), protocol.scan_fov_mm)

@@ -111,8 +111,8 @@ def test_threads_of_the_phantom_build_change_nothing():
 
 
 def test_the_scan_field_holds_the_body_with_the_fewest_bins(phantom):
-    """The detector covers the skin measured on the labels, and one bin fewer would not reach the
-    body plus its margin (or the preset's detector already does)."""
+    """The detector covers the skin measured on the labels, and a pair of bins fewer would not
+    reach the body plus its margin (or the preset's detector already does)."""
     from dataclasses import replace
 
     from nmosim.simulate.pipeline import FOV_MARGIN_MM, fit_protocol
@@ -127,8 +127,16 @@ def test_the_scan_field_holds_the_body_with_the_fewest_bins(phantom):
         fitted = fit_protocol(base, phantom)
         assert fitted.scan_fov_mm / 2 >= reach + FOV_MARGIN_MM - 3.0, preset  # the radius is sampled
         assert fitted.n_bins >= base.n_bins and fitted.bin_width_mm == base.bin_width_mm
+        # bins come in pairs, one at each end: the preset's bins keep their places
+        assert (fitted.n_bins - base.n_bins) % 2 == 0
         if fitted.n_bins > base.n_bins:
-            fewer = replace(fitted, n_bins=fitted.n_bins - 1)
+            fewer = replace(fitted, n_bins=fitted.n_bins - 2)
             assert fewer.scan_fov_mm < 2 * (phantom.body_radius() + FOV_MARGIN_MM), preset
+    # a body wider than the quick preset's field widens it by the fewest pairs
+    narrow = nmosim.protocol("quick", n_bins=300, recon_fov_mm=300)
+    fitted = fit_protocol(narrow, phantom)
+    assert fitted.n_bins > 300 and (fitted.n_bins - 300) % 2 == 0
+    assert fitted.scan_fov_mm >= 2 * (phantom.body_radius() + FOV_MARGIN_MM)
+    assert replace(fitted, n_bins=fitted.n_bins - 2).scan_fov_mm < 2 * (phantom.body_radius() + FOV_MARGIN_MM)
     # the measured radius is the skin's, within the sampling of both
     assert reach - 3.0 <= phantom.body_radius() <= reach + 5.0
