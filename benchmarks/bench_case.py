@@ -2,8 +2,9 @@
 
 Usage: python benchmarks/bench_case.py [--preset quick] [--phase c] [--seed 1] [--threads N]
        [--device cpu|cuda] [--z-range LO HI]
-Reports the wall time of each stage, the array namespace (or ASTRA device) it ran on, and the
-process CPU time of the whole run, through the public API: build_phantom, simulate_ct, write_case.
+Reports the wall time and process CPU time of each stage (their ratio: the cores it kept busy), the
+array namespace (or ASTRA device) it ran on, and the process CPU time of the whole run, through the
+public API: build_phantom, simulate_ct, write_case.
 The device defaults to NMOSIM_DEVICE, else CUDA when ASTRA sees a GPU; with ``cuda`` every stage
 but ASTRA's runs in CuPy when it is installed.
 """
@@ -61,7 +62,8 @@ def main() -> None:
     print(f"  {'stage':<14} {'wall':>9}  {'share':>6}  {'CPU':>7}  {'cores':>5}  namespace")
     for name, seconds, cpu_s in stages:
         share, cores = 100 * seconds / total, cpu_s / max(seconds, 1e-9)
-        print(f"  {name:<14} {seconds:7.1f} s  {share:5.1f} %  {cpu_s:5.1f} s  {cores:5.2f}  {where.get(name, '?')}")
+        place = where.get(name, "?")
+        print(f"  {name:<14} {seconds:7.1f} s  {share:5.1f} %  {cpu_s:5.1f} s  {cores:5.2f}  {place}")
     print(f"  {'total':<14} {total:7.1f} s  (process CPU {cpu:.1f} s)")
 
 
