@@ -43,6 +43,7 @@ def main() -> None:
         now = time.process_time()
         stages.append((name, seconds, now - cpu_mark))
         cpu_mark = now
+
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         phantom = nmosim.build_phantom(nmosim.CaseSpec(seed=args.seed, phase=args.phase))
