@@ -41,7 +41,7 @@ def main() -> None:
     lo, hi = first, first + args.slices
     water, bone = imaging_maps(phantom, imaging, ct.protocol_spectrum(base), threads=args.threads)
     water, bone = water[lo:hi].copy(), bone[lo:hi].copy()
-    img, rec = ct._sub_grid(imaging, lo, hi), ct._sub_grid(recon, lo, hi)
+    img, rec = imaging.window(slice(lo, hi)), recon.window(slice(lo, hi))
     tissues, structures = labels.tissues[lo:hi], labels.structures[lo:hi]
     muscle = np.stack([ndimage.binary_erosion(t == Tissue.MUSCLE, iterations=3) for t in tissues])
     soft_ids = [Tissue.MUSCLE, Tissue.FAT, Tissue.SOFT_TISSUE_OTHER, Tissue.MUSCLE_ATROPHIC]

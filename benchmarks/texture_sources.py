@@ -64,7 +64,7 @@ def case_maps(args) -> dict:
     out["roi"] = np.stack(
         [ndimage.distance_transform_edt(t == Tissue.MUSCLE) * pixel >= ERODE_MM for t in tissues]
     )
-    img, rec = ct._sub_grid(imaging, lo, hi), ct._sub_grid(recon, lo, hi)
+    img, rec = imaging.window(slice(lo, hi)), recon.window(slice(lo, hi))
     out["img"] = np.array([*img.shape, *img.spacing_mm, *img.origin_mm])
     out["rec"] = np.array([*rec.shape, *rec.spacing_mm, *rec.origin_mm])
     if cache is not None:

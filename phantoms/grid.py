@@ -67,6 +67,19 @@ class Grid:
         center = (lo + hi) / 2.0
         return cls.centered((counts[2], counts[1], counts[0]), tuple(sp), tuple(center))
 
+    def window(self, zs: slice = slice(None), ys: slice = slice(None), xs: slice = slice(None)) -> Grid:
+        """The voxels ``[zs, ys, xs]`` (contiguous ranges) as a grid of their own.
+
+        >>> Grid.centered((4, 8, 8), (2.0, 2.0, 2.0)).window(slice(1, 3), xs=slice(2, 5)).origin_mm
+        (-3.0, -7.0, -1.0)
+        """
+        ranges = [r.indices(n) for r, n in zip((zs, ys, xs), self.shape, strict=True)]
+        if any(step != 1 for _, _, step in ranges):
+            raise ValueError("a grid window takes contiguous ranges (step 1)")
+        starts = [start for start, _, _ in ranges[::-1]]  # x, y, z
+        origin = tuple(o + k * s for o, k, s in zip(self.origin_mm, starts, self.spacing_mm, strict=True))
+        return Grid(tuple(stop - start for start, stop, _ in ranges), self.spacing_mm, origin)
+
     @property
     def size_xyz(self) -> tuple[int, int, int]:
         """Number of voxels along (x, y, z)."""

@@ -277,17 +277,6 @@ def content_box(volume: np.ndarray) -> tuple[float, tuple[slice, slice]] | None:
     return float(first), box
 
 
-def _crop(grid: Grid, box: tuple[slice, slice]) -> Grid:
-    """The sub-grid of ``grid`` over the in-plane ``box`` (rows along y, columns along x)."""
-    (dx, dy, _), (ox, oy, oz) = grid.spacing_mm, grid.origin_mm
-    rows, cols = box
-    return Grid(
-        (grid.shape[0], rows.stop - rows.start, cols.stop - cols.start),
-        grid.spacing_mm,
-        (ox + cols.start * dx, oy + rows.start * dy, oz),
-    )
-
-
 def forward_project(
     volume: np.ndarray,
     grid: Grid,
@@ -329,7 +318,7 @@ def forward_project(
     inside = volume[:, rows, cols]
     if value != 0.0:
         inside = inside - np.float32(value)
-    out = _project(inside, _crop(grid, (rows, cols)), protocol, threads, device, sub_ray)
+    out = _project(inside, grid.window(ys=rows, xs=cols), protocol, threads, device, sub_ray)
     if value != 0.0:
         plane = Grid((1, *grid.shape[1:]), grid.spacing_mm, (*grid.origin_mm[:2], 0.0))
         out += np.float32(value) * _chords(plane, protocol, device, sub_ray)

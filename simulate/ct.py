@@ -73,14 +73,6 @@ def slice_groups(imaging: Grid, recon: Grid, slice_thickness_mm: float) -> list[
     return groups
 
 
-def _sub_grid(grid: Grid, lo: int, hi: int) -> Grid:
-    """Slices ``lo:hi`` of ``grid`` as a grid of their own."""
-    ox, oy, oz = grid.origin_mm
-    return Grid(
-        (hi - lo, grid.shape[1], grid.shape[2]), grid.spacing_mm, (ox, oy, oz + lo * grid.spacing_mm[2])
-    )
-
-
 def _check_map(name: str, volume: np.ndarray, grid: Grid) -> np.ndarray:
     """``volume`` as a host array (copied once from a device array), checked against ``grid``."""
     volume = arrays.to_numpy(volume)
@@ -201,7 +193,7 @@ def _reconstruct_mu(
         members = groups[start : start + slab]
         lo = int(min(g.min() for g in members))
         hi = int(max(g.max() for g in members)) + 1
-        sub = _sub_grid(imaging, lo, hi)
+        sub = imaging.window(slice(lo, hi))
         maps = (water_map[lo:hi], bone_map[lo:hi])
         counts = _sub_ray_counts(*maps, sub, imaging, protocol, device, gpu_counts, n_threads, cpu_threads)
         sinogram = np.empty((len(members), protocol.n_views, protocol.n_bins), dtype=np.float32)
@@ -212,7 +204,7 @@ def _reconstruct_mu(
             )
         del counts
         stop = start + len(members)
-        slab_grid = _sub_grid(recon, start, stop)
+        slab_grid = recon.window(slice(start, stop))
         if protocol.bone_correction:
             sinogram = beam_hardening.correct_sinogram(
                 sinogram, slab_grid, protocol, threads=n_threads, device=device

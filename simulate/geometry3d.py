@@ -180,14 +180,6 @@ def _z_slab(grid: Grid, z_lo: float, z_hi: float) -> tuple[int, int]:
     return int(inside[0]), int(inside[-1]) + 1
 
 
-def _sub_grid(grid: Grid, lo: int, hi: int) -> Grid:
-    """Slices ``lo:hi`` of ``grid`` as a grid of their own."""
-    ox, oy, oz = grid.origin_mm
-    return Grid(
-        (hi - lo, grid.shape[1], grid.shape[2]), grid.spacing_mm, (ox, oy, oz + lo * grid.spacing_mm[2])
-    )
-
-
 def kernel_window_columns(protocol: ScannerProtocol) -> tuple[int, np.ndarray]:
     """FFT length along the bins and the reconstruction kernel's window (no ramp) on it, with
     frequencies taken at the iso-centre, so a kernel means what it means for fan2d."""
@@ -311,7 +303,7 @@ def _scan(
         if hi <= lo or not chunk.any():
             lines.append(np.zeros((protocol.detector_rows, views.size, protocol.n_bins), np.float32))
             continue
-        lines.append(forward_project_cone(chunk, _sub_grid(imaging, lo, hi), proj_geom) / np.float32(10.0))
+        lines.append(forward_project_cone(chunk, imaging.window(slice(lo, hi)), proj_geom) / np.float32(10.0))
     return detector_projections(lines[0], lines[1], protocol, rng)
 
 
