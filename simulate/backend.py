@@ -256,13 +256,10 @@ CROP_MARGIN = 2  # pixels kept around the content: ASTRA's line kernel interpola
 
 
 def content_box(volume: np.ndarray) -> tuple[float, tuple[slice, slice]] | None:
-    """The value every pixel on the in-plane border of ``volume`` ``[nz, ny, nx]`` holds, and the
-    in-plane box (``CROP_MARGIN`` pixels wider) outside which every slice holds it too; ``None``
-    when the border is not one value or the box is not much smaller than the slice."""
+    """The value of the first pixel of ``volume`` ``[nz, ny, nx]`` and the in-plane box
+    (``CROP_MARGIN`` pixels wider) outside which every slice holds it; ``None`` when nothing
+    differs from it or the box is not much smaller than the slice."""
     first = volume[0, 0, 0]
-    border = (volume[:, 0, :], volume[:, -1, :], volume[:, :, 0], volume[:, :, -1])
-    if any(np.any(edge != first) for edge in border):
-        return None
     differs = np.any(volume != first, axis=0)
     rows, cols = np.flatnonzero(differs.any(axis=1)), np.flatnonzero(differs.any(axis=0))
     if rows.size == 0:
@@ -303,10 +300,10 @@ def forward_project(
     (so dimensionless for attenuation in 1/mm).
 
     ASTRA's line kernel walks every row (or column) of the grid for every ray, so a body in air
-    costs as much as its whole grid. Where the grid's border and everything beyond a box around
-    the content hold one value ``c`` (:func:`content_box`), the kernel being linear in the image,
-    the result is the projection of the box less ``c`` plus ``c`` times that of a slice of ones
-    over the whole grid: the same line integrals up to float32 rounding, at the box's cost.
+    costs as much as its whole grid. Where everything beyond a box around the content holds one
+    value ``c`` (:func:`content_box`), the kernel being linear in the image, the result is the
+    projection of the box less ``c`` plus ``c`` times that of a slice of ones over the whole
+    grid: the same line integrals up to float32 rounding, at the box's cost.
     """
     _check_volume(volume, grid)
     device = select_device(device)

@@ -119,7 +119,7 @@ def test_a_body_in_air_projects_as_its_whole_grid(grid):
     cropped = forward_project(volume, grid, protocol, threads=2)
     # ASTRA's kernel steps through the grid in float32, so where it starts moves the sums a little
     assert np.abs(cropped - whole).max() < 1e-3 * whole.max()
-    # a border that is not one value, or content filling the slice: every pixel projected, as is
+    # content filling the slice (here: all but the first pixel): every pixel projected, as is
     volume[0, 0, 0] = 0.0
     assert backend.content_box(volume) is None
     assert np.array_equal(forward_project(volume, grid, protocol, threads=1), backend._project(
