@@ -1,7 +1,9 @@
 """Time slice-wise fan-beam projection and FBP: nmosim's wrappers against bare ASTRA calls.
 
-Run: ``python benchmarks/bench_projection.py [--slices 16] [--sizes 128 256 512] [--repeats 2]``.
-For each slice size it times, on the same random slices (360 views x 512 bins):
+Run: ``python benchmarks/bench_projection.py [--slices 16] [--sizes 128 256 512] [--repeats 2] [--body]``.
+For each slice size it times, on the same random slices (360 views x 512 bins; with ``--body``,
+random values inside an elliptic body of 80 x 56 % of the slice, air's 0.001 around it, which
+nmosim projects over the box around the body only):
   raw    bare ASTRA, sequential: one projector and algorithm, then per slice FP (fanflat) and
          the same FBP work as nmosim (fan -> parallel rebinning, numpy ramp filter) finished
          by ASTRA's parallel 'linear' BP; 'ideal N' is that time divided by N threads;
@@ -84,6 +86,12 @@ def ours(volume: np.ndarray, grid: Grid, protocol, threads: int) -> float:
     return time.perf_counter() - start
 
 
+def body_mask(n: int) -> np.ndarray:
+    """An ellipse of 80 x 56 % of an ``n`` x ``n`` slice (rows y, columns x): a body in air."""
+    u = (np.arange(n) + 0.5) / n - 0.5
+    return (u[None, :] / 0.40) ** 2 + (u[:, None] / 0.28) ** 2 <= 1.0
+
+
 def timings(repeats: int, runs: dict) -> dict:
     """Shortest of ``repeats`` timings of each ``runs[name]()``; the runs are interleaved so
     that load from other processes spreads evenly over them."""
@@ -101,6 +109,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=360)
     parser.add_argument("--bins", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
+    parser.add_argument("--body", action="store_true", help="a body in air instead of a full slice")
     args = parser.parse_args()
 
     # 512 bins of 1.5 mm cover a 397 mm scan field, more than the 362 mm slice diagonal.
@@ -121,6 +130,8 @@ def main() -> None:
     for n in args.sizes:
         grid = Grid.centered((args.slices, n, n), (FOV_MM / n, FOV_MM / n, 1.0))
         volume = np.random.default_rng(n).random(grid.shape, dtype=np.float32)
+        if args.body:
+            volume[:, ~body_mask(n)] = np.float32(0.001)
         ours(volume[:2], Grid.centered((2, n, n), grid.spacing_mm), protocol, 1)  # warm caches
         runs = {
             "raw": partial(raw_astra, volume, grid, protocol),
