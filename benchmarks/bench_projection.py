@@ -9,7 +9,11 @@ nmosim projects over the box around the body only):
          by ASTRA's parallel 'linear' BP; 'ideal N' is that time divided by N threads;
   fanbp  for reference, bare ASTRA FP plus a 360 degree fan-beam BP (line_fanflat),
          i.e. the cost of a fan-beam FBP done directly with ASTRA's CPU backprojector;
-  ours   nmosim.simulate.backend.forward_project + nmosim.simulate.reconstruct.fbp with 1 and 2 threads.
+  ours   nmosim.simulate.backend.forward_project + nmosim.simulate.reconstruct.fbp with 1 and 2 threads;
+  mat    the same inside backend.reused_projections, as a case projects its slabs: the CPU
+         projects through a sparse matrix of ASTRA's kernel, built once; its build is in the
+         time, spread over the slices (more slices spread it thinner; a case has hundreds).
+         Planes whose matrix exceeds backend.MATRIX_MAX_WEIGHTS go through ASTRA: '-'.
 nmosim's CPU FBP backprojects with its own pixel-driven loop (ASTRA's CPU parallel
 backprojectors ripple by about 2 %), so 'ours / raw' compares different backprojectors.
 """
@@ -17,6 +21,7 @@ backprojectors ripple by about 2 %), so 'ours / raw' compares different backproj
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from functools import partial
@@ -25,7 +30,7 @@ import astra
 import numpy as np
 
 from nmosim.phantoms.grid import Grid
-from nmosim.simulate import backend
+from nmosim.simulate import backend, fan_matrix
 from nmosim.simulate.backend import forward_project
 from nmosim.simulate.reconstruct import (
     fbp,
@@ -78,12 +83,21 @@ def raw_astra(volume: np.ndarray, grid: Grid, protocol, fan_bp: bool = False) ->
     return time.perf_counter() - start
 
 
-def ours(volume: np.ndarray, grid: Grid, protocol, threads: int) -> float:
-    """Seconds for forward_project + fbp of every slice with ``threads`` threads."""
+def ours(volume: np.ndarray, grid: Grid, protocol, threads: int, reuse: bool = False) -> float:
+    """Seconds for forward_project + fbp of every slice with ``threads`` threads (``reuse``:
+    inside backend.reused_projections, the matrix built within the time)."""
     start = time.perf_counter()
-    sino = forward_project(volume, grid, protocol, threads=threads, device="cpu")
+    with backend.reused_projections() if reuse else contextlib.nullcontext():
+        sino = forward_project(volume, grid, protocol, threads=threads, device="cpu")
     fbp(sino, grid, protocol, kernel="standard", threads=threads, device="cpu")
     return time.perf_counter() - start
+
+
+def fits_matrix(grid: Grid, protocol) -> bool:
+    """Whether reused_projections holds a matrix for this plane (within MATRIX_MAX_WEIGHTS)."""
+    fan_geom, _ = backend.fan_geometry(grid, protocol)
+    weights = fan_matrix.estimated_weights(backend.volume_geometry(grid), fan_geom)
+    return weights <= backend.MATRIX_MAX_WEIGHTS
 
 
 def body_mask(n: int) -> np.ndarray:
@@ -123,7 +137,7 @@ def main() -> None:
     )
     header = (
         f"{'size':>6} {'raw':>7} {'fanbp':>7} {'ours1':>7} {'ours2':>7} "
-        f"{'ours1/raw':>9} {'ours2/ideal2':>12} {'speedup':>7}"
+        f"{'ours1/raw':>9} {'ours2/ideal2':>12} {'speedup':>7} {'mat1':>7} {'mat2':>7} {'mat1/raw':>8}"
     )
     print(header)
     previous = None
@@ -139,11 +153,15 @@ def main() -> None:
             "one": partial(ours, volume, grid, protocol, 1),
             "two": partial(ours, volume, grid, protocol, 2),
         }
+        if fits_matrix(grid, protocol):
+            runs["mat1"] = partial(ours, volume, grid, protocol, 1, reuse=True)
+            runs["mat2"] = partial(ours, volume, grid, protocol, 2, reuse=True)
         t = {name: seconds / args.slices for name, seconds in timings(args.repeats, runs).items()}
         raw, fan, one, two = t["raw"], t["fan"], t["one"], t["two"]
+        matrix = f"{t['mat1']:7.4f} {t['mat2']:7.4f} {t['mat1'] / raw:8.2f}" if "mat1" in t else f"{'-':>24}"
         print(
             f"{n:>5}² {raw:7.4f} {fan:7.4f} {one:7.4f} {two:7.4f} {one / raw:9.2f} "
-            f"{two / (raw / 2):12.2f} {one / two:7.2f}   (load {os.getloadavg()[0]:.1f})"
+            f"{two / (raw / 2):12.2f} {one / two:7.2f} {matrix}   (load {os.getloadavg()[0]:.1f})"
         )
         if previous is not None:
             print(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -29,6 +30,7 @@ from nmosim.simulate.scanner import ScannerProtocol, imaging_grid, recon_grid
 
 # Water cylinder used for the HU calibration (DESIGN.md 7), mm; smaller if the FOV is small.
 CALIBRATION_DIAMETER_MM = 200.0
+REUSE_MIN_SLICES = 16  # imaging slices from which a case's projections share one kernel matrix
 
 
 def protocol_spectrum(protocol: ScannerProtocol, *, bin_kev: float = 1.0) -> physics.Spectrum:
@@ -189,31 +191,37 @@ def _reconstruct_mu(
     # and noise is drawn slice by slice in order, so the output does not depend on threads.
     slab = max(8, 2 * n_threads) if device == "cpu" else 32
     n_rec = recon.shape[0]
-    for start in range(0, n_rec, slab):
-        members = groups[start : start + slab]
-        lo = int(min(g.min() for g in members))
-        hi = int(max(g.max() for g in members)) + 1
-        sub = imaging.window(slice(lo, hi))
-        maps = (water_map[lo:hi], bone_map[lo:hi])
-        counts = _sub_ray_counts(*maps, sub, imaging, protocol, device, gpu_counts, n_threads, cpu_threads)
-        sinogram = np.empty((len(members), protocol.n_views, protocol.n_bins), dtype=np.float32)
-        for i, g in enumerate(members):
-            own = physics.Counts(counts.mean[g - lo], counts.variance[g - lo])
-            sinogram[i] = measured_projections(
-                counts.mean[g - lo], counts.mean[g - lo], imaging.spacing_mm[2], protocol, rng, counts=own
+    # Many slices on one plane: the CPU projects them through a sparse matrix of ASTRA's kernel,
+    # built once (backend.reused_projections); a few slices (a calibration) are not worth it.
+    reuse = backend.reused_projections() if imaging.shape[0] >= REUSE_MIN_SLICES else nullcontext()
+    with reuse:
+        for start in range(0, n_rec, slab):
+            members = groups[start : start + slab]
+            lo = int(min(g.min() for g in members))
+            hi = int(max(g.max() for g in members)) + 1
+            sub = imaging.window(slice(lo, hi))
+            maps = (water_map[lo:hi], bone_map[lo:hi])
+            counts = _sub_ray_counts(
+                *maps, sub, imaging, protocol, device, gpu_counts, n_threads, cpu_threads
             )
-        del counts
-        stop = start + len(members)
-        slab_grid = recon.window(slice(start, stop))
-        if protocol.bone_correction:
-            sinogram = beam_hardening.correct_sinogram(
+            sinogram = np.empty((len(members), protocol.n_views, protocol.n_bins), dtype=np.float32)
+            for i, g in enumerate(members):
+                own = physics.Counts(counts.mean[g - lo], counts.variance[g - lo])
+                sinogram[i] = measured_projections(
+                    counts.mean[g - lo], counts.mean[g - lo], imaging.spacing_mm[2], protocol, rng, counts=own
+                )
+            del counts
+            stop = start + len(members)
+            slab_grid = recon.window(slice(start, stop))
+            if protocol.bone_correction:
+                sinogram = beam_hardening.correct_sinogram(
+                    sinogram, slab_grid, protocol, threads=n_threads, device=device
+                )
+            out[start:stop] = reconstruct.reconstruct(
                 sinogram, slab_grid, protocol, threads=n_threads, device=device
             )
-        out[start:stop] = reconstruct.reconstruct(
-            sinogram, slab_grid, protocol, threads=n_threads, device=device
-        )
-        if progress is not None:
-            progress(stop, n_rec)
+            if progress is not None:
+                progress(stop, n_rec)
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -80,11 +81,13 @@ def ellipse_chords(source, target, center_xy, axes, angle_rad):
     ],
     ids=["square", "anisotropic"],
 )
-def test_projection_matches_analytic_ellipse_chords(grid):
+@pytest.mark.parametrize("reused", [False, True], ids=["astra", "matrix"])
+def test_projection_matches_analytic_ellipse_chords(grid, reused):
     protocol = make_protocol("quick", n_views=90, n_bins=192, bin_width_mm=1.0, recon_fov_mm=20)
     center, axes, angle, mu = (5.0, -4.0), (25.0, 16.0), 0.4, 0.02
     volume = raster_ellipse(grid, center, axes, angle, mu)[None]
-    sino = forward_project(volume, grid, protocol, threads=1)[0]
+    with backend.reused_projections() if reused else contextlib.nullcontext():
+        sino = forward_project(volume, grid, protocol, threads=1)[0]
     source, bins = fan_rays_from_convention(protocol)
     chord, cos_edge = ellipse_chords(source, bins, center, axes, angle)
     expected = mu * chord
