@@ -79,16 +79,16 @@ def _crossings(
     pos = np.cumsum(steps, axis=1, dtype=F32)  # sequential, as ASTRA's `c += deltac`
     nearest = np.floor(pos + F32(0.5))
     offset = pos - nearest
-    nearest = nearest.astype(np.int64)
-    on_grid = (nearest >= -1) & (nearest <= n_across)
+    a = nearest.astype(np.int32)
+    on_grid = (a >= -1) & (a <= n_across)
     before = offset < -s  # the footprint reaches the pixel before the nearest one
-    after = (~before) & (s < offset)  # ... or the pixel after it
-    centre = ~(before | after)
-    a = nearest - before
-    w_b = np.where(before, (offset + t) * per_unit, (offset - s) * per_unit).astype(F32)
-    w_a = np.where(centre, length, length - w_b).astype(F32)
+    centre = ~before & (offset <= s)  # ... or it does not reach the pixel after it either
+    w_b = (offset + np.where(before, t, -s)) * per_unit
+    w_b[centre] = 0.0
+    w_a = length - w_b
+    a -= before
     ok_a = on_grid & (a >= 0) & (a < n_across)
-    ok_b = on_grid & ~centre & (a + 1 >= 0) & (a + 1 < n_across)
+    ok_b = on_grid & ~centre & (a >= -1) & (a < n_across - 1)
     return a, w_a, ok_a, w_b, ok_b
 
 
@@ -102,7 +102,7 @@ def _view_weights(
     ey = F32(plane.max_y) - py * F32(0.5)  # centre of row 0
     n_det = dx.size
     n_steps = max(plane.n_rows, plane.n_cols)
-    index = np.zeros((n_det, n_steps, 2), dtype=np.int64)
+    index = np.zeros((n_det, n_steps, 2), dtype=np.int32)
     weight = np.zeros((n_det, n_steps, 2), dtype=F32)
     ok = np.zeros((n_det, n_steps, 2), dtype=bool)
     norm = np.sqrt(rx * rx + ry * ry)
@@ -125,13 +125,13 @@ def _view_weights(
         a, w_a, ok_a, w_b, ok_b = _crossings(
             pos0[:, None], delta[:, None], np.abs(ratio)[:, None], length[:, None], n, n_across
         )
-        line = np.arange(n)[None, :]
+        line = np.arange(n, dtype=np.int32)[None, :]
         first = line * plane.n_cols + a if along_rows else a * plane.n_cols + line
         step_b = 1 if along_rows else plane.n_cols
         index[rays, :n, 0], index[rays, :n, 1] = first, first + step_b
         weight[rays, :n, 0], weight[rays, :n, 1] = w_a, w_b
         ok[rays, :n, 0], ok[rays, :n, 1] = ok_a, ok_b
-    return ok.sum(axis=(1, 2)), index[ok].astype(np.int32), weight[ok]
+    return ok.sum(axis=(1, 2)), index[ok], weight[ok]
 
 
 @dataclass(frozen=True)
