@@ -260,15 +260,18 @@ def _point_distance(columns: tuple[np.ndarray, np.ndarray, np.ndarray], path: np
 def _interpolate(values: np.ndarray, origin: np.ndarray, step: float, axes) -> np.ndarray:
     """Trilinear interpolation (float32 [z, y, x]) of ``values`` (nodes ``step`` apart from
     ``origin``, x y z) on the lattice of ``axes`` (x, y, z in mm); clamped at the edges."""
-    out = values
+    cells, crop = [], [slice(None)] * 3
     for axis, coords in zip((2, 1, 0), axes, strict=True):
         n = values.shape[axis]
         u = np.clip((np.asarray(coords, float) - origin[2 - axis]) / step, 0.0, n - 1.0)
         i0 = np.minimum(np.floor(u).astype(np.intp), n - 2)
-        w = (u - i0).astype(np.float32)
         shape = [1, 1, 1]
         shape[axis] = -1
-        w = w.reshape(shape)
+        first = int(i0.min())
+        crop[axis] = slice(first, int(i0.max()) + 2)  # only the nodes read: the same numbers
+        cells.append((axis, i0 - first, (u - i0).astype(np.float32).reshape(shape)))
+    out = values[tuple(crop)]
+    for axis, i0, w in cells:
         out = np.take(out, i0, axis=axis) * (1.0 - w) + np.take(out, i0 + 1, axis=axis) * w
     return out
 
