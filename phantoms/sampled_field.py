@@ -57,15 +57,27 @@ def corner_slopes(values: np.ndarray, step_mm: float) -> np.ndarray:
 
 def _max_filter(a: np.ndarray, reach: int) -> np.ndarray:
     """Largest value within ``reach`` nodes along each axis (a cube ``2 reach + 1`` a side), edges
-    clamped: ``ndimage.maximum_filter(a, 2 reach + 1, mode="nearest")`` by shifted maxima."""
-    out = a
-    for axis in range(a.ndim):
-        src, out = out, out.copy()
-        for s in range(1, min(reach, src.shape[axis] - 1) + 1):
-            up = tuple(slice(s, None) if b == axis else slice(None) for b in range(a.ndim))
-            down = tuple(slice(None, -s) if b == axis else slice(None) for b in range(a.ndim))
-            np.maximum(out[up], src[down], out=out[up])
-            np.maximum(out[down], src[up], out=out[down])
+    clamped: ``ndimage.maximum_filter(a, 2 reach + 1, mode="nearest")`` by shifted maxima, worked
+    in slabs of ``_SLAB`` planes along the first axis (maxima are exact: the same numbers)."""
+    out = np.empty_like(a)
+    n0 = a.shape[0]
+    for z0 in range(0, n0, _SLAB):
+        z1 = min(z0 + _SLAB, n0)
+        slab = a[z0:z1].copy()
+        for s in range(1, reach + 1):  # along the first axis, from the planes around the slab
+            if z0 + s < n0:
+                np.maximum(slab[: n0 - z0 - s], a[z0 + s : z1 + s], out=slab[: n0 - z0 - s])
+            if z1 - s > 0:
+                lo = max(s - z0, 0)
+                np.maximum(slab[lo:], a[z0 + lo - s : z1 - s], out=slab[lo:])
+        for axis in range(1, a.ndim):
+            src, slab = slab, slab.copy()
+            for s in range(1, min(reach, src.shape[axis] - 1) + 1):
+                up = tuple(slice(s, None) if b == axis else slice(None) for b in range(a.ndim))
+                down = tuple(slice(None, -s) if b == axis else slice(None) for b in range(a.ndim))
+                np.maximum(slab[up], src[down], out=slab[up])
+                np.maximum(slab[down], src[up], out=slab[down])
+        out[z0:z1] = slab
     return out
 
 
@@ -479,12 +491,17 @@ def _inside_box(v: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _cell_range(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Smallest and largest corner value of each cell of a lattice."""
-    lo, hi = v, v
-    for axis in range(3):
-        a = [slice(None)] * 3
-        b = [slice(None)] * 3
-        a[axis], b[axis] = slice(None, -1), slice(1, None)
-        lo = np.minimum(lo[tuple(a)], lo[tuple(b)])
-        hi = np.maximum(hi[tuple(a)], hi[tuple(b)])
-    return lo, hi
+    """Smallest and largest corner value of each cell of a lattice (in slabs along z)."""
+    shape = tuple(n - 1 for n in v.shape)
+    lo_out, hi_out = np.empty(shape, v.dtype), np.empty(shape, v.dtype)
+    for z0 in range(0, shape[0], _SLAB):
+        z1 = min(z0 + _SLAB, shape[0])
+        lo = hi = v[z0 : z1 + 1]
+        for axis in range(3):
+            a = [slice(None)] * 3
+            b = [slice(None)] * 3
+            a[axis], b[axis] = slice(None, -1), slice(1, None)
+            lo = np.minimum(lo[tuple(a)], lo[tuple(b)])
+            hi = np.maximum(hi[tuple(a)], hi[tuple(b)])
+        lo_out[z0:z1], hi_out[z0:z1] = lo, hi
+    return lo_out, hi_out
