@@ -480,15 +480,15 @@ class MuscleField:
             path = self.paths[j]
             starts[k, : len(path) - 1] = path[:-1]
             steps[k, : len(path) - 1] = np.diff(path, axis=0)
-        feet = []
-        for k in (k_a, k_b):
-            s = _pick(seg, k)
-            t = _pick(along, k)
-            feet.append((starts[k, s], steps[k, s], t))
+        # One component at a time, each gathered from its own contiguous table (the same numbers).
+        starts = [np.ascontiguousarray(starts[..., c]).reshape(-1) for c in range(3)]
+        steps = [np.ascontiguousarray(steps[..., c]).reshape(-1) for c in range(3)]
+        (q_a, t_a), (q_b, t_b) = ((k * n + _pick(seg, k), _pick(along, k)) for k in (k_a, k_b))
         out = np.zeros(k_a.shape, np.float32)
         for c in range(3):
-            (sa, da, ta), (sb, db, tb) = feet
-            out += (coords[c] - sa[..., c] - ta * da[..., c]) * (coords[c] - sb[..., c] - tb * db[..., c])
+            foot_a = coords[c] - starts[c][q_a] - t_a * steps[c][q_a]
+            foot_b = coords[c] - starts[c][q_b] - t_b * steps[c][q_b]
+            out += foot_a * foot_b
         return out
 
     def _relevant(self, centres: np.ndarray, half: np.ndarray) -> list[np.ndarray]:
