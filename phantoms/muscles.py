@@ -212,24 +212,39 @@ def standin_landmarks(spec) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------------------------
 
 
+def _segments(path: np.ndarray) -> tuple:
+    """Per segment of ``path``, in float32: its vector ``ab`` (3 scalars), ``|ab|^2``, the inverse
+    of that, and its start's offset from the path's first point (3 scalars); worked out once per
+    path (the sweep reads them for every block of points)."""
+    p = np.ascontiguousarray(path)
+    return _segment_table(p.tobytes(), p.dtype.str, p.shape[0])
+
+
+@functools.lru_cache(maxsize=1024)
+def _segment_table(raw: bytes, dtype: str, n: int) -> tuple:
+    path = np.frombuffer(raw, dtype).reshape(n, 3)
+    out = []
+    for a, b in zip(path[:-1], path[1:], strict=True):
+        ab = (b - a).astype(np.float32)
+        dd = np.float32(max(float(ab @ ab), 1e-12))
+        out.append((tuple(ab), dd, np.float32(1.0) / dd, tuple((a - path[0]).astype(np.float32))))
+    return tuple(out)
+
+
 def _segment_sweep(ax, ay, az, path: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distance (mm, float32) to the polyline ``path`` of the points whose offsets from its first
     point are ``ax``, ``ay``, ``az`` (float32, broadcast together), with the index (int8) of the
     nearest segment and the position ``t`` (0 to 1) of the nearest point along it."""
     best = seg = where = None
     r2 = ax * ax + ay * ay + az * az
-    start = path[0]
-    for k, (a, b) in enumerate(zip(path[:-1], path[1:], strict=True)):
-        ab = (b - a).astype(np.float32)
-        dd = np.float32(max(float(ab @ ab), 1e-12))
-        sx, sy, sz = (a - start).astype(np.float32)
+    for k, (ab, dd, inv, (sx, sy, sz)) in enumerate(_segments(path)):
         # |p - a - t ab|^2 = |p - a|^2 - t (2 (p - a).ab - t |ab|^2), t clipped to the segment
         if k == 0:
             tn, rel2 = ax * ab[0] + ay * ab[1] + az * ab[2], r2
         else:
             bx, by, bz = ax - sx, ay - sy, az - sz
             tn, rel2 = bx * ab[0] + by * ab[1] + bz * ab[2], bx * bx + by * by + bz * bz
-        t = np.clip(tn * (np.float32(1.0) / dd), 0.0, 1.0)
+        t = np.clip(tn * inv, 0.0, 1.0)
         d2 = rel2 - t * (np.float32(2.0) * tn - t * dd)
         if best is None:
             best, seg, where = d2, np.zeros(d2.shape, np.int8), t
