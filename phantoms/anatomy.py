@@ -369,7 +369,10 @@ def vessel_nerve_paths(spec: AnatomySpec, side: str) -> dict[str, tuple[np.ndarr
     return {"femoral_artery": artery, "femoral_vein": vein, "femoral_nerve": nerve, "sciatic_nerve": sciatic}
 
 
-def _vessel_nerve_parts(spec: AnatomySpec) -> list[Part]:
+@functools.lru_cache(maxsize=4)
+def _vessel_nerve_parts(spec: AnatomySpec) -> tuple[Part, ...]:
+    """The vessels and nerves of both sides: built once per anatomy (pushing the paths clear of
+    bone reads the bones' distance many times)."""
     parts = []
     for side in SIDES:
         for name, (points, radii) in vessel_nerve_paths(spec, side).items():
@@ -377,7 +380,7 @@ def _vessel_nerve_parts(spec: AnatomySpec) -> list[Part]:
             structure = Structure.VESSEL if vessel else Structure.NERVE
             tissue = Tissue.BLOOD if vessel else Tissue.NERVE
             parts.append(Part(f"{name}_{side}", tube(points, radii), structure, tissue))
-    return parts
+    return tuple(parts)
 
 
 def _viscera(lm: HipLandmarks, rng: np.random.Generator | None) -> list[Part]:

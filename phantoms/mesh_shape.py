@@ -31,6 +31,7 @@ EXACT_BAND_CELLS = 1.5  # grid points within this many cells of the surface get 
 _PAIR_CHUNK = 1 << 17  # (triangle, grid point) pairs handled at once: small enough to stay in cache
 _THREADS = os.cpu_count() or 1  # results do not depend on it
 _LEVELS = 4  # levels of the band whose distance transforms bound the far field
+_SLAB = 8  # grid planes along z per slab of the far field's arithmetic
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,25 +200,31 @@ def mesh_shape(
     frames = _face_frames(vertices[faces])
     near = _near_distances(vertices, faces, frames, origin, h, shape, band)
     in_band = near <= band  # ``near`` is unsigned
-    # Beyond the band, |d| >= D + band - sqrt(3) h, D the distance to the nearest band point: the
-    # path to the surface meets a band point within half a cell diagonal of its depth ``band - h
-    # sqrt(3) / 2``. They are also farther than ``band``.
     if in_band.any():
         to_band = distance_to(in_band, h)
     else:
         to_band = np.full(shape, np.inf, dtype=np.float32)
-    far = np.maximum(to_band + (band - np.sqrt(3.0) * h), band)
-    # Through a band point g, |d(p)| <= |p - g| + d(g): the distance to the band points below
-    # each of a few levels, plus that level, bounds |d| from above, within a cell or so of it.
     levels = band * np.arange(1, _LEVELS + 1) / _LEVELS
-    over = to_band + band
+    below = []
     for level in levels[:-1]:
-        below = near <= level
-        if below.any():
-            over = np.minimum(over, distance_to(below, h) + level)
-    far = np.maximum(far, over - band / _LEVELS)  # below |d| but for a second-order term
-    size = np.where(in_band, near, far).astype(np.float32)
-    values = np.where(inside, -size, size).astype(np.float32)
+        mask = near <= level
+        if mask.any():
+            below.append((level, distance_to(mask, h)))
+    values = np.empty(shape, np.float32)
+    for z0 in range(0, shape[0], _SLAB):  # slabs along z: the same numbers, held in cache
+        sl = slice(z0, z0 + _SLAB)
+        # Beyond the band, |d| >= D + band - sqrt(3) h, D the distance to the nearest band point:
+        # the path to the surface meets a band point within half a cell diagonal of its depth
+        # ``band - h sqrt(3) / 2``. They are also farther than ``band``.
+        far = np.maximum(to_band[sl] + (band - np.sqrt(3.0) * h), band)
+        # Through a band point g, |d(p)| <= |p - g| + d(g): the distance to the band points below
+        # each of a few levels, plus that level, bounds |d| from above, within a cell or so of it.
+        over = to_band[sl] + band
+        for level, to_level in below:
+            over = np.minimum(over, to_level[sl] + level)
+        far = np.maximum(far, over - band / _LEVELS)  # below |d| but for a second-order term
+        size = np.where(in_band[sl], near[sl], far).astype(np.float32)
+        values[sl] = np.where(inside[sl], -size, size)
     boundary = min(
         float(np.abs(values[[0, -1]]).min()),
         float(np.abs(values[:, [0, -1]]).min()),
@@ -257,7 +264,7 @@ def _parity_inside(
     tri = xy[faces]  # (F, 3, 2)
     start = np.maximum(np.ceil(tri.min(axis=1)).astype(np.int64), 0)
     stop = np.minimum(np.floor(tri.max(axis=1)).astype(np.int64) + 1, [nx, ny])
-    toggles = np.zeros(nz * ny * nx + 1, dtype=np.uint8)
+    crossings = []
     chunk = max(1, _PAIR_CHUNK // 16)
     for f0 in range(0, faces.shape[0], chunk):
         sl = slice(f0, f0 + chunk)
@@ -289,7 +296,10 @@ def _parity_inside(
         zc = (1.0 - wb - wc) * z[f[:, 0]] + wb * z[f[:, 1]] + wc * z[f[:, 2]]
         k = np.clip(np.ceil(zc).astype(np.int64), 0, nz)  # first grid point above the crossing
         flat = np.where(k < nz, (k * ny + col[:, 1]) * nx + col[:, 0], nz * ny * nx)
-        toggles += np.bincount(flat, minlength=toggles.size).astype(np.uint8)
+        crossings.append(flat)
+    # Counted once (modulo 256, as a uint8 sum of the chunks' counts would be): only parity matters.
+    flat = np.concatenate(crossings) if crossings else np.zeros(0, np.int64)
+    toggles = np.bincount(flat, minlength=nz * ny * nx + 1).astype(np.uint8)
     counts = toggles[:-1].reshape(shape)
     np.cumsum(counts, axis=0, dtype=np.uint8, out=counts)
     return (counts & 1).astype(bool)

@@ -212,24 +212,39 @@ def standin_landmarks(spec) -> dict[str, np.ndarray]:
 # ----------------------------------------------------------------------------------------------
 
 
+def _segments(path: np.ndarray) -> tuple:
+    """Per segment of ``path``, in float32: its vector ``ab`` (3 scalars), ``|ab|^2``, the inverse
+    of that, and its start's offset from the path's first point (3 scalars); worked out once per
+    path (the sweep reads them for every block of points)."""
+    p = np.ascontiguousarray(path)
+    return _segment_table(p.tobytes(), p.dtype.str, p.shape[0])
+
+
+@functools.lru_cache(maxsize=1024)
+def _segment_table(raw: bytes, dtype: str, n: int) -> tuple:
+    path = np.frombuffer(raw, dtype).reshape(n, 3)
+    out = []
+    for a, b in zip(path[:-1], path[1:], strict=True):
+        ab = (b - a).astype(np.float32)
+        dd = np.float32(max(float(ab @ ab), 1e-12))
+        out.append((tuple(ab), dd, np.float32(1.0) / dd, tuple((a - path[0]).astype(np.float32))))
+    return tuple(out)
+
+
 def _segment_sweep(ax, ay, az, path: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distance (mm, float32) to the polyline ``path`` of the points whose offsets from its first
     point are ``ax``, ``ay``, ``az`` (float32, broadcast together), with the index (int8) of the
     nearest segment and the position ``t`` (0 to 1) of the nearest point along it."""
     best = seg = where = None
     r2 = ax * ax + ay * ay + az * az
-    start = path[0]
-    for k, (a, b) in enumerate(zip(path[:-1], path[1:], strict=True)):
-        ab = (b - a).astype(np.float32)
-        dd = np.float32(max(float(ab @ ab), 1e-12))
-        sx, sy, sz = (a - start).astype(np.float32)
+    for k, (ab, dd, inv, (sx, sy, sz)) in enumerate(_segments(path)):
         # |p - a - t ab|^2 = |p - a|^2 - t (2 (p - a).ab - t |ab|^2), t clipped to the segment
         if k == 0:
             tn, rel2 = ax * ab[0] + ay * ab[1] + az * ab[2], r2
         else:
             bx, by, bz = ax - sx, ay - sy, az - sz
             tn, rel2 = bx * ab[0] + by * ab[1] + bz * ab[2], bx * bx + by * by + bz * bz
-        t = np.clip(tn * (np.float32(1.0) / dd), 0.0, 1.0)
+        t = np.clip(tn * inv, 0.0, 1.0)
         d2 = rel2 - t * (np.float32(2.0) * tn - t * dd)
         if best is None:
             best, seg, where = d2, np.zeros(d2.shape, np.int8), t
@@ -260,17 +275,30 @@ def _point_distance(columns: tuple[np.ndarray, np.ndarray, np.ndarray], path: np
 def _interpolate(values: np.ndarray, origin: np.ndarray, step: float, axes) -> np.ndarray:
     """Trilinear interpolation (float32 [z, y, x]) of ``values`` (nodes ``step`` apart from
     ``origin``, x y z) on the lattice of ``axes`` (x, y, z in mm); clamped at the edges."""
-    out = values
+    cells, crop = [], [slice(None)] * 3
     for axis, coords in zip((2, 1, 0), axes, strict=True):
         n = values.shape[axis]
         u = np.clip((np.asarray(coords, float) - origin[2 - axis]) / step, 0.0, n - 1.0)
         i0 = np.minimum(np.floor(u).astype(np.intp), n - 2)
-        w = (u - i0).astype(np.float32)
         shape = [1, 1, 1]
         shape[axis] = -1
-        w = w.reshape(shape)
+        first = int(i0.min())
+        crop[axis] = slice(first, int(i0.max()) + 2)  # only the nodes read: the same numbers
+        cells.append((axis, i0 - first, (u - i0).astype(np.float32).reshape(shape)))
+    out = values[tuple(crop)]
+    for axis, i0, w in cells:
         out = np.take(out, i0, axis=axis) * (1.0 - w) + np.take(out, i0 + 1, axis=axis) * w
     return out
+
+
+def _argmin(stack: np.ndarray) -> np.ndarray:
+    """``np.argmin(stack, axis=0)`` for a stack without NaN: the first index of the least value,
+    found from the least value row by row (numpy's argmin along a leading axis is slow)."""
+    least = stack.min(axis=0)
+    k = np.zeros(least.shape, np.intp)
+    for j in range(stack.shape[0] - 1, -1, -1):  # the first row that holds it is written last
+        np.copyto(k, j, where=stack[j] == least)
+    return k
 
 
 def _pick(stack: np.ndarray, k: np.ndarray, value: Any = None) -> np.ndarray | None:
@@ -414,15 +442,15 @@ class MuscleField:
         weighted = dist - self.radii[order].astype(np.float32)[col]  # e, within reach or not
         e = np.where(beyond <= plane, weighted, inf)  # e of the muscles that compete
         # A: the nearest muscle; A2: the next (any group); B: the nearest of another group than A
-        k_a = np.argmin(e, axis=0)
+        k_a = _argmin(e)
         e_a = _pick(e, k_a)
         rest = e.copy()
         _pick(rest, k_a, inf)
-        k_2 = np.argmin(rest, axis=0)
+        k_2 = _argmin(rest)
         e_2 = _pick(rest, k_2)
         group = self.group_ids[order]
         rest[group[col] == group[k_a][None]] = inf
-        k_b = np.argmin(rest, axis=0)
+        k_b = _argmin(rest)
         e_b = _pick(rest, k_b)
         x_a, x_2, x_b = (_pick(beyond, k) for k in (k_a, k_2, k_b))
         d_a, d_2 = (_pick(dist, k) for k in (k_a, k_2))
@@ -467,15 +495,15 @@ class MuscleField:
             path = self.paths[j]
             starts[k, : len(path) - 1] = path[:-1]
             steps[k, : len(path) - 1] = np.diff(path, axis=0)
-        feet = []
-        for k in (k_a, k_b):
-            s = _pick(seg, k)
-            t = _pick(along, k)
-            feet.append((starts[k, s], steps[k, s], t))
+        # One component at a time, each gathered from its own contiguous table (the same numbers).
+        starts = [np.ascontiguousarray(starts[..., c]).reshape(-1) for c in range(3)]
+        steps = [np.ascontiguousarray(steps[..., c]).reshape(-1) for c in range(3)]
+        (q_a, t_a), (q_b, t_b) = ((k * n + _pick(seg, k), _pick(along, k)) for k in (k_a, k_b))
         out = np.zeros(k_a.shape, np.float32)
         for c in range(3):
-            (sa, da, ta), (sb, db, tb) = feet
-            out += (coords[c] - sa[..., c] - ta * da[..., c]) * (coords[c] - sb[..., c] - tb * db[..., c])
+            foot_a = coords[c] - starts[c][q_a] - t_a * steps[c][q_a]
+            foot_b = coords[c] - starts[c][q_b] - t_b * steps[c][q_b]
+            out += foot_a * foot_b
         return out
 
     def _relevant(self, centres: np.ndarray, half: np.ndarray) -> list[np.ndarray]:

@@ -7,6 +7,7 @@ API (numpy, CuPy, array_api_strict), with the lattice copied to the points' name
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,12 +18,12 @@ from typing import Any
 import array_api_compat
 import edt  # exact Euclidean distance transform (seung-lab, LGPL-3.0-or-later)
 import numpy as np
-from scipy import ndimage
 
 from nmosim.phantoms.shapes import Points, Shape, array_api_sdf, constants, evaluate, namespace, put, take
 
 _THREADS = os.cpu_count() or 1  # results do not depend on it
 _CHUNK = 1 << 16  # points per distance call while sampling
+_SLAB = 8  # cells along z per slab of the corner slopes
 
 
 def corner_slopes(values: np.ndarray, step_mm: float) -> np.ndarray:
@@ -31,18 +32,64 @@ def corner_slopes(values: np.ndarray, step_mm: float) -> np.ndarray:
     Along an edge through a corner, a trilinear interpolant's partial derivative in that direction
     is constant, and its gradient norm is convex along every axis; so its largest value over a cell
     lies at a corner and is the norm of that corner's three edge differences over ``step_mm``.
+    Worked in slabs of ``_SLAB`` cells along z (the same numbers, held in cache).
     """
     v = np.asarray(values, np.float32)
     n0, n1, n2 = (k - 1 for k in v.shape)
-    dz, dy, dx = (np.square(np.diff(v, axis=axis)) for axis in range(3))
-    best = None
-    for cz in (0, 1):
-        for cy in (0, 1):
-            for cx in (0, 1):
-                g = dx[cz : cz + n0, cy : cy + n1, :] + dy[cz : cz + n0, :, cx : cx + n2]
-                g += dz[:, cy : cy + n1, cx : cx + n2]
-                best = g if best is None else np.maximum(best, g, out=best)
-    return np.sqrt(best) / np.float32(step_mm)
+    best = np.empty((n0, n1, n2), np.float32)
+    g = np.empty((min(_SLAB, n0), n1, n2), np.float32)
+    for z0 in range(0, n0, _SLAB):
+        m = min(_SLAB, n0 - z0)
+        w = v[z0 : z0 + m + 1]
+        dz, dy, dx = (np.square(np.diff(w, axis=axis)) for axis in range(3))
+        out, gm = best[z0 : z0 + m], g[:m]
+        for k, (cz, cy, cx) in enumerate(itertools.product((0, 1), repeat=3)):
+            np.add(dx[cz : cz + m, cy : cy + n1, :], dy[cz : cz + m, :, cx : cx + n2], out=gm)
+            gm += dz[:, cy : cy + n1, cx : cx + n2]
+            if k == 0:
+                out[...] = gm
+            else:
+                np.maximum(out, gm, out=out)
+    np.sqrt(best, out=best)
+    best /= np.float32(step_mm)
+    return best
+
+
+def _max_filter(a: np.ndarray, reach: int) -> np.ndarray:
+    """Largest value within ``reach`` nodes along each axis (a cube ``2 reach + 1`` a side), edges
+    clamped: ``ndimage.maximum_filter(a, 2 reach + 1, mode="nearest")`` by shifted maxima, worked
+    in slabs of ``_SLAB`` planes along the first axis (maxima are exact: the same numbers)."""
+    out = np.empty_like(a)
+    n0 = a.shape[0]
+    for z0 in range(0, n0, _SLAB):
+        z1 = min(z0 + _SLAB, n0)
+        slab = a[z0:z1].copy()
+        for s in range(1, reach + 1):  # along the first axis, from the planes around the slab
+            if z0 + s < n0:
+                np.maximum(slab[: n0 - z0 - s], a[z0 + s : z1 + s], out=slab[: n0 - z0 - s])
+            if z1 - s > 0:
+                lo = max(s - z0, 0)
+                np.maximum(slab[lo:], a[z0 + lo - s : z1 - s], out=slab[lo:])
+        for axis in range(1, a.ndim):
+            src, slab = slab, slab.copy()
+            for s in range(1, min(reach, src.shape[axis] - 1) + 1):
+                up = tuple(slice(s, None) if b == axis else slice(None) for b in range(a.ndim))
+                down = tuple(slice(None, -s) if b == axis else slice(None) for b in range(a.ndim))
+                np.maximum(slab[up], src[down], out=slab[up])
+                np.maximum(slab[down], src[up], out=slab[down])
+        out[z0:z1] = slab
+    return out
+
+
+def _pad_edge(a: np.ndarray) -> np.ndarray:
+    """``a`` with one more node at the end of each axis, a copy of the last: ``np.pad(a, 1 at the
+    end, mode="edge")``."""
+    out = np.empty(tuple(n + 1 for n in a.shape), a.dtype)
+    out[:-1, :-1, :-1] = a
+    out[-1, :-1, :-1] = a[-1]
+    out[:, -1, :-1] = out[:, -2, :-1]
+    out[:, :, -1] = out[:, :, -2]
+    return out
 
 
 def _upsample(v: np.ndarray) -> np.ndarray:
@@ -367,21 +414,17 @@ def sampled_field(values: np.ndarray, origin_mm: np.ndarray, step_mm: float) -> 
     v = np.ascontiguousarray(values, np.float32)
     cell = corner_slopes(v, step_mm)
     reach = int(np.ceil(NEAR_MM / step_mm))
-    near = ndimage.maximum_filter(cell, size=2 * reach + 1, mode="nearest")
-    near = np.pad(_round_up16(near), [(0, 1)] * 3, mode="edge").reshape(-1)  # per node: its cell
-    pad = [(0, -n % SLOPE_BLOCK) for n in cell.shape]
-    blocks = np.pad(cell, pad, mode="edge")
-    bz, by, bx = (n // SLOPE_BLOCK for n in blocks.shape)
-    blocks = blocks.reshape(bz, SLOPE_BLOCK, by, SLOPE_BLOCK, bx, SLOPE_BLOCK).max(axis=(1, 3, 5))
+    near = _pad_edge(_round_up16(_max_filter(cell, reach))).reshape(-1)  # per node: its cell
+    blocks = _block_max(cell, SLOPE_BLOCK)
     far_reach = int(np.ceil(np.ceil(FIELD_CLAMP_MM / step_mm) / SLOPE_BLOCK)) + 1
-    far = _round_up16(ndimage.maximum_filter(blocks, size=2 * far_reach + 1, mode="nearest"))
+    far = _round_up16(_max_filter(blocks, far_reach))
     nodes = [np.minimum(np.arange(n) // SLOPE_BLOCK, m - 1) for n, m in zip(v.shape, far.shape, strict=True)]
     far = far[np.ix_(*nodes)].reshape(-1)
     # Cells that may hold a zero: the interpolant spans its corners' values, no more.
     lo_cell, hi_cell = _cell_range(v)
     holds = (lo_cell <= 0.0) & (hi_cell >= 0.0)
     gap = _gap(holds, step_mm)
-    gap = np.pad(gap.astype(np.float16), [(0, 1)] * 3, mode="edge").reshape(-1)
+    gap = _pad_edge(gap.astype(np.float16)).reshape(-1)
     origin = np.asarray(origin_mm, float)
     box = _inside_box(v)
     if box is None:
@@ -390,6 +433,16 @@ def sampled_field(values: np.ndarray, origin_mm: np.ndarray, step_mm: float) -> 
         lower = origin + (box[0][::-1] - 1) * step_mm
         upper = origin + (box[1][::-1] + 1) * step_mm
     return SampledField(v, origin, float(step_mm), near, far, gap, lower, upper)
+
+
+def _block_max(cell: np.ndarray, b: int) -> np.ndarray:
+    """Largest value of each block of ``b`` cells a side (the last blocks padded with the edge)."""
+    pad = [(0, -n % b) for n in cell.shape]
+    blocks = np.pad(cell, pad, mode="edge") if any(p[1] for p in pad) else cell
+    bz, by, bx = (n // b for n in blocks.shape)
+    out = blocks.reshape(bz * b * by * b * bx, b).max(axis=1)  # maxima are exact in any order
+    out = out.reshape(bz * b * by, b, bx).max(axis=1)
+    return out.reshape(bz, b, by * bx).max(axis=1).reshape(bz, by, bx)
 
 
 def distance_to(mask: np.ndarray, spacing_mm: float = 1.0) -> np.ndarray:
@@ -417,8 +470,11 @@ def _gap(holds: np.ndarray, step_mm: float) -> np.ndarray:
         padded = np.pad(holds, [(0, -n % b) for n in holds.shape])
         nz, ny, nx = (n // b for n in padded.shape)
         blocks = padded.reshape(nz, b, ny, b, nx, b).any(axis=(1, 3, 5))
-    centres = distance_to(blocks).astype(np.float32)
-    gap = np.maximum((centres - np.float32(_SQRT3)) * np.float32(b * step_mm * 0.999) - np.float32(1e-3), 0.0)
+    gap = distance_to(blocks).astype(np.float32, copy=False)  # block centres apart, in blocks
+    gap -= np.float32(_SQRT3)
+    gap *= np.float32(b * step_mm * 0.999)
+    gap -= np.float32(1e-3)
+    np.maximum(gap, 0.0, out=gap)
     if b == 1:
         return gap
     cells = [np.arange(n) // b for n in holds.shape]
@@ -435,12 +491,17 @@ def _inside_box(v: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _cell_range(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Smallest and largest corner value of each cell of a lattice."""
-    lo, hi = v, v
-    for axis in range(3):
-        a = [slice(None)] * 3
-        b = [slice(None)] * 3
-        a[axis], b[axis] = slice(None, -1), slice(1, None)
-        lo = np.minimum(lo[tuple(a)], lo[tuple(b)])
-        hi = np.maximum(hi[tuple(a)], hi[tuple(b)])
-    return lo, hi
+    """Smallest and largest corner value of each cell of a lattice (in slabs along z)."""
+    shape = tuple(n - 1 for n in v.shape)
+    lo_out, hi_out = np.empty(shape, v.dtype), np.empty(shape, v.dtype)
+    for z0 in range(0, shape[0], _SLAB):
+        z1 = min(z0 + _SLAB, shape[0])
+        lo = hi = v[z0 : z1 + 1]
+        for axis in range(3):
+            a = [slice(None)] * 3
+            b = [slice(None)] * 3
+            a[axis], b[axis] = slice(None, -1), slice(1, None)
+            lo = np.minimum(lo[tuple(a)], lo[tuple(b)])
+            hi = np.maximum(hi[tuple(a)], hi[tuple(b)])
+        lo_out[z0:z1], hi_out[z0:z1] = lo, hi
+    return lo_out, hi_out

@@ -228,3 +228,14 @@ def test_a_moved_and_mirrored_mesh_moves_its_distances(torus):
     d = shape.sdf(local @ matrix.T + offset)
     close = np.abs(torus_sdf(local)) < 0.4
     np.testing.assert_allclose(d[close], torus_sdf(local[close]), atol=0.1)
+
+
+def test_bytes_do_not_depend_on_the_slab_height(torus, monkeypatch):
+    import nmosim.phantoms.mesh_shape as ms
+
+    shapes = []
+    for slab in (1, 5, 10_000):
+        monkeypatch.setattr(ms, "_SLAB", slab)
+        shapes.append(mesh_shape(torus, resolution_mm=1.0))
+    for other in shapes[1:]:
+        np.testing.assert_array_equal(shapes[0].values, other.values)

@@ -508,3 +508,31 @@ def test_pick_reads_and_writes_one_muscle_per_point():
     np.put_along_axis(expect, k[None], np.inf, axis=0)
     _pick(stack, k, np.inf)
     np.testing.assert_array_equal(stack, expect)
+
+
+def test_argmin_over_the_stack_is_numpys_first_least_index():
+    from nmosim.phantoms.muscles import _argmin
+
+    rng = np.random.default_rng(5)
+    for m in (1, 2, 7):
+        stack = rng.integers(0, 4, (m, 6, 50)).astype(np.float32)  # many ties
+        stack[stack == 3] = np.inf
+        stack[:, 0, :] = np.inf  # columns with no finite value
+        np.testing.assert_array_equal(_argmin(stack), np.argmin(stack, axis=0))
+
+
+def test_envelope_interpolation_equals_the_whole_lattice_form():
+    from nmosim.phantoms.muscles import _interpolate
+
+    rng = np.random.default_rng(6)
+    values = rng.normal(0.0, 10.0, (9, 11, 13)).astype(np.float32)
+    origin, step = np.array([-20.0, 5.0, -7.0]), 4.0
+    axes = (np.arange(-30.0, 10.0, 1.5), np.arange(12.0, 30.0, 1.5), np.arange(0.0, 9.0, 1.5))
+    out = values  # the same steps on every node of ``values``: x, then y, then z
+    for axis, coords in zip((2, 1, 0), axes, strict=True):
+        n = values.shape[axis]
+        u = np.clip((coords - origin[2 - axis]) / step, 0.0, n - 1.0)
+        i0 = np.minimum(np.floor(u).astype(np.intp), n - 2)
+        w = (u - i0).astype(np.float32).reshape([-1 if a == axis else 1 for a in range(3)])
+        out = np.take(out, i0, axis=axis) * (1.0 - w) + np.take(out, i0 + 1, axis=axis) * w
+    np.testing.assert_array_equal(_interpolate(values, origin, step, axes), out)

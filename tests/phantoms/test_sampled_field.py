@@ -186,3 +186,61 @@ def test_sampling_gives_the_same_bytes_on_any_thread_count(monkeypatch):
         fields.append((banded.values, sampled_field(values, origin, step).gap))
     np.testing.assert_array_equal(fields[0][0], fields[1][0])
     np.testing.assert_array_equal(fields[0][1], fields[1][1])
+
+
+def _corner_slopes_plain(v: np.ndarray, step: float) -> np.ndarray:
+    """The largest corner gradient norm of each cell, over the whole lattice at once."""
+    dz, dy, dx = (np.square(np.diff(v, axis=a)) for a in range(3))
+    n0, n1, n2 = (k - 1 for k in v.shape)
+    g = [
+        (dx[cz : cz + n0, cy : cy + n1, :] + dy[cz : cz + n0, :, cx : cx + n2])
+        + dz[:, cy : cy + n1, cx : cx + n2]
+        for cz in (0, 1)
+        for cy in (0, 1)
+        for cx in (0, 1)
+    ]
+    return np.sqrt(np.max(g, axis=0)) / np.float32(step)
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 2), (3, 5, 4), (9, 6, 7), (21, 8, 5), (17, 3, 12)])
+def test_slab_helpers_equal_their_whole_array_forms(shape):
+    from nmosim.phantoms.sampled_field import _block_max, _cell_range, _max_filter, _pad_edge
+
+    rng = np.random.default_rng(sum(shape))
+    v = rng.normal(0.0, 4.0, shape).astype(np.float32)
+    v[0, 0, 0] = v[-1, -1, -1] = 0.0
+    np.testing.assert_array_equal(corner_slopes(v, 1.5), _corner_slopes_plain(v, 1.5))
+    for reach in (1, 2, 3, 9):
+        np.testing.assert_array_equal(
+            _max_filter(v, reach), ndimage.maximum_filter(v, 2 * reach + 1, mode="nearest")
+        )
+    corners = [
+        v[a : a + shape[0] - 1, b : b + shape[1] - 1, c : c + shape[2] - 1]
+        for a in (0, 1)
+        for b in (0, 1)
+        for c in (0, 1)
+    ]
+    lo, hi = _cell_range(v)
+    np.testing.assert_array_equal(lo, np.min(corners, axis=0))
+    np.testing.assert_array_equal(hi, np.max(corners, axis=0))
+    np.testing.assert_array_equal(_pad_edge(v), np.pad(v, [(0, 1)] * 3, mode="edge"))
+    for b in (2, 8):
+        padded = np.pad(v, [(0, -n % b) for n in shape], mode="edge")
+        nz, ny, nx = (n // b for n in padded.shape)
+        expected = padded.reshape(nz, b, ny, b, nx, b).max(axis=(1, 3, 5))
+        np.testing.assert_array_equal(_block_max(v, b), expected)
+
+
+def test_sampled_field_bytes_do_not_depend_on_the_slab_height(monkeypatch):
+    import nmosim.phantoms.sampled_field as sf
+
+    values, origin, step = _bumpy_lattice()
+    values[[0, -1], :, :] = values[:, [0, -1], :] = values[:, :, [0, -1]] = 16.0
+    fields = []
+    for slab in (1, 3, 1000):
+        monkeypatch.setattr(sf, "_SLAB", slab)
+        f = sampled_field(values, origin, step)
+        fields.append((f.near_slope, f.far_slope, f.gap, f.lower, f.upper))
+    for other in fields[1:]:
+        for a, b in zip(fields[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
