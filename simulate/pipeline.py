@@ -206,11 +206,13 @@ def ap_radiograph(
 def stage_namespaces(device: str, xp: ModuleType) -> dict[str, str]:
     """Where each stage of :func:`simulate_ct` computes, by stage name (as ``progress`` reports
     them): the array namespace of the labels, imaging maps, radiograph and truth (``xp``); for the
-    CT, ASTRA's device and the namespace of the polychromatic counts and the FBP (CuPy's only on a
-    GPU with CuPy installed)."""
+    CT, where the projection runs (ASTRA on the GPU; on the CPU, ASTRA's kernel as a sparse matrix
+    for a case's many slices, :func:`nmosim.simulate.backend.reused_projections`) and the
+    namespace of the polychromatic counts and the FBP (CuPy's only on a GPU with CuPy installed)."""
     where = arrays.name(xp)
     on_gpu = device == "cuda" and arrays.has_gpu_arrays()
-    ct_where = f"astra {device}; counts and fbp {'cupy' if on_gpu else 'numpy'}"
+    projection = "astra cuda" if device == "cuda" else "astra kernel as sparse matrix, cpu"
+    ct_where = f"{projection}; counts and fbp {'cupy' if on_gpu else 'numpy'}"
     return {"labels": where, "imaging maps": where, "ct": ct_where, "radiograph": where, "truth": where}
 
 

@@ -139,7 +139,7 @@ def test_stage_namespaces_name_where_each_stage_runs():
     where = pipeline.stage_namespaces("cpu", xps)
     assert list(where) == ["labels", "imaging maps", "ct", "radiograph", "truth"]
     assert {where[s] for s in ("labels", "imaging maps", "radiograph", "truth")} == {"array_api_strict"}
-    assert where["ct"] == "astra cpu; counts and fbp numpy"
+    assert where["ct"] == "astra kernel as sparse matrix, cpu; counts and fbp numpy"
     assert pipeline.stage_namespaces("cpu", arrays.namespace("cpu"))["labels"] == "numpy"
 
 
