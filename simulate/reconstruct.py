@@ -93,9 +93,9 @@ class ResolutionChain:
     ``imaging_pixel_mm``: pixel of the imaging grid (the object's area-fraction raster, a box, then
     represented as pixels, another box); ``t_step_mm``: rebinned detector step (linear
     interpolation at rebinning and again at backprojection; the rebinning's is its average over
-    the sampling phase, which holds where the fan bins drift off the parallel samples, beyond
-    about 50 mm from the iso-centre for the presets; nearer, the samples are readings, unblurred,
-    and the image is sharper than the kernel by about 10 %); ``voxel_mm``: reconstruction voxel
+    the sampling phase, which holds where the fan bins have drifted off the parallel samples,
+    beyond about 50 mm from the iso-centre for the presets; nearer, the samples are readings,
+    unblurred, and the MTF50 lies 10-20 % above the kernel's); ``voxel_mm``: reconstruction voxel
     (it sets the grid's limit, points are sampled without a box); the focal spot and the detector
     cell as ``samples`` points across a box of ``blur_mm`` (one point: no blur).
     """
@@ -230,7 +230,9 @@ def _sampling(geometry: tuple) -> tuple[np.ndarray, float, int]:
     and ``n_t`` has the parity of ``n_bins``, so near the iso-centre (where ``t`` is the bin offset
     scaled by ``D_si / D_sd``) every sample is a fan reading and its conjugate, uninterpolated,
     for either parity: interpolating halfway between two readings (the other parity) averages
-    their noise and blurs, and would make noise and sharpness depend on the bin count's parity."""
+    their noise and blurs, and would make noise and sharpness depend on the bin count's parity.
+    Farther out the bins drift off the samples (``t = D_si sin(atan(u / D_sd))`` is not linear in
+    the bin offset ``u``), alike for either parity."""
     n_views, n_bins, bin_width, d_si, d_sd = geometry
     n_theta = max(n_views // 2, 1)
     angles = np.pi * np.arange(n_theta) / n_theta
