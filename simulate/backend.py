@@ -145,7 +145,8 @@ def parallel_geometry(grid: Grid, angles_rad: np.ndarray, t_step_mm: float, n_t:
     """ASTRA ``parallel_vec`` geometry and per-view weights for a backprojection.
 
     Parallel view ``theta`` has rays along ``-(sin theta, cos theta)`` and detector coordinate
-    ``t = x cos theta - y sin theta`` (bins of ``t_step_mm``, centred on t = 0); so it holds the
+    ``t = x cos theta - y sin theta`` (bins of ``t_step_mm``, centred on t = 0: bin ``i`` at
+    ``t = (i - (n_t - 1) / 2) t_step_mm``, half a step off t = 0 for an even ``n_t``); so it holds the
     same rays as the fan view at ``b = theta + asin(t / D_si)``. The weights (``[n_views]``)
     make ASTRA's backprojection return the plain sum over views of the linearly interpolated
     values, ``sum_theta q(theta, t(x))``.

@@ -92,7 +92,10 @@ class ResolutionChain:
 
     ``imaging_pixel_mm``: pixel of the imaging grid (the object's area-fraction raster, a box, then
     represented as pixels, another box); ``t_step_mm``: rebinned detector step (linear
-    interpolation at rebinning and again at backprojection); ``voxel_mm``: reconstruction voxel
+    interpolation at rebinning and again at backprojection; the rebinning's is its average over
+    the sampling phase, which holds where the fan bins have drifted off the parallel samples,
+    beyond about 50 mm from the iso-centre for the presets; nearer, the samples are readings,
+    unblurred, and the MTF50 lies 10-20 % above the kernel's); ``voxel_mm``: reconstruction voxel
     (it sets the grid's limit, points are sampled without a box); the focal spot and the detector
     cell as ``samples`` points across a box of ``blur_mm`` (one point: no blur).
     """
@@ -223,17 +226,26 @@ def _geometry(protocol: ScannerProtocol) -> tuple[int, int, float, float, float]
 
 
 def _sampling(geometry: tuple) -> tuple[np.ndarray, float, int]:
+    """Parallel angles, step and count. Sample ``i`` lies at ``t = (i - (n_t - 1) / 2) t_step``
+    and ``n_t`` has the parity of ``n_bins``, so near the iso-centre (where ``t`` is the bin offset
+    scaled by ``D_si / D_sd``) every sample is a fan reading and its conjugate, uninterpolated,
+    for either parity: interpolating halfway between two readings (the other parity) averages
+    their noise and blurs, and would make noise and sharpness depend on the bin count's parity.
+    Farther out the bins drift off the samples (``t = D_si sin(atan(u / D_sd))`` is not linear in
+    the bin offset ``u``), alike for either parity."""
     n_views, n_bins, bin_width, d_si, d_sd = geometry
     n_theta = max(n_views // 2, 1)
     angles = np.pi * np.arange(n_theta) / n_theta
     t_step = bin_width * d_si / d_sd  # the bin pitch at the iso-centre
     edge = (n_bins - 1) / 2.0 * bin_width  # outermost bin centre, at the detector
     t_max = d_si * math.sin(math.atan(edge / d_sd))
-    return angles, t_step, 2 * int(math.floor(t_max / t_step + 1e-9)) + 1
+    half = 0.5 * (1 - n_bins % 2)  # the samples' offset from a multiple of t_step: 0 or 1/2
+    return angles, t_step, 2 * int(math.floor(t_max / t_step - half + 1e-9)) + 1 + int(2 * half)
 
 
 def parallel_sampling(protocol: ScannerProtocol) -> tuple[np.ndarray, float, int]:
-    """Rebinned sampling: view angles in radians over [0, pi), detector step in mm, bin count."""
+    """Rebinned sampling: view angles in radians over [0, pi), detector step in mm, bin count
+    (of the parity of ``protocol.n_bins``; bin ``i`` at ``t = (i - (n_t - 1) / 2) * step``)."""
     return _sampling(_geometry(protocol))
 
 
@@ -242,7 +254,8 @@ def _rebin_matrix(geometry: tuple) -> scipy.sparse.csr_matrix:
     """Sparse map from a fan sinogram (raveled ``[n_views, n_bins]``) to a parallel one.
 
     Parallel ray (theta, t) is the fan ray of view ``b = theta + g`` at detector offset
-    ``D_sd tan g``, ``g = asin(t / D_si)``; its conjugate is (theta + pi, -t). Both are read by
+    ``D_sd tan g``, ``g = asin(t / D_si)``; its conjugate is (theta + pi, -t), a sample too (the
+    samples are symmetric about t = 0 for either parity, see :func:`_sampling`). Both are read by
     bilinear interpolation (periodic in the view angle) and averaged.
     """
     n_v, n_b, bin_width, d_si, d_sd = geometry

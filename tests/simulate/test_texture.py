@@ -58,23 +58,25 @@ def test_imaging_maps_hold_partial_volume_at_the_surface():
 
 
 def test_noise_free_uniform_cylinder_is_flat(monkeypatch):
-    """A uniform muscle cylinder, noise-free: SD in its interior below 3.5 HU, its mean that of
-    muscle. Stepped imaging maps (one sample per voxel) alias the outline into streaks of 6-7 HU."""
+    """A uniform muscle cylinder, noise-free: SD in its interior below 4.5 HU (4.3 for 455, 456 or
+    457 bins; the rebinned samples are readings near the iso-centre, unsmoothed, for either parity),
+    its mean that of muscle. Stepped imaging maps (one sample per voxel) alias the outline into
+    streaks of 6-7 HU."""
     sd, mean = _interior_sd(monkeypatch, pipeline.IMAGING_SUPERSAMPLING)
     expected = ct.reference_hu(tissue_materials()[Tissue.MUSCLE], PROTOCOL, water_cm=2 * RADIUS_MM / 10.0)
-    assert sd < 3.5
+    assert sd < 4.5
     assert mean == pytest.approx(expected, abs=10.0)
 
 
 def test_qa_noise_region_is_clear_of_the_inserts_streaks():
     """Noise-free QA scans: the dense rods streak and shade the insert section's centre (above
     4 HU), so the noise, NPS and uniformity of qa.json come from the uniformity section, where
-    the quick geometry's fixed texture stays below 3 HU."""
+    the quick geometry's fixed texture stays below 3.6 HU (3.4 for 455, 456 or 457 bins)."""
     scan = qa.scan_qa(PROTOCOL, 200.0, n_slices=1, seed=None, threads=2)
     np.testing.assert_array_equal(scan.first, scan.second)  # no noise drawn
     report = qa.noise_report(scan)
     assert report["insert_section"]["sd_hu"] > 4.0  # the streaks are there to be picked up
-    assert report["noise"]["sd_hu"] < 3.0
+    assert report["noise"]["sd_hu"] < 3.6
     assert report["noise"]["section"] == "uniformity"
     # the uniform disc of the uniformity section, measured here without qa's own masks
     x, y = scan.uniform_grid.voxel_centers_axis(0), scan.uniform_grid.voxel_centers_axis(1)
