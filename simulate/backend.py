@@ -311,9 +311,9 @@ def forward_project(
     _check_volume(volume, grid)
     device = select_device(device)
     threads = resolve_threads(threads, device)
-    matrix = _reused_matrix(grid, protocol, sub_ray, threads) if device == "cpu" else None
-    if matrix is not None:
-        return _matrix_project(matrix, volume, grid, protocol, threads, sub_ray)
+    reused = _reused_matrix(grid, protocol, sub_ray, threads) if device == "cpu" else None
+    if reused is not None:
+        return _matrix_project(reused, volume, grid, protocol, threads)
     crop = content_box(volume)
     if crop is None:
         return _project(volume, grid, protocol, threads, device, sub_ray)
@@ -396,38 +396,39 @@ def _plane(grid: Grid) -> Grid:
 
 def _reused_matrix(
     grid: Grid, protocol: ScannerProtocol, sub_ray: tuple[float, float, float], threads: int
-) -> fan_matrix.FanMatrix | None:
-    """The held matrix of ``grid``'s plane and these rays, built if within the budget; None outside
-    :func:`reused_projections` or over the budget. Older matrices make room for a new one."""
+) -> tuple[fan_matrix.FanMatrix, np.ndarray | None] | None:
+    """The held matrix of ``grid``'s plane and these rays, with the geometry's path-length factor
+    (:func:`fan_geometry`), built if within the budget; None outside :func:`reused_projections` or
+    over the budget. Older matrices make room for a new one."""
     held = getattr(_reuse, "matrices", None)
     if held is None:
         return None
     key = (_plane(grid), protocol, sub_ray)
     if key not in held:
-        proj_geom, _ = fan_geometry(key[0], protocol, sub_ray)
+        proj_geom, factor = fan_geometry(key[0], protocol, sub_ray)
         vol_geom = volume_geometry(key[0])
         size = fan_matrix.estimated_weights(vol_geom, proj_geom)
         if size > MATRIX_MAX_WEIGHTS:
             held[key] = None
             return None
-        while sum(m.nnz for m in held.values() if m is not None) + size > MATRIX_MAX_WEIGHTS:
+        while sum(m[0].nnz for m in held.values() if m is not None) + size > MATRIX_MAX_WEIGHTS:
             held.pop(next(k for k, m in held.items() if m is not None))
-        held[key] = fan_matrix.line_fanflat_matrix(vol_geom, proj_geom, threads=threads)
+        held[key] = (fan_matrix.line_fanflat_matrix(vol_geom, proj_geom, threads=threads), factor)
     return held[key]
 
 
 def _matrix_project(
-    matrix: fan_matrix.FanMatrix,
+    reused: tuple[fan_matrix.FanMatrix, np.ndarray | None],
     volume: np.ndarray,
     grid: Grid,
     protocol: ScannerProtocol,
     threads: int,
-    sub_ray: tuple[float, float, float],
 ) -> np.ndarray:
-    """:func:`forward_project` of every slice of ``volume`` by its plane's kernel ``matrix``."""
+    """:func:`forward_project` of every slice of ``volume`` by its plane's kernel matrix, lengths
+    then converted to mm by the held factor (as :func:`_project` does)."""
+    matrix, factor = reused
     out = fan_matrix.project(matrix, volume, threads=threads)
     out = out.reshape(grid.shape[0], protocol.n_views, protocol.n_bins)
-    _, factor = fan_geometry(_plane(grid), protocol, sub_ray)
     if factor is not None:
         out *= factor
     return out
