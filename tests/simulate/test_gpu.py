@@ -1,5 +1,5 @@
 """CPU-GPU parity and the cone-beam geometries on the GPU (skipped without one), and the
-array-API FBP that the GPU runs, exercised here on numpy."""
+array-API FBP that the GPU runs, exercised here on numpy (its CUDA kernel compiled for the CPU)."""
 
 from __future__ import annotations
 
@@ -209,3 +209,38 @@ def test_cuda_cone_projection_matches_the_cpu_one():
     gpu = cone_projection(volume, grid, geometry, 1.5, xp=arrays.namespace("cuda"))
     assert isinstance(gpu, np.ndarray) and gpu.dtype == np.float32
     np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-5 * float(cpu.max()))
+
+
+@pytest.fixture(scope="module")
+def backprojection_kernel_on_host(tmp_path_factory):
+    """The CUDA backprojection kernel of the GPU's FBP, compiled for the CPU."""
+    from cuda_on_host import HostKernel, compiler
+
+    if compiler() is None:
+        pytest.skip("no C++ compiler to build the CUDA kernel for the CPU")
+    return HostKernel(reconstruct._BP_KERNEL, "backproject", tmp_path_factory.mktemp("kernel"))
+
+
+def test_the_cuda_backprojection_kernel_is_the_array_api_backprojection(
+    backprojection_kernel_on_host, monkeypatch
+):
+    """The kernel the GPU runs, launched by the same code with the same arguments, gives the
+    numpy backprojection's bytes: its indexing over a non-square stack of slices, the clamp at
+    both ends of the detector, the threads beyond the last voxel, and the float32 rounding order.
+    """
+    rng = np.random.default_rng(3)
+    nz, n_theta, n_t = 2, 13, 20
+    rows = rng.standard_normal((nz, n_theta, n_t)).astype(np.float32)
+    # the grid reaches past the detector's ends (|t| up to 1.6 x the half width): clamped rays
+    x_mm = np.linspace(-14.0, 17.0, 9)
+    y_mm = np.linspace(-12.0, 9.0, 7)
+    angles = np.linspace(0.0, np.pi, n_theta, endpoint=False) + 0.1
+    xp = arrays.namespace("cpu")
+    expected = reconstruct.backproject_array_api(xp, rows, x_mm, y_mm, angles, 1.0)
+    assert (np.abs(y_mm[:, None] * np.sin(angles) - x_mm.max() * np.cos(angles)) > n_t / 2).any()
+
+    monkeypatch.setattr(reconstruct.arrays, "is_cupy", lambda array: True)
+    monkeypatch.setattr(reconstruct, "_cupy_backprojector", lambda: backprojection_kernel_on_host)
+    on_kernel = reconstruct.backproject_array_api(xp, rows, x_mm, y_mm, angles, 1.0)
+    assert on_kernel.shape == expected.shape == (nz, 7, 9)
+    np.testing.assert_array_equal(on_kernel, expected)
