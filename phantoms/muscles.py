@@ -54,6 +54,14 @@ REACH_RADII = 4.5
 REACH_MIN_MM = 20.0  # small muscles still reach the bone they lie on
 CAVITY_REACH_RADII = 2.0  # reach of the muscles that line the cavities (iliacus, psoas, ...)
 CAVITY_CORE_RADII = 1.3  # ... and how far from their path they fill the cavity itself
+# Gluteus maximus is a broad sheet over the whole buttock, the most superficial and largest muscle
+# there, 30-60 mm thick in healthy adults and thinner in chronic SCI (DOMAIN.md 3). Its three
+# Gait2392 lines of action run along the sheet, so at REACH_RADII it left much of the buttock under
+# the subcutaneous fat as fat: in the case of seed 1 (muscle bulk 0.41), fat from the skin to the
+# bone 20 mm medial to the head centre. Twice the reach fills it: measured on 1 mm labels through
+# the head centre of seeds 1-3 (phase none), 37-45 mm of muscle behind the head centre and 24-43 mm
+# 20 mm medial to it, directly under the subcutaneous fat.
+SHEET_REACH_SCALE = {"gluteus_maximus": 2.0}
 # The field is sampled once per anatomy every LATTICE_MM (fine enough to carry fat planes of
 # FAT_PLANE_MM), in cubes of LATTICE_CHUNK nodes, each reading only the muscles that matter there.
 LATTICE_MM = 1.5
@@ -765,6 +773,7 @@ def muscle_field(landmarks: Mapping[str, np.ndarray], lean: Shape, bulk: float =
     # Inside the cavities nothing bounds the iliopsoas but its own size: a shorter reach there.
     lining = np.asarray(cavity)
     reaches[lining] = np.minimum(reaches[lining], CAVITY_REACH_RADII * radii[lining])
+    reaches *= np.array([SHEET_REACH_SCALE.get(_group(m.name), 1.0) for _ in SIDES for m in g.MUSCLES])
     return MuscleField(
         tuple(names),
         tuple(paths),

@@ -433,3 +433,31 @@ def test_pelvic_cortex_is_thick_under_the_acetabular_roof_and_thin_on_the_wing()
         assert 0.4 <= thin <= 1.5
         assert 1.8 <= thick <= 3.5
         assert thick > thin + 0.8
+
+
+def _runs_from_the_skin(column: np.ndarray) -> tuple[int, int]:
+    """Voxels of the first run that is not muscle inward from the skin, and of the muscle after it."""
+    body = column[np.flatnonzero(column != Structure.BACKGROUND)[0] :]
+    muscle = body == Structure.MUSCLE
+    first = int(np.argmax(muscle)) if muscle.any() else body.size
+    after = muscle[first:]
+    return first, int(np.argmax(~after)) if (~after).any() else after.size
+
+
+def test_gluteus_maximus_lies_under_the_subcutaneous_fat_behind_the_hip():
+    """Behind the femoral head and 20 mm medial to it the buttock is gluteus maximus under the
+    subcutaneous fat (DOMAIN.md 3: the most superficial and largest muscle there; gluteal fat
+    20-60 mm, more in chronic SCI), not fat down to the bone. Read from labels on a 1 mm slice
+    through the head centre of an atrophied case (muscle bulk about 0.4)."""
+    import nmosim
+
+    phantom = nmosim.build_phantom(nmosim.CaseSpec(seed=1, phase="none"))
+    head = phantom.landmarks.head_center  # the right hip, x > 0
+    lo, hi = (head[0] - 20.5, -250.0, head[2] - 0.5), (head[0] + 0.5, head[1], head[2] + 0.5)
+    grid = Grid.covering(lo, hi, 1.0)
+    structures = phantom.rasterize(grid, supersampling=1).structures[0]
+    x = grid.voxel_centers_axis(0)
+    for medial_mm in (0.0, 20.0):
+        fat, muscle = _runs_from_the_skin(structures[:, int(np.argmin(np.abs(x - head[0] + medial_mm)))])
+        assert fat <= 70, (medial_mm, fat)
+        assert 15 <= muscle <= 60, (medial_mm, muscle)
