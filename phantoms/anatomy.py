@@ -33,6 +33,7 @@ from nmosim.phantoms.shapes import (
     clip,
     constants,
     namespace,
+    rotation_matrix,
     tube,
 )
 from nmosim.phantoms.skeleton import SCENE_Z_MM, SIDES, HipLandmarks, _pelvis_mesh, hip_landmarks, skeleton
@@ -383,15 +384,56 @@ def _vessel_nerve_parts(spec: AnatomySpec) -> tuple[Part, ...]:
     return tuple(parts)
 
 
-def _viscera(lm: HipLandmarks, rng: np.random.Generator | None) -> list[Part]:
-    """Bladder, rectum with gas, and loops of bowel in the false pelvis (placed by ``rng``; none
-    without one: the parts that lesions are measured against never include them)."""
+# Pelvic organs between the bladder and the rectum, in units of the pelvic scale (mm at an
+# inter-hip distance of 175 mm), from the bladder's centre (BLADDER_CENTRE). Sizes from Gray's
+# Anatomy of the Human Body (20th ed., 1918; public domain): prostate 4 cm across, 2 cm
+# anteroposterior, 3 cm high; uterus 7.5 cm long, 5 cm broad, 2.5 cm thick, here anteverted over
+# the back of the bladder with its cervix toward the rectum; ovaries 4 x 2 x 0.8 cm on the side
+# walls; the seminal vesicles (7.5 cm unrolled) coiled to 5 cm behind the bladder base, rising
+# laterally. Not in DOMAIN.md, which gives no organ sizes.
+BLADDER_CENTRE = np.array([0.0, 38.0, -2.0])
+BLADDER_RADII = (36.0, 26.0, 28.0)
+MALE_ORGANS = (  # name, centre offset, semi-axes, rotation (axis, degrees)
+    ("prostate", (0.0, -30.0, -40.0), (20.0, 10.0, 15.0), ((1.0, 0.0, 0.0), 0.0)),
+    ("seminal_vesicle_right", (20.0, -40.0, -18.0), (25.0, 7.0, 8.0), ((0.0, 1.0, 0.0), -30.0)),
+    ("seminal_vesicle_left", (-20.0, -40.0, -18.0), (25.0, 7.0, 8.0), ((0.0, 1.0, 0.0), 30.0)),
+)
+FEMALE_ORGANS = (
+    ("uterus", (0.0, -34.0, 30.0), (25.0, 12.5, 37.5), ((1.0, 0.0, 0.0), -50.0)),
+    ("cervix", (0.0, -66.0, -6.0), (12.5, 12.5, 15.0), ((1.0, 0.0, 0.0), -20.0)),
+    ("ovary_right", (45.0, -40.0, 22.0), (20.0, 10.0, 4.0), ((1.0, 0.0, 0.0), 0.0)),
+    ("ovary_left", (-45.0, -40.0, 22.0), (20.0, 10.0, 4.0), ((1.0, 0.0, 0.0), 0.0)),
+)
+
+
+def pelvic_organs(lm: HipLandmarks, sex: str) -> list[Part]:
+    """The soft-tissue organs of the lesser pelvis of ``sex`` ("male": prostate and seminal
+    vesicles; "female": uterus, cervix and ovaries), placed from the bladder and sized by the
+    pelvic scale; paint them before the bladder and rectum, which cover any overlap."""
+    ps = lm.pelvic_scale
+    organs = MALE_ORGANS if sex == "male" else FEMALE_ORGANS
+    return [
+        Part(
+            name,
+            Ellipsoid((BLADDER_CENTRE + offset) * ps, np.asarray(radii) * ps, rotation_matrix(*turn)),
+            Structure.SOFT_TISSUE,
+            Tissue.SOFT_TISSUE_OTHER,
+        )
+        for name, offset, radii, turn in organs
+    ]
+
+
+def _viscera(lm: HipLandmarks, rng: np.random.Generator | None, sex: str = "male") -> list[Part]:
+    """The pelvic organs of ``sex``, bladder, rectum with gas, and loops of bowel in the false
+    pelvis (placed by ``rng``; none without one: the parts that lesions are measured against never
+    include them)."""
     ps = lm.pelvic_scale
     soft, gas = Tissue.SOFT_TISSUE_OTHER, Tissue.AIR
     parts = [
+        *pelvic_organs(lm, sex),
         Part(
             "bladder",
-            Ellipsoid(np.array([0, 38, -2]) * ps, (36, 26, 28)),
+            Ellipsoid(BLADDER_CENTRE * ps, BLADDER_RADII),
             Structure.SOFT_TISSUE,
             soft,
             layers=(Layer(BLADDER_WALL_MM, Tissue.URINE),),
@@ -459,7 +501,7 @@ def build_anatomy(
     )
     parts.append(_muscle_part(muscle_field_for(spec)))
     # Bowel loops and the rectum lie where the iliopsoas and the buttock muscles reach: over them.
-    parts.extend(_viscera(sk.landmarks["right"], rng))
+    parts.extend(_viscera(sk.landmarks["right"], rng, spec.sex))
     parts.extend(lesions)
     parts.extend(_vessel_nerve_parts(spec))
 
