@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU checks in one run, from the project root on a machine with a CUDA GPU (after
 # `bash .gpu/setup.sh && . .gpu/env.sh`, see /work/shared/gpu/README.md):
+#   0. benchmarks/gpu_smoke.py: one line per CuPy facility the stages use (seconds);
 #   1. the parity and cone-beam tests: ASTRA CUDA against CPU, the rasterizer's and the case
 #      pipeline's CuPy parity (tests skipped without a GPU);
 #   2. benchmarks/bench_case.py: a quick case on device cuda, stage times and the namespace of
@@ -29,6 +30,8 @@ else
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import cupy; print('cupy', cupy.__version__, cupy.cuda.runtime.getDeviceCount(), 'device(s)')" \
     || echo "no CuPy: the stages run in numpy, FBP falls back to ASTRA's backprojection"
+  # each CuPy facility the stages use (FFT, sparse, ndimage, ASTRA's DLPack link): ok or the error
+  timeout 120 python3 benchmarks/gpu_smoke.py 2>&1 | tee "$OUT/gpu_smoke.txt"
 fi
 python3 -c "import astra, numpy; print('astra', astra.__version__, 'cuda', astra.use_cuda(), 'numpy', numpy.__version__)"
 python3 - <<'PY' 2>&1 | tee "$OUT/modules.txt"
