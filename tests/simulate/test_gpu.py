@@ -209,3 +209,37 @@ def test_cuda_cone_projection_matches_the_cpu_one():
     gpu = cone_projection(volume, grid, geometry, 1.5, xp=arrays.namespace("cuda"))
     assert isinstance(gpu, np.ndarray) and gpu.dtype == np.float32
     np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-5 * float(cpu.max()))
+
+
+_ABSENT_ON_THE_GPU_MACHINE = """
+import importlib.abc, sys
+class _Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {"array_api_strict", "skimage"}:
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, _Absent())
+"""
+
+
+def test_the_gpu_check_test_files_collect_without_test_only_packages(tmp_path):
+    """The lent GPU machine has neither array_api_strict nor scikit-image unless they are bundled;
+    one test file that cannot import stops pytest before it runs any test of benchmarks/gpu_check.sh.
+    Collected with both absent, every file must load and the CuPy tests be there."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    files = re.findall(r"tests/\S+\.py", (root / "benchmarks" / "gpu_check.sh").read_text())
+    assert "tests/phantoms/test_rasterize_xp.py" in files and "tests/simulate/test_pipeline_xp.py" in files
+    (tmp_path / "sitecustomize.py").write_text(_ABSENT_ON_THE_GPU_MACHINE)
+    path = os.pathsep.join([str(tmp_path), str(root), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider", *files],
+        cwd=root, env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for test in ("test_cuda_rasterization_matches_numpy", "test_cuda_case_matches_numpys"):
+        assert test in done.stdout, test
