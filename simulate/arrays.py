@@ -72,8 +72,9 @@ def is_cupy(array) -> bool:
 
 
 def sparse_matrix(xp: ModuleType, matrix):
-    """A scipy sparse matrix for use with arrays of ``xp`` (cupyx's copy on the GPU)."""
-    if xp is _cupy():
+    """A scipy sparse matrix for use with arrays of ``xp`` (cupyx's copy on the GPU): for CuPy's
+    namespace in any form (``cupy`` itself or ``array_api_compat``'s wrapper), as :func:`ndimage`."""
+    if array_api_compat.is_cupy_namespace(xp):
         import cupyx.scipy.sparse
 
         return cupyx.scipy.sparse.csr_matrix(matrix)

@@ -243,3 +243,26 @@ def test_the_gpu_check_test_files_collect_without_test_only_packages(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for test in ("test_cuda_rasterization_matches_numpy", "test_cuda_case_matches_numpys"):
         assert test in done.stdout, test
+
+
+def test_cupy_in_either_form_gets_cupyx_sparse_matrices_and_ndimage(monkeypatch):
+    """``cupy`` itself, like ``array_api_compat``'s wrapper of it, is given cupyx's sparse matrix
+    and ndimage: a scipy matrix cannot multiply CuPy arrays. Stand-in modules record the calls."""
+    import sys
+    import types
+
+    import scipy.sparse
+
+    made = []
+    modules = {name: types.ModuleType(name) for name in ("cupy", "cupyx", "cupyx.scipy", "cupyx.scipy.sparse",
+                                                         "cupyx.scipy.ndimage")}  # fmt: skip
+    modules["cupyx"].scipy = modules["cupyx.scipy"]
+    modules["cupyx.scipy"].sparse = modules["cupyx.scipy.sparse"]
+    modules["cupyx.scipy"].ndimage = modules["cupyx.scipy.ndimage"]
+    modules["cupyx.scipy.sparse"].csr_matrix = lambda m: made.append(m) or "device matrix"
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    matrix = scipy.sparse.identity(3, format="csr", dtype=np.float32)
+    assert arrays.sparse_matrix(modules["cupy"], matrix) == "device matrix" and made == [matrix]
+    assert arrays.ndimage(modules["cupy"]) is modules["cupyx.scipy.ndimage"]
+    assert arrays.sparse_matrix(arrays.namespace("cpu"), matrix) is matrix
