@@ -24,6 +24,7 @@ from nmosim.phantoms.rasterize import Part
 from nmosim.phantoms.shapes import Capsule, Ellipsoid, Sphere
 from nmosim.simulate import arrays, physics, pipeline
 from nmosim.simulate.radiograph import RadiographGeometry, simulate_radiograph
+from nmosim.simulate.truth import TRUTH_SPACING_MM
 
 try:  # absent on the lent GPU machine unless bundled; the CuPy tests need it not
     import array_api_strict as xps
@@ -211,7 +212,8 @@ def test_cuda_radiograph_matches_numpys():
 @needs_cupy
 def test_cuda_case_matches_numpys():
     """A tiny case on device cuda (CuPy stages, ASTRA's CUDA projector) against the CPU case: the
-    same labels but for rounding at a surface, HU within noise-free rounding, the same truth."""
+    same labels but for rounding at a surface, HU within noise-free rounding, the same truth but
+    for what such a voxel moves."""
     phantom = nmosim.build_phantom(nmosim.CaseSpec(phase="b", seed=5))
     protocol = nmosim.protocol("quick", recon_pixel_mm=4, slice_thickness_mm=3, n_views=90)
     ours = nmosim.simulate_ct(phantom, protocol, z_range_mm=(-3.0, 3.0), device="cpu")
@@ -224,5 +226,35 @@ def test_cuda_case_matches_numpys():
     for tissue in (Tissue.FAT, Tissue.MUSCLE):  # per tissue, the medians within 2 HU
         inside = (ours.tissues == tissue) & (theirs.tissues == tissue)
         assert abs(float(np.median(theirs.hu[inside])) - float(np.median(ours.hu[inside]))) <= 2.0, tissue
-    assert theirs.truth["right"] == ours.truth["right"] and theirs.truth["left"] == ours.truth["left"]
-    np.testing.assert_allclose(theirs.radiograph.image, ours.radiograph.image, rtol=0, atol=1e-3)
+    # the truth's labels may differ in the odd voxel as the case's do: a few voxels of volume
+    for side in ("right", "left"):
+        _assert_truth_close(theirs.truth[side], ours.truth[side], TRUTH_VOXEL_ML, side)
+    # the radiograph's own labels likewise: a flipped voxel changes the pixels its rays cross
+    differ = np.abs(theirs.radiograph.image - ours.radiograph.image) > 1e-3
+    assert differ.mean() < 1e-3
+
+
+TRUTH_VOXEL_ML = TRUTH_SPACING_MM**3 / 1000.0
+
+
+def _assert_truth_close(got, expected, voxel_ml: float, path: str) -> None:
+    """Measured truth equal in everything but volumes (within 3 voxels of ``voxel_ml``) and
+    distances and centroids (within 1 mm, a truth voxel): what one voxel's label can move."""
+    if isinstance(expected, dict):
+        keys = set(got) | set(expected)
+        for key in keys:
+            if "volume_ml" in path + "/" + str(key):  # a tissue seen in one voxel may be absent in the other
+                a, b = got.get(key, 0.0), expected.get(key, 0.0)
+            else:
+                assert key in got and key in expected, f"{path}/{key}"
+                a, b = got[key], expected[key]
+            _assert_truth_close(a, b, voxel_ml, f"{path}/{key}")
+    elif isinstance(expected, list):
+        assert len(got) == len(expected), path
+        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+            _assert_truth_close(a, b, voxel_ml, f"{path}/{i}")
+    elif isinstance(expected, float) and not isinstance(got, bool):
+        tolerance = 3 * voxel_ml + 1e-9 if "volume_ml" in path else 1.0
+        assert abs(got - expected) <= tolerance, (path, got, expected)
+    else:
+        assert got == expected, (path, got, expected)
