@@ -45,6 +45,7 @@ PY
 timeout "$LIMIT" python3 -m pytest -q -rs -s -p no:cacheprovider -m "not slow" --continue-on-collection-errors \
   tests/simulate/test_gpu.py tests/simulate/test_backend.py tests/simulate/test_geometry3d.py \
   tests/phantoms/test_rasterize_xp.py tests/simulate/test_pipeline_xp.py \
+  tests/phantoms/test_shapes_xp.py::test_cuda_distances_and_depths_match_numpy \
   2>&1 | tee "$OUT/tests.txt"
 # shellcheck disable=SC2086
 timeout "$LIMIT" python3 benchmarks/bench_case.py --preset quick --device "$DEVICE" --z-range $QUICK_Z \

@@ -241,7 +241,11 @@ def test_the_gpu_check_test_files_collect_without_test_only_packages(tmp_path):
         cwd=root, env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for test in ("test_cuda_rasterization_matches_numpy", "test_cuda_case_matches_numpys"):
+    for test in (
+        "test_cuda_rasterization_matches_numpy",
+        "test_cuda_case_matches_numpys",
+        "test_cuda_distances_and_depths_match_numpy",
+    ):
         assert test in done.stdout, test
 
 
