@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU checks in one run, from the project root on a machine with a CUDA GPU (after
 # `bash .gpu/setup.sh && . .gpu/env.sh`, see /work/shared/gpu/README.md):
+#   0. benchmarks/gpu_smoke.py: one line per CuPy facility the stages use (seconds);
 #   1. the parity and cone-beam tests: ASTRA CUDA against CPU, the rasterizer's and the case
 #      pipeline's CuPy parity (tests skipped without a GPU);
 #   2. benchmarks/bench_case.py: a quick case on device cuda, stage times and the namespace of
@@ -12,7 +13,10 @@
 # 6 minutes in all on an H100.
 # CPU_ONLY=1 runs the CPU-safe parts on a machine without a GPU: step 1 (the GPU tests skip) and
 # step 2 on device cpu; no CUDA call is made.
-# The array_api_strict tests need its wheel in the bundle: EXTRA_WHEELS=array-api-strict make_bundle.sh.
+# Every phantom needs edt and musculoskeletal-models, the array_api_strict tests array-api-strict and
+# the mesh test scikit-image, none of which the lent machine has: build the bundle with
+#   EXTRA_WHEELS="edt musculoskeletal-models array-api-strict" bash ../shared/gpu/make_bundle.sh
+# A module that is still missing is named first; pytest then runs the test files that import.
 set -o pipefail
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
@@ -26,11 +30,22 @@ else
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import cupy; print('cupy', cupy.__version__, cupy.cuda.runtime.getDeviceCount(), 'device(s)')" \
     || echo "no CuPy: the stages run in numpy, FBP falls back to ASTRA's backprojection"
+  # each CuPy facility the stages use (FFT, sparse, ndimage, ASTRA's DLPack link): ok or the error
+  timeout 120 python3 benchmarks/gpu_smoke.py 2>&1 | tee "$OUT/gpu_smoke.txt"
 fi
 python3 -c "import astra, numpy; print('astra', astra.__version__, 'cuda', astra.use_cuda(), 'numpy', numpy.__version__)"
-timeout "$LIMIT" python3 -m pytest -q -rs -s -p no:cacheprovider -m "not slow" \
+python3 - <<'PY' 2>&1 | tee "$OUT/modules.txt"
+import importlib.util
+need = {"edt": "every phantom", "musculoskeletal": "every phantom (LLP26 bones)",
+        "array_api_strict": "the array_api_strict tests", "skimage": "the mesh-shape tests",
+        "odl": "TV", "cupy": "the CuPy stages"}
+missing = [f"{m} ({why})" for m, why in need.items() if importlib.util.find_spec(m) is None]
+print("missing modules: " + ("; ".join(missing) if missing else "none"))
+PY
+timeout "$LIMIT" python3 -m pytest -q -rs -s -p no:cacheprovider -m "not slow" --continue-on-collection-errors \
   tests/simulate/test_gpu.py tests/simulate/test_backend.py tests/simulate/test_geometry3d.py \
   tests/phantoms/test_rasterize_xp.py tests/simulate/test_pipeline_xp.py \
+  tests/phantoms/test_shapes_xp.py::test_cuda_distances_and_depths_match_numpy \
   2>&1 | tee "$OUT/tests.txt"
 # shellcheck disable=SC2086
 timeout "$LIMIT" python3 benchmarks/bench_case.py --preset quick --device "$DEVICE" --z-range $QUICK_Z \

@@ -7,6 +7,7 @@ this module only chooses the namespace and moves arrays between host and device.
 from __future__ import annotations
 
 import functools
+import warnings
 from types import ModuleType
 
 import array_api_compat
@@ -17,13 +18,26 @@ from nmosim.phantoms.shapes import to_host
 
 @functools.lru_cache(maxsize=1)
 def _cupy() -> ModuleType | None:
-    """CuPy's array-API namespace if CuPy imports and sees a GPU, else ``None``."""
+    """CuPy's array-API namespace if CuPy imports, sees a GPU and loads its cuFFT, else ``None``.
+
+    CuPy loads cuFFT only at its first FFT; it is loaded here instead, so that a CuPy that cannot
+    leaves the stages in numpy (with a warning) rather than failing in the middle of a case. A CuPy
+    built for CUDA 12 asks for ``libcufft.so.11``, and where ASTRA has loaded a library of that name
+    first (the GPU bundle's forwarding shim, shared/gpu/cufft_shim.c: five entry points), CuPy's
+    cuFFT module cannot bind its other symbols.
+    """
     try:
         import cupy
 
         if cupy.cuda.runtime.getDeviceCount() < 1:
             return None
     except Exception:  # not installed, no driver, no device
+        return None
+    try:
+        import cupy.cuda.cufft  # noqa: F401  (binds cuFFT now)
+    except ImportError as error:
+        warnings.warn(f"CuPy sees a GPU but cannot load cuFFT ({error}); the array stages run in numpy",
+                      RuntimeWarning, stacklevel=2)  # fmt: skip
         return None
     return array_api_compat.array_namespace(cupy.empty(1))
 
@@ -72,8 +86,9 @@ def is_cupy(array) -> bool:
 
 
 def sparse_matrix(xp: ModuleType, matrix):
-    """A scipy sparse matrix for use with arrays of ``xp`` (cupyx's copy on the GPU)."""
-    if xp is _cupy():
+    """A scipy sparse matrix for use with arrays of ``xp`` (cupyx's copy on the GPU): for CuPy's
+    namespace in any form (``cupy`` itself or ``array_api_compat``'s wrapper), as :func:`ndimage`."""
+    if array_api_compat.is_cupy_namespace(xp):
         import cupyx.scipy.sparse
 
         return cupyx.scipy.sparse.csr_matrix(matrix)

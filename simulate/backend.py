@@ -469,13 +469,15 @@ def run3d(method: str, vol_geom: dict, proj_geom: dict, volume, projections, ite
 
     Contiguous float32 CuPy arrays stay on the GPU (ASTRA links them through DLPack; FP3D and
     FDK take such data); numpy arrays go through host memory. Where ASTRA refuses linked GPU
-    arrays, they are copied through the host instead, with a warning.
+    arrays, they are copied through the host instead, with a warning: its algorithms refuse them
+    with an AstraError (SIRT3D, CGLS3D want host memory), its DLPack link with a ValueError
+    (data not float32 or not contiguous; ASTRA 2.5 python/astra/utils.pyx, linkVolFromGeometry3D).
     """
     if arrays.is_cupy(volume):
         try:
             _run3d_once(method, vol_geom, proj_geom, volume, projections, iterations)
             return
-        except astra.log.AstraError as error:
+        except (astra.log.AstraError, ValueError) as error:
             warnings.warn(f"ASTRA {method} did not take GPU arrays ({error}); copying through host memory",
                           RuntimeWarning, stacklevel=2)  # fmt: skip
     host = [np.ascontiguousarray(arrays.to_numpy(a), dtype=np.float32) for a in (volume, projections)]

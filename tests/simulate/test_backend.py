@@ -273,3 +273,32 @@ def test_cuda_projection_matches_cpu():
     print(f"largest error on steep rays, of the largest chord: cpu {errors[0]:.4f}, cuda {errors[1]:.4f}")
     assert errors[0] < 0.01 and errors[1] < 0.015
     np.testing.assert_allclose(gpu.sum(axis=2), cpu.sum(axis=2), rtol=5e-3)
+
+
+def test_run3d_copies_through_the_host_when_astra_will_not_link_gpu_data(monkeypatch):
+    """ASTRA's DLPack link refuses data that is not contiguous float32 with a ValueError (its
+    algorithms refuse linked data with an AstraError): run3d then goes through host memory. A
+    strided numpy array stands in for such a CuPy array; ASTRA links CPU arrays by the same
+    checks, and no CUDA algorithm is made."""
+    grid = Grid.centered((4, 6, 8), (1.0, 1.0, 1.0))
+    gpu_like = np.zeros((4, 6, 16), np.float32)[:, :, ::2]  # what the link refuses
+    projections = np.zeros((3, 5, 7), np.float32)
+    monkeypatch.setattr(backend.arrays, "is_cupy", lambda a: a is gpu_like)
+
+    def no_algorithm(cfg):
+        raise AssertionError(f"{cfg['type']} was created")
+
+    monkeypatch.setattr(astra.algorithm, "create", no_algorithm)
+    real_once, host_calls = backend._run3d_once, []
+
+    def once(method, vol_geom, proj_geom, volume, proj, iterations):
+        if volume is gpu_like:  # the GPU attempt: ASTRA's own link must refuse it
+            return real_once(method, vol_geom, proj_geom, volume, proj, iterations)
+        host_calls.append((volume.flags.c_contiguous, volume.dtype, proj.shape))
+        proj[...] = 2.5  # the host run's result
+
+    monkeypatch.setattr(backend, "_run3d_once", once)
+    with pytest.warns(RuntimeWarning, match="did not take GPU arrays"):
+        backend.run3d("FP3D", backend.volume_geometry_3d(grid), {"type": "cone"}, gpu_like, projections)
+    assert host_calls == [(True, np.dtype(np.float32), (3, 5, 7))]
+    assert np.all(projections == 2.5)

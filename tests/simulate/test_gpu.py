@@ -244,3 +244,64 @@ def test_the_cuda_backprojection_kernel_is_the_array_api_backprojection(
     on_kernel = reconstruct.backproject_array_api(xp, rows, x_mm, y_mm, angles, 1.0)
     assert on_kernel.shape == expected.shape == (nz, 7, 9)
     np.testing.assert_array_equal(on_kernel, expected)
+
+
+_ABSENT_ON_THE_GPU_MACHINE = """
+import importlib.abc, sys
+class _Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {"array_api_strict", "skimage"}:
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, _Absent())
+"""
+
+
+def test_the_gpu_check_test_files_collect_without_test_only_packages(tmp_path):
+    """The lent GPU machine has neither array_api_strict nor scikit-image unless they are bundled;
+    one test file that cannot import stops pytest before it runs any test of benchmarks/gpu_check.sh.
+    Collected with both absent, every file must load and the CuPy tests be there."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    files = re.findall(r"tests/\S+\.py", (root / "benchmarks" / "gpu_check.sh").read_text())
+    assert "tests/phantoms/test_rasterize_xp.py" in files and "tests/simulate/test_pipeline_xp.py" in files
+    (tmp_path / "sitecustomize.py").write_text(_ABSENT_ON_THE_GPU_MACHINE)
+    path = os.pathsep.join([str(tmp_path), str(root), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider", *files],
+        cwd=root, env={**os.environ, "PYTHONPATH": path}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for test in (
+        "test_cuda_rasterization_matches_numpy",
+        "test_cuda_case_matches_numpys",
+        "test_cuda_distances_and_depths_match_numpy",
+    ):
+        assert test in done.stdout, test
+
+
+def test_cupy_in_either_form_gets_cupyx_sparse_matrices_and_ndimage(monkeypatch):
+    """``cupy`` itself, like ``array_api_compat``'s wrapper of it, is given cupyx's sparse matrix
+    and ndimage: a scipy matrix cannot multiply CuPy arrays. Stand-in modules record the calls."""
+    import sys
+    import types
+
+    import scipy.sparse
+
+    made = []
+    modules = {name: types.ModuleType(name) for name in ("cupy", "cupyx", "cupyx.scipy", "cupyx.scipy.sparse",
+                                                         "cupyx.scipy.ndimage")}  # fmt: skip
+    modules["cupyx"].scipy = modules["cupyx.scipy"]
+    modules["cupyx.scipy"].sparse = modules["cupyx.scipy.sparse"]
+    modules["cupyx.scipy"].ndimage = modules["cupyx.scipy.ndimage"]
+    modules["cupyx.scipy.sparse"].csr_matrix = lambda m: made.append(m) or "device matrix"
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    matrix = scipy.sparse.identity(3, format="csr", dtype=np.float32)
+    assert arrays.sparse_matrix(modules["cupy"], matrix) == "device matrix" and made == [matrix]
+    assert arrays.ndimage(modules["cupy"]) is modules["cupyx.scipy.ndimage"]
+    assert arrays.sparse_matrix(arrays.namespace("cpu"), matrix) is matrix

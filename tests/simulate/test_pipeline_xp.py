@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import types
 
-import array_api_strict as xps
 import astra
 import numpy as np
 import pytest
@@ -25,8 +24,14 @@ from nmosim.phantoms.rasterize import Part
 from nmosim.phantoms.shapes import Capsule, Ellipsoid, Sphere
 from nmosim.simulate import arrays, physics, pipeline
 from nmosim.simulate.radiograph import RadiographGeometry, simulate_radiograph
+from nmosim.simulate.truth import TRUTH_SPACING_MM
 
-STRICT_ARRAY = type(xps.asarray(0.0))
+try:  # absent on the lent GPU machine unless bundled; the CuPy tests need it not
+    import array_api_strict as xps
+except ImportError:
+    xps = None
+STRICT_ARRAY = None if xps is None else type(xps.asarray(0.0))
+needs_strict = pytest.mark.skipif(xps is None, reason="array_api_strict is not installed")
 CUPY = arrays.namespace("cuda") if arrays.has_gpu_arrays() else None
 needs_cupy = pytest.mark.skipif(CUPY is None or not astra.use_cuda(), reason="no CuPy with a GPU")
 
@@ -49,6 +54,7 @@ def _bone_phantom() -> Phantom:
     return Phantom(anatomy=anatomy, parts=parts, landmarks=None)
 
 
+@needs_strict
 def test_voxel_centres_of_flat_indices_are_the_grids_own():
     grid = Grid.centered((5, 7, 9), (1.5, 2.0, 2.5), (3.0, -1.0, 4.0))
     flat = np.array([0, 1, 8, 9, 62, 63, 314], dtype=np.int64)
@@ -58,6 +64,7 @@ def test_voxel_centres_of_flat_indices_are_the_grids_own():
         np.testing.assert_array_equal(got, expected)
 
 
+@needs_strict
 def test_basis_maps_in_array_api_strict_are_numpys_bytes():
     phantom = _bone_phantom()
     grid = Grid.centered((14, 26, 30), (2.5, 2.0, 1.75), (0.5, -0.5, 1.0))
@@ -90,6 +97,7 @@ def _radiograph_inputs():
     return water, bone, masks, grid, geometry
 
 
+@needs_strict
 def test_radiograph_in_array_api_strict_is_numpys():
     water, bone, masks, grid, geometry = _radiograph_inputs()
     ours = simulate_radiograph(water, bone, masks, grid, geometry, np.random.default_rng(9))
@@ -113,6 +121,7 @@ def test_radiograph_in_array_api_strict_is_numpys():
     assert ours.processed.std() > 0.05  # an image, not a constant
 
 
+@needs_strict
 def test_noise_free_radiograph_in_array_api_strict_is_numpys_bytes():
     water, bone, masks, grid, geometry = _radiograph_inputs()
     ours = simulate_radiograph(water, bone, {}, grid, geometry, None)
@@ -123,7 +132,7 @@ def test_noise_free_radiograph_in_array_api_strict_is_numpys_bytes():
 
 
 @pytest.mark.skipif(bool(astra.use_cuda()), reason="a CUDA GPU is present")
-@pytest.mark.parametrize("xp", [None, xps])
+@pytest.mark.parametrize("xp", [None, pytest.param(xps, marks=needs_strict)])
 def test_forcing_cuda_without_a_gpu_stops_before_any_work(monkeypatch, xp):
     def no_work(*args, **kwargs):
         raise AssertionError("rasterized before the device was checked")
@@ -135,6 +144,7 @@ def test_forcing_cuda_without_a_gpu_stops_before_any_work(monkeypatch, xp):
         pipeline.simulate_ct(phantom, nmosim.protocol("quick"), device="cuda", xp=xp)
 
 
+@needs_strict
 def test_stage_namespaces_name_where_each_stage_runs():
     where = pipeline.stage_namespaces("cpu", xps)
     assert list(where) == ["labels", "imaging maps", "ct", "radiograph", "truth"]
@@ -143,6 +153,7 @@ def test_stage_namespaces_name_where_each_stage_runs():
     assert pipeline.stage_namespaces("cpu", arrays.namespace("cpu"))["labels"] == "numpy"
 
 
+@needs_strict
 @pytest.mark.slow
 def test_a_case_through_array_api_strict_is_numpys():
     """The whole case path in array_api_strict: labels byte for byte, HU within 1 HU, truth equal."""
@@ -201,7 +212,8 @@ def test_cuda_radiograph_matches_numpys():
 @needs_cupy
 def test_cuda_case_matches_numpys():
     """A tiny case on device cuda (CuPy stages, ASTRA's CUDA projector) against the CPU case: the
-    same labels but for rounding at a surface, HU within noise-free rounding, the same truth."""
+    same labels but for rounding at a surface, HU within noise-free rounding, the same truth but
+    for what such a voxel moves."""
     phantom = nmosim.build_phantom(nmosim.CaseSpec(phase="b", seed=5))
     protocol = nmosim.protocol("quick", recon_pixel_mm=4, slice_thickness_mm=3, n_views=90)
     ours = nmosim.simulate_ct(phantom, protocol, z_range_mm=(-3.0, 3.0), device="cpu")
@@ -214,5 +226,35 @@ def test_cuda_case_matches_numpys():
     for tissue in (Tissue.FAT, Tissue.MUSCLE):  # per tissue, the medians within 2 HU
         inside = (ours.tissues == tissue) & (theirs.tissues == tissue)
         assert abs(float(np.median(theirs.hu[inside])) - float(np.median(ours.hu[inside]))) <= 2.0, tissue
-    assert theirs.truth["right"] == ours.truth["right"] and theirs.truth["left"] == ours.truth["left"]
-    np.testing.assert_allclose(theirs.radiograph.image, ours.radiograph.image, rtol=0, atol=1e-3)
+    # the truth's labels may differ in the odd voxel as the case's do: a few voxels of volume
+    for side in ("right", "left"):
+        _assert_truth_close(theirs.truth[side], ours.truth[side], TRUTH_VOXEL_ML, side)
+    # the radiograph's own labels likewise: a flipped voxel changes the pixels its rays cross
+    differ = np.abs(theirs.radiograph.image - ours.radiograph.image) > 1e-3
+    assert differ.mean() < 1e-3
+
+
+TRUTH_VOXEL_ML = TRUTH_SPACING_MM**3 / 1000.0
+
+
+def _assert_truth_close(got, expected, voxel_ml: float, path: str) -> None:
+    """Measured truth equal in everything but volumes (within 3 voxels of ``voxel_ml``) and
+    distances and centroids (within 1 mm, a truth voxel): what one voxel's label can move."""
+    if isinstance(expected, dict):
+        keys = set(got) | set(expected)
+        for key in keys:
+            if "volume_ml" in path + "/" + str(key):  # a tissue seen in one voxel may be absent in the other
+                a, b = got.get(key, 0.0), expected.get(key, 0.0)
+            else:
+                assert key in got and key in expected, f"{path}/{key}"
+                a, b = got[key], expected[key]
+            _assert_truth_close(a, b, voxel_ml, f"{path}/{key}")
+    elif isinstance(expected, list):
+        assert len(got) == len(expected), path
+        for i, (a, b) in enumerate(zip(got, expected, strict=True)):
+            _assert_truth_close(a, b, voxel_ml, f"{path}/{i}")
+    elif isinstance(expected, float) and not isinstance(got, bool):
+        tolerance = 3 * voxel_ml + 1e-9 if "volume_ml" in path else 1.0
+        assert abs(got - expected) <= tolerance, (path, got, expected)
+    else:
+        assert got == expected, (path, got, expected)
