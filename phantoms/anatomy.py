@@ -423,7 +423,7 @@ def pelvic_organs(lm: HipLandmarks, sex: str) -> list[Part]:
     ]
 
 
-def _viscera(lm: HipLandmarks, rng: np.random.Generator | None, sex: str = "male") -> list[Part]:
+def _viscera(lm: HipLandmarks, rng: np.random.Generator | None, sex: str) -> list[Part]:
     """The pelvic organs of ``sex``, bladder, rectum with gas, and loops of bowel in the false
     pelvis (placed by ``rng``; none without one: the parts that lesions are measured against never
     include them)."""

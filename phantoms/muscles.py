@@ -754,7 +754,7 @@ def muscle_field(landmarks: Mapping[str, np.ndarray], lean: Shape, bulk: float =
     """Every muscle of both sides, sized for ``bulk`` (1 healthy; 0.5 half the cross-section)."""
     if not 0.05 <= bulk <= 1.5:
         raise ValueError(f"bulk = {bulk!r} is outside [0.05, 1.5]")
-    names, paths, radii, cavity, groups = [], [], [], [], []
+    names, paths, radii, cavity, groups, sheet = [], [], [], [], [], []
     for side in SIDES:
         for name, path in muscle_paths(landmarks, side).items():
             names.append(name)
@@ -765,6 +765,7 @@ def muscle_field(landmarks: Mapping[str, np.ndarray], lean: Shape, bulk: float =
             radii.append(np.sqrt(bulk * m.pcsa_mm2 / np.pi) * pelvis.scale)
             cavity.append(m.name in g.CAVITY_MUSCLES)
             groups.append(f"{_group(m.name)}_{side}")
+            sheet.append(SHEET_REACH_SCALE.get(_group(m.name), 1.0))
     radii = np.asarray(radii)
     # Wasting shrinks the reach as bulk squared: measured on the proximal thigh, muscle area
     # then falls to 0.88 of healthy at bulk 0.7 and 0.39 at bulk 0.4 (DOMAIN.md 2.8: CSA -30
@@ -773,7 +774,7 @@ def muscle_field(landmarks: Mapping[str, np.ndarray], lean: Shape, bulk: float =
     # Inside the cavities nothing bounds the iliopsoas but its own size: a shorter reach there.
     lining = np.asarray(cavity)
     reaches[lining] = np.minimum(reaches[lining], CAVITY_REACH_RADII * radii[lining])
-    reaches *= np.array([SHEET_REACH_SCALE.get(_group(m.name), 1.0) for _ in SIDES for m in g.MUSCLES])
+    reaches *= np.asarray(sheet)
     return MuscleField(
         tuple(names),
         tuple(paths),
