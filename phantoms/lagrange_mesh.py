@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -60,29 +61,65 @@ class Triangulation:
         return np.asarray(self.T @ np.asarray(nodes, float))
 
 
+def _node_indices(element_type: str) -> list[tuple[int, int]]:
+    """Integer indices ``(i, j)`` of an element's Lagrange nodes in fieldwork order (the first fastest)."""
+    shape, p1, p2 = ELEMENT_TYPES[element_type]
+    if shape == "quad":
+        return [(i, j) for j in range(p2 + 1) for i in range(p1 + 1)]
+    return [(i, j) for j in range(p1 + 1) for i in range(p1 + 1 - j)]
+
+
 def local_points(element_type: str) -> np.ndarray:
     """Local coordinates (P, 2) of an element's Lagrange nodes in fieldwork order."""
-    shape, p1, p2 = ELEMENT_TYPES[element_type]
-    if shape == "quad":
-        return np.array([(i / p1, j / p2) for j in range(p2 + 1) for i in range(p1 + 1)])
-    return np.array([(i / p1, j / p1) for j in range(p1 + 1) for i in range(p1 + 1 - j)])
+    _, p1, p2 = ELEMENT_TYPES[element_type]
+    return np.array([(i / p1, j / p2) for i, j in _node_indices(element_type)])
 
 
-def _monomials(element_type: str, xi: np.ndarray) -> np.ndarray:
+@functools.lru_cache(maxsize=4096)
+def _falling(t: Fraction, count: int) -> Fraction:
+    """``prod_{a < count} (t - a) / (a + 1)``: the 1D equispaced Lagrange factor."""
+    value = Fraction(1)
+    for a in range(count):
+        value *= (t - a) / (a + 1)
+    return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _lagrange_1d(order: int, i: int, t: Fraction) -> Fraction:
+    """The 1D Lagrange polynomial of node ``i / order`` among ``0, 1/order, ..., 1``, at ``t``."""
+    value = Fraction(1)
+    for m in range(order + 1):
+        if m != i:
+            value *= (order * t - m) / (i - m)
+    return value
+
+
+def _node_basis(element_type: str, node: tuple[int, int], xi1: Fraction, xi2: Fraction) -> Fraction:
+    """The Lagrange basis function of ``node`` at local ``(xi1, xi2)``, in exact rationals."""
     shape, p1, p2 = ELEMENT_TYPES[element_type]
-    if shape == "quad":
-        powers = [(a, b) for b in range(p2 + 1) for a in range(p1 + 1)]
-    else:
-        powers = [(a, b) for b in range(p1 + 1) for a in range(p1 + 1 - b)]
-    return np.stack([xi[:, 0] ** a * xi[:, 1] ** b for a, b in powers], axis=1)
+    i, j = node
+    if shape == "quad":  # tensor product of 1D Lagrange polynomials on i/p1 and j/p2
+        return _lagrange_1d(p1, i, xi1) * _lagrange_1d(p2, j, xi2)
+    # complete polynomials on a triangle (Silvester): a product over the barycentric coordinates
+    return _falling(p1 * xi1, i) * _falling(p1 * xi2, j) * _falling(p1 * (1 - xi1 - xi2), p1 - i - j)
 
 
 def basis(element_type: str, xi: np.ndarray) -> np.ndarray:
     """Lagrange basis values (K, P) at local coordinates ``xi`` (K, 2): the complete (triangle) or
-    tensor-product (quad) polynomial space interpolating the element's nodes."""
+    tensor-product (quad) polynomial space interpolating the element's nodes.
+
+    Evaluated in exact rationals, with ``xi`` read as the nearest fraction of denominator up to
+    2**20 (the sub-grid points i/n exactly), then rounded once to float: exactly 1 and 0 at the
+    nodes, and the same bits on every machine, so that vertices shared by elements merge
+    everywhere (a basis from a matrix inverse carries rounding noise that depends on the BLAS).
+    """
     xi = np.atleast_2d(np.asarray(xi, float))
-    vandermonde = _monomials(element_type, local_points(element_type))
-    return _monomials(element_type, xi) @ np.linalg.inv(vandermonde)
+    nodes = _node_indices(element_type)
+    values = np.empty((len(xi), len(nodes)))
+    for k, (x1, x2) in enumerate(xi):
+        f1, f2 = (Fraction(float(x)).limit_denominator(1 << 20) for x in (x1, x2))
+        values[k] = [float(_node_basis(element_type, node, f1, f2)) for node in nodes]
+    return values
 
 
 def _sub_grid(element_type: str, level: int) -> tuple[np.ndarray, np.ndarray]:

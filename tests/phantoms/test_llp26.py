@@ -82,6 +82,19 @@ def test_shape_model_mean_equals_geof_nodes():
     np.testing.assert_allclose(mean[llp26.PELVIS_NODES], geof, atol=1e-9)
 
 
+@pytest.mark.parametrize("element_type", sorted(lagrange_mesh.ELEMENT_TYPES))
+def test_basis_is_exact_at_the_nodes_and_interpolates_its_polynomials(element_type):
+    # exactly 1 at a function's own node and exactly 0 at the others: the weights that name a
+    # vertex shared by two elements must not carry rounding noise, or the vertex is made twice
+    points = lagrange_mesh.local_points(element_type)
+    assert np.array_equal(lagrange_mesh.basis(element_type, points), np.eye(len(points)))
+    # inside the element it interpolates any polynomial of the element's degree
+    shape, p1, p2 = lagrange_mesh.ELEMENT_TYPES[element_type]
+    xi = np.random.default_rng(0).uniform(0, 0.5, (20, 2))
+    cubic = lambda q: 1 + q[:, 0] ** min(p1, 3) - 2 * q[:, 1] ** min(p2, 3) + q[:, 0] * q[:, 1]  # noqa: E731
+    np.testing.assert_allclose(lagrange_mesh.basis(element_type, xi) @ cubic(points), cubic(xi), atol=1e-12)
+
+
 def test_shared_edges_have_no_cracks():
     # every vertex is made once: no two distinct vertices of one bone lie at the same place
     from scipy.spatial import cKDTree
