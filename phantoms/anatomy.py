@@ -390,11 +390,13 @@ def _vessel_nerve_parts(spec: AnatomySpec) -> tuple[Part, ...]:
 # anteroposterior, 3 cm high; uterus 7.5 cm long, 5 cm broad, 2.5 cm thick, here anteverted over
 # the back of the bladder with its cervix toward the rectum; ovaries 4 x 2 x 0.8 cm on the side
 # walls; the seminal vesicles (7.5 cm unrolled) coiled to 5 cm behind the bladder base, rising
-# laterally. Not in DOMAIN.md, which gives no organ sizes.
+# laterally. Not in DOMAIN.md, which gives no organ sizes. The prostate sits 2 cm behind the
+# symphysis (the retropubic fat), so that the rectum behind it runs between the ischial
+# tuberosities, where the anal canal lies.
 BLADDER_CENTRE = np.array([0.0, 38.0, -2.0])
 BLADDER_RADII = (36.0, 26.0, 28.0)
 MALE_ORGANS = (  # name, centre offset, semi-axes, rotation (axis, degrees)
-    ("prostate", (0.0, -30.0, -40.0), (20.0, 10.0, 15.0), ((1.0, 0.0, 0.0), 0.0)),
+    ("prostate", (0.0, -38.0, -40.0), (20.0, 10.0, 15.0), ((1.0, 0.0, 0.0), 0.0)),
     ("seminal_vesicle_right", (20.0, -40.0, -18.0), (25.0, 7.0, 8.0), ((0.0, 1.0, 0.0), -30.0)),
     ("seminal_vesicle_left", (-20.0, -40.0, -18.0), (25.0, 7.0, 8.0), ((0.0, 1.0, 0.0), 30.0)),
 )

@@ -478,9 +478,9 @@ def test_the_lesser_pelvis_holds_the_organs_of_each_sex(sex):
         tissues = phantom.rasterize(grid, supersampling=1).tissues[0]
         return float((tissues == Tissue.SOFT_TISSUE_OTHER).sum() * 0.25)
 
-    # the rectum presses on the back of the prostate (or where the vagina would be, y about 0):
+    # the rectum presses on the back of the prostate (or where the vagina would be, y about -8):
     # the box stops in front of it there, 30 mm behind the bladder's back higher up
-    prostate_level = soft_area_mm2(lm.pubic_tubercle[2] - 25.0, back_mm=1.0)
+    prostate_level = soft_area_mm2(lm.pubic_tubercle[2] - 25.0, back_mm=-7.0)
     uterus_level = soft_area_mm2(25.0 * ps, back_mm=-30.0)
     if sex == "male":
         assert 300.0 <= prostate_level <= 1200.0 and uterus_level == 0.0
@@ -518,3 +518,17 @@ def test_the_rectum_lies_in_front_of_the_sacrum_and_against_the_prostate(seed, s
         edges = np.flatnonzero(np.diff(soft))
         runs = list(zip(y[edges[::2]].round(), (edges[1::2] - edges[::2]).tolist(), strict=True))
         assert max(n for _, n in runs) >= 40, runs
+
+
+@pytest.mark.parametrize(("seed", "sex"), [(4, "male"), (6, "female")])
+def test_the_ischioanal_fossae_beside_the_anal_canal_hold_fat(seed, sex):
+    """At the ischial tuberosities, between them and the anal canal and behind the line joining
+    them, lie the ischioanal fossae: fat (Gray's Anatomy 1918), which the thigh and buttock
+    muscles border but do not fill. Read from 1 mm labels beside the midline on both sides."""
+    phantom = build_phantom(sample_anatomy(np.random.default_rng(seed), sex=sex))
+    tuberosity = phantom.landmarks.ischial_tuberosity  # the right hip's
+    z, y = tuberosity[2], tuberosity[1]
+    for lo_x, hi_x in ((15.0, 30.0), (-30.0, -15.0)):
+        grid = Grid.covering((lo_x, y - 25.0, z - 0.5), (hi_x, y - 5.0, z + 0.5), 1.0)
+        tissues = phantom.rasterize(grid, supersampling=1).tissues[0]
+        assert np.mean(tissues == Tissue.FAT) > 0.7, (lo_x, np.bincount(tissues.ravel()))
