@@ -390,11 +390,13 @@ def _vessel_nerve_parts(spec: AnatomySpec) -> tuple[Part, ...]:
 # anteroposterior, 3 cm high; uterus 7.5 cm long, 5 cm broad, 2.5 cm thick, here anteverted over
 # the back of the bladder with its cervix toward the rectum; ovaries 4 x 2 x 0.8 cm on the side
 # walls; the seminal vesicles (7.5 cm unrolled) coiled to 5 cm behind the bladder base, rising
-# laterally. Not in DOMAIN.md, which gives no organ sizes.
+# laterally. Not in DOMAIN.md, which gives no organ sizes. The prostate sits 2 cm behind the
+# symphysis (the retropubic fat), so that the rectum behind it runs between the ischial
+# tuberosities, where the anal canal lies.
 BLADDER_CENTRE = np.array([0.0, 38.0, -2.0])
 BLADDER_RADII = (36.0, 26.0, 28.0)
 MALE_ORGANS = (  # name, centre offset, semi-axes, rotation (axis, degrees)
-    ("prostate", (0.0, -30.0, -40.0), (20.0, 10.0, 15.0), ((1.0, 0.0, 0.0), 0.0)),
+    ("prostate", (0.0, -38.0, -40.0), (20.0, 10.0, 15.0), ((1.0, 0.0, 0.0), 0.0)),
     ("seminal_vesicle_right", (20.0, -40.0, -18.0), (25.0, 7.0, 8.0), ((0.0, 1.0, 0.0), -30.0)),
     ("seminal_vesicle_left", (-20.0, -40.0, -18.0), (25.0, 7.0, 8.0), ((0.0, 1.0, 0.0), 30.0)),
 )
@@ -423,11 +425,58 @@ def pelvic_organs(lm: HipLandmarks, sex: str) -> list[Part]:
     ]
 
 
-def _viscera(lm: HipLandmarks, rng: np.random.Generator | None, sex: str) -> list[Part]:
-    """The pelvic organs of ``sex``, bladder, rectum with gas, and loops of bowel in the false
-    pelvis (placed by ``rng``; none without one: the parts that lesions are measured against never
-    include them)."""
+# The rectum (Gray's Anatomy of the Human Body, 20th ed., 1918, public domain; XI Splanchnology,
+# 2g "The Rectum" and "The Anal Canal"): it begins at the third sacral vertebra and follows the
+# curve of the sacrum and coccyx in front of them; its lower part lies behind the prostate in men
+# (the vagina in women, which takes the same place here); at the apex of the prostate it turns
+# back into the anal canal, 2.5-4 cm long, which runs downward and backward to the anus at the
+# skin of the perineum (the body's surface ends the tube).
+# Centre-line stations (pelvic-scale mm): S3, the sacral apex (the ampulla, widest), behind the
+# middle of the prostate, at its apex (the anorectal junction), and the anal canal's lower end.
+RECTUM_RADII_MM = np.array([14.0, 16.0, 14.0, 12.0, 10.0])
+S3_ABOVE_APEX_MM = 40.0  # S3, below the promontory that juts forward higher up (the sacrum is ~10 cm high)
+PRESACRAL_FAT_MM = 8.0  # [K] the retrorectal fat between rectum and sacrum, normally under 10-15 mm
+ANAL_CANAL_MM = (-12.0, -25.0)  # [K] y, z from the anorectal junction: 2.8 cm, down and back
+PROSTATE_PRESS_MM = 2.0  # the rectum's front wall runs this far into the prostate's back (painted over it)
+RECTAL_GAS_FRACTION = 0.45  # the gas column's radius, a fraction of the rectum's
+
+
+def rectum_path(sacrum: np.ndarray, lm: HipLandmarks) -> tuple[np.ndarray, np.ndarray]:
+    """Centre line (5, 3) and radii (5,) in mm of the rectum and anal canal: in front of the
+    sacrum whose mesh vertices are ``sacrum`` (N, 3) mm, then behind the prostate (see
+    :data:`MALE_ORGANS`), touching it, down to the anus."""
     ps = lm.pelvic_scale
+    radii = RECTUM_RADII_MM * ps
+    midline_x = float(np.median(sacrum[:, 0]))
+    midline = sacrum[np.abs(sacrum[:, 0] - midline_x) < 10.0 * ps]
+    apex_z = float(sacrum[:, 2].min())
+
+    def in_front_of_sacrum(z: float, radius: float) -> list[float]:
+        near = midline[np.abs(midline[:, 2] - z) < 4.0 * ps]
+        return [midline_x, float(near[:, 1].max()) + PRESACRAL_FAT_MM * ps + radius, z]
+
+    _, offset, semi_axes, _ = MALE_ORGANS[0]  # the prostate
+    back_y = (BLADDER_CENTRE[1] + offset[1] - semi_axes[1] + PROSTATE_PRESS_MM) * ps  # its back
+    middle_z = (BLADDER_CENTRE[2] + offset[2]) * ps
+    junction = [0.0, back_y - radii[3], middle_z - semi_axes[2] * ps]  # at the prostate's apex
+    points = [
+        in_front_of_sacrum(apex_z + S3_ABOVE_APEX_MM * ps, radii[0]),
+        in_front_of_sacrum(apex_z, radii[1]),
+        [0.0, back_y - radii[2], middle_z],
+        junction,
+        [0.0, junction[1] + ANAL_CANAL_MM[0] * ps, junction[2] + ANAL_CANAL_MM[1] * ps],
+    ]
+    return np.asarray(points), radii
+
+
+def _viscera(
+    lm: HipLandmarks, sacrum: np.ndarray, body: Shape, rng: np.random.Generator | None, sex: str
+) -> list[Part]:
+    """The pelvic organs of ``sex``, bladder, rectum with gas (in front of the ``sacrum``, its
+    mesh vertices, and inside the ``body``), and loops of bowel in the false pelvis (placed by
+    ``rng``; none without one: the parts that lesions are measured against never include them)."""
+    ps = lm.pelvic_scale
+    rectum, rectum_radii = rectum_path(sacrum, lm)
     soft, gas = Tissue.SOFT_TISSUE_OTHER, Tissue.AIR
     parts = [
         *pelvic_organs(lm, sex),
@@ -438,13 +487,14 @@ def _viscera(lm: HipLandmarks, rng: np.random.Generator | None, sex: str) -> lis
             soft,
             layers=(Layer(BLADDER_WALL_MM, Tissue.URINE),),
         ),
+        Part("rectum", Intersection((tube(rectum, rectum_radii), body)), Structure.SOFT_TISSUE, soft),
+        # gas in the ampulla, along the sacral part
         Part(
-            "rectum",
-            tube([(0, -60, 70), (0, -70, 10), (0, -52, -46)], [14, 16, 13]),
-            Structure.SOFT_TISSUE,
-            soft,
+            "rectal_gas",
+            tube(rectum[:2], RECTAL_GAS_FRACTION * rectum_radii[:2]),
+            Structure.BACKGROUND,
+            gas,
         ),
-        Part("rectal_gas", tube([(0, -60, 62), (0, -68, 14)], [6, 7]), Structure.BACKGROUND, gas),
     ]
     if rng is None:
         return parts
@@ -501,7 +551,7 @@ def build_anatomy(
     )
     parts.append(_muscle_part(muscle_field_for(spec)))
     # Bowel loops and the rectum lie where the iliopsoas and the buttock muscles reach: over them.
-    parts.extend(_viscera(sk.landmarks["right"], rng, spec.sex))
+    parts.extend(_viscera(sk.landmarks["right"], sk.bones.pelvis[2].vertices, body, rng, spec.sex))
     parts.extend(lesions)
     parts.extend(_vessel_nerve_parts(spec))
 

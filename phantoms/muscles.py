@@ -722,7 +722,8 @@ def cavity_shape(landmarks: Mapping[str, np.ndarray]) -> Shape:
     landmarks: ellipsoids in a pelvic frame set by the hip centres, ASIS and PSIS.
 
     Sizes are in units of the inter-hip distance (175 mm in the analytic hip): the lesser pelvis
-    holds bladder and rectum; the abdomen starts at the pelvic brim, inside the iliac wings.
+    holds bladder and rectum; the abdomen starts at the pelvic brim, inside the iliac wings; the
+    ischioanal fossae lie below the lesser pelvis, between the ischial tuberosities.
     """
     hr, hl = (
         np.asarray(landmarks["head_centre_right"], float),
@@ -740,7 +741,11 @@ def cavity_shape(landmarks: Mapping[str, np.ndarray]) -> Shape:
     s = np.linalg.norm(hr - hl) / 175.0
     lesser = Ellipsoid(o + rot @ (np.array([0.0, -10.0, 8.0]) * s), np.array([42.0, 76.0, 58.0]) * s, rot)
     abdomen = Ellipsoid(o + rot @ (np.array([0.0, 0.0, 150.0]) * s), np.array([92.0, 62.0, 128.0]) * s, rot)
-    return Union((lesser, abdomen), smooth_mm=20.0 * s)
+    # The ischioanal fossae: fat between the ischial tuberosities, behind the urogenital region,
+    # from the pelvic floor to the perineum, around the anal canal (Gray's Anatomy 1918, "The
+    # Ischiorectal Fossa"); the adductor magnus and gluteus maximus border it, never fill it.
+    fossae = Ellipsoid(o + rot @ (np.array([0.0, -45.0, -68.0]) * s), np.array([36.0, 28.0, 38.0]) * s, rot)
+    return Union((lesser, abdomen, fossae), smooth_mm=20.0 * s)
 
 
 def _group(name: str) -> str:

@@ -473,13 +473,62 @@ def test_the_lesser_pelvis_holds_the_organs_of_each_sex(sex):
     lm = phantom.landmarks
     ps = lm.pelvic_scale
 
-    def soft_area_mm2(z: float) -> float:
-        grid = Grid.covering((-35.0, -30.0 * ps, z - 0.25), (35.0, 20.0 * ps, z + 0.25), 0.5)
+    def soft_area_mm2(z: float, back_mm: float) -> float:
+        grid = Grid.covering((-35.0, back_mm * ps, z - 0.25), (35.0, 20.0 * ps, z + 0.25), 0.5)
         tissues = phantom.rasterize(grid, supersampling=1).tissues[0]
         return float((tissues == Tissue.SOFT_TISSUE_OTHER).sum() * 0.25)
 
-    prostate_level, uterus_level = soft_area_mm2(lm.pubic_tubercle[2] - 25.0), soft_area_mm2(25.0 * ps)
+    # the rectum presses on the back of the prostate (or where the vagina would be, y about -8):
+    # the box stops in front of it there, 30 mm behind the bladder's back higher up
+    prostate_level = soft_area_mm2(lm.pubic_tubercle[2] - 25.0, back_mm=-7.0)
+    uterus_level = soft_area_mm2(25.0 * ps, back_mm=-30.0)
     if sex == "male":
         assert 300.0 <= prostate_level <= 1200.0 and uterus_level == 0.0
     else:
         assert prostate_level == 0.0 and 800.0 <= uterus_level <= 2500.0
+
+
+@pytest.mark.parametrize(("seed", "sex"), [(4, "male"), (6, "female")])
+def test_the_rectum_lies_in_front_of_the_sacrum_and_against_the_prostate(seed, sex):
+    """Gray's Anatomy (1918): the rectum follows the curve of the sacrum in front of it, and its
+    lower part lies against the back of the prostate. On 1 mm midline labels: every row of the
+    rectal gas has the sacrum (if any) behind it, at least the rectal wall away; in men, a row at
+    the prostate's level is soft tissue from the front of the prostate to the back of the rectum
+    (at least 40 mm: the prostate is about 20 mm deep, the rectum about 28 mm), no fat between."""
+    anatomy = sample_anatomy(np.random.default_rng(seed), sex=sex)
+    phantom = build_phantom(anatomy)
+    grid = Grid.covering((-0.5, -140.0, -100.0), (0.5, 60.0, 120.0), 1.0)
+    labels = phantom.rasterize(grid, supersampling=1)
+    tissues, structures = labels.tissues[:, :, 0], labels.structures[:, :, 0]  # [z, y]
+    y = grid.voxel_centers_axis(1)
+    inside = ndimage.binary_fill_holes(structures != Structure.BACKGROUND)
+    gas_rows = 0
+    for row in range(tissues.shape[0]):
+        gas = y[(tissues[row] == Tissue.AIR) & inside[row]]
+        if gas.size == 0:
+            continue
+        gas_rows += 1
+        sacrum = y[(structures[row] == Structure.PELVIS) & (y < gas.max())]
+        assert sacrum.size == 0 or gas.min() - sacrum.max() >= 5.0, (row, gas.min(), sacrum.max())
+    assert gas_rows >= 20  # a column of gas in the ampulla
+    if sex == "male":
+        level = phantom.landmarks.pubic_tubercle[2] - 25.0
+        row = tissues[int(np.argmin(np.abs(grid.voxel_centers_axis(2) - level)))]
+        soft = np.concatenate([[0], (row == Tissue.SOFT_TISSUE_OTHER).astype(int), [0]])
+        edges = np.flatnonzero(np.diff(soft))
+        runs = list(zip(y[edges[::2]].round(), (edges[1::2] - edges[::2]).tolist(), strict=True))
+        assert max(n for _, n in runs) >= 40, runs
+
+
+@pytest.mark.parametrize(("seed", "sex"), [(4, "male"), (6, "female")])
+def test_the_ischioanal_fossae_beside_the_anal_canal_hold_fat(seed, sex):
+    """At the ischial tuberosities, between them and the anal canal and behind the line joining
+    them, lie the ischioanal fossae: fat (Gray's Anatomy 1918), which the thigh and buttock
+    muscles border but do not fill. Read from 1 mm labels beside the midline on both sides."""
+    phantom = build_phantom(sample_anatomy(np.random.default_rng(seed), sex=sex))
+    tuberosity = phantom.landmarks.ischial_tuberosity  # the right hip's
+    z, y = tuberosity[2], tuberosity[1]
+    for lo_x, hi_x in ((15.0, 30.0), (-30.0, -15.0)):
+        grid = Grid.covering((lo_x, y - 25.0, z - 0.5), (hi_x, y - 5.0, z + 0.5), 1.0)
+        tissues = phantom.rasterize(grid, supersampling=1).tissues[0]
+        assert np.mean(tissues == Tissue.FAT) > 0.7, (lo_x, np.bincount(tissues.ravel()))

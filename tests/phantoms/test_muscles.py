@@ -393,8 +393,8 @@ def test_union_part_is_the_union_of_the_muscles(field, centre):
 
 
 def test_cavities_hold_only_the_muscles_that_line_them(field):
-    # Bladder centre and the upper rectum in the scene (anatomy._viscera); the lower rectum runs
-    # between the buttocks, which the scene paints it over.
+    # The bladder's centre (anatomy._viscera) and a point in front of the sacrum, where the rectum
+    # runs; its lower part and the anal canal run between the buttocks, which the scene paints over.
     organs = np.array([[0.0, 38.0, -2.0], [0.0, -60.0, 70.0]])
     for i in range(len(field.names)):
         assert np.all(field.sdf(i, organs) > 0), field.names[i]
