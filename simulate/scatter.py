@@ -37,9 +37,9 @@ KERNEL_SIGMA_MM = 150.0  # Gaussian width of the scatter kernel at the detector
 # subtracted, -0.4 HU with 90 %, 5.9 HU with 95 % and 12.7 HU with all of it (the estimate, made
 # from the measured signal, then over-corrects a little). Clinical scans read urine as fluid,
 # 0-20 HU (DOMAIN.md 4.1); a larger residual darkens the whole centre of the pelvis, not only the
-# band between the femoral heads (DOMAIN.md 4.4: -20 to -80 HU), which noise-free reads about
-# -12 HU here (benchmarks/bench_acquisition.py; mostly the bone's beam hardening) and deepens
-# with the photon starvation of noisy scans.
+# band between the femoral heads (DOMAIN.md 4.4: -20 to -80 HU in clinical images, with photon
+# starvation), which noise-free reads -8.0 HU here (benchmarks/bench_acquisition.py; -4.1 HU
+# from the bone's beam hardening alone).
 CORRECTION_FRACTION = 0.95
 
 
