@@ -30,13 +30,17 @@ KERNEL_SIGMA_MM = 150.0  # Gaussian width of the scatter kernel at the detector
 # water does not know an object's bone and its shape, so kernel corrections leave part of the
 # scatter (Maier J et al., J Nondestruct Eval 2018;37:57, "Deep scatter estimation": kernel-based
 # estimates fall well short of Monte Carlo scatter, which a learned estimate matches to < 3 %).
-# Here the scatter is made with the scanner's own kernel, so removing the whole estimate would be
-# a perfect correction; the residual (1 - CORRECTION_FRACTION) is this model's choice, set so the
-# band between the femoral heads of a noise-free quick scan without bone correction (seed 1,
-# phase c; benchmarks/bench_acquisition.py) lies in DOMAIN.md 4.4's -20 to -80 HU: with the
-# whole estimate removed it reads -9.5 HU (the bone beam hardening alone), without any scatter
-# correction -50 HU.
-CORRECTION_FRACTION = 0.65
+# Here the scatter is made with the scanner's own kernel; the residual (1 - CORRECTION_FRACTION)
+# is this model's choice. Its error is broad (the kernel is) and largest where every lateral ray
+# crosses both hips. In a noise-free quick scan of seed 1, phase c, through the femoral heads'
+# centre, the bladder's urine reads 10.6 HU without scatter and -22.8 HU with 65 % of the estimate
+# subtracted, -0.4 HU with 90 %, 5.9 HU with 95 % and 12.7 HU with all of it (the estimate, made
+# from the measured signal, then over-corrects a little). Clinical scans read urine as fluid,
+# 0-20 HU (DOMAIN.md 4.1); a larger residual darkens the whole centre of the pelvis, not only the
+# band between the femoral heads (DOMAIN.md 4.4: -20 to -80 HU in clinical images, with photon
+# starvation), which noise-free reads -8.0 HU here (benchmarks/bench_acquisition.py; -4.1 HU
+# from the bone's beam hardening alone).
+CORRECTION_FRACTION = 0.95
 
 
 def _spread(source: np.ndarray, protocol: ScannerProtocol) -> np.ndarray:
